@@ -1,0 +1,359 @@
+"""Run configuration: embedded defaults < YAML file < FETCHSHARD_* environment < CLI flags.
+
+Each section is a small frozen dataclass; :func:`load_config` merges the layers and
+validates every value before any work starts, raising :class:`ConfigError` with one line
+that names the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fetchshard.errors import ConfigError
+
+ENV_PREFIX = "FETCHSHARD_"
+
+MiB = 1024 * 1024
+
+# Module-level defaults: one place to read what a run does when nothing is configured.
+DEFAULT_MAX_IN_FLIGHT = 512
+DEFAULT_PER_HOST_CONCURRENCY = 16
+DEFAULT_PER_HOST_RATE = 10.0
+DEFAULT_PER_HOST_BURST = 5
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_READ_TIMEOUT = 30.0
+DEFAULT_TOTAL_TIMEOUT = 120.0
+DEFAULT_MAX_BODY_BYTES = 64 * MiB
+DEFAULT_MAX_REDIRECTS = 10
+DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_SPREAD = 16
+
+
+@dataclass(frozen=True, kw_only=True)
+class InputConfig:
+    """Where the URLs come from and which columns travel with them."""
+
+    paths: tuple[str, ...] = ()
+    format: str = "auto"
+    url_column: str = "url"
+    id_column: str | None = None
+    extra_columns: tuple[str, ...] | None = None
+    max_url_length: int = 4096
+    batch_rows: int = 65536
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutputConfig:
+    """The output folder and how Parquet parts are cut."""
+
+    dir: str = "out"
+    part_max_rows: int = 100_000
+    part_max_bytes: int = 256 * MiB
+    row_group_bytes: int = 32 * MiB
+    compression: str = "zstd"
+    store_body: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class PartitionConfig:
+    """How URLs are spread over ranks; see DESIGN.md "Partition"."""
+
+    spread: int = DEFAULT_SPREAD
+
+
+@dataclass(frozen=True, kw_only=True)
+class FetchConfig:
+    """HTTP behaviour. Rates are requests per second for a host over all ranks together."""
+
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    per_host_concurrency: int = DEFAULT_PER_HOST_CONCURRENCY
+    per_host_rate: float = DEFAULT_PER_HOST_RATE
+    per_host_burst: int = DEFAULT_PER_HOST_BURST
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    read_timeout: float = DEFAULT_READ_TIMEOUT
+    total_timeout: float = DEFAULT_TOTAL_TIMEOUT
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_redirects: int = DEFAULT_MAX_REDIRECTS
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    retry_base_delay: float = 1.0
+    retry_max_delay: float = 60.0
+    contact: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    verify_tls: bool = True
+    trust_env: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """How this process runs: ranks, restart, progress."""
+
+    rank: int | None = None
+    world_size: int | None = None
+    ranks: int = 1
+    restart: bool = False
+    progress_interval: float = 5.0
+    log_level: str = "info"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    input: InputConfig = field(default_factory=InputConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    partition: PartitionConfig = field(default_factory=PartitionConfig)
+    fetch: FetchConfig = field(default_factory=FetchConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+_SECTION_TYPES: dict[str, type[Any]] = {
+    "input": InputConfig,
+    "output": OutputConfig,
+    "partition": PartitionConfig,
+    "fetch": FetchConfig,
+    "run": RunConfig,
+}
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "input.format": ("auto", "txt", "csv", "tsv", "jsonl", "parquet"),
+    "output.compression": ("zstd", "snappy", "gzip", "lz4", "none"),
+    "run.log_level": ("debug", "info", "warning", "error"),
+}
+_POSITIVE = {
+    "input.max_url_length",
+    "input.batch_rows",
+    "output.part_max_rows",
+    "output.part_max_bytes",
+    "output.row_group_bytes",
+    "partition.spread",
+    "fetch.max_in_flight",
+    "fetch.per_host_concurrency",
+    "fetch.per_host_rate",
+    "fetch.per_host_burst",
+    "fetch.connect_timeout",
+    "fetch.read_timeout",
+    "fetch.total_timeout",
+    "fetch.max_body_bytes",
+    "fetch.max_attempts",
+    "fetch.retry_base_delay",
+    "fetch.retry_max_delay",
+    "run.world_size",
+    "run.ranks",
+    "run.progress_interval",
+}
+_NON_NEGATIVE = {"fetch.max_redirects", "run.rank"}
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        return "list of " + _type_name(typing.get_args(tp)[0])
+    if origin is dict:
+        return "mapping"
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it in the field's shape."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(key, value, arg)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if origin is tuple:
+        (item_tp, _) = typing.get_args(tp)
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+        return tuple(_coerce(key, v, item_tp) for v in value)
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        out: dict[str, str] = {}
+        for k, v in value.items():
+            if not isinstance(k, str) or not isinstance(v, str | int | float):
+                raise ConfigError(f"{key}: expected a mapping of strings, got {k!r}: {v!r}")
+            out[k] = str(v)
+        return out
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+            return float(value)
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    raise ConfigError(f"{key}: unsupported type {tp!r}")  # pragma: no cover
+
+
+def _check_value(key: str, value: Any) -> None:
+    if key in _CHOICES and value not in _CHOICES[key]:
+        raise ConfigError(f"{key}: must be one of {', '.join(_CHOICES[key])}, got {value!r}")
+    if value is None or isinstance(value, bool):
+        return
+    if key in _POSITIVE and value <= 0:
+        raise ConfigError(f"{key}: must be greater than 0, got {value!r}")
+    if key in _NON_NEGATIVE and value < 0:
+        raise ConfigError(f"{key}: must be 0 or more, got {value!r}")
+
+
+def _merge(layers: list[tuple[str, Mapping[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Merge ``{section: {key: value}}`` layers, later ones winning; check every key."""
+    merged: dict[str, dict[str, Any]] = {name: {} for name in _SECTION_TYPES}
+    for origin, layer in layers:
+        for section, values in layer.items():
+            if section not in _SECTION_TYPES:
+                raise ConfigError(
+                    f"unknown section {section!r} in {origin} "
+                    f"(known: {', '.join(_SECTION_TYPES)})"
+                )
+            if not isinstance(values, Mapping):
+                raise ConfigError(f"{section}: expected a mapping in {origin}, got {values!r}")
+            known = {f.name: f for f in fields(_SECTION_TYPES[section])}
+            for key, value in values.items():
+                if key not in known:
+                    raise ConfigError(
+                        f"unknown key {section}.{key} in {origin} "
+                        f"(known: {', '.join(sorted(known))})"
+                    )
+                merged[section][key] = value
+    return merged
+
+
+def _build(merged: dict[str, dict[str, Any]]) -> Config:
+    sections: dict[str, Any] = {}
+    for section, cls in _SECTION_TYPES.items():
+        hints = typing.get_type_hints(cls)
+        kwargs: dict[str, Any] = {}
+        for key, value in merged[section].items():
+            full = f"{section}.{key}"
+            kwargs[key] = _coerce(full, value, hints[key])
+            _check_value(full, kwargs[key])
+        sections[section] = cls(**kwargs)
+    config = Config(**sections)
+    fetch = config.fetch
+    if fetch.total_timeout < fetch.connect_timeout:
+        raise ConfigError("fetch.total_timeout: must not be shorter than fetch.connect_timeout")
+    run = config.run
+    if run.rank is not None and run.world_size is not None and run.rank >= run.world_size:
+        raise ConfigError(f"run.rank: {run.rank} is not below run.world_size {run.world_size}")
+    return config
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a config file; a missing or malformed file is a ConfigError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {path}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}{where}: {problem}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    return data
+
+
+def env_layer(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """``FETCHSHARD_FETCH_PER_HOST_RATE=5`` -> ``{"fetch": {"per_host_rate": 5}}``."""
+    layer: dict[str, dict[str, Any]] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        rest = name[len(ENV_PREFIX) :].lower()
+        section, _, key = rest.partition("_")
+        if section not in _SECTION_TYPES or not key:
+            raise ConfigError(
+                f"unknown environment variable {name} "
+                f"(expected {ENV_PREFIX}<SECTION>_<KEY>, sections: {', '.join(_SECTION_TYPES)})"
+            )
+        layer.setdefault(section, {})[key] = parse_scalar(raw)
+    return layer
+
+
+def parse_scalar(raw: str) -> Any:
+    """Parse a string from the environment or ``--set`` as YAML (``5`` -> 5, ``[a, b]``)."""
+    try:
+        return yaml.safe_load(raw) if raw.strip() else raw
+    except yaml.YAMLError:
+        return raw
+
+
+def dotted_layer(pairs: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{"fetch.per_host_rate": 5}`` -> ``{"fetch": {"per_host_rate": 5}}``."""
+    layer: dict[str, dict[str, Any]] = {}
+    for dotted, value in pairs.items():
+        section, sep, key = dotted.partition(".")
+        if not sep or not key:
+            raise ConfigError(f"option {dotted!r}: expected SECTION.KEY, like fetch.per_host_rate")
+        layer.setdefault(section, {})[key] = value
+    return layer
+
+
+def load_config(
+    config_file: Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build the validated :class:`Config` from all layers (defaults < file < env < overrides)."""
+    layers: list[tuple[str, Mapping[str, Any]]] = []
+    if config_file is not None:
+        layers.append((str(config_file), read_yaml(config_file)))
+    layers.append(("the environment", env_layer(os.environ if environ is None else environ)))
+    if overrides:
+        layers.append(("the command line", dotted_layer(overrides)))
+    config = _build(_merge(layers))
+    if config_file is not None:
+        config = _relative_to(config, config_file.parent)
+    return config
+
+
+def _relative_to(config: Config, base: Path) -> Config:
+    """Input paths in a config file are relative to the file, not to the working directory."""
+    paths = tuple(p if os.path.isabs(p) else str(base / p) for p in config.input.paths)
+    return dataclasses.replace(config, input=dataclasses.replace(config.input, paths=paths))
+
+
+def to_plain(config: Config) -> dict[str, Any]:
+    """The config as plain data (for run.json and logs)."""
+    return dataclasses.asdict(config)

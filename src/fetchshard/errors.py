@@ -1,0 +1,101 @@
+"""Every error fetchshard raises, and every kind of failure a URL can end with.
+
+Exceptions (things that stop a command) form one tree::
+
+    FetchshardError                 base; .exit_code says what the CLI returns
+    ├── UsageError                  exit 2: the user asked for something impossible
+    │   ├── ConfigError             bad key, type or value in YAML / env / flags
+    │   ├── InputError              missing or unreadable input file, unknown format
+    │   ├── RankError               inconsistent rank / world size (e.g. sbatch without srun)
+    │   └── RunMismatchError        output folder belongs to a different run
+    └── RunError                    exit 1: something failed while working
+        └── RankFailedError         a local rank process exited non-zero
+
+A failed URL is never an exception that escapes a rank: it becomes a row whose
+``error_kind`` is one of :class:`ErrorKind`.
+"""
+
+from __future__ import annotations
+
+import enum
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+# Like timeout(1) and SLURM's requeue conventions: a distinct code that means
+# "stopped early by a signal, state is consistent, rerun the same command to resume".
+EXIT_INTERRUPTED = 75
+
+
+class FetchshardError(Exception):
+    """Base of every error fetchshard raises on purpose."""
+
+    exit_code = EXIT_FAILURE
+
+
+class UsageError(FetchshardError):
+    """The command cannot start as asked; nothing was done."""
+
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(UsageError):
+    """A configuration key, type or value is wrong."""
+
+
+class InputError(UsageError):
+    """An input file is missing, unreadable or of an unknown format."""
+
+
+class RankError(UsageError):
+    """Rank and world size cannot be determined consistently."""
+
+
+class RunMismatchError(UsageError):
+    """The output folder holds a different run (other inputs, world size or partition)."""
+
+
+class RunError(FetchshardError):
+    """Something failed while the run was working."""
+
+
+class RankFailedError(RunError):
+    """One or more local rank processes failed."""
+
+
+class ErrorKind(str, enum.Enum):
+    """Why a URL failed. ``transient`` kinds are retried, the others fail at once."""
+
+    BAD_URL = "bad_url"
+    DNS = "dns"
+    CONNECT = "connect"
+    TLS = "tls"
+    TIMEOUT = "timeout"
+    READ_TIMEOUT = "read_timeout"
+    TOO_LARGE = "too_large"
+    REDIRECT = "redirect"
+    HTTP_4XX = "http_4xx"
+    HTTP_404 = "http_404"
+    HTTP_410 = "http_410"
+    HTTP_429 = "http_429"
+    HTTP_5XX = "http_5xx"
+    BAD_RESPONSE = "bad_response"
+    BLOCKED = "blocked"
+    INTERNAL = "internal"
+
+    @property
+    def transient(self) -> bool:
+        return self in _TRANSIENT
+
+
+_TRANSIENT = frozenset(
+    {
+        ErrorKind.DNS,
+        ErrorKind.CONNECT,
+        ErrorKind.TIMEOUT,
+        ErrorKind.READ_TIMEOUT,
+        ErrorKind.HTTP_429,
+        ErrorKind.HTTP_5XX,
+        ErrorKind.BAD_RESPONSE,
+    }
+)

@@ -1,0 +1,111 @@
+"""Every name in the output folder; nothing else in the package builds an output path."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+RANK_WIDTH = 5
+PART_WIDTH = 6
+TMP_SUFFIX = ".tmp"
+
+
+def rank_name(rank: int) -> str:
+    return f"rank-{rank:0{RANK_WIDTH}d}"
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """The layout of one output folder (see DESIGN.md, "Output layout")."""
+
+    root: Path
+
+    @property
+    def run_json(self) -> Path:
+        return self.root / "run.json"
+
+    def ledger(self, rank: int) -> Path:
+        return self.root / "ledger" / f"{rank_name(rank)}.sqlite"
+
+    def shard_dir(self, rank: int) -> Path:
+        return self.root / "shards" / rank_name(rank)
+
+    def part(self, rank: int, part_no: int) -> Path:
+        return self.shard_dir(rank) / f"part-{part_no:0{PART_WIDTH}d}.parquet"
+
+    def part_tmp(self, rank: int, part_no: int) -> Path:
+        return self.part(rank, part_no).with_name(self.part(rank, part_no).name + TMP_SUFFIX)
+
+    def progress(self, rank: int) -> Path:
+        return self.root / "progress" / f"{rank_name(rank)}.json"
+
+    def stats(self, rank: int) -> Path:
+        return self.root / "stats" / f"{rank_name(rank)}.json"
+
+    def log(self, rank: int) -> Path:
+        return self.root / "logs" / f"{rank_name(rank)}.log"
+
+    def done(self, rank: int) -> Path:
+        return self.root / "done" / rank_name(rank)
+
+    def rank_files(self, rank: int) -> list[Path]:
+        """Every file or folder that belongs to one rank (for --restart)."""
+        return [
+            self.ledger(rank),
+            self.ledger(rank).with_name(self.ledger(rank).name + "-journal"),
+            self.shard_dir(rank),
+            self.progress(rank),
+            self.stats(rank),
+            self.log(rank),
+            self.done(rank),
+        ]
+
+    def ranks_present(self) -> set[int]:
+        """Ranks that left any per-rank file in this folder."""
+        found: set[int] = set()
+        for sub in ("ledger", "shards", "progress", "stats", "logs", "done"):
+            folder = self.root / sub
+            if not folder.is_dir():
+                continue
+            for entry in folder.iterdir():
+                stem = entry.name.split(".", 1)[0]
+                if stem.startswith("rank-") and stem[5:].isdigit():
+                    found.add(int(stem[5:]))
+        return found
+
+    def part_number(self, path: Path) -> int | None:
+        """The part number of a committed part file name, or None for anything else."""
+        name = path.name
+        if not (name.startswith("part-") and name.endswith(".parquet")):
+            return None
+        digits = name[len("part-") : -len(".parquet")]
+        return int(digits) if digits.isdigit() else None
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or a new entry in ``folder`` durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes, *, durable: bool = False) -> None:
+    """Replace ``path`` with ``data`` so a reader sees the old or the new file, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    if durable:
+        fsync_dir(path.parent)
