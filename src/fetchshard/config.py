@@ -62,6 +62,9 @@ class OutputConfig:
     row_group_bytes: int = 32 * MiB
     compression: str = "zstd"
     store_body: bool = True
+    # A part is committed at the latest this many seconds after its first row, so a crash
+    # never costs more than this much work.
+    commit_interval: float = 30.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,6 +106,9 @@ class RunConfig:
     restart: bool = False
     progress_interval: float = 5.0
     log_level: str = "info"
+    # On SIGTERM/SIGINT/SIGUSR1: how long in-flight fetches may finish before they are dropped
+    # (kept well under SLURM's default KillWait of 30 s).
+    grace_period: float = 10.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -133,6 +139,7 @@ _POSITIVE = {
     "output.part_max_rows",
     "output.part_max_bytes",
     "output.row_group_bytes",
+    "output.commit_interval",
     "partition.spread",
     "fetch.max_in_flight",
     "fetch.per_host_concurrency",
@@ -149,7 +156,7 @@ _POSITIVE = {
     "run.ranks",
     "run.progress_interval",
 }
-_NON_NEGATIVE = {"fetch.max_redirects", "run.rank"}
+_NON_NEGATIVE = {"fetch.max_redirects", "run.rank", "run.grace_period"}
 
 
 def _type_name(tp: Any) -> str:
@@ -235,8 +242,7 @@ def _merge(layers: list[tuple[str, Mapping[str, Any]]]) -> dict[str, dict[str, A
         for section, values in layer.items():
             if section not in _SECTION_TYPES:
                 raise ConfigError(
-                    f"unknown section {section!r} in {origin} "
-                    f"(known: {', '.join(_SECTION_TYPES)})"
+                    f"unknown section {section!r} in {origin} (known: {', '.join(_SECTION_TYPES)})"
                 )
             if not isinstance(values, Mapping):
                 raise ConfigError(f"{section}: expected a mapping in {origin}, got {values!r}")

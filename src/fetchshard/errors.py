@@ -74,6 +74,7 @@ class ErrorKind(str, enum.Enum):
     READ_TIMEOUT = "read_timeout"
     TOO_LARGE = "too_large"
     REDIRECT = "redirect"
+    HTTP_3XX = "http_3xx"
     HTTP_4XX = "http_4xx"
     HTTP_404 = "http_404"
     HTTP_410 = "http_410"

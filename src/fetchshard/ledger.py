@@ -1,0 +1,316 @@
+"""The rank's SQLite ledger: its work queue and the truth about what is committed.
+
+An item is ``pending`` until the part file holding its terminal row has been renamed into
+place *and* the transaction that marks it ``committed`` has landed. Nothing else is ever
+written about an item that matters for exactly-once: in-flight work lives in memory and is
+simply redone after a crash.
+
+The journal mode is DELETE (not WAL): WAL needs every reader on the same host, and a rank's
+ledger may sit on NFS or Lustre while ``report`` runs elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PENDING = 0
+COMMITTED = 1
+# Items that never reach the network (bad URLs) live under this host id.
+NO_HOST = 0
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS hosts (
+    host_id INTEGER PRIMARY KEY,
+    host TEXT NOT NULL,
+    seq INTEGER NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS items (
+    item_id INTEGER PRIMARY KEY,
+    host_id INTEGER NOT NULL,
+    url TEXT NOT NULL,
+    extras TEXT,
+    state INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL DEFAULT 0,
+    error_kind TEXT,
+    error_message TEXT,
+    http_status INTEGER,
+    part INTEGER
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS items_ready ON items (host_id, state, next_attempt_at, item_id);
+CREATE TABLE IF NOT EXISTS parts (
+    part INTEGER PRIMARY KEY,
+    rows INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    committed_at REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedItem:
+    item_id: int
+    host_id: int
+    host: str
+    url: str
+    extras: str | None  # JSON of the extra input columns, decoded by the writer
+    error_kind: str | None = None  # set for items that fail before fetching (bad_url)
+    error_message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkItem:
+    """One pending item as the scheduler hands it to a fetcher."""
+
+    item_id: int
+    url: str
+    extras: str | None
+    attempts: int
+    next_attempt_at: float
+    error_kind: str | None
+    error_message: str | None
+    http_status: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """A transient failure released back to the queue until ``next_attempt_at``."""
+
+    item_id: int
+    attempts: int
+    next_attempt_at: float
+    error_kind: str
+    error_message: str
+    http_status: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    total: int
+    committed: int
+    pending: int
+    failed: int
+
+
+_WORK_COLUMNS = (
+    "item_id, url, extras, attempts, next_attempt_at, error_kind, error_message, http_status"
+)
+
+
+class Ledger:
+    """One rank's ledger; a plain synchronous sqlite3 connection (fast, local calls)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=DELETE")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA cache_size=-65536")
+        self._db.executescript(_SCHEMA)
+        self._host_seq = self._scalar("SELECT COALESCE(MAX(seq), 0) FROM hosts") or 0
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        row = self._db.execute(sql, params).fetchone()
+        return None if row is None else row[0]
+
+    # -- meta -------------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> Any:
+        raw = self._scalar("SELECT value FROM meta WHERE key = ?", (key,))
+        return None if raw is None else json.loads(raw)
+
+    def set_meta(self, key: str, value: Any) -> None:
+        self._db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, json.dumps(value, sort_keys=True)),
+        )
+
+    # -- planning ---------------------------------------------------------------------------
+
+    def insert_items(
+        self, items: Sequence[PlannedItem], *, meta: dict[str, Any] | None = None
+    ) -> int:
+        """Insert a batch in one transaction (duplicates ignored); return rows new to the ledger."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            hosts = {(it.host_id, it.host) for it in items if it.host_id != NO_HOST}
+            if hosts:
+                known = self._known_hosts([h for h, _ in hosts])
+                new_hosts = []
+                for host_id, host in sorted(hosts, key=lambda h: h[1]):
+                    if host_id not in known:
+                        self._host_seq += 1
+                        new_hosts.append((host_id, host, self._host_seq))
+                db.executemany(
+                    "INSERT OR IGNORE INTO hosts (host_id, host, seq) VALUES (?, ?, ?)", new_hosts
+                )
+            mark = db.total_changes
+            db.executemany(
+                "INSERT OR IGNORE INTO items (item_id, host_id, url, extras, error_kind, "
+                "error_message) VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (it.item_id, it.host_id, it.url, it.extras, it.error_kind, it.error_message)
+                    for it in items
+                ],
+            )
+            inserted = db.total_changes - mark
+            for key, value in (meta or {}).items():
+                self.set_meta(key, value)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            self._host_seq = self._scalar("SELECT COALESCE(MAX(seq), 0) FROM hosts") or 0
+            raise
+        return inserted
+
+    def _known_hosts(self, host_ids: list[int]) -> set[int]:
+        known: set[int] = set()
+        for start in range(0, len(host_ids), 500):
+            chunk = host_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(f"SELECT host_id FROM hosts WHERE host_id IN ({marks})", chunk)
+            known.update(r[0] for r in rows)
+        return known
+
+    # -- scheduling -------------------------------------------------------------------------
+
+    def hosts_after(self, seq: int, limit: int) -> list[tuple[int, int, str]]:
+        """The next hosts (seq, host_id, host) in planning order, for activating hosts."""
+        rows = self._db.execute(
+            "SELECT seq, host_id, host FROM hosts WHERE seq > ? ORDER BY seq LIMIT ?",
+            (seq, limit),
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def ready_items(
+        self, host_id: int, after: tuple[float, int], now: float, limit: int
+    ) -> list[WorkItem]:
+        """Pending items of one host that are due, in (next_attempt_at, item_id) order after a
+        cursor, so items already handed out (in flight, or in the open part) are not seen again."""
+        rows = self._db.execute(
+            f"SELECT {_WORK_COLUMNS} FROM items WHERE host_id = ? AND state = 0 "
+            "AND (next_attempt_at, item_id) > (?, ?) AND next_attempt_at <= ? "
+            "ORDER BY next_attempt_at, item_id LIMIT ?",
+            (host_id, after[0], after[1], now, limit),
+        )
+        return [WorkItem(*r) for r in rows]
+
+    def next_due(self, host_id: int, after: tuple[float, int]) -> float | None:
+        """When the first pending item of a host after the cursor becomes due, if any."""
+        value = self._scalar(
+            "SELECT next_attempt_at FROM items WHERE host_id = ? AND state = 0 "
+            "AND (next_attempt_at, item_id) > (?, ?) ORDER BY next_attempt_at, item_id LIMIT 1",
+            (host_id, after[0], after[1]),
+        )
+        return None if value is None else float(value)
+
+    def pending_without_host(self, limit: int, after: int) -> list[WorkItem]:
+        """Items that fail without fetching (bad URLs), by item id after ``after``."""
+        rows = self._db.execute(
+            f"SELECT {_WORK_COLUMNS} FROM items WHERE host_id = ? AND state = 0 AND item_id > ? "
+            "ORDER BY item_id LIMIT ?",
+            (NO_HOST, after, limit),
+        )
+        return [WorkItem(*r) for r in rows]
+
+    def release(self, retries: Iterable[Retry]) -> None:
+        """Put transient failures back in the queue with their attempt count and due time."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(
+                "UPDATE items SET attempts = ?, next_attempt_at = ?, error_kind = ?, "
+                "error_message = ?, http_status = ? WHERE item_id = ? AND state = 0",
+                [
+                    (
+                        r.attempts,
+                        r.next_attempt_at,
+                        r.error_kind,
+                        r.error_message,
+                        r.http_status,
+                        r.item_id,
+                    )
+                    for r in retries
+                ],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    # -- commit -----------------------------------------------------------------------------
+
+    def commit_part(
+        self,
+        part: int,
+        items: Sequence[tuple[int, int, str | None]],
+        *,
+        rows: int,
+        nbytes: int,
+        now: float,
+    ) -> None:
+        """Mark a renamed part's items committed, in one transaction.
+
+        ``items`` holds (item_id, attempts, error_kind) of every row in the part.
+        """
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(
+                "UPDATE items SET state = 1, part = ?, attempts = ?, error_kind = ? "
+                "WHERE item_id = ?",
+                [(part, attempts, kind, item_id) for item_id, attempts, kind in items],
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO parts (part, rows, bytes, committed_at) "
+                "VALUES (?, ?, ?, ?)",
+                (part, rows, nbytes, now),
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def committed_parts(self) -> set[int]:
+        return {r[0] for r in self._db.execute("SELECT part FROM parts")}
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def counts(self) -> Counts:
+        total, committed, failed = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(state = 1), 0), "
+            "COALESCE(SUM(state = 1 AND error_kind IS NOT NULL), 0) FROM items"
+        ).fetchone()
+        return Counts(total=total, committed=committed, pending=total - committed, failed=failed)
+
+    def error_counts(self) -> dict[str, int]:
+        """Committed failures by error kind."""
+        rows = self._db.execute(
+            "SELECT error_kind, COUNT(*) FROM items WHERE state = 1 AND error_kind IS NOT NULL "
+            "GROUP BY error_kind"
+        )
+        return {kind: count for kind, count in rows}
+
+    def item_ids(self) -> Iterator[int]:
+        for (item_id,) in self._db.execute("SELECT item_id FROM items ORDER BY item_id"):
+            yield item_id
