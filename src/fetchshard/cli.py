@@ -58,7 +58,7 @@ def split_inputs(inputs: list[str]) -> tuple[Path | None, list[str]]:
 
 
 def _set_pairs(pairs: list[str]) -> dict[str, Any]:
-    from fetchshard.config import parse_scalar
+    from fetchshard.config import parse_value
     from fetchshard.errors import ConfigError
 
     out: dict[str, Any] = {}
@@ -66,7 +66,7 @@ def _set_pairs(pairs: list[str]) -> dict[str, Any]:
         key, sep, raw = pair.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set {pair!r}: expected SECTION.KEY=VALUE")
-        out[key.strip()] = parse_scalar(raw)
+        out[key.strip()] = parse_value(key.strip(), raw)
     return out
 
 

@@ -299,11 +299,15 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+# FETCHSHARD_* names that belong to a launcher, not to the config (see ranks.py).
+_NOT_CONFIG = frozenset({"FETCHSHARD_WORLD_SIZE"})
+
+
 def env_layer(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     """``FETCHSHARD_FETCH_PER_HOST_RATE=5`` -> ``{"fetch": {"per_host_rate": 5}}``."""
     layer: dict[str, dict[str, Any]] = {}
     for name, raw in environ.items():
-        if not name.startswith(ENV_PREFIX):
+        if not name.startswith(ENV_PREFIX) or name in _NOT_CONFIG:
             continue
         rest = name[len(ENV_PREFIX) :].lower()
         section, _, key = rest.partition("_")
@@ -312,8 +316,20 @@ def env_layer(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
                 f"unknown environment variable {name} "
                 f"(expected {ENV_PREFIX}<SECTION>_<KEY>, sections: {', '.join(_SECTION_TYPES)})"
             )
-        layer.setdefault(section, {})[key] = parse_scalar(raw)
+        layer.setdefault(section, {})[key] = parse_value(f"{section}.{key}", raw)
     return layer
+
+
+def parse_value(dotted: str, raw: str) -> Any:
+    """Parse a string for ``section.key``: kept as text where the option is text, so
+    ``FETCHSHARD_OUTPUT_DIR=2024`` is the folder "2024"; YAML for every other option."""
+    section, _, key = dotted.partition(".")
+    cls = _SECTION_TYPES.get(section)
+    if cls is not None:
+        hint = typing.get_type_hints(cls).get(key)
+        if hint is str or hint == (str | None):
+            return raw
+    return parse_scalar(raw)
 
 
 def parse_scalar(raw: str) -> Any:

@@ -16,6 +16,7 @@ import pyarrow as pa
 from fetchshard import __version__
 from fetchshard.config import Config
 from fetchshard.errors import ErrorKind, RunMismatchError
+from fetchshard.faults import crash_point
 from fetchshard.inputs import fingerprint_files, iter_batches
 from fetchshard.ledger import NO_HOST, Ledger, PlannedItem
 from fetchshard.partition import BadUrl, Partitioner, item_id, item_key, normalize_url
@@ -136,7 +137,7 @@ def plan(
     inp = config.input
     partitioner = Partitioner(rank.world_size, config.partition.spread)
     me = rank.rank
-    rows = kept = new = bad = 0
+    rows = kept = new = bad = batches = 0
     schema_seen = ledger.get_meta("extras_schema") is not None
     for batch in iter_batches(inp):
         if should_stop():
@@ -197,6 +198,8 @@ def plan(
         kept += len(items)
         bad += sum(1 for it in items if it.error_kind is not None)
         new += ledger.insert_items(items, meta=meta)
+        batches += 1
+        crash_point("plan_batch", batches)
         if on_batch is not None:
             on_batch(rows)
     ledger.set_meta("planned", True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import time
 from pathlib import Path
 
@@ -19,15 +18,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fetchshard.config import OutputConfig
+from fetchshard.faults import crash_point
 from fetchshard.ledger import Ledger
 from fetchshard.paths import TMP_SUFFIX, RunPaths, fsync_dir
 from fetchshard.schema import ResultRow, output_schema, rows_to_table
 
 log = logging.getLogger(__name__)
-
-# Test hook: "after_rename:N" SIGKILLs this process right after part N is renamed and before
-# the ledger commit, the narrowest window of the protocol. Never set in normal runs.
-FAULT_ENV = "_FETCHSHARD_FAULT"
 
 
 def _fsync_file(path: Path) -> None:
@@ -101,10 +97,6 @@ class PartWriter:
         self._part_bytes = 0
         self.parts_committed = 0
         self.rows_committed = 0
-        fault = os.environ.get(FAULT_ENV, "")
-        self._crash_after_rename = (
-            int(fault.split(":", 1)[1]) if fault.startswith("after_rename:") else None
-        )
 
     @property
     def open_rows(self) -> int:
@@ -166,8 +158,7 @@ class PartWriter:
         _fsync_file(tmp)
         os.replace(tmp, final)
         fsync_dir(final.parent)
-        if self._crash_after_rename == part:
-            os.kill(os.getpid(), signal.SIGKILL)
+        crash_point("after_rename", part)
         self._ledger.commit_part(
             part,
             self._part_rows,

@@ -1,0 +1,30 @@
+"""Test hook: crash this process at a named point of the commit protocol.
+
+``_FETCHSHARD_FAULT=after_rename:2`` SIGKILLs the process right after part 2 is renamed and
+before its ledger commit; ``plan_batch:3`` after the third planning batch is in the ledger.
+The tests use it to hit windows a timed ``kill -9`` cannot aim at. Unset in normal runs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+FAULT_ENV = "_FETCHSHARD_FAULT"
+
+
+def _parse() -> tuple[str, int] | None:
+    raw = os.environ.get(FAULT_ENV, "")
+    point, sep, count = raw.partition(":")
+    if not sep or not count.isdigit():
+        return None
+    return point, int(count)
+
+
+_FAULT = _parse()
+
+
+def crash_point(point: str, count: int) -> None:
+    """SIGKILL ourselves if the configured fault is ``point`` at ``count``."""
+    if _FAULT is not None and _FAULT == (point, count):
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,94 @@
+"""The part writer's commit protocol and the ledger's recovery, on real files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from fetchshard.config import OutputConfig
+from fetchshard.ledger import Ledger, PlannedItem
+from fetchshard.paths import RunPaths
+from fetchshard.schema import ResultRow, encode_extras
+from fetchshard.writer import PartWriter, recover
+
+
+def _ledger(tmp_path: Path, n: int) -> tuple[RunPaths, Ledger]:
+    paths = RunPaths(tmp_path / "out")
+    ledger = Ledger(paths.ledger(0))
+    extras = encode_extras(pa.table({"caption": [f"c{i}" for i in range(n)], "n": list(range(n))}))
+    ledger.insert_items([PlannedItem(i + 1, 7, "h", f"http://h/{i}", extras[i]) for i in range(n)])
+    return paths, ledger
+
+
+def _row(i: int, extras: str | None) -> ResultRow:
+    return ResultRow(
+        item_id=i,
+        url=f"http://h/{i - 1}",
+        extras=extras,
+        status="ok",
+        error_kind=None,
+        error_message=None,
+        http_status=200,
+        final_url=None,
+        content_type="text/plain",
+        size=3,
+        sha256="x",
+        attempts=1,
+        fetched_at=1.7e9,
+        elapsed_ms=1.0,
+        body=b"abc",
+    )
+
+
+def test_parts_roll_by_rows_and_commit_their_items(tmp_path: Path) -> None:
+    paths, ledger = _ledger(tmp_path, 25)
+    schema = pa.schema([("caption", pa.string()), ("n", pa.int64())])
+    extras = encode_extras(
+        pa.table({"caption": [f"c{i}" for i in range(25)], "n": list(range(25))})
+    )
+    writer = PartWriter(paths, 0, ledger, OutputConfig(part_max_rows=10), schema, next_part=1)
+    for i in range(25):
+        writer.add(_row(i + 1, extras[i]))
+    assert writer.parts_committed == 2 and writer.open_rows == 5
+    assert ledger.counts().committed == 20
+    writer.commit()
+    assert ledger.counts().committed == 25 and ledger.counts().pending == 0
+    parts = sorted(paths.shard_dir(0).glob("part-*.parquet"))
+    assert [p.name for p in parts] == [
+        "part-000001.parquet",
+        "part-000002.parquet",
+        "part-000003.parquet",
+    ]
+    table = pa.concat_tables(pq.read_table(p) for p in parts)
+    assert table.column("caption").to_pylist() == [f"c{i}" for i in range(25)]
+    assert table.column("n").type == pa.int64()
+    assert pq.ParquetFile(parts[0]).metadata.row_group(0).column(0).compression == "ZSTD"
+
+
+def test_recover_removes_tmp_and_adopts_an_unrecorded_part(tmp_path: Path) -> None:
+    paths, ledger = _ledger(tmp_path, 12)
+    writer = PartWriter(paths, 0, ledger, OutputConfig(part_max_rows=100), None, next_part=1)
+    for i in range(1, 7):
+        writer.add(_row(i, None))
+    writer.commit()
+    # Simulate a crash after renaming part 2 but before its ledger commit...
+    other = Ledger(tmp_path / "scratch.sqlite")
+    other.insert_items([PlannedItem(i, 7, "h", f"http://h/{i}", None) for i in range(7, 13)])
+    lost = PartWriter(paths, 0, other, OutputConfig(), None, next_part=2)
+    for i in range(7, 13):
+        lost.add(_row(i, None))
+    lost.commit()
+    # ... and an unfinished part 3.
+    tmp = paths.part_tmp(0, 3)
+    tmp.write_bytes(b"half a parquet file")
+    assert ledger.counts().committed == 6
+    next_part = recover(paths, 0, ledger)
+    assert next_part == 3
+    assert not tmp.exists()
+    assert ledger.counts().committed == 12
+    assert ledger.committed_parts() == {1, 2}
+    assert recover(paths, 0, ledger) == 3  # idempotent
+    assert not [p for p in os.listdir(paths.shard_dir(0)) if p.endswith(".tmp")]
