@@ -35,7 +35,9 @@ def make_app() -> web.Application:
 
     async def page(request: web.Request) -> web.Response:
         n = request.match_info["n"]
-        return web.Response(text=f"<html><body><h1>page {n}</h1></body></html>", content_type="text/html")
+        return web.Response(
+            text=f"<html><body><h1>page {n}</h1></body></html>", content_type="text/html"
+        )
 
     async def flaky(request: web.Request) -> web.Response:
         if request.path_qs not in seen:

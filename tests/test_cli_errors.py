@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from server import ServerProcess
 from util import FAST, cli, rows_by_url
 

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from server import ServerProcess
-from util import FAST, assert_exactly_once, fetchshard_cmd, part_files, run_subprocess
 
 from fetchshard.errors import EXIT_INTERRUPTED
+from server import ServerProcess
+from util import FAST, assert_exactly_once, fetchshard_cmd, part_files, run_subprocess
 
 # Small parts so that a run commits several of them before it is killed.
 SMALL_PARTS = [

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from util import fetchshard_cmd, rows_by_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,7 +48,7 @@ def test_demo_script(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "28 rows" in done.stdout
+    assert "29 rows" in done.stdout
     _check(out)
 
 

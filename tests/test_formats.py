@@ -10,6 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from server import ServerProcess
 from util import FAST, cli, read_rows
 

@@ -73,13 +73,13 @@ def _set_pairs(pairs: list[str]) -> dict[str, Any]:
 @app.command()
 def run(
     inputs: Annotated[
-        list[str],
+        list[str] | None,
         typer.Argument(
             help="URL files, globs or folders (txt, csv, tsv, jsonl, parquet; .gz/.zst), "
             "and/or one config.yaml.",
             show_default=False,
         ),
-    ],
+    ] = None,
     output: Annotated[
         str | None, typer.Option("-o", "--output", help="Output folder (output.dir).")
     ] = None,
@@ -128,7 +128,7 @@ def run(
     """
     from fetchshard.config import load_config
 
-    config_file, paths = split_inputs(inputs)
+    config_file, paths = split_inputs(inputs or [])
     flags: dict[str, Any] = {
         "output.dir": output,
         "run.ranks": ranks,
@@ -191,8 +191,8 @@ def _setup_logging(level: str) -> None:
     from fetchshard.launch import CHILD_ENV
 
     logger = logging.getLogger("fetchshard")
-    if any(getattr(h, "_fetchshard", False) for h in logger.handlers):
-        return
+    for old in [h for h in logger.handlers if getattr(h, "_fetchshard", False)]:
+        logger.removeHandler(old)  # bound to an earlier sys.stderr (tests invoke us repeatedly)
     handler = logging.StreamHandler(sys.stderr)
     prefix = "%(asctime)s %(levelname)s"
     if os.environ.get(CHILD_ENV) or "SLURM_PROCID" in os.environ:

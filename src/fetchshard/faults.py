@@ -26,5 +26,5 @@ _FAULT = _parse()
 
 def crash_point(point: str, count: int) -> None:
     """SIGKILL ourselves if the configured fault is ``point`` at ``count``."""
-    if _FAULT is not None and _FAULT == (point, count):
+    if _FAULT is not None and (point, count) == _FAULT:
         os.kill(os.getpid(), signal.SIGKILL)
