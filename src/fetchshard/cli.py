@@ -153,6 +153,10 @@ def run(
         code = _run(config, config_file, overrides)
     except FetchshardError as exc:
         fail(exc)
+    except OSError as exc:  # disk full, permissions, a file where a folder should be...
+        from fetchshard.errors import RunError
+
+        fail(RunError(str(exc)))
     raise typer.Exit(code)
 
 

@@ -108,6 +108,7 @@ _SUFFIX_FORMAT = {
     ".pq": "parquet",
 }
 _GLOB_CHARS = frozenset("*?[")
+_BOM = b"\xef\xbb\xbf"
 _SURROGATES = re.compile("[\ud800-\udfff]")
 _CONVERT_ERRORS = (pa.ArrowException, TypeError, ValueError, OverflowError)
 _READ_ERRORS = (pa.ArrowException, OSError, EOFError)
@@ -377,10 +378,15 @@ def _iter_lines(stream: Any, cap: int) -> Iterator[tuple[bytes, bool]]:
     """
     pending = bytearray()
     skipping = False
+    first = True
     while True:
         chunk: bytes = stream.read(_READ_CHUNK)
         if not chunk:
             break
+        if first:
+            first = False
+            if chunk.startswith(_BOM):
+                chunk = chunk[len(_BOM) :]
         parts = chunk.split(b"\n")
         tail = parts.pop()
         if parts:
@@ -782,27 +788,36 @@ def _read_parquet(spec: _FileSpec, config: InputConfig) -> Iterator[_Chunk]:
 
 
 def _json_column(values: list[Any], tp: pa.DataType, name: str, where: str) -> pa.Array:
-    try:
-        return pa.array(values, type=tp)
-    except _CONVERT_ERRORS:
-        pass
-    values = [_sanitize(v) for v in values]
-    try:
-        return pa.array(values, type=tp)
-    except _CONVERT_ERRORS:
-        pass
+    """Convert one jsonl column of a batch to the file's inferred type ``tp``.
+
+    Values are inferred first and then *safely* cast (a direct ``pa.array(values, type=int64)``
+    would silently truncate 1.5 to 1); the direct typed conversion is the second try (it fills
+    missing struct fields). Lone surrogates are replaced, and a string column keeps any
+    non-string value as its JSON text.
+    """
+    error: BaseException | None = None
+    for sanitized in (False, True):
+        if sanitized:
+            values = [_sanitize(v) for v in values]
+        try:
+            inferred = pa.array(values)
+            return inferred if inferred.type == tp else inferred.cast(tp)
+        except _CONVERT_ERRORS as exc:
+            error = exc
+        if not pa.types.is_integer(tp):
+            try:
+                return pa.array(values, type=tp)
+            except _CONVERT_ERRORS as exc:
+                error = exc
     if tp == pa.string():
         return pa.array(
             [v if v is None or isinstance(v, str) else _json_text(v) for v in values],
             type=pa.string(),
         )
-    try:
-        return pa.array(values).cast(tp)
-    except _CONVERT_ERRORS as exc:
-        raise InputError(
-            f"{where}: values of column {name!r} do not fit its type {tp} (inferred from the "
-            f"first {JSONL_SAMPLE_ROWS} rows): {_one_line(exc)}"
-        ) from exc
+    raise InputError(
+        f"{where}: values of column {name!r} do not fit its type {tp} (inferred from the "
+        f"first {JSONL_SAMPLE_ROWS} rows): {_one_line(error or ValueError())}"
+    ) from error
 
 
 def _read_jsonl(spec: _FileSpec, config: InputConfig) -> Iterator[_Chunk]:

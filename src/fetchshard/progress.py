@@ -130,6 +130,14 @@ class Progress:
             )
         self._bar.update(self._task, completed=done, detail=detail)
 
+    def finish(self, state: str, committed: int, stats: Stats) -> None:
+        """The last snapshot of this session (written at once) and the bar's last frame."""
+        self._committed_before, self._doc["committed"] = committed, committed
+        self.update(state, stats=stats, force=True)
+        if self._bar is not None:
+            self._bar.update(self._task, completed=committed)
+        self.close()
+
     def close(self) -> None:
         if self._bar is not None:
             self._bar.stop()

@@ -116,7 +116,7 @@ def _run(
                     on_batch=lambda rows: progress.update(state="planning", input_rows=rows),
                 )
             except Interrupted:
-                progress.update(state="interrupted")
+                progress.update(state="interrupted", force=True)
                 progress.close()
                 return RankOutcome(False, Stats())
             if result.skipped:
@@ -150,8 +150,7 @@ def _run(
                 ).encode(),
                 durable=True,
             )
-            progress.update(state="done" if complete else "interrupted", force=True)
-            progress.close()
+            progress.finish("done" if complete else "interrupted", counts.committed, totals)
             if complete:
                 write_atomic(paths.done(rank), b"", durable=True)
                 log.info(

@@ -1,0 +1,55 @@
+"""`--ranks N`: local rank processes, Ctrl-C forwarded, failures reported."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from fetchshard.errors import EXIT_INTERRUPTED
+from server import ServerProcess
+from util import FAST, assert_exactly_once, fetchshard_cmd, part_files, run_subprocess
+
+SLOW = [*FAST, "--set", "output.part_max_rows=20", "--set", "fetch.max_in_flight=8"]
+
+
+def test_ctrl_c_reaches_every_rank_and_a_rerun_resumes(
+    server_process: ServerProcess, url_file: Callable[..., Path], tmp_path: Path
+) -> None:
+    urls = [server_process.url(f"/slow/0.05?t=launch-{i}", host=i % 4) for i in range(400)]
+    src, out = url_file(urls), tmp_path / "out"
+    launcher = subprocess.Popen(
+        fetchshard_cmd("run", str(src), "-o", str(out), "--ranks", "2", *SLOW),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while len({p.parent.name for p in part_files(out)}) < 2:
+        assert launcher.poll() is None, launcher.communicate()[1]
+        assert time.monotonic() < deadline, "ranks never committed a part"
+        time.sleep(0.05)
+    launcher.send_signal(signal.SIGINT)
+    _, err = launcher.communicate(timeout=60)
+    assert launcher.returncode == EXIT_INTERRUPTED, err
+    for rank in (0, 1):
+        progress = json.loads((out / "progress" / f"rank-{rank:05d}.json").read_text())
+        assert progress["state"] == "interrupted"
+        assert not (out / "done" / f"rank-{rank:05d}").exists()
+    again = run_subprocess("run", str(src), "-o", str(out), "--ranks", "2", *SLOW)
+    assert again.returncode == 0, again.stderr
+    assert assert_exactly_once(out, world_size=2) == 400
+
+
+def test_a_failing_rank_fails_the_launcher(url_file: Callable[..., Path], tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    src = url_file(["http://127.0.0.1:9/x"])
+    # Rank processes cannot write their ledgers: the folder is a file.
+    out.mkdir()
+    (out / "ledger").write_text("not a folder")
+    done = run_subprocess("run", str(src), "-o", str(out), "--ranks", "2", *FAST)
+    assert done.returncode == 1
+    assert "ranks failed" in done.stderr
