@@ -5,6 +5,7 @@ Heavy imports live inside the commands so ``fetchshard --help`` answers at once.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -161,6 +162,14 @@ def run(
 
 
 def _run(config: Any, config_file: Path | None, overrides: dict[str, Any]) -> int:
+    handler = _setup_logging(config.run.log_level)
+    try:
+        return _run_job(config, config_file, overrides)
+    finally:
+        logging.getLogger("fetchshard").removeHandler(handler)
+
+
+def _run_job(config: Any, config_file: Path | None, overrides: dict[str, Any]) -> int:
     import yaml
 
     from fetchshard.errors import ConfigError
@@ -169,7 +178,6 @@ def _run(config: Any, config_file: Path | None, overrides: dict[str, Any]) -> in
     from fetchshard.ranks import detect_rank
     from fetchshard.runner import is_interactive, run_rank
 
-    _setup_logging(config.run.log_level)
     if not config.input.paths:
         raise ConfigError("no input: give URL files on the command line or input.paths in a config")
     run_cfg = config.run
@@ -189,24 +197,19 @@ def _run(config: Any, config_file: Path | None, overrides: dict[str, Any]) -> in
     return run_rank(config, info, interactive=is_interactive()).exit_code
 
 
-def _setup_logging(level: str) -> None:
-    import logging
-
+def _setup_logging(level: str) -> logging.Handler:
     from fetchshard.launch import CHILD_ENV
 
     logger = logging.getLogger("fetchshard")
-    for old in [h for h in logger.handlers if getattr(h, "_fetchshard", False)]:
-        logger.removeHandler(old)  # bound to an earlier sys.stderr (tests invoke us repeatedly)
     handler = logging.StreamHandler(sys.stderr)
     prefix = "%(asctime)s %(levelname)s"
     if os.environ.get(CHILD_ENV) or "SLURM_PROCID" in os.environ:
         prefix += " [pid %(process)d]"
     handler.setFormatter(logging.Formatter(f"{prefix} %(message)s", "%H:%M:%S"))
     handler.setLevel(level.upper())
-    handler._fetchshard = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
     logger.setLevel(level.upper())
-    logger.propagate = False
+    return handler
 
 
 def main() -> None:
