@@ -56,7 +56,7 @@ def _committed_parts(out: Path) -> set[int]:
         return {r[0] for r in db.execute("SELECT part FROM parts")}
 
 
-@pytest.mark.parametrize("moment", ["mid_fetch", "sigterm"])
+@pytest.mark.parametrize("moment", ["mid_fetch", "sigterm", "sigusr1"])
 def test_killed_mid_fetch_then_rerun(
     moment: str, server_process: ServerProcess, url_file: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -69,8 +69,9 @@ def test_killed_mid_fetch_then_rerun(
         text=True,
     )
     _wait_for(lambda: len(part_files(out)) >= 3, proc, timeout=60)
-    if moment == "sigterm":
-        proc.send_signal(signal.SIGTERM)
+    if moment in ("sigterm", "sigusr1"):
+        # SIGUSR1 is what `sbatch --signal=USR1@N` sends ahead of a time limit.
+        proc.send_signal(signal.SIGTERM if moment == "sigterm" else signal.SIGUSR1)
         _, err = proc.communicate(timeout=30)
         assert proc.returncode == EXIT_INTERRUPTED, err
         assert "rerun to resume" in err

@@ -29,13 +29,13 @@ class FetchResult:
 
     error_kind: ErrorKind | None
     error_message: str | None
-    http_status: int | None
-    final_url: str | None
-    content_type: str | None
-    body: bytes | None
-    size: int | None
-    sha256: str | None
-    elapsed_ms: float
+    http_status: int | None = None
+    final_url: str | None = None
+    content_type: str | None = None
+    body: bytes | None = None
+    size: int | None = None
+    sha256: str | None = None
+    elapsed_ms: float = 0.0
     retry_after: float | None = None
 
     @property
@@ -180,11 +180,8 @@ async def fetch(
                     status,
                     final_url,
                     content_type,
-                    None,
-                    None,
-                    None,
-                    _ms(started),
-                    retry_after,
+                    elapsed_ms=_ms(started),
+                    retry_after=retry_after,
                 )
             declared = resp.content_length
             limit = config.max_body_bytes
@@ -207,22 +204,14 @@ async def fetch(
                 status,
                 final_url,
                 content_type,
-                body,
-                size,
-                digest.hexdigest(),
-                _ms(started),
+                body=body,
+                size=size,
+                sha256=digest.hexdigest(),
+                elapsed_ms=_ms(started),
             )
     except Exception as exc:  # every failure becomes data; cancellation still propagates
         return FetchResult(
-            classify(exc),
-            describe(exc),
-            status,
-            final_url,
-            content_type,
-            None,
-            None,
-            None,
-            _ms(started),
+            classify(exc), describe(exc), status, final_url, content_type, elapsed_ms=_ms(started)
         )
 
 
@@ -241,10 +230,7 @@ def _too_large(
         status,
         final_url,
         content_type,
-        None,
-        None,
-        None,
-        _ms(started),
+        elapsed_ms=_ms(started),
     )
 
 

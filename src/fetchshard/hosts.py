@@ -43,7 +43,6 @@ class HostSlot:
     # (due on the loop clock, tie-breaker, item) of transient failures waiting to retry
     retries: list[tuple[float, int, WorkItem]] = field(default_factory=list)
     where: str = _RUNNABLE
-    requests: int = 0
 
 
 def host_limiter(rate: float, burst: float) -> AsyncLimiter:
@@ -170,7 +169,6 @@ class Scheduler:
         got = self._next_item(slot, now)
         if isinstance(got, WorkItem):
             slot.in_flight += 1
-            slot.requests += 1
             self._in_flight += 1
             self._runnable.append(slot)
             return got

@@ -84,9 +84,9 @@ class RunPaths:
         return int(digits) if digits.isdigit() else None
 
 
-def fsync_dir(folder: Path) -> None:
-    """Make a rename or a new entry in ``folder`` durable."""
-    fd = os.open(folder, os.O_RDONLY)
+def fsync_path(path: Path) -> None:
+    """fsync a file's data, or a folder's entries (to make a rename in it durable)."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
@@ -108,4 +108,4 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = False) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     if durable:
-        fsync_dir(path.parent)
+        fsync_path(path.parent)

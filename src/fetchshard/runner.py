@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
+from fetchshard import __version__
 from fetchshard.config import Config
 from fetchshard.errors import EXIT_INTERRUPTED, EXIT_OK, ErrorKind, RunError
 from fetchshard.fetch import FetchResult, fetch, make_session
@@ -97,7 +96,7 @@ def _run(
     config: Config, info: RankInfo, paths: RunPaths, fp: dict[str, Any], interactive: bool
 ) -> RankOutcome:
     rank = info.rank
-    log.info("fetchshard %s as %s", _version(), info.describe)
+    log.info("fetchshard %s as %s", __version__, info.describe)
     stop = _StopFlag()
     previous = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
     progress = Progress(
@@ -168,12 +167,6 @@ def _run(
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
-
-
-def _version() -> str:
-    from fetchshard import __version__
-
-    return __version__
 
 
 def _totals(ledger: Ledger, session: Stats) -> Stats:
@@ -374,10 +367,7 @@ class _Job:
             self._write(item, attempt, None, time.time(), ErrorKind.BAD_URL, str(exc))
             self.scheduler.done(slot)
             return
-        try:
-            result = await fetch(self.session, url, fetch_cfg)
-        except aiohttp.InvalidURL as exc:  # pragma: no cover - fetch() classifies these
-            result = FetchResult(ErrorKind.BAD_URL, str(exc), None, None, None, None, None, None, 0)
+        result = await fetch(self.session, url, fetch_cfg)
         self.stats.requests += 1
         kind = result.error_kind
         if kind is not None and kind.transient and attempt < fetch_cfg.max_attempts:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -20,18 +19,10 @@ import pyarrow.parquet as pq
 from fetchshard.config import OutputConfig
 from fetchshard.faults import crash_point
 from fetchshard.ledger import Ledger
-from fetchshard.paths import TMP_SUFFIX, RunPaths, fsync_dir
+from fetchshard.paths import TMP_SUFFIX, RunPaths, fsync_path
 from fetchshard.schema import ResultRow, output_schema, rows_to_table
 
 log = logging.getLogger(__name__)
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def recover(paths: RunPaths, rank: int, ledger: Ledger) -> int:
@@ -155,9 +146,9 @@ class PartWriter:
         self._writer = None
         tmp = self._paths.part_tmp(self._rank, part)
         final = self._paths.part(self._rank, part)
-        _fsync_file(tmp)
+        fsync_path(tmp)
         os.replace(tmp, final)
-        fsync_dir(final.parent)
+        fsync_path(final.parent)
         crash_point("after_rename", part)
         self._ledger.commit_part(
             part,
