@@ -45,8 +45,24 @@ Routes (all GET unless noted):
 ``/redirect-loop``                     302 to itself
 ``/reset``                             promises more bytes than it sends, then closes
 ``/echo-headers``                      JSON object of the request headers
+``/optout/{directive}``                200 with ``X-Robots-Tag: {directive}``
+                                       (URL-decoded, e.g. ``otherbot%3A%20noai``)
+``/gzip-bomb/{mb}``                    200 ``Content-Encoding: gzip``: ``mb`` MiB of
+                                       zeros compressed ~1000:1 (built once, cached)
+``/wrong-length/{declared}/{actual}``  ``Content-Length: declared``; sends
+                                       min(actual, declared) bytes; closes early if
+                                       actual < declared
+``/slow-first-byte/{seconds}``         alias of ``/slow``: no headers before the sleep
+``/status-retry-after/{code}/{value}`` that status + ``Retry-After: {value}`` verbatim
+                                       (URL-decoded; may be an HTTP-date), every time
+``/redirect-to?url=U&code=302``        ``code`` with ``Location: U`` verbatim
+``/robots.txt``                        ``ServerState.robots_txt`` (None -> 404)
+``/private/{name}``                    200 ``secret`` (disallowed by default robots)
 ``/requests`` (GET / DELETE)           JSON request log / clear it (not itself logged)
 =====================================  ==============================================
+
+Raw TCP helpers: :class:`ResetServer` (accepts and immediately resets every
+connection) and :func:`closed_port` (a loopback port with nothing listening).
 """
 
 from __future__ import annotations
@@ -59,13 +75,17 @@ import io
 import json
 import os
 import queue
+import selectors
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.request
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,12 +95,16 @@ from typing import IO, Any, Literal
 from aiohttp import web
 
 __all__ = [
+    "DEFAULT_ROBOTS_TXT",
     "SERVER_SCRIPT",
     "STATE_KEY",
     "AddressMode",
+    "ResetServer",
     "RunningServer",
     "ServerProcess",
     "ServerState",
+    "closed_port",
+    "gzip_zeros",
     "main",
     "make_app",
     "running_server",
@@ -95,6 +119,9 @@ ENDLESS_INTERVAL = 0.05
 CHUNK = 64 * 1024
 _PATTERN = (bytes(range(256)) * (CHUNK // 256))[:CHUNK]
 _SLEEP_STEP = 0.05
+MIB = 1024 * 1024
+GZIP_BOMB_MAX_MB = 4096
+DEFAULT_ROBOTS_TXT = "User-agent: *\nDisallow: /private/\n"
 _PROXY_VARS = (
     "http_proxy",
     "HTTP_PROXY",
@@ -136,6 +163,8 @@ class ServerState:
     keep_log: bool = True
     #: set on shutdown so that long-running handlers return promptly
     stopping: bool = False
+    #: body of ``/robots.txt``; None -> 404
+    robots_txt: str | None = DEFAULT_ROBOTS_TXT
 
     def record(self, entry: dict[str, Any]) -> None:
         if self.keep_log:
@@ -228,7 +257,14 @@ def _client_gone(request: web.Request) -> bool:
     return transport is None or transport.is_closing()
 
 
-async def _write(request: web.Request, resp: web.StreamResponse, data: bytes) -> bool:
+def _header_value(raw: str, name: str) -> str:
+    """``raw`` as a header value; 400 (not a handler error) if it cannot be one."""
+    if not raw or any(c in raw for c in "\r\n\0"):
+        raise web.HTTPBadRequest(text=f"bad {name}: {raw!r}")
+    return raw
+
+
+async def _write(request: web.Request, resp: web.StreamResponse, data: bytes | memoryview) -> bool:
     """Write ``data``; return False (instead of raising) if the client went away."""
     if _client_gone(request):
         return False
@@ -270,6 +306,30 @@ def jpeg_bytes(n: int, width: int = 32, height: int = 32) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=85)
     return buf.getvalue()
+
+
+_gzip_cache: dict[int, bytes] = {}
+_gzip_lock = threading.Lock()
+
+
+def gzip_zeros(mb: int) -> bytes:
+    """gzip (one member) of ``mb`` MiB of zero bytes, cached per ``mb``.
+
+    Built incrementally with ``zlib.compressobj`` (Z_RLE: ~1:1000, ~2 s per GiB), so
+    memory stays at ~1 MiB of input plus the compressed output.  Thread-safe; the
+    server calls it in the default executor so the event loop keeps running.
+    """
+    if mb < 0:
+        raise ValueError("mb must be >= 0")
+    with _gzip_lock:
+        cached = _gzip_cache.get(mb)
+        if cached is None:
+            comp = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS, 9, zlib.Z_RLE)
+            zeros = bytes(MIB)
+            parts = [comp.compress(zeros) for _ in range(mb)]
+            parts.append(comp.flush())
+            cached = _gzip_cache[mb] = b"".join(parts)
+    return cached
 
 
 # ----------------------------------------------------------------------- handlers
@@ -421,6 +481,99 @@ async def reset(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+async def optout(request: web.Request) -> web.Response:
+    directive = _header_value(request.match_info["directive"], "directive")
+    return web.Response(
+        text=f"opt-out {directive}\n",
+        content_type="text/plain",
+        headers={"X-Robots-Tag": directive},
+    )
+
+
+async def gzip_bomb(request: web.Request) -> web.StreamResponse:
+    mb = _int_match(request, "mb")
+    if not 0 <= mb <= GZIP_BOMB_MAX_MB:
+        raise web.HTTPBadRequest(text=f"mb must be in 0..{GZIP_BOMB_MAX_MB}")
+    body = _gzip_cache.get(mb)
+    if body is None:
+        body = await asyncio.get_running_loop().run_in_executor(None, gzip_zeros, mb)
+    resp = web.StreamResponse(headers={"Content-Encoding": "gzip"})
+    resp.content_type = "application/octet-stream"
+    resp.content_length = len(body)
+    await resp.prepare(request)
+    view = memoryview(body)
+    for offset in range(0, len(body), CHUNK):
+        if not await _write(request, resp, view[offset : offset + CHUNK]):
+            return resp
+    with contextlib.suppress(ConnectionResetError):
+        await resp.write_eof()
+    return resp
+
+
+async def wrong_length(request: web.Request) -> web.StreamResponse:
+    """``Content-Length: declared``; send min(actual, declared) bytes.
+
+    actual < declared: the connection is closed after the short body (the client
+    sees a payload error).  actual >= declared: a normal, complete response.
+    """
+    declared = _int_match(request, "declared")
+    actual = _int_match(request, "actual")
+    if declared < 0 or actual < 0:
+        raise web.HTTPBadRequest(text="negative length")
+    resp = web.StreamResponse()
+    resp.content_type = "application/octet-stream"
+    resp.content_length = declared
+    await resp.prepare(request)
+    sent = min(declared, actual)
+    # aiohttp holds the headers back until the first body write: force them out
+    if not await _write(request, resp, b""):
+        return resp
+    for size in _pattern_chunks(sent):
+        if not await _write(request, resp, _PATTERN[:size]):
+            return resp
+    if actual < declared:
+        transport = request.transport
+        if transport is not None:
+            transport.close()  # flushes what was written, then FIN: body incomplete
+        return resp
+    with contextlib.suppress(ConnectionResetError):
+        await resp.write_eof()
+    return resp
+
+
+async def status_retry_after(request: web.Request) -> web.Response:
+    code = _int_match(request, "code")
+    if not 200 <= code <= 599:
+        raise web.HTTPBadRequest(text=f"bad status code: {code}")
+    headers = {"Retry-After": _header_value(request.match_info["value"], "value")}
+    if code in (204, 304):
+        return web.Response(status=code, headers=headers)
+    return web.Response(status=code, text=f"status {code}", headers=headers)
+
+
+_REDIRECT_CODES = (301, 302, 303, 307, 308)
+
+
+async def redirect_to(request: web.Request) -> web.Response:
+    url = _header_value(request.query.get("url", ""), "url")
+    code = _int_param(request, "code", 302)
+    if code not in _REDIRECT_CODES:
+        raise web.HTTPBadRequest(text=f"bad redirect code: {code}")
+    # not web.HTTPFound: that would normalise the URL through yarl
+    return web.Response(status=code, text=f"redirect to {url}", headers={"Location": url})
+
+
+async def robots_txt(request: web.Request) -> web.Response:
+    text = _state(request).robots_txt
+    if text is None:
+        raise web.HTTPNotFound(text="no robots.txt")
+    return web.Response(text=text, content_type="text/plain")
+
+
+async def private(request: web.Request) -> web.Response:
+    return web.Response(text="secret", content_type="text/plain")
+
+
 async def echo_headers(request: web.Request) -> web.Response:
     return web.json_response(dict(request.headers))
 
@@ -488,6 +641,8 @@ def make_app(state: ServerState | None = None) -> web.Application:
             web.get("/flaky/{key}/{fails}", flaky),
             web.get("/retry-after/{key}/{seconds}", retry_after),
             web.get("/slow/{seconds}", slow),
+            # /slow already sleeps before the headers are sent
+            web.get("/slow-first-byte/{seconds}", slow),
             web.get("/trickle", trickle),
             web.get("/endless", endless),
             web.get("/big/{n}", big),
@@ -496,6 +651,13 @@ def make_app(state: ServerState | None = None) -> web.Application:
             web.get("/redirect-loop", redirect_loop),
             web.get("/reset", reset),
             web.get("/echo-headers", echo_headers),
+            web.get("/optout/{directive:.+}", optout),
+            web.get("/gzip-bomb/{mb}", gzip_bomb),
+            web.get("/wrong-length/{declared}/{actual}", wrong_length),
+            web.get("/status-retry-after/{code}/{value:.+}", status_retry_after),
+            web.get("/redirect-to", redirect_to),
+            web.get("/robots.txt", robots_txt),
+            web.get("/private/{name:.+}", private),
             web.get("/requests", get_requests),
             web.delete("/requests", delete_requests),
         ]
@@ -642,7 +804,8 @@ class ServerProcess:
 
     Use as a context manager.  ``requests()`` parses the JSON-lines log file, so it
     can be called while the server is running.  On exit the subprocess is
-    terminated by PID (``terminate()``, wait 5 s, then ``kill()``).
+    terminated by PID (``terminate()``, wait 5 s, then ``kill()``).  ``robots_txt``
+    is the body of ``/robots.txt`` in the subprocess (None -> 404).
     """
 
     def __init__(
@@ -653,8 +816,10 @@ class ServerProcess:
         address_mode: AddressMode = "ports",
         port_base: int = 0,
         startup_timeout: float = 10.0,
+        robots_txt: str | None = DEFAULT_ROBOTS_TXT,
     ) -> None:
         self.hosts = hosts
+        self.robots_txt = robots_txt
         self.address_mode = address_mode
         self.port_base = port_base
         self.startup_timeout = startup_timeout
@@ -688,6 +853,10 @@ class ServerProcess:
             str(self.log_path),
             "--exit-on-stdin-eof",
         ]
+        if self.robots_txt is None:
+            cmd.append("--no-robots-txt")
+        elif self.robots_txt != DEFAULT_ROBOTS_TXT:
+            cmd += ["--robots-txt", self.robots_txt]
         env = {k: v for k, v in os.environ.items() if k not in _PROXY_VARS}
         self._stderr = open(self.stderr_path, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
@@ -798,6 +967,125 @@ class ServerProcess:
             return ""
 
 
+# ------------------------------------------------------------- raw TCP helpers
+
+
+def closed_port(host: str = LOOPBACK) -> int:
+    """A port on ``host`` with nothing listening (connecting to it is refused).
+
+    Binds port 0, reads the port and closes the socket; the kernel does not hand
+    the same ephemeral port out again right away.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+_LINGER_RESET = struct.pack("ii", 1, 0)
+
+
+class ResetServer:
+    """A "host" that accepts every TCP connection and resets it immediately.
+
+    Thread-based (stdlib sockets only), so it works from sync and async tests alike::
+
+        with ResetServer() as rs:
+            ...fetch rs.url("/x")...  # ClientOSError / ServerDisconnectedError
+            assert rs.connections == 1
+
+    Each accepted connection is closed with ``SO_LINGER {1, 0}``, which sends an RST
+    instead of a FIN.  ``connections`` counts accepted connections (thread-safe).
+    """
+
+    def __init__(self, host: str = LOOPBACK, *, poll_interval: float = 0.05) -> None:
+        self.host = host
+        self.port = 0
+        self.poll_interval = poll_interval
+        self._lock = threading.Lock()
+        self._connections = 0
+        self._stop = threading.Event()
+        self._sock: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def connections(self) -> int:
+        with self._lock:
+            return self._connections
+
+    @property
+    def running(self) -> bool:
+        """True while the accept thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def url(self, path: str = "/") -> str:
+        if not path.startswith("/"):
+            path = "/" + path
+        return self.base_url + path
+
+    def start(self) -> ResetServer:
+        if self._sock is not None:
+            raise RuntimeError("already started")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.bind((self.host, 0))
+            sock.listen(128)
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        self._sock = sock
+        self.port = int(sock.getsockname()[1])
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._serve, args=(sock,), name=f"ResetServer:{self.port}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def _serve(self, sock: socket.socket) -> None:
+        with selectors.DefaultSelector() as sel:
+            sel.register(sock, selectors.EVENT_READ)
+            while not self._stop.is_set():
+                if not sel.select(self.poll_interval):
+                    continue
+                while True:  # drain the backlog
+                    try:
+                        conn, _ = sock.accept()
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    except OSError:  # e.g. ECONNABORTED: the client already left
+                        continue
+                    with self._lock:
+                        self._connections += 1
+                    with contextlib.suppress(OSError):
+                        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+                    conn.close()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def __enter__(self) -> ResetServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
 # ------------------------------------------------------------------------- CLI
 
 
@@ -807,7 +1095,11 @@ async def _amain(args: argparse.Namespace) -> None:
     log_file: IO[str] | None = None
     if args.log:
         log_file = open(args.log, "a", encoding="utf-8")  # noqa: SIM115 - closed below
-    state = ServerState(log_file=log_file, keep_log=not args.no_memory_log)
+    state = ServerState(
+        log_file=log_file,
+        keep_log=not args.no_memory_log,
+        robots_txt=None if args.no_robots_txt else args.robots_txt,
+    )
     srv = await serve(args.hosts, args.address_mode, state=state, port_base=args.port_base)
     try:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -846,6 +1138,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-memory-log", action="store_true", help="do not keep the request log in memory"
     )
+    parser.add_argument(
+        "--robots-txt", default=DEFAULT_ROBOTS_TXT, help="body served at /robots.txt"
+    )
+    parser.add_argument("--no-robots-txt", action="store_true", help="/robots.txt answers 404")
     parser.add_argument(
         "--exit-on-stdin-eof",
         action="store_true",

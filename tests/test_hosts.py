@@ -49,7 +49,7 @@ async def _drain_ready(scheduler: Scheduler) -> list[str]:
             return hosts
         if got is None:
             return hosts
-        hosts.append(got[0].host)
+        hosts.append(got.slot.host)
 
 
 async def test_rate_limited_host_does_not_block_others(
@@ -76,7 +76,7 @@ async def test_concurrency_cap_and_release(tmp_path: Path) -> None:
     got = [await scheduler.next() for _ in range(3)]
     assert all(g is not None for g in got)
     assert await _drain_ready(scheduler) == []  # capped at 3 in flight
-    slot, _ = got[0]  # type: ignore[misc]
+    slot = got[0].slot  # type: ignore[union-attr]
     scheduler.done(slot)
     assert await _drain_ready(scheduler) == ["one.test"]
 
@@ -90,7 +90,7 @@ async def test_share_of_a_host_rate_is_exact(tmp_path: Path) -> None:
     scheduler = Scheduler(ledger, FetchConfig(per_host_rate=10.0), part, rank)
     got = await scheduler.next()
     assert got is not None
-    assert got[0].rate == pytest.approx(shares[rank])
+    assert got.slot.rate == pytest.approx(shares[rank])
 
 
 async def test_retry_waits_then_slice_finishes(
@@ -104,11 +104,11 @@ async def test_retry_waits_then_slice_finishes(
     )
     got = await scheduler.next()
     assert got is not None
-    slot, item = got
+    slot, item = got.slot, got.item
     scheduler.done(slot, item, delay=5.0)
     assert await _drain_ready(scheduler) == []  # backoff not over
     clock.offset += 5.0
     again = await scheduler.next()
-    assert again is not None and again[1].item_id == item.item_id
-    scheduler.done(again[0])
+    assert again is not None and again.item.item_id == item.item_id
+    scheduler.done(again.slot)
     assert await scheduler.next() is None

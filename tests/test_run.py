@@ -66,7 +66,7 @@ def test_fetch_outcomes(
         s.url("/big-nolength/300000?t=outcomes"): ("failed", "too_large", 1),
         s.url("/big/1000?t=outcomes"): ("ok", None, 1),
         s.url("/redirect/3?t=outcomes"): ("ok", None, 1),
-        s.url("/redirect-loop?t=outcomes"): ("failed", "redirect", 1),
+        s.url("/redirect-loop?t=outcomes"): ("failed", "redirect_loop", 1),
     }
     out = tmp_path / "out"
     result = cli(
@@ -77,6 +77,8 @@ def test_fetch_outcomes(
         *FAST,
         "--set",
         "fetch.max_attempts=2",
+        "--set",
+        "fetch.final_pass_attempts=0",
         "--set",
         "fetch.total_timeout=1.5",
         "--set",

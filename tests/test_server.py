@@ -6,15 +6,26 @@ import asyncio
 import io
 import json
 import logging
+import socket
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 
 import aiohttp
 import pytest
+import yarl
 from PIL import Image
 
-from server import RunningServer, ServerProcess, running_server
+from server import (
+    DEFAULT_ROBOTS_TXT,
+    ResetServer,
+    RunningServer,
+    ServerProcess,
+    closed_port,
+    running_server,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -342,3 +353,223 @@ def test_server_process_fixture_and_url_file(
             assert r.status == 200
     new = server_process.requests()[before:]
     assert sorted(e["host_index"] for e in new) == [0, 1, 2, 3]
+
+
+# ------------------------------------------------------------------ fault routes
+
+
+def _encoded(url: str) -> yarl.URL:
+    return yarl.URL(url, encoded=True)
+
+
+@pytest.mark.parametrize(
+    "directive", ["noai", "noimageai, noindex", "otherbot: noai", "fetchshard: noindex"]
+)
+async def test_optout_header(server: RunningServer, directive: str) -> None:
+    url = _encoded(server.url("/optout/" + quote(directive, safe="")))
+    async with aiohttp.ClientSession() as s, s.get(url) as r:
+        assert r.status == 200
+        assert r.headers.getall("X-Robots-Tag") == [directive]
+        assert await r.text() == f"opt-out {directive}\n"
+    assert [e["path"] for e in server.requests()] == [url.raw_path]
+
+
+async def test_gzip_bomb(server: RunningServer) -> None:
+    mb = 64
+    inflated = mb * 1024 * 1024
+    async with aiohttp.ClientSession(auto_decompress=False) as s:
+        for _ in range(2):  # the second response comes from the cache
+            async with s.get(server.url(f"/gzip-bomb/{mb}")) as r:
+                assert r.status == 200
+                assert r.headers["Content-Encoding"] == "gzip"
+                length = r.content_length
+                assert length is not None and length < inflated // 100
+                d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                received = total = 0
+                async for chunk in r.content.iter_chunked(64 * 1024):
+                    received += len(chunk)
+                    data = d.decompress(chunk, 1024 * 1024)
+                    while True:
+                        assert data.count(0) == len(data)
+                        total += len(data)
+                        if not d.unconsumed_tail:
+                            break
+                        data = d.decompress(d.unconsumed_tail, 1024 * 1024)
+                tail = d.flush()
+                assert tail.count(0) == len(tail)
+                total += len(tail)
+                assert d.eof and not d.unused_data
+                assert received == length
+                assert total == inflated
+    # with the client's own decompression
+    async with aiohttp.ClientSession() as s, s.get(server.url("/gzip-bomb/1")) as r:
+        assert await r.read() == bytes(1024 * 1024)
+    async with aiohttp.ClientSession() as s, s.get(server.url("/gzip-bomb/-1")) as r:
+        assert r.status == 400
+    assert server.state.errors == []
+
+
+async def test_wrong_length(server: RunningServer) -> None:
+    async with aiohttp.ClientSession() as s:
+        for declared, actual in ((1000, 100), (100, 0), (200_000, 150_000)):
+            with pytest.raises(aiohttp.ClientPayloadError):
+                async with s.get(server.url(f"/wrong-length/{declared}/{actual}")) as r:
+                    assert r.status == 200
+                    assert r.content_length == declared
+                    await r.read()
+        # more than declared: exactly `declared` bytes make up a complete response
+        async with s.get(server.url("/wrong-length/100/1000")) as r:
+            assert r.content_length == 100
+            assert len(await r.read()) == 100
+        async with s.get(server.url("/wrong-length/0/0")) as r:
+            assert await r.read() == b""
+        async with s.get(server.url("/ok/after")) as r:
+            assert await r.text() == "ok after"
+    assert server.state.errors == []
+
+
+async def test_slow_first_byte(server: RunningServer) -> None:
+    async with aiohttp.ClientSession() as s:
+        t0 = time.monotonic()
+        async with s.get(server.url("/slow-first-byte/0.3")) as r:
+            assert time.monotonic() - t0 >= 0.29  # the headers came after the sleep
+            assert r.status == 200
+            assert await r.text() == "slow"
+        with pytest.raises(asyncio.TimeoutError):
+            async with s.get(
+                server.url("/slow-first-byte/5"), timeout=aiohttp.ClientTimeout(sock_read=0.2)
+            ) as r:
+                await r.read()
+
+
+async def test_status_retry_after_every_time(server: RunningServer) -> None:
+    http_date = "Wed, 21 Oct 2015 07:28:00 GMT"
+    async with aiohttp.ClientSession() as s:
+        for _ in range(3):
+            async with s.get(server.url("/status-retry-after/503/120")) as r:
+                assert r.status == 503
+                assert r.headers["Retry-After"] == "120"
+        url = _encoded(server.url("/status-retry-after/429/" + quote(http_date, safe="")))
+        for _ in range(2):
+            async with s.get(url) as r:
+                assert r.status == 429
+                assert r.headers["Retry-After"] == http_date
+        async with s.get(server.url("/status-retry-after/200/-5")) as r:
+            assert r.status == 200
+            assert r.headers["Retry-After"] == "-5"
+            assert await r.text() == "status 200"
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "http://other.example/x?y=1",
+        "ftp://example.com/pub/file.bin",
+        "http://10.0.0.1/admin",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]:8080/a?b=c%20d",
+        "/ok/relative",
+    ],
+)
+async def test_redirect_to_verbatim(server: RunningServer, target: str) -> None:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(server.url("/redirect-to"), params={"url": target}, allow_redirects=False) as r,
+    ):
+        assert r.status == 302
+        assert r.headers["Location"] == target
+
+
+async def test_redirect_to_code_and_bad_input(server: RunningServer) -> None:
+    async with aiohttp.ClientSession() as s:
+        target = server.url("/ok/moved")
+        async with s.get(server.url("/redirect-to"), params={"url": target, "code": "307"}) as r:
+            assert await r.text() == "ok moved"
+            assert [h.status for h in r.history] == [307]
+        for params in ({}, {"url": target, "code": "200"}):
+            async with s.get(server.url("/redirect-to"), params=params) as r:
+                assert r.status == 400
+    assert server.state.errors == []
+
+
+async def test_robots_txt_and_private(server: RunningServer) -> None:
+    async with aiohttp.ClientSession() as s:
+        async with s.get(server.url("/robots.txt")) as r:
+            assert r.status == 200
+            assert r.content_type == "text/plain"
+            assert await r.text() == DEFAULT_ROBOTS_TXT == "User-agent: *\nDisallow: /private/\n"
+        async with s.get(server.url("/private/doc.html")) as r:
+            assert r.status == 200
+            assert await r.text() == "secret"
+        server.state.robots_txt = "User-agent: fetchshard\nDisallow: /\n"
+        async with s.get(server.url("/robots.txt")) as r:
+            assert await r.text() == "User-agent: fetchshard\nDisallow: /\n"
+        server.state.robots_txt = None
+        async with s.get(server.url("/robots.txt")) as r:
+            assert r.status == 404
+    assert [e["path"] for e in server.requests()] == [
+        "/robots.txt",
+        "/private/doc.html",
+        "/robots.txt",
+        "/robots.txt",
+    ]
+
+
+# --------------------------------------------------------------- raw TCP helpers
+
+
+async def test_reset_server_counts_connections() -> None:
+    with ResetServer() as rs:
+        assert rs.url("/x") == f"http://127.0.0.1:{rs.port}/x"
+        assert rs.connections == 0
+        async with aiohttp.ClientSession() as s:
+            for i in range(3):
+                # POST: aiohttp retries an idempotent request (GET) once after a reset
+                with pytest.raises((aiohttp.ClientOSError, aiohttp.ServerDisconnectedError)):
+                    async with s.post(rs.url(f"/x{i}")) as r:
+                        await r.read()
+        await _wait_for(lambda: rs.connections == 3)
+        await asyncio.sleep(0.1)
+        assert rs.connections == 3
+        assert rs.running
+    assert not rs.running
+    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", rs.port)):
+        pass
+
+
+async def test_closed_port_refuses() -> None:
+    port = closed_port()
+    async with aiohttp.ClientSession() as s:
+        with pytest.raises(aiohttp.ClientConnectorError):
+            async with s.get(f"http://127.0.0.1:{port}/ok/x") as r:
+                await r.read()
+
+
+# ----------------------------------------------------------------- many hosts
+
+
+async def test_server_process_many_hosts() -> None:
+    t0 = time.monotonic()
+    with ServerProcess(hosts=50, robots_txt=None) as sp:
+        started = time.monotonic() - t0
+        assert len(set(sp.ports)) == 50
+        async with aiohttp.ClientSession() as s:
+            for i in (49, 0, 25):
+                async with s.get(sp.url(f"/ok/h{i}", host=i)) as r:
+                    assert await r.text() == f"ok h{i}"
+            async with s.get(sp.url("/robots.txt", host=7)) as r:
+                assert r.status == 404
+        reqs = sp.requests()
+        assert [(e["host_index"], e["port"]) for e in reqs] == [
+            (i, sp.ports[i]) for i in (49, 0, 25, 7)
+        ]
+    assert started < 3
+    assert time.monotonic() - t0 < 5
+    assert sp.stderr_text() == ""
+
+
+async def test_server_process_custom_robots() -> None:
+    text = "User-agent: *\nDisallow: /\n"
+    with ServerProcess(robots_txt=text) as sp:
+        async with aiohttp.ClientSession() as s, s.get(sp.url("/robots.txt")) as r:
+            assert await r.text() == text

@@ -26,6 +26,8 @@ FAST = [
     "--set",
     "fetch.retry_base_delay=0.01",
     "--set",
+    "fetch.final_pass_delay=0.05",
+    "--set",
     "run.progress_interval=0.2",
 ]
 

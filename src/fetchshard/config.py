@@ -75,6 +75,19 @@ class PartitionConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class HostOverride:
+    """Settings for one host (``fetch.hosts: {"img.example.org": {rate: 2}}``)."""
+
+    rate: float | None = None  # requests per second over all ranks
+    burst: int | None = None
+    concurrency: int | None = None  # per rank
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+DEFAULT_OPT_OUT = ("noai", "noimageai", "noindex", "noimageindex")
+
+
+@dataclass(frozen=True, kw_only=True)
 class FetchConfig:
     """HTTP behaviour. Rates are requests per second for a host over all ranks together."""
 
@@ -90,9 +103,30 @@ class FetchConfig:
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     retry_base_delay: float = 1.0
     retry_max_delay: float = 60.0
+    # Transient failures left after max_attempts get one more chance at the end of the slice.
+    final_pass_attempts: int = 1
+    final_pass_delay: float = 5.0
+    final_pass_timeout_factor: float = 2.0
+    # A transfer slower than min_speed bytes/s over min_speed_window seconds is too_slow.
+    min_speed: int = 1024
+    min_speed_window: float = 30.0
+    # 429/503 halve a host's rate on this rank, down to this floor (req/s over all ranks).
+    per_host_min_rate: float = 0.1
+    # Host health: this many connect/DNS failures in a row park a host for host_cooldown s;
+    # after host_max_cooldowns parkings its remaining items fail as host_unreachable.
+    host_max_failures: int = 5
+    host_cooldown: float = 30.0
+    host_max_cooldowns: int = 3
     contact: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    hosts: dict[str, HostOverride] = field(default_factory=dict)
+    block_hosts: tuple[str, ...] = ()  # "example.org" or "*.example.org"
+    block_private_addresses: bool = False  # refuse loopback/private/link-local/metadata IPs
+    resolve: dict[str, str] = field(default_factory=dict)  # host -> IP, like curl --resolve
+    opt_out_directives: tuple[str, ...] = DEFAULT_OPT_OUT  # X-Robots-Tag values honoured
+    robots_txt: bool = False
     verify_tls: bool = True
+    ca_bundle: str | None = None
     trust_env: bool = True
 
 
@@ -150,13 +184,26 @@ _POSITIVE = {
     "fetch.total_timeout",
     "fetch.max_body_bytes",
     "fetch.max_attempts",
+    "fetch.final_pass_timeout_factor",
+    "fetch.min_speed_window",
+    "fetch.per_host_min_rate",
+    "fetch.host_max_failures",
+    "fetch.host_cooldown",
     "fetch.retry_base_delay",
     "fetch.retry_max_delay",
     "run.world_size",
     "run.ranks",
     "run.progress_interval",
 }
-_NON_NEGATIVE = {"fetch.max_redirects", "run.rank", "run.grace_period"}
+_NON_NEGATIVE = {
+    "fetch.max_redirects",
+    "fetch.final_pass_attempts",
+    "fetch.final_pass_delay",
+    "fetch.min_speed",
+    "fetch.host_max_cooldowns",
+    "run.rank",
+    "run.grace_period",
+}
 
 
 def _type_name(tp: Any) -> str:
@@ -197,6 +244,9 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     if origin is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        item_tp = typing.get_args(tp)[1]
+        if dataclasses.is_dataclass(item_tp):
+            return {str(k): _coerce_section(f"{key}.{k}", v, item_tp) for k, v in value.items()}
         out: dict[str, str] = {}
         for k, v in value.items():
             if not isinstance(k, str) or not isinstance(v, str | int | float):
@@ -222,6 +272,21 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
             return value
         raise ConfigError(f"{key}: expected a string, got {value!r}")
     raise ConfigError(f"{key}: unsupported type {tp!r}")  # pragma: no cover
+
+
+def _coerce_section(key: str, value: Any, cls: Any) -> Any:
+    """A nested mapping (like one host's overrides) checked into its dataclass."""
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for name, item in value.items():
+        if name not in hints:
+            raise ConfigError(f"unknown key {key}.{name} (known: {', '.join(sorted(hints))})")
+        value = kwargs[name] = _coerce(f"{key}.{name}", item, hints[name])
+        if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
+            raise ConfigError(f"{key}.{name}: must be greater than 0, got {item!r}")
+    return cls(**kwargs)
 
 
 def _check_value(key: str, value: Any) -> None:
@@ -269,6 +334,8 @@ def _build(merged: dict[str, dict[str, Any]]) -> Config:
         sections[section] = cls(**kwargs)
     config = Config(**sections)
     fetch = config.fetch
+    if fetch.per_host_min_rate > fetch.per_host_rate:
+        raise ConfigError("fetch.per_host_min_rate: must not exceed fetch.per_host_rate")
     if fetch.total_timeout < fetch.connect_timeout:
         raise ConfigError("fetch.total_timeout: must not be shorter than fetch.connect_timeout")
     run = config.run

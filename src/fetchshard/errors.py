@@ -64,29 +64,44 @@ class RankFailedError(RunError):
 
 
 class ErrorKind(str, enum.Enum):
-    """Why a URL failed. ``transient`` kinds are retried, the others fail at once."""
+    """Why a URL failed. ``transient`` kinds are retried, the others fail at once.
 
-    BAD_URL = "bad_url"
-    DNS = "dns"
-    CONNECT = "connect"
-    TLS = "tls"
-    TIMEOUT = "timeout"
-    READ_TIMEOUT = "read_timeout"
-    TOO_LARGE = "too_large"
-    REDIRECT = "redirect"
+    The translation from aiohttp/asyncio/ssl/socket exceptions to these kinds lives in one
+    place: :func:`fetchshard.fetch.classify`.
+    """
+
+    BAD_URL = "bad_url"  # not an http(s) URL; never sent
+    BLOCKED = "blocked"  # host on the block list, or a private address when those are blocked
+    ROBOTS_TXT = "robots_txt"  # disallowed by the host's robots.txt
+    DNS = "dns"  # the host name did not resolve
+    CONNECT = "connect"  # refused, reset or timed out while connecting
+    TLS = "tls"  # certificate or handshake failure
+    TIMEOUT = "timeout"  # the whole request took longer than fetch.total_timeout
+    READ_TIMEOUT = "read_timeout"  # no byte for fetch.read_timeout seconds
+    TOO_SLOW = "too_slow"  # below fetch.min_speed bytes/s over fetch.min_speed_window
+    TOO_LARGE = "too_large"  # body above fetch.max_body_bytes (cut, not stored)
+    REDIRECT_LOOP = "redirect_loop"  # more than fetch.max_redirects redirects
+    BAD_REDIRECT = "bad_redirect"  # redirect without a usable http(s) Location
     HTTP_3XX = "http_3xx"
     HTTP_4XX = "http_4xx"
     HTTP_404 = "http_404"
     HTTP_410 = "http_410"
     HTTP_429 = "http_429"
     HTTP_5XX = "http_5xx"
-    BAD_RESPONSE = "bad_response"
-    BLOCKED = "blocked"
-    INTERNAL = "internal"
+    BAD_CONTENT = "bad_content"  # broken response: wrong length, reset mid-body, bad encoding
+    OPT_OUT = "opt_out"  # X-Robots-Tag opt-out (noai, ...); the body is not kept
+    HOST_UNREACHABLE = "host_unreachable"  # host failed its cool-downs; not tried any more
+    INTERRUPTED = "interrupted"  # the rank stopped while the request ran (recorded, retried)
+    INTERNAL = "internal"  # a bug in fetchshard; please report it
 
     @property
     def transient(self) -> bool:
         return self in _TRANSIENT
+
+    @property
+    def host_failure(self) -> bool:
+        """Failures that say the host itself is unreachable (they feed host health)."""
+        return self in _HOST_FAILURES
 
 
 _TRANSIENT = frozenset(
@@ -95,8 +110,11 @@ _TRANSIENT = frozenset(
         ErrorKind.CONNECT,
         ErrorKind.TIMEOUT,
         ErrorKind.READ_TIMEOUT,
+        ErrorKind.TOO_SLOW,
         ErrorKind.HTTP_429,
         ErrorKind.HTTP_5XX,
-        ErrorKind.BAD_RESPONSE,
+        ErrorKind.BAD_CONTENT,
+        ErrorKind.INTERRUPTED,
     }
 )
+_HOST_FAILURES = frozenset({ErrorKind.DNS, ErrorKind.CONNECT})

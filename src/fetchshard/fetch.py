@@ -9,11 +9,17 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import hashlib
+import ipaddress
+import socket
 import ssl
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
 
 from fetchshard import __version__
 from fetchshard.config import FetchConfig
@@ -21,6 +27,8 @@ from fetchshard.errors import ErrorKind
 
 _CHUNK = 1 << 16
 _MAX_MESSAGE = 500
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+UA_TOKEN = "fetchshard"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,10 +51,78 @@ class FetchResult:
         return self.error_kind is None
 
 
+class BlockedAddress(OSError):
+    """The host resolves only to addresses that the configuration refuses to contact."""
+
+
+def is_private_address(host: str) -> bool:
+    """Loopback, private, link-local (cloud metadata), multicast, reserved or unspecified."""
+    try:
+        ip = ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return bool(
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+    )
+
+
+class Resolver(AbstractResolver):
+    """Static entries (like curl's --resolve), then the real resolver, then the address policy."""
+
+    def __init__(
+        self, inner: AbstractResolver, static: Mapping[str, str], block_private: bool
+    ) -> None:
+        self._inner = inner
+        self._static = {k.lower(): v for k, v in static.items()}
+        self._block_private = block_private
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        fixed = self._static.get(host.lower())
+        if fixed is not None:
+            ip = ipaddress.ip_address(fixed)
+            infos: list[ResolveResult] = [
+                {
+                    "hostname": host,
+                    "host": fixed,
+                    "port": port,
+                    "family": socket.AF_INET6 if ip.version == 6 else socket.AF_INET,
+                    "proto": 0,
+                    "flags": socket.AI_NUMERICHOST,
+                }
+            ]
+        else:
+            infos = await self._inner.resolve(host, port, family)
+        if self._block_private:
+            infos = [i for i in infos if not is_private_address(i["host"])]
+            if not infos:
+                raise BlockedAddress(f"{host} resolves only to private or reserved addresses")
+        return infos
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
 def user_agent(contact: str | None) -> str:
     """An honest User-Agent: who we are and how to reach whoever runs the crawl."""
-    base = f"fetchshard/{__version__} (+https://github.com/fetchshard/fetchshard"
+    base = f"{UA_TOKEN}/{__version__} (+https://github.com/fetchshard/fetchshard"
     return f"{base}; {contact})" if contact else f"{base})"
+
+
+def client_timeout(config: FetchConfig, factor: float = 1.0) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(
+        total=config.total_timeout * factor,
+        sock_connect=config.connect_timeout * factor,
+        sock_read=config.read_timeout * factor,
+    )
 
 
 def make_session(config: FetchConfig) -> aiohttp.ClientSession:
@@ -54,22 +130,28 @@ def make_session(config: FetchConfig) -> aiohttp.ClientSession:
 
     Must be called inside the running event loop that will use the session.
     """
-    timeout = aiohttp.ClientTimeout(
-        total=config.total_timeout,
-        sock_connect=config.connect_timeout,
-        sock_read=config.read_timeout,
-    )
-    ssl_context: ssl.SSLContext | bool = config.verify_tls
+    ssl_setting: ssl.SSLContext | bool
+    if not config.verify_tls:
+        ssl_setting = False
+    elif config.ca_bundle:
+        ssl_setting = ssl.create_default_context(cafile=config.ca_bundle)
+    else:
+        ssl_setting = True
+    try:  # the c-ares resolver of aiohttp's speedups, when installed
+        inner: AbstractResolver = aiohttp.AsyncResolver()
+    except (ImportError, RuntimeError):
+        inner = aiohttp.ThreadedResolver()
     connector = aiohttp.TCPConnector(
         limit=config.max_in_flight,
-        limit_per_host=config.per_host_concurrency,
+        limit_per_host=0,  # per-host concurrency is the scheduler's job (with overrides)
         ttl_dns_cache=300,
-        ssl=ssl_context,
+        ssl=ssl_setting,
+        resolver=Resolver(inner, config.resolve, config.block_private_addresses),
     )
     headers = {"User-Agent": user_agent(config.contact), **config.headers}
     return aiohttp.ClientSession(
         connector=connector,
-        timeout=timeout,
+        timeout=client_timeout(config),
         headers=headers,
         trust_env=config.trust_env,
         raise_for_status=False,
@@ -97,10 +179,16 @@ def status_kind(status: int) -> ErrorKind | None:
 def classify(exc: BaseException) -> ErrorKind:
     """Translate an exception raised while fetching into an error kind (the only such place)."""
     # Order matters: the more specific aiohttp classes derive from the general ones.
-    if isinstance(exc, aiohttp.TooManyRedirects | aiohttp.RedirectClientError):
-        return ErrorKind.REDIRECT
+    if isinstance(exc, _TooSlow):
+        return ErrorKind.TOO_SLOW
+    if isinstance(exc, aiohttp.TooManyRedirects):
+        return ErrorKind.REDIRECT_LOOP
+    if isinstance(exc, aiohttp.RedirectClientError):
+        return ErrorKind.BAD_REDIRECT
     if isinstance(exc, aiohttp.InvalidUrlClientError | aiohttp.NonHttpUrlClientError):
         return ErrorKind.BAD_URL
+    if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(exc.os_error, BlockedAddress):
+        return ErrorKind.BLOCKED
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         return ErrorKind.DNS
     if isinstance(
@@ -123,7 +211,7 @@ def classify(exc: BaseException) -> ErrorKind:
         | aiohttp.ClientResponseError
         | aiohttp.ClientOSError,
     ):
-        return ErrorKind.BAD_RESPONSE
+        return ErrorKind.BAD_CONTENT
     if isinstance(exc, aiohttp.ClientError | OSError):
         return ErrorKind.CONNECT
     return ErrorKind.INTERNAL
@@ -153,83 +241,231 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - current)
 
 
+def opt_out(values: list[str], directives: tuple[str, ...]) -> str | None:
+    """The X-Robots-Tag directive that opts this response out for us, if any.
+
+    ``noai`` applies to every crawler; ``otherbot: noai`` only to ``otherbot``.
+    """
+    if not directives:
+        return None
+    wanted = {d.lower() for d in directives}
+    for value in values:
+        agent: str | None = None
+        for token in value.split(","):
+            token = token.strip().lower()
+            if ":" in token:
+                head, _, rest = token.partition(":")
+                if head.strip() not in wanted and " " not in head.strip():
+                    agent, token = head.strip(), rest.strip()
+            if token in wanted and agent in (None, "*", UA_TOKEN):
+                return token
+    return None
+
+
+class _TooSlow(Exception):
+    """The transfer stayed under the minimum speed for a whole window."""
+
+
+class _SpeedGuard:
+    """Closes a response that moves fewer than ``min_speed`` bytes/s over a window."""
+
+    def __init__(self, min_speed: int, window: float) -> None:
+        self.bytes = 0
+        self.tripped = False
+        self._last = 0
+        self._need = min_speed * window
+        self._window = window
+        self._resp: aiohttp.ClientResponse | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        if min_speed > 0:
+            self._handle = asyncio.get_running_loop().call_later(window, self._check)
+
+    def watch(self, resp: aiohttp.ClientResponse) -> None:
+        self._resp = resp
+
+    def _check(self) -> None:
+        if self.bytes - self._last < self._need:
+            self.tripped = True
+            if self._resp is not None:
+                self._resp.close()
+            return
+        self._last = self.bytes
+        self._handle = asyncio.get_running_loop().call_later(self._window, self._check)
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+
+
+def check_target(url: URL, block_private: bool) -> None:
+    """Refuse a URL (first or after a redirect) that policy forbids."""
+    if url.scheme not in ("http", "https"):
+        raise aiohttp.NonHttpUrlRedirectClientError(url)
+    if block_private and url.host is not None and is_private_address(url.host):
+        raise _Blocked(f"{url.host} is a private or reserved address")
+
+
+class _Blocked(Exception):
+    pass
+
+
 async def fetch(
-    session: aiohttp.ClientSession, url: str, config: FetchConfig, *, keep_body: bool = True
+    session: aiohttp.ClientSession,
+    url: str,
+    config: FetchConfig,
+    *,
+    keep_body: bool = True,
+    headers: Mapping[str, str] | None = None,
+    timeout_factor: float = 1.0,
 ) -> FetchResult:
-    """GET ``url`` once; never raises for anything the network or server does."""
+    """GET ``url`` once (following redirects); never raises for anything the network does."""
     started = time.perf_counter()
-    status: int | None = None
-    final_url: str | None = None
-    content_type: str | None = None
-    retry_after: float | None = None
+    state: dict[str, Any] = {"status": None, "final_url": None, "content_type": None}
+    guard = _SpeedGuard(config.min_speed, config.min_speed_window * timeout_factor)
+    deadline = started + config.total_timeout * timeout_factor
     try:
-        async with session.get(
-            url,
-            allow_redirects=config.max_redirects > 0,
-            max_redirects=max(config.max_redirects, 1),
-        ) as resp:
-            status = resp.status
-            final_url = str(resp.url)
-            content_type = resp.headers.get("Content-Type")
+        return await _fetch(
+            session,
+            URL(url, encoded=False),
+            config,
+            keep_body,
+            headers,
+            timeout_factor,
+            started,
+            deadline,
+            guard,
+            state,
+        )
+    except Exception as exc:  # every failure becomes data; cancellation still propagates
+        kind = ErrorKind.TOO_SLOW if guard.tripped else classify(exc)
+        if isinstance(exc, _Blocked):
+            kind = ErrorKind.BLOCKED
+        message = (
+            f"under {config.min_speed} bytes/s for {config.min_speed_window:g}s"
+            if guard.tripped
+            else describe(exc)
+        )
+        return FetchResult(
+            kind,
+            message,
+            state["status"],
+            state["final_url"],
+            state["content_type"],
+            elapsed_ms=_ms(started),
+        )
+    finally:
+        guard.cancel()
+
+
+async def _fetch(
+    session: aiohttp.ClientSession,
+    target: URL,
+    config: FetchConfig,
+    keep_body: bool,
+    headers: Mapping[str, str] | None,
+    timeout_factor: float,
+    started: float,
+    deadline: float,
+    guard: _SpeedGuard,
+    state: dict[str, Any],
+) -> FetchResult:
+    for hop in range(config.max_redirects + 1):
+        check_target(target, config.block_private_addresses)
+        # The whole chain shares one total deadline. (Passing timeout=None to aiohttp would
+        # mean "no timeout at all", so the session's default is left alone on the first hop.)
+        extra: dict[str, Any] = {}
+        if hop or timeout_factor != 1.0:
+            remaining = max(0.001, deadline - time.perf_counter())
+            base = client_timeout(config, timeout_factor)
+            extra["timeout"] = aiohttp.ClientTimeout(
+                total=remaining, sock_connect=base.sock_connect, sock_read=base.sock_read
+            )
+        async with session.get(target, allow_redirects=False, headers=headers, **extra) as resp:
+            guard.watch(resp)
+            status = state["status"] = resp.status
+            state["final_url"] = str(resp.url)
+            content_type = state["content_type"] = resp.headers.get("Content-Type")
+            if status in _REDIRECTS and config.max_redirects > 0:
+                location = resp.headers.get("Location")
+                if not location:
+                    raise aiohttp.InvalidUrlRedirectClientError(target, "no Location header")
+                try:
+                    target = resp.url.join(URL(location))
+                except ValueError as exc:
+                    raise aiohttp.InvalidUrlRedirectClientError(location, str(exc)) from exc
+                continue
             kind = status_kind(status)
             if kind is not None:
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                 return FetchResult(
                     kind,
                     f"HTTP {status} {resp.reason or ''}".strip(),
                     status,
-                    final_url,
+                    state["final_url"],
                     content_type,
                     elapsed_ms=_ms(started),
-                    retry_after=retry_after,
+                    retry_after=parse_retry_after(resp.headers.get("Retry-After")),
                 )
-            declared = resp.content_length
-            limit = config.max_body_bytes
-            if declared is not None and declared > limit:
-                return _too_large(declared, limit, status, final_url, content_type, started)
-            digest = hashlib.sha256()
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in resp.content.iter_chunked(_CHUNK):
-                size += len(chunk)
-                if size > limit:
-                    return _too_large(None, limit, status, final_url, content_type, started)
-                digest.update(chunk)
-                if keep_body:
-                    chunks.append(chunk)
-            body = b"".join(chunks) if keep_body else None
-            return FetchResult(
-                None,
-                None,
-                status,
-                final_url,
-                content_type,
-                body=body,
-                size=size,
-                sha256=digest.hexdigest(),
-                elapsed_ms=_ms(started),
-            )
-    except Exception as exc:  # every failure becomes data; cancellation still propagates
-        return FetchResult(
-            classify(exc), describe(exc), status, final_url, content_type, elapsed_ms=_ms(started)
-        )
+            directive = opt_out(resp.headers.getall("X-Robots-Tag", []), config.opt_out_directives)
+            if directive is not None:
+                return FetchResult(
+                    ErrorKind.OPT_OUT,
+                    f"X-Robots-Tag: {directive}",
+                    status,
+                    state["final_url"],
+                    content_type,
+                    elapsed_ms=_ms(started),
+                )
+            return await _read_body(resp, config, keep_body, started, guard)
+    raise aiohttp.TooManyRedirects(
+        resp.request_info, resp.history, message=f"more than {config.max_redirects} redirects"
+    )
 
 
-def _too_large(
-    declared: int | None,
-    limit: int,
-    status: int,
-    final_url: str | None,
-    content_type: str | None,
+async def _read_body(
+    resp: aiohttp.ClientResponse,
+    config: FetchConfig,
+    keep_body: bool,
     started: float,
+    guard: _SpeedGuard,
 ) -> FetchResult:
-    said = f"Content-Length {declared}" if declared is not None else "body"
+    limit = config.max_body_bytes
+    declared = resp.content_length
+    if declared is not None and declared > limit:
+        return _too_large(f"Content-Length {declared}", limit, resp, started)
+    digest = hashlib.sha256()
+    chunks: list[bytes] = []
+    size = 0
+    # Counted after decompression, so a gzip bomb stops at the cap like any big body.
+    async for chunk in resp.content.iter_chunked(_CHUNK):
+        size += len(chunk)
+        guard.bytes = size
+        if size > limit:
+            return _too_large("body", limit, resp, started)
+        digest.update(chunk)
+        if keep_body:
+            chunks.append(chunk)
+    if guard.tripped:
+        raise _TooSlow()
+    return FetchResult(
+        None,
+        None,
+        resp.status,
+        str(resp.url),
+        resp.headers.get("Content-Type"),
+        body=b"".join(chunks) if keep_body else None,
+        size=size,
+        sha256=digest.hexdigest(),
+        elapsed_ms=_ms(started),
+    )
+
+
+def _too_large(said: str, limit: int, resp: aiohttp.ClientResponse, started: float) -> FetchResult:
     return FetchResult(
         ErrorKind.TOO_LARGE,
         f"{said} exceeds max_body_bytes {limit}; transfer cut",
-        status,
-        final_url,
-        content_type,
+        resp.status,
+        str(resp.url),
+        resp.headers.get("Content-Type"),
         elapsed_ms=_ms(started),
     )
 

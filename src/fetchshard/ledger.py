@@ -20,6 +20,7 @@ from typing import Any
 
 PENDING = 0
 COMMITTED = 1
+DEFERRED = 2  # transient failures kept for the final pass at the end of the slice
 # Items that never reach the network (bad URLs) live under this host id.
 NO_HOST = 0
 
@@ -235,14 +236,18 @@ class Ledger:
 
     def release(self, retries: Iterable[Retry]) -> None:
         """Put transient failures back in the queue with their attempt count and due time."""
+        self._update_pending(retries, state=PENDING)
+
+    def _update_pending(self, retries: Iterable[Retry], *, state: int) -> None:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany(
-                "UPDATE items SET attempts = ?, next_attempt_at = ?, error_kind = ?, "
+                "UPDATE items SET state = ?, attempts = ?, next_attempt_at = ?, error_kind = ?, "
                 "error_message = ?, http_status = ? WHERE item_id = ? AND state = 0",
                 [
                     (
+                        state,
                         r.attempts,
                         r.next_attempt_at,
                         r.error_kind,
@@ -257,6 +262,17 @@ class Ledger:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    def defer(self, retries: Iterable[Retry]) -> None:
+        """Set transient failures aside for the final pass (they leave the main queue)."""
+        self._update_pending(retries, state=DEFERRED)
+
+    def reopen_deferred(self, at: float) -> int:
+        """Put every deferred item back in the queue, due at ``at``; return how many."""
+        cur = self._db.execute(
+            "UPDATE items SET state = 0, next_attempt_at = ? WHERE state = 2", (at,)
+        )
+        return cur.rowcount
 
     # -- commit -----------------------------------------------------------------------------
 

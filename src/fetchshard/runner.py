@@ -19,7 +19,7 @@ from fetchshard import __version__
 from fetchshard.config import Config
 from fetchshard.errors import EXIT_INTERRUPTED, EXIT_OK, ErrorKind, RunError
 from fetchshard.fetch import FetchResult, fetch, make_session
-from fetchshard.hosts import HostSlot, Scheduler
+from fetchshard.hosts import HostEvents, HostSlot, Scheduler
 from fetchshard.inputs import validate_inputs
 from fetchshard.ledger import Ledger, Retry, WorkItem
 from fetchshard.partition import Partitioner, normalize_url
@@ -27,6 +27,7 @@ from fetchshard.paths import RunPaths, write_atomic
 from fetchshard.plan import Interrupted, extras_schema, fingerprint, plan, prepare_output
 from fetchshard.progress import Progress
 from fetchshard.ranks import RankInfo
+from fetchshard.robots import read_robots, robots_allow
 from fetchshard.schema import STATUS_FAILED, STATUS_OK, ResultRow
 from fetchshard.stats import Stats
 from fetchshard.writer import PartWriter, recover
@@ -192,7 +193,7 @@ def _run_loop(coro: Coroutine[Any, Any, Stats]) -> Stats:
 
 
 class _Job:
-    """The fetch phase of one rank, inside its event loop."""
+    """The fetch phase of one rank, inside its event loop: the main pass, then the final one."""
 
     def __init__(
         self,
@@ -213,19 +214,15 @@ class _Job:
         self.stop = stop
         self.stats = Stats()
         self.fatal: BaseException | None = None
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.tasks: dict[asyncio.Task[None], WorkItem] = {}
+        self.deferred: list[Retry] = []
+        self.interrupted: list[Retry] = []
+        self.final = False  # in the final pass over deferred transient failures
 
     async def run(self) -> Stats:
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         cfg = self.config
-        scheduler = Scheduler(
-            self.ledger,
-            cfg.fetch,
-            Partitioner(self.info.world_size, cfg.partition.spread),
-            self.info.rank,
-        )
-        self.scheduler = scheduler
         self.writer = PartWriter(
             self.paths,
             self.info.rank,
@@ -234,6 +231,7 @@ class _Job:
             extras_schema(self.ledger),
             self.next_part,
         )
+        self.scheduler = self._scheduler()
         self.stop.callback = self._on_stop
         for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, self.stop, sig)
@@ -242,30 +240,27 @@ class _Job:
             self._write_unfetchable()
             async with make_session(cfg.fetch) as session:
                 self.session = session
-                while not self.stop:
-                    got = await scheduler.next()
-                    if got is None:
-                        break
-                    task = asyncio.create_task(self._fetch_one(*got))
-                    self.tasks.add(task)
-                    task.add_done_callback(self._task_done)
-                await self._drain()
+                await self._pass()
+                self._save_deferred()
+                fetch_cfg = cfg.fetch
+                if not self.stop and fetch_cfg.final_pass_attempts > 0:
+                    reopened = self.ledger.reopen_deferred(time.time() + fetch_cfg.final_pass_delay)
+                    if reopened:
+                        log.info(
+                            "final pass over %d transient failures in %gs",
+                            reopened,
+                            fetch_cfg.final_pass_delay,
+                        )
+                        self.final = True
+                        self.scheduler = self._scheduler()
+                        await self._pass()
             if self.fatal is not None:
                 raise RunError(f"rank {self.info.rank} failed: {self.fatal}") from self.fatal
             self.writer.commit()
-            leftover = scheduler.pending_retries()
+            self._save_deferred()
+            leftover = [*self.interrupted, *map(_retry, self.scheduler.pending_retries())]
             if leftover:
-                self.ledger.release(
-                    Retry(
-                        it.item_id,
-                        it.attempts,
-                        it.next_attempt_at,
-                        it.error_kind or "",
-                        it.error_message or "",
-                        it.http_status,
-                    )
-                    for it in leftover
-                )
+                self.ledger.release(leftover)
         finally:
             ticker.cancel()
             for sig in STOP_SIGNALS:
@@ -273,6 +268,33 @@ class _Job:
             self.stop.callback = None
         self.stats.seconds = time.monotonic() - started
         return self.stats
+
+    def _scheduler(self) -> Scheduler:
+        cfg = self.config
+        return Scheduler(
+            self.ledger,
+            cfg.fetch,
+            Partitioner(self.info.world_size, cfg.partition.spread),
+            self.info.rank,
+        )
+
+    async def _pass(self) -> None:
+        while not self.stop:
+            got = await self.scheduler.next()
+            if got is None:
+                break
+            if got.fail is not None:
+                self._write(got.item, got.item.attempts, None, time.time(), got.fail, got.message)
+                continue
+            task = asyncio.create_task(self._fetch_one(got.slot, got.item))
+            self.tasks[task] = got.item
+            task.add_done_callback(self._task_done)
+        await self._drain()
+
+    def _save_deferred(self) -> None:
+        if self.deferred:
+            self.ledger.defer(self.deferred)
+            self.deferred = []
 
     def _on_stop(self, count: int) -> None:
         self.scheduler.stop()
@@ -292,8 +314,19 @@ class _Job:
             await asyncio.gather(*pending, return_exceptions=True)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
-        self.tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None and self.fatal is None:
+        item = self.tasks.pop(task)
+        if task.cancelled():
+            self.interrupted.append(
+                Retry(
+                    item.item_id,
+                    item.attempts,
+                    time.time(),
+                    ErrorKind.INTERRUPTED.value,
+                    "the rank stopped during the request",
+                    None,
+                )
+            )
+        elif task.exception() is not None and self.fatal is None:
             self.fatal = task.exception()
             log.error("stopping: %s", self.fatal, exc_info=self.fatal)
             self.scheduler.stop()
@@ -360,36 +393,105 @@ class _Job:
 
     async def _fetch_one(self, slot: HostSlot, item: WorkItem) -> None:
         attempt = item.attempts + 1
-        fetch_cfg = self.config.fetch
+        cfg = self.config.fetch
         try:
             url = normalize_url(item.url).url
         except ValueError as exc:
             self._write(item, attempt, None, time.time(), ErrorKind.BAD_URL, str(exc))
             self.scheduler.done(slot)
             return
-        result = await fetch(self.session, url, fetch_cfg)
+        if cfg.robots_txt and not await self._robots_allow(slot, url):
+            self._write(
+                item,
+                item.attempts,
+                None,
+                time.time(),
+                ErrorKind.ROBOTS_TXT,
+                f"disallowed by {slot.host}/robots.txt",
+            )
+            self.scheduler.done(slot)
+            return
+        factor = cfg.final_pass_timeout_factor if self.final else 1.0
+        result = await fetch(
+            self.session,
+            url,
+            cfg,
+            headers=slot.headers or None,
+            timeout_factor=factor,
+            keep_body=self.config.output.store_body,
+        )
         self.stats.requests += 1
         kind = result.error_kind
-        if kind is not None and kind.transient and attempt < fetch_cfg.max_attempts:
-            delay = _backoff(attempt, fetch_cfg.retry_base_delay, fetch_cfg.retry_max_delay)
-            if result.retry_after is not None:
-                delay = max(delay, min(result.retry_after, 3600.0))
-            self.stats.retries += 1
-            log.debug("%s: %s, retry %d in %.2fs", url, result.error_message, attempt, delay)
-            retry = WorkItem(
-                item.item_id,
-                item.url,
-                item.extras,
-                attempt,
-                time.time() + delay,
-                kind.value,
-                result.error_message,
-                result.http_status,
-            )
-            self.scheduler.done(slot, retry, delay)
-            return
-        self._write(item, attempt, result, time.time(), kind, result.error_message)
-        self.scheduler.done(slot)
+        retry: WorkItem | None = None
+        delay = 0.0
+        if kind is not None and kind.transient:
+            limit = cfg.max_attempts + (cfg.final_pass_attempts if self.final else 0)
+            if attempt < limit:
+                delay = _backoff(attempt, cfg.retry_base_delay, cfg.retry_max_delay)
+                if result.retry_after is not None:
+                    delay = max(delay, min(result.retry_after, 3600.0))
+                self.stats.retries += 1
+                log.debug("%s: %s, retry %d in %.2fs", url, result.error_message, attempt, delay)
+                retry = _work_item(item, attempt, time.time() + delay, result)
+            elif not self.final and cfg.final_pass_attempts > 0:
+                self.deferred.append(_retry(_work_item(item, attempt, 0.0, result)))
+                self.stats.deferred += 1
+                events = self.scheduler.done(
+                    slot, kind=kind, status=result.http_status, retry_after=result.retry_after
+                )
+                self._count(events)
+                return
+        if retry is None:
+            self._write(item, attempt, result, time.time(), kind, result.error_message)
+        events = self.scheduler.done(
+            slot,
+            retry,
+            delay,
+            kind=kind,
+            status=result.http_status,
+            retry_after=result.retry_after,
+        )
+        self._count(events)
+
+    def _count(self, events: HostEvents) -> None:
+        stats = self.stats
+        stats.rate_decreases += events.rate_decreased
+        stats.rate_increases += events.rate_increased
+        stats.host_cooldowns += events.parked
+        stats.hosts_unreachable += events.died
+
+    async def _robots_allow(self, slot: HostSlot, url: str) -> bool:
+        """Whether robots.txt lets us fetch ``url``; fetched once per host, rate limited."""
+        async with slot.robots_lock:
+            if slot.robots is None:
+                await slot.limiter.acquire()
+                slot.robots = await read_robots(self.session, url, self.config.fetch)
+        return robots_allow(slot.robots, url)
+
+
+def _work_item(item: WorkItem, attempt: int, due: float, result: FetchResult) -> WorkItem:
+    kind = result.error_kind.value if result.error_kind is not None else None
+    return WorkItem(
+        item.item_id,
+        item.url,
+        item.extras,
+        attempt,
+        due,
+        kind,
+        result.error_message,
+        result.http_status,
+    )
+
+
+def _retry(item: WorkItem) -> Retry:
+    return Retry(
+        item.item_id,
+        item.attempts,
+        item.next_attempt_at,
+        item.error_kind or "",
+        item.error_message or "",
+        item.http_status,
+    )
 
 
 def _backoff(attempt: int, base: float, cap: float) -> float:

@@ -17,21 +17,20 @@ class Stats:
     retries: int = 0
     bytes: int = 0  # body bytes of successful fetches
     seconds: float = 0.0  # time spent fetching
+    deferred: int = 0  # transient failures set aside for the final pass
+    rate_decreases: int = 0  # a host's rate halved after 429/503
+    rate_increases: int = 0
+    host_cooldowns: int = 0
+    hosts_unreachable: int = 0
     errors: Counter[str] = field(default_factory=Counter)  # terminal failures by error kind
 
     def __add__(self, other: Stats) -> Stats:
         if not isinstance(other, Stats):
             return NotImplemented
-        return Stats(
-            items=self.items + other.items,
-            ok=self.ok + other.ok,
-            failed=self.failed + other.failed,
-            requests=self.requests + other.requests,
-            retries=self.retries + other.retries,
-            bytes=self.bytes + other.bytes,
-            seconds=self.seconds + other.seconds,
-            errors=self.errors + other.errors,
-        )
+        values = {
+            f.name: getattr(self, f.name) + getattr(other, f.name) for f in dataclasses.fields(self)
+        }
+        return Stats(**values)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
