@@ -103,6 +103,7 @@ class FetchConfig:
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     retry_base_delay: float = 1.0
     retry_max_delay: float = 60.0
+    retry_after_max: float = 300.0  # a longer Retry-After is cut to this (it bounds the tail)
     # Transient failures left after max_attempts get one more chance at the end of the slice.
     final_pass_attempts: int = 1
     final_pass_delay: float = 5.0
@@ -128,6 +129,23 @@ class FetchConfig:
     verify_tls: bool = True
     ca_bundle: str | None = None
     trust_env: bool = True
+
+    def url_time_bound(self) -> float:
+        """The longest one URL can keep a rank busy once its host is being fetched.
+
+        Main pass: ``max_attempts`` requests of at most ``total_timeout`` each, separated by
+        waits of at most max(retry_max_delay, retry_after_max); final pass: its delay, then
+        ``final_pass_attempts`` longer requests, separated likewise; plus the host's
+        cool-downs before it is given up. (Time spent queued behind other URLs of the same
+        host under its rate limit is not included: that is the host's items / its rate.)
+        """
+        wait = max(self.retry_max_delay, self.retry_after_max)
+        bound = self.max_attempts * self.total_timeout + (self.max_attempts - 1) * wait
+        if self.final_pass_attempts:
+            longer = self.total_timeout * self.final_pass_timeout_factor
+            bound += self.final_pass_delay + self.final_pass_attempts * longer
+            bound += (self.final_pass_attempts - 1) * wait
+        return bound + self.host_max_cooldowns * self.host_cooldown
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -190,6 +208,7 @@ _POSITIVE = {
     "fetch.host_max_failures",
     "fetch.host_cooldown",
     "fetch.retry_base_delay",
+    "fetch.retry_after_max",
     "fetch.retry_max_delay",
     "run.world_size",
     "run.ranks",

@@ -340,6 +340,9 @@ async def fetch(
         kind = ErrorKind.TOO_SLOW if guard.tripped else classify(exc)
         if isinstance(exc, _Blocked):
             kind = ErrorKind.BLOCKED
+        elif kind is ErrorKind.BAD_CONTENT and state["status"] is None:
+            # Reset or dropped before any response: the host is not accepting requests.
+            kind = ErrorKind.CONNECT
         message = (
             f"under {config.min_speed} bytes/s for {config.min_speed_window:g}s"
             if guard.tripped

@@ -45,6 +45,11 @@ class AdaptiveLimiter(AsyncLimiter):
         self.time_period = self.max_rate / rate
         self._rate_per_sec = rate
 
+    def fill(self) -> None:
+        """Start with the bucket full: no burst (for a host that was just being fetched)."""
+        self._leak()
+        self._level = self.max_rate
+
 
 @dataclass(frozen=True, slots=True)
 class Dispatch:
@@ -128,7 +133,14 @@ class Scheduler:
         *,
         clock: Callable[[], float] | None = None,
         wall: Callable[[], float] = time.time,
+        after: Scheduler | None = None,
     ) -> None:
+        # A scheduler that follows another (the final pass) keeps what it learnt about
+        # hosts: given-up hosts stay given up, slowed hosts stay slow, and no host gets a
+        # fresh burst right after the previous pass sent to it.
+        self.dead_hosts: dict[int, tuple[ErrorKind, str]] = dict(after.dead_hosts) if after else {}
+        self.slowed: dict[int, float] = dict(after.slowed) if after else {}
+        self._no_burst = after is not None
         self._ledger = ledger
         self._config = config
         self._partitioner = partitioner
@@ -195,6 +207,13 @@ class Scheduler:
         )
         if host_matches(host, cfg.block_hosts):
             slot.dead, slot.dead_reason = ErrorKind.BLOCKED, f"{host} is in fetch.block_hosts"
+        elif host_id in self.dead_hosts:
+            slot.dead, slot.dead_reason = self.dead_hosts[host_id]
+        if host_id in self.slowed:
+            slot.rate = self.slowed.pop(host_id)
+            slot.limiter.set_rate(slot.rate)
+        if self._no_burst:
+            slot.limiter.fill()
         return slot
 
     def _sleep(self, slot: HostSlot, until: float) -> None:
@@ -211,6 +230,8 @@ class Scheduler:
     def _finish(self, slot: HostSlot) -> None:
         del self._slots[slot.host_id]
         slot.where = _FINISHED
+        if slot.rate < slot.base_rate:
+            self.slowed[slot.host_id] = slot.rate
 
     # -- items ------------------------------------------------------------------------------
 
@@ -362,8 +383,11 @@ class Scheduler:
             events.rate_increased = True
             log.debug("%s: success, rate back to %.3g/s", slot.host, slot.rate)
         if retry_after is not None:
+            retry_after = min(retry_after, cfg.retry_after_max)
             slot.parked_until = max(slot.parked_until, now + retry_after)
         if kind is not None and kind.host_failure:
+            if slot.parked_until > now:
+                return events  # requests already in flight when the host was parked
             slot.failures += 1
             if slot.failures >= cfg.host_max_failures and slot.dead is None:
                 slot.failures = 0
@@ -375,6 +399,7 @@ class Scheduler:
                         f"(last: {kind.value})"
                     )
                     events.died = True
+                    self.dead_hosts[slot.host_id] = (slot.dead, slot.dead_reason)
                     log.warning("%s", slot.dead_reason)
                 else:
                     slot.parked_until = max(slot.parked_until, now + cfg.host_cooldown)

@@ -130,6 +130,10 @@ def _run(
                 counts.pending,
             )
             progress.set_total(counts.total, counts.committed)
+            log.info(
+                "one URL can hold this rank at most %.0fs (README: how long the tail can be)",
+                config.fetch.url_time_bound(),
+            )
             session = Stats()
             if counts.pending and not stop:
                 job = _Job(config, info, paths, ledger, next_part, progress, stop)
@@ -244,6 +248,9 @@ class _Job:
                 self._save_deferred()
                 fetch_cfg = cfg.fetch
                 if not self.stop and fetch_cfg.final_pass_attempts > 0:
+                    # Commit first: a new scheduler reads the queue from its start, and rows
+                    # of the open part are still pending in the ledger until committed.
+                    self.writer.commit()
                     reopened = self.ledger.reopen_deferred(time.time() + fetch_cfg.final_pass_delay)
                     if reopened:
                         log.info(
@@ -252,7 +259,7 @@ class _Job:
                             fetch_cfg.final_pass_delay,
                         )
                         self.final = True
-                        self.scheduler = self._scheduler()
+                        self.scheduler = self._scheduler(after=self.scheduler)
                         await self._pass()
             if self.fatal is not None:
                 raise RunError(f"rank {self.info.rank} failed: {self.fatal}") from self.fatal
@@ -269,13 +276,14 @@ class _Job:
         self.stats.seconds = time.monotonic() - started
         return self.stats
 
-    def _scheduler(self) -> Scheduler:
+    def _scheduler(self, after: Scheduler | None = None) -> Scheduler:
         cfg = self.config
         return Scheduler(
             self.ledger,
             cfg.fetch,
             Partitioner(self.info.world_size, cfg.partition.spread),
             self.info.rank,
+            after=after,
         )
 
     async def _pass(self) -> None:
@@ -429,7 +437,7 @@ class _Job:
             if attempt < limit:
                 delay = _backoff(attempt, cfg.retry_base_delay, cfg.retry_max_delay)
                 if result.retry_after is not None:
-                    delay = max(delay, min(result.retry_after, 3600.0))
+                    delay = max(delay, min(result.retry_after, cfg.retry_after_max))
                 self.stats.retries += 1
                 log.debug("%s: %s, retry %d in %.2fs", url, result.error_message, attempt, delay)
                 retry = _work_item(item, attempt, time.time() + delay, result)
