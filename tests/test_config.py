@@ -364,3 +364,21 @@ def test_text_options_from_env_stay_text() -> None:
     config = load_config(None, environ=environ)
     assert config.output.dir == "2024"
     assert config.input.url_column == "no"
+
+
+def test_example_config_lists_every_option_with_its_default() -> None:
+    import dataclasses
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "config.yaml"
+    import yaml
+
+    data = yaml.safe_load(example.read_text())
+    loaded = load_config(example, environ={})
+    defaults = Config()
+    for section in ("input", "output", "partition", "fetch", "run"):
+        names = {f.name for f in dataclasses.fields(getattr(defaults, section))}
+        assert set(data[section]) == names, section
+        for name in names - {"paths"}:
+            assert getattr(getattr(loaded, section), name) == getattr(
+                getattr(defaults, section), name
+            ), f"{section}.{name}"

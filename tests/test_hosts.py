@@ -112,3 +112,69 @@ async def test_retry_waits_then_slice_finishes(
     assert again is not None and again.item.item_id == item.item_id
     scheduler.done(again.slot)
     assert await scheduler.next() is None
+
+
+async def test_429_halves_the_rate_to_a_floor_and_success_restores_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fetchshard.errors import ErrorKind
+
+    clock = Clock()
+    monkeypatch.setattr(asyncio.get_running_loop(), "time", clock)
+    ledger = _ledger(tmp_path, {"h.test": 200})
+    config = FetchConfig(per_host_rate=8.0, per_host_burst=200, per_host_min_rate=1.0)
+    scheduler = Scheduler(ledger, config, Partitioner(1, 1), 0, clock=clock)
+    got = [await scheduler.next() for _ in range(10)]
+    slot = got[0].slot  # type: ignore[union-attr]
+    events = scheduler.done(slot, kind=ErrorKind.HTTP_429, status=429)
+    assert events.rate_decreased and slot.rate == 4.0
+    # More 429s from requests already in flight within one interval count once.
+    assert not scheduler.done(slot, kind=ErrorKind.HTTP_429, status=429).rate_decreased
+    for _ in range(5):
+        clock.offset += 1.0
+        scheduler.done(slot, kind=ErrorKind.HTTP_5XX, status=503)
+    assert slot.rate == 1.0  # the floor
+    assert slot.limiter._rate_per_sec == 1.0
+    for _ in range(3):
+        assert scheduler.done(slot).rate_increased
+    assert slot.rate == pytest.approx(1.0 + 3 * 8.0 / 16)
+    while slot.rate < 8.0:
+        slot.in_flight += 1  # done() expects an outstanding fetch
+        scheduler._in_flight += 1
+        scheduler.done(slot)
+    assert slot.rate == 8.0
+
+
+async def test_connect_failures_park_then_give_up_the_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fetchshard.errors import ErrorKind
+
+    clock = Clock()
+    monkeypatch.setattr(asyncio.get_running_loop(), "time", clock)
+    ledger = _ledger(tmp_path, {"down.test": 50})
+    config = FetchConfig(
+        per_host_rate=1000.0,
+        per_host_burst=1000,
+        per_host_concurrency=2,
+        host_max_failures=2,
+        host_cooldown=10.0,
+        host_max_cooldowns=1,
+    )
+    scheduler = Scheduler(ledger, config, Partitioner(1, 1), 0, clock=clock)
+
+    async def fail_two() -> None:
+        first, second = await scheduler.next(), await scheduler.next()
+        assert first is not None and second is not None and first.fail is None
+        scheduler.done(first.slot, first.item, kind=ErrorKind.CONNECT)
+        scheduler.done(second.slot, second.item, kind=ErrorKind.CONNECT)
+
+    await fail_two()
+    assert await _drain_ready(scheduler) == []  # parked for the cool-down
+    clock.offset += 10.0
+    await fail_two()  # the second cool-down is one more than allowed: given up
+    abandoned = []
+    while (got := await scheduler.next()) is not None:
+        assert got.fail is ErrorKind.HOST_UNREACHABLE
+        abandoned.append(got.item.item_id)
+    assert len(abandoned) == len(set(abandoned)) == 50
