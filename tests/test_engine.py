@@ -90,36 +90,37 @@ def test_slow_and_429_hosts_do_not_hold_back_the_others(
     assert stats["rate_decreases"] >= 2
 
 
-@pytest.mark.parametrize("order", ["sorted", "shuffled"])
 def test_input_sorted_by_host_is_as_fast_as_shuffled(
-    order: str, farm: ServerProcess, url_file: Callable[..., Path], tmp_path: Path
+    farm: ServerProcess, url_file: Callable[..., Path], tmp_path: Path
 ) -> None:
-    # Host A (index 2) is held to 40 req/s by a per-host override; hosts B..H are fast.
-    urls = [
-        farm.url(f"/ok/x?t=e2-{order}-{h}-{i}", host=h) for h in range(2, 10) for i in range(80)
-    ]
-    if order == "shuffled":
-        import random
+    """Host A (index 2) is held to 40 req/s by a per-host override; hosts B..H are fast."""
+    import random
 
-        random.Random(7).shuffle(urls)
     host_a = farm.url("/", host=2).split("//")[1].rstrip("/")
-    out = tmp_path / "out"
-    started = time.monotonic()
-    result = cli(
-        "run",
-        str(url_file(urls)),
-        "-o",
-        str(out),
-        *FAST,
-        "--set",
-        f"fetch.hosts={{'{host_a}': {{rate: 40, burst: 1}}}}",
-    )
-    wall = time.monotonic() - started
-    assert result.exit_code == 0, result.output
-    # A takes 80/40 = 2 s; everything else runs alongside it, whatever the input order.
-    times = _arrivals(farm, f"t=e2-{order}-2-")
-    assert _max_excess(times, 40.0, 1) <= 0
-    assert 1.9 <= wall <= 2.0 * 1.2 + 1.5, wall
+    seconds = {}
+    for order in ("sorted", "shuffled"):
+        urls = [
+            farm.url(f"/ok/x?t=e2-{order}-{h}-{i}", host=h) for h in range(2, 10) for i in range(80)
+        ]
+        if order == "shuffled":
+            random.Random(7).shuffle(urls)
+        out = tmp_path / order
+        result = cli(
+            "run",
+            str(url_file(urls, name=f"{order}.txt")),
+            "-o",
+            str(out),
+            *FAST,
+            "--set",
+            f"fetch.hosts={{'{host_a}': {{rate: 40, burst: 1}}}}",
+        )
+        assert result.exit_code == 0, result.output
+        times = _arrivals(farm, f"t=e2-{order}-2-")
+        assert _max_excess(times, 40.0, 1) <= 0
+        seconds[order] = json.loads((out / "stats" / "rank-00000.json").read_text())["seconds"]
+    # A alone takes 80/40 = 2 s; everything else runs alongside it, whatever the input order.
+    assert all(1.9 <= s <= 4.5 for s in seconds.values()), seconds
+    assert max(seconds.values()) / min(seconds.values()) <= 1.2, seconds
 
 
 def test_misbehaving_routes_end_in_the_right_kind_within_deadlines(
