@@ -196,3 +196,14 @@ def test_rank_error_exit_code() -> None:
     with pytest.raises(RankError) as info:
         detect_rank({}, rank=0)
     assert info.value.exit_code == 2
+
+
+def test_cpus_available_prefers_slurm_cpus_per_task() -> None:
+    import os
+
+    from fetchshard.ranks import cpus_available
+
+    assert cpus_available({"SLURM_CPUS_PER_TASK": "3"}) == 3
+    assert cpus_available({}) == len(os.sched_getaffinity(0))
+    with pytest.raises(RankError, match="SLURM_CPUS_PER_TASK"):
+        cpus_available({"SLURM_CPUS_PER_TASK": "many"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -81,3 +82,17 @@ def _checked(info: RankInfo, names: str = "--rank/--world-size") -> RankInfo:
     if not 0 <= info.rank < info.world_size:
         raise RankError(f"rank {info.rank} is outside 0..{info.world_size - 1} ({names})")
     return info
+
+
+def cpus_available(environ: Mapping[str, str]) -> int:
+    """CPUs this rank may use: SLURM_CPUS_PER_TASK, else the affinity mask, else the count."""
+    raw = environ.get("SLURM_CPUS_PER_TASK")
+    if raw:
+        try:
+            return max(1, int(raw))
+        except ValueError as exc:
+            raise RankError(f"SLURM_CPUS_PER_TASK={raw!r} is not an integer") from exc
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return max(1, os.cpu_count() or 1)

@@ -26,7 +26,7 @@ from fetchshard.partition import Partitioner, normalize_url
 from fetchshard.paths import RunPaths, write_atomic
 from fetchshard.plan import Interrupted, extras_schema, fingerprint, plan, prepare_output
 from fetchshard.progress import Progress
-from fetchshard.ranks import RankInfo
+from fetchshard.ranks import RankInfo, cpus_available
 from fetchshard.robots import read_robots, robots_allow
 from fetchshard.schema import STATUS_FAILED, STATUS_OK, ResultRow
 from fetchshard.stats import Stats
@@ -97,7 +97,7 @@ def _run(
     config: Config, info: RankInfo, paths: RunPaths, fp: dict[str, Any], interactive: bool
 ) -> RankOutcome:
     rank = info.rank
-    log.info("fetchshard %s as %s", __version__, info.describe)
+    log.info("fetchshard %s as %s, %d CPUs", __version__, info.describe, cpus_available(os.environ))
     stop = _StopFlag()
     previous = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
     progress = Progress(
