@@ -1,0 +1,365 @@
+"""fetchshard under a real SLURM: srun over several nodes, a time limit with SIGUSR1, scancel,
+and the guard against running in an sbatch script without srun.
+
+The cluster runs on this machine (`tests/slurm/cluster.sh up`: slurmctld plus four slurmd,
+each an emulated node); without it every test here is skipped. The ranks are started by
+slurmd, not by the test, with the test's Python (`sys.executable -m fetchshard`), and fetch
+from a loopback server farm (`tests/server.py`) in a subprocess of the test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from fetchshard.errors import EXIT_INTERRUPTED
+from server import ServerProcess
+from util import FAST, assert_exactly_once, ledger_items, part_files, read_rows
+
+SKIP_REASON = "no SLURM cluster: run tests/slurm/cluster.sh up"
+
+
+def node_states() -> list[str] | None:
+    """`sinfo -h -N -o %T`: one state per node, or None when there is no cluster."""
+    if shutil.which("sinfo") is None:
+        return None
+    try:
+        proc = subprocess.run(
+            # an answering controller replies in milliseconds; a stopped one makes sinfo retry
+            ["timeout", "5", "sinfo", "-h", "-N", "-o", "%T"],
+            capture_output=True,
+            text=True,
+            timeout=15,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return proc.stdout.split() if proc.returncode == 0 else None
+
+
+def cluster_up() -> bool:
+    """srun is installed and every node of the cluster is idle."""
+    states = node_states()
+    return shutil.which("srun") is not None and bool(states) and all(s == "idle" for s in states)
+
+
+requires_cluster = pytest.mark.skipif(not cluster_up(), reason=SKIP_REASON)
+pytestmark = requires_cluster
+
+
+# --------------------------------------------------------------------------- helpers
+def fetchshard_run(src: Path, out: Path, *flags: str) -> list[str]:
+    """The rank command: this interpreter (the test venv's), as srun inherits env and cwd."""
+    return [sys.executable, "-m", "fetchshard", "run", str(src), "-o", str(out), *flags]
+
+
+def bounded(cmd: Sequence[str], seconds: int) -> list[str]:
+    """``timeout`` around a SLURM client command (SIGTERM, then SIGKILL 10 s later)."""
+    return ["timeout", "--kill-after=10", str(seconds), *cmd]
+
+
+def run_bounded(
+    cmd: Sequence[str],
+    seconds: int,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        bounded(cmd, seconds),
+        cwd=cwd,
+        env=None if env is None else {**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=seconds + 30,
+        check=False,
+    )
+
+
+def srun(
+    args: Sequence[str], cmd: Sequence[str], seconds: int, cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    # --immediate: fail instead of queueing forever if the nodes are not free within 60 s
+    return run_bounded(["srun", "--immediate=60", *args, *cmd], seconds, cwd=cwd)
+
+
+def jobs_named(name: str, states: str = "PD,R,CG,S,CF") -> list[str]:
+    proc = run_bounded(["squeue", "-h", "-n", name, "-t", states, "-o", "%i"], 10)
+    return proc.stdout.split()
+
+
+def unique_job_name(request: pytest.FixtureRequest) -> str:
+    return f"fstest-{re.sub(r'[^A-Za-z0-9]+', '-', request.node.name)[:40]}-{os.getpid()}"
+
+
+def cancel_jobs(name: str) -> None:
+    """Cancel every job of that name and wait (bounded) until they have left the nodes."""
+    run_bounded(["scancel", "--name", name], 20)
+    deadline = time.monotonic() + 30
+    while jobs_named(name) and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
+@pytest.fixture
+def job_name(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A job name unique to this test; its jobs are cancelled (and waited for) afterwards."""
+    name = unique_job_name(request)
+    yield name
+    cancel_jobs(name)
+
+
+def url_lines(path: Path, urls: Sequence[str]) -> Path:
+    path.write_text("".join(f"{u}\n" for u in urls), encoding="utf-8")
+    return path
+
+
+def done_markers(out: Path) -> list[str]:
+    return sorted(p.name for p in (out / "done").glob("rank-*"))
+
+
+def rank_names(n: int) -> list[str]:
+    return [f"rank-{r:05d}" for r in range(n)]
+
+
+def committed_parts(out: Path, rank: int) -> tuple[set[int], int]:
+    """The parts the rank's ledger records, and how many items it has committed."""
+    with sqlite3.connect(out / "ledger" / f"rank-{rank:05d}.sqlite") as db:
+        parts = {r[0] for r in db.execute("SELECT part FROM parts")}
+        committed = db.execute("SELECT COUNT(*) FROM items WHERE state = 1").fetchone()[0]
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    return parts, committed
+
+
+def assert_consistent_stop(out: Path, world_size: int) -> None:
+    """After an interruption: every part committed and readable, nothing half-written."""
+    assert not list((out / "shards").glob("*/*.tmp")), "a part was left half-written"
+    for rank in range(world_size):
+        files = sorted((out / "shards" / f"rank-{rank:05d}").glob("part-*.parquet"))
+        parts, committed = committed_parts(out, rank)
+        assert parts == {int(p.stem.split("-")[1]) for p in files}, f"rank {rank}"
+        rows = sum(pq.read_metadata(p).num_rows for p in files)  # every part readable
+        assert rows == committed, f"rank {rank}: {rows} rows in parts, {committed} committed"
+    read_rows(out)  # and every part's data too
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.2)
+
+
+def show(capsys: pytest.CaptureFixture[str], line: str) -> None:
+    """One line straight to the terminal, so that the CI log shows it even when passing."""
+    with capsys.disabled():
+        print(f"\n[slurm] {line}", flush=True)
+
+
+def sbatch_wait(
+    args: Sequence[str], seconds: int, cwd: Path, env: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess[str], str]:
+    """`sbatch --wait --parsable ...`: the completed process (rc = the job's) and the job id."""
+    proc = run_bounded(["sbatch", "--wait", "--parsable", *args], seconds, cwd=cwd, env=env)
+    job_id = proc.stdout.strip().split(";")[0]
+    return proc, job_id
+
+
+# --------------------------------------------------------------------------- tests
+@pytest.mark.timeout(240)
+def test_srun_four_nodes_eight_ranks_exactly_once(
+    tmp_path: Path, job_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    states = node_states() or []
+    if len(states) < 4:
+        pytest.skip(f"needs 4 nodes, the cluster has {len(states)}: tests/slurm/cluster.sh up 4")
+    n_urls, n_hosts, world = 20_000, 16, 8
+    with ServerProcess(hosts=n_hosts, log_path=tmp_path / "requests.jsonl") as srv:
+        urls = [srv.url(f"/ok/{i}", host=i % n_hosts) for i in range(n_urls)]
+        src, out = url_lines(tmp_path / "urls.txt", urls), tmp_path / "out"
+        started = time.monotonic()
+        geometry = ["-N", "4", "-n", str(world), "--ntasks-per-node=2", "--overcommit"]
+        proc = srun(
+            [*geometry, "--job-name", job_name],
+            fetchshard_run(src, out, *FAST),
+            seconds=200,
+            cwd=tmp_path,
+        )
+        elapsed = time.monotonic() - started
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        requests = srv.requests()
+
+    assert sorted(p.stem for p in (out / "ledger").glob("rank-*.sqlite")) == rank_names(world)
+    assert done_markers(out) == rank_names(world)
+    assert assert_exactly_once(out, world_size=world) == len(set(urls))
+    union: set[str] = set()
+    for rank in range(world):
+        items = ledger_items(out, rank)
+        assert items, f"rank {rank} got no URL"
+        union |= {url for url, _ in items.values()}
+        log = (out / "logs" / f"rank-{rank:05d}.log").read_text()
+        assert f"rank {rank} of {world} (from SLURM)" in log
+    assert union == set(urls)
+    # every URL reached the server exactly once, and nothing else did
+    seen = Counter(srv.base_urls[r["host_index"]] + r["path"] for r in requests)
+    assert seen == Counter(urls)
+    show(
+        capsys,
+        f"srun -N 4 -n {world}: {world} ranks fetched {n_urls} URLs from {n_hosts} hosts "
+        f"in {elapsed:.1f}s",
+    )
+
+
+@pytest.mark.timeout(240)
+def test_time_limit_usr1_then_rerun(
+    tmp_path: Path, job_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--time=1 --signal=USR1@50`: the ranks commit and exit 75 before the limit; a rerun ends.
+
+    The input takes ~125-150 s (8 hosts x 4 req/s, 4000 URLs; the slowest rank sets the end),
+    far beyond the 60 s limit, so the ranks are surely stopped by the signal (due 10 s after
+    the start; slurmctld checks limits on a ~30 s timer, so it came 5-42 s after the start in
+    our runs). The rerun fetches the rest: this test takes about as long as the whole input.
+    """
+    n_hosts, n_urls, world = 8, 4000, 4
+    flags = [
+        *FAST,
+        "--set",
+        "fetch.per_host_rate=4",
+        "--set",
+        "fetch.per_host_burst=1",
+        "--set",
+        "output.part_max_rows=20",
+        "--set",
+        "run.progress_interval=0.5",
+    ]
+    geometry = ["-N", "2", "-n", str(world), "--overcommit", "--job-name", job_name]
+    with ServerProcess(hosts=n_hosts, log_path=tmp_path / "requests.jsonl") as srv:
+        urls = [srv.url(f"/slow/0.2?i={i}", host=i % n_hosts) for i in range(n_urls)]
+        src, out = url_lines(tmp_path / "urls.txt", urls), tmp_path / "out"
+        cmd = fetchshard_run(src, out, *flags)
+
+        started = time.monotonic()
+        first = srun(["--time=1", "--signal=USR1@50", *geometry], cmd, seconds=150, cwd=tmp_path)
+        stopped_after = time.monotonic() - started
+        assert first.returncode == EXIT_INTERRUPTED, first.stderr[-4000:]
+        assert done_markers(out) == []
+        for rank in range(world):
+            log = (out / "logs" / f"rank-{rank:05d}.log").read_text()
+            assert "received SIGUSR1" in log, f"rank {rank}: {log[-2000:]}"
+            progress = json.loads((out / "progress" / f"rank-{rank:05d}.json").read_text())
+            assert progress["state"] == "interrupted", progress
+        assert_consistent_stop(out, world)
+        fetched_first = len(read_rows(out, ["item_id"]))
+        assert fetched_first > 0, "nothing was committed before the signal"
+
+        second = srun(geometry, cmd, seconds=200, cwd=tmp_path)
+        total = time.monotonic() - started
+        assert second.returncode == 0, second.stderr[-4000:]
+
+    assert done_markers(out) == rank_names(world)
+    assert assert_exactly_once(out, world_size=world) == n_urls
+    show(
+        capsys,
+        f"srun --time=1 --signal=USR1@50: {world} ranks stopped with exit 75 after "
+        f"{stopped_after:.0f}s ({fetched_first}/{n_urls} committed); rerun completed, "
+        f"{total:.0f}s in all",
+    )
+
+
+@pytest.mark.timeout(180)
+def test_scancel_mid_run_then_rerun(
+    tmp_path: Path, job_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    n_hosts, n_urls, world = 8, 1200, 4
+    flags = [
+        *FAST,
+        "--set",
+        "fetch.per_host_rate=10",
+        "--set",
+        "fetch.per_host_burst=1",
+        "--set",
+        "output.part_max_rows=20",
+    ]
+    geometry = ["-N", "2", "-n", str(world), "--overcommit", "--job-name", job_name]
+    with ServerProcess(hosts=n_hosts, log_path=tmp_path / "requests.jsonl") as srv:
+        urls = [srv.url(f"/slow/0.05?i={i}", host=i % n_hosts) for i in range(n_urls)]
+        src, out = url_lines(tmp_path / "urls.txt", urls), tmp_path / "out"
+        cmd = fetchshard_run(src, out, *flags)
+        log = (tmp_path / "srun-1.log").open("w")
+        proc = subprocess.Popen(
+            bounded(["srun", "--immediate=60", *geometry, *cmd], 150),
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            wait_until(lambda: bool(jobs_named(job_name, "R")), 60, "the job to run")
+            job_id = jobs_named(job_name, "R")[0]
+            wait_until(lambda: len(part_files(out)) >= 8, 60, "8 committed parts")
+            parts_at_cancel = len(part_files(out))
+            cancelled = run_bounded(["scancel", job_id], 20)
+            assert cancelled.returncode == 0, cancelled.stderr
+            rc = proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+            log.close()
+        assert rc != 0, (tmp_path / "srun-1.log").read_text()[-4000:]
+        assert len(done_markers(out)) < world, "the run ended before scancel"
+        assert_consistent_stop(out, world)
+
+        second = srun(geometry, cmd, seconds=150, cwd=tmp_path)
+        assert second.returncode == 0, second.stderr[-4000:]
+
+    assert done_markers(out) == rank_names(world)
+    assert assert_exactly_once(out, world_size=world) == n_urls
+    assert_consistent_stop(out, world)
+    show(
+        capsys,
+        f"scancel {job_id} after {parts_at_cancel} parts: srun exited {rc}; "
+        f"rerun completed {n_urls} URLs exactly once",
+    )
+
+
+@pytest.mark.timeout(120)
+def test_sbatch_without_srun_refuses_and_with_srun_works(tmp_path: Path, job_name: str) -> None:
+    with ServerProcess(hosts=2, log_path=tmp_path / "requests.jsonl") as srv:
+        urls = [srv.url(f"/ok/{i}", host=i % 2) for i in range(200)]
+        src = url_lines(tmp_path / "urls.txt", urls)
+        plain, out_plain = tmp_path / "plain.out", tmp_path / "out-plain"
+        command = shlex.join(fetchshard_run(src, out_plain, *FAST))
+        job, _ = sbatch_wait(
+            ["-n", "2", "--job-name", job_name, f"--output={plain}", "--wrap", command],
+            seconds=90,
+            cwd=tmp_path,
+        )
+        text = plain.read_text()
+        assert job.returncode != 0, text
+        assert "srun" in text, text
+        assert not (out_plain / "ledger").exists(), "the refused run started work"
+
+        stepped, out_step = tmp_path / "step.out", tmp_path / "out-step"
+        command = "srun " + shlex.join(fetchshard_run(src, out_step, *FAST))
+        job, _ = sbatch_wait(
+            ["-n", "2", "--job-name", job_name, f"--output={stepped}", "--wrap", command],
+            seconds=90,
+            cwd=tmp_path,
+        )
+        assert job.returncode == 0, stepped.read_text()[-4000:]
+    assert done_markers(out_step) == rank_names(2)
+    assert assert_exactly_once(out_step, world_size=2) == len(urls)

@@ -1,0 +1,245 @@
+"""The job templates in slurm/, submitted with sbatch to the local cluster
+(`tests/slurm/cluster.sh up`; skipped without it).
+
+Each test runs a copy of a template with its times shortened by sed (`--time=1`, the
+warning signal 50 s before the limit) and its settings in the environment (sbatch passes it
+on), on an input too slow to finish in one job: so the real time limit stops the ranks, the
+template resubmits itself, the next job completes the work, and the merge job runs last.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fetchshard.errors import EXIT_INTERRUPTED
+from server import ServerProcess
+from test_slurm import (
+    cancel_jobs,
+    done_markers,
+    jobs_named,
+    rank_names,
+    requires_cluster,
+    run_bounded,
+    sbatch_wait,
+    show,
+    unique_job_name,
+    url_lines,
+    wait_until,
+)
+from util import FAST, assert_exactly_once, fetchshard_cmd
+
+pytestmark = requires_cluster
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "slurm"
+
+# ~70 s of work for 4 ranks (8 hosts x 4 req/s, 2200 URLs of 0.2 s): more than a job gets
+# before its limit's SIGUSR1 (due 10 s after the start; slurmctld checks on a ~30 s timer, so
+# 5-42 s in our runs), so the work always takes a chain of jobs (3 to 5 seen), but not a long
+# one, to keep these tests short.
+N_HOSTS, N_URLS, WORLD = 8, 2200, 4
+SLOW = [
+    *FAST,
+    "--set",
+    "fetch.per_host_rate=4",
+    "--set",
+    "fetch.per_host_burst=1",
+    "--set",
+    "output.part_max_rows=20",
+]
+
+
+@pytest.fixture
+def job_name(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The name of the test's fetch jobs (the merge job's is NAME-merge); cancelled after."""
+    name = unique_job_name(request)
+    yield name
+    cancel_jobs(name)
+    cancel_jobs(f"{name}-merge")
+
+
+def template_copy(name: str, dest: Path, subs: dict[str, str]) -> Path:
+    """A copy of slurm/NAME with each `#SBATCH` option line in SUBS replaced (sed-like)."""
+    text = (TEMPLATES / name).read_text()
+    for option, value in subs.items():
+        text, n = re.subn(rf"(?m)^#SBATCH --{option}=.*$", f"#SBATCH --{option}={value}", text)
+        assert n == 1, f"{name}: no '#SBATCH --{option}=' line"
+    path = dest / name
+    path.write_text(text)
+    return path
+
+
+def job_env(out: str, merge: Path | None) -> dict[str, str]:
+    env = {
+        "FS_INPUT": "urls.txt",
+        "FETCHSHARD_OUTPUT_DIR": out,
+        "FS_FLAGS": shlex.join(SLOW),
+        "FS_CMD": shlex.join(fetchshard_cmd()),
+        "FS_PYTHON": sys.executable,
+    }
+    if merge is not None:
+        env["FS_MERGE"] = str(merge)
+    return env
+
+
+def merge_log(logs: Path, job_name: str) -> Path | None:
+    found = sorted(logs.glob(f"{job_name}-merge-*.out"))
+    return found[0] if found else None
+
+
+def wait_for_chain(logs: Path, job_name: str, timeout: float) -> str:
+    """Wait until no job of the chain is left and the merge has written its log."""
+    wait_until(
+        lambda: (
+            not jobs_named(job_name)
+            and not jobs_named(f"{job_name}-merge")
+            and merge_log(logs, job_name) is not None
+        ),
+        timeout,
+        "the resubmitted job and the merge job",
+    )
+    log = merge_log(logs, job_name)
+    assert log is not None
+    return log.read_text()
+
+
+def serve_urls(srv: ServerProcess, tmp_path: Path) -> list[str]:
+    urls = [srv.url(f"/slow/0.2?i={i}", host=i % N_HOSTS) for i in range(N_URLS)]
+    url_lines(tmp_path / "urls.txt", urls)
+    (tmp_path / "logs").mkdir()
+    return urls
+
+
+def merge_copy(tmp_path: Path, job_name: str) -> Path:
+    return template_copy("merge.sbatch", tmp_path, {"job-name": f"{job_name}-merge"})
+
+
+@pytest.mark.timeout(240)
+def test_step_template_resubmits_after_time_limit_then_merges(
+    tmp_path: Path, job_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = template_copy(
+        "fetchshard.sbatch",
+        tmp_path,
+        {
+            "job-name": job_name,
+            "nodes": "2",
+            "ntasks-per-node": "2",
+            "time": "1",
+            "signal": "USR1@50",
+        },
+    )
+    merge = merge_copy(tmp_path, job_name)
+    logs = tmp_path / "logs"
+    with ServerProcess(hosts=N_HOSTS, log_path=tmp_path / "requests.jsonl") as srv:
+        serve_urls(srv, tmp_path)
+        started = time.monotonic()
+        first, job_id = sbatch_wait(
+            [str(script)], seconds=150, cwd=tmp_path, env=job_env("out", merge)
+        )
+        first_took = time.monotonic() - started
+        first_log = (logs / f"{job_name}-{job_id}.out").read_text()
+        assert first.returncode == EXIT_INTERRUPTED, first_log + first.stderr
+        merged = wait_for_chain(logs, job_name, timeout=180)
+        total = time.monotonic() - started
+
+    # follow the chain: every job but the last was stopped (75) and submitted the next one
+    chain, text = [job_id], first_log
+    while "Submitted batch job" in text and "srun exited 75" in text:
+        chain.append(re.findall(r"Submitted batch job (\d+)", text)[-1])
+        text = (logs / f"{job_name}-{chain[-1]}.out").read_text()
+    assert len(chain) >= 2, first_log
+    assert f"srun exited 0; {WORLD} of {WORLD} ranks done" in text, text
+    for number, job in enumerate(chain, 1):
+        job_log = (logs / f"{job_name}-{job}.out").read_text()
+        assert f"job {job} ({number} of at most" in job_log, job_log
+        # the step's per-rank logs: logs/%x-%j-%t.out
+        rank_logs = [(logs / f"{job_name}-{job}-{r}.out").read_text() for r in range(WORLD)]
+        for rank, rank_log in enumerate(rank_logs):
+            assert f"rank {rank} of {WORLD} (from SLURM)" in rank_log, rank_log[-2000:]
+            # a rank either finished its slice or was stopped by the limit's SIGUSR1
+            assert f"rank {rank} done" in rank_log or "received SIGUSR1" in rank_log, rank_log
+        if job != chain[-1]:
+            assert any("received SIGUSR1" in text for text in rank_logs), job_log
+    out = tmp_path / "out"
+    assert done_markers(out) == rank_names(WORLD)
+    assert assert_exactly_once(out, world_size=WORLD) == N_URLS
+    assert f"all {WORLD} ranks done" in merged, merged
+    assert merged.count(".parquet") == len(list((out / "shards").glob("*/*.parquet")))
+    show(
+        capsys,
+        f"fetchshard.sbatch: job {job_id} stopped by its time limit after {first_took:.0f}s; "
+        f"a chain of {len(chain)} jobs completed, then the merge; {total:.0f}s in all",
+    )
+
+
+@pytest.mark.timeout(240)
+def test_array_template_ranks_resubmit_then_merge(
+    tmp_path: Path, job_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = template_copy(
+        "fetchshard-array.sbatch",
+        tmp_path,
+        {"job-name": job_name, "array": f"0-{WORLD - 1}", "time": "1", "signal": "B:USR1@50"},
+    )
+    merge = merge_copy(tmp_path, job_name)
+    logs = tmp_path / "logs"
+    with ServerProcess(hosts=N_HOSTS, log_path=tmp_path / "requests.jsonl") as srv:
+        serve_urls(srv, tmp_path)
+        started = time.monotonic()
+        first, array_id = sbatch_wait(
+            [str(script)], seconds=150, cwd=tmp_path, env=job_env("out", merge)
+        )
+        first_took = time.monotonic() - started
+        task_logs = {r: (logs / f"{job_name}-{array_id}_{r}.out").read_text() for r in range(WORLD)}
+        assert first.returncode == EXIT_INTERRUPTED, task_logs
+        for rank, text in task_logs.items():
+            assert f"rank {rank} of {WORLD}" in text, text
+            assert "received SIGUSR1" in text, text[-2000:]  # forwarded by the trap
+            assert "fetchshard exited 75" in text, text[-2000:]
+            assert "Submitted batch job" in text, text[-2000:]
+        merged = wait_for_chain(logs, job_name, timeout=150)
+        total = time.monotonic() - started
+
+    out = tmp_path / "out"
+    assert done_markers(out) == rank_names(WORLD)
+    assert assert_exactly_once(out, world_size=WORLD) == N_URLS
+    assert f"all {WORLD} ranks done" in merged, merged
+    # one merge, however many tasks found every rank done
+    assert len(list(logs.glob(f"{job_name}-merge-*.out"))) == 1
+    show(
+        capsys,
+        f"fetchshard-array.sbatch: {WORLD} array tasks stopped by their time limit after "
+        f"{first_took:.0f}s, resubmitted one by one, completed, merge ran; {total:.0f}s in all",
+    )
+
+
+@pytest.mark.timeout(120)
+def test_merge_template_fails_while_a_rank_is_not_done(tmp_path: Path, job_name: str) -> None:
+    (tmp_path / "logs").mkdir()
+    with ServerProcess(hosts=1, log_path=tmp_path / "requests.jsonl") as srv:
+        src = url_lines(tmp_path / "urls.txt", [srv.url(f"/ok/{i}") for i in range(50)])
+        # rank 0 of 2 only, as a plain process: rank 1 never runs
+        only_rank0 = subprocess.run(
+            fetchshard_cmd("run", str(src), "-o", "out", "--rank", "0", "--world-size", "2", *FAST),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert only_rank0.returncode == 0, only_rank0.stderr
+    merge = merge_copy(tmp_path, job_name)
+    env = {"FETCHSHARD_OUTPUT_DIR": "out", "FS_PYTHON": sys.executable}
+    job, job_id = sbatch_wait([str(merge)], seconds=60, cwd=tmp_path, env=env)
+    text = (tmp_path / "logs" / f"{job_name}-merge-{job_id}.out").read_text()
+    assert job.returncode != 0, text
+    assert "1 of 2 ranks are not done: [1]" in text, text
+    assert not run_bounded(["squeue", "-h", "-j", job_id, "-t", "PD,R"], 10).stdout.strip()
