@@ -12,19 +12,7 @@ import pytest
 
 from fetchshard.config import load_config
 from server import ResetServer, ServerProcess, closed_port
-from util import FAST, cli, rows_by_url, run_subprocess
-
-
-def _arrivals(server: ServerProcess, tag: str) -> list[float]:
-    return sorted(r["t"] for r in server.requests() if tag in r["path"])
-
-
-def _max_excess(times: list[float], rate: float, burst: float, slack: float = 0.05) -> float:
-    worst = float("-inf")
-    for i in range(len(times)):
-        for j in range(i, len(times)):
-            worst = max(worst, (j - i + 1) - (burst + rate * (times[j] - times[i] + slack)))
-    return worst
+from util import FAST, arrivals, cli, max_excess, rows_by_url, run_subprocess
 
 
 @pytest.fixture(scope="module")
@@ -76,11 +64,11 @@ def test_slow_and_429_hosts_do_not_hold_back_the_others(
     own_time = (per_host - burst) / rate
     assert stamps[-1] - stamps[0] <= own_time * 1.3 + 2.0
     # The 429 host: never above its rate, and much slower once the 429s began.
-    times = _arrivals(farm, "t=e1-429-")
+    times = arrivals(farm, "t=e1-429-")
     assert len(times) == 40
     # 0.25 s of slack: at ~1000 requests/s on two cores, the time between the limiter's
     # go and the request reaching the server varies by tens of milliseconds.
-    assert _max_excess(times, rate, burst, slack=0.25) <= 0
+    assert max_excess(times, rate, burst, slack=0.25) <= 0
     later = times[20:]
     assert (len(later) - 1) / (later[-1] - later[0]) < rate / 2
     # The run's tail is bounded by the documented per-URL bound.
@@ -115,8 +103,8 @@ def test_input_sorted_by_host_is_as_fast_as_shuffled(
             f"fetch.hosts={{'{host_a}': {{rate: 40, burst: 1}}}}",
         )
         assert result.exit_code == 0, result.output
-        times = _arrivals(farm, f"t=e2-{order}-2-")
-        assert _max_excess(times, 40.0, 1) <= 0
+        times = arrivals(farm, f"t=e2-{order}-2-")
+        assert max_excess(times, 40.0, 1) <= 0
         seconds[order] = json.loads((out / "stats" / "rank-00000.json").read_text())["seconds"]
     # A alone takes 80/40 = 2 s; everything else runs alongside it, whatever the input order.
     assert all(1.9 <= s <= 4.5 for s in seconds.values()), seconds

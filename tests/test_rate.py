@@ -8,23 +8,7 @@ from pathlib import Path
 import pytest
 
 from server import ServerProcess
-from util import assert_exactly_once, cli
-
-SLACK = 0.05  # seconds of arrival jitter allowed between the limiter and the server
-
-
-def _arrivals(server: ServerProcess, tag: str) -> list[float]:
-    return sorted(r["t"] for r in server.requests() if f"t={tag}-" in r["path"])
-
-
-def _max_excess(times: list[float], rate: float, burst: float) -> float:
-    """Largest ``count - (burst + rate * window)`` over all windows between two arrivals."""
-    worst = float("-inf")
-    for i in range(len(times)):
-        for j in range(i, len(times)):
-            allowed = burst + rate * (times[j] - times[i] + SLACK)
-            worst = max(worst, (j - i + 1) - allowed)
-    return worst
+from util import arrivals, assert_exactly_once, cli, max_excess
 
 
 @pytest.mark.parametrize(
@@ -61,8 +45,8 @@ def test_per_host_rate_holds_at_the_server(
     )
     assert result.exit_code == 0, result.output
     assert assert_exactly_once(out, world_size=ranks) == n
-    times = _arrivals(server_process, tag)
+    times = arrivals(server_process, f"t={tag}-")
     assert len(times) == n
-    assert _max_excess(times, rate, burst) <= 0
+    assert max_excess(times, rate, burst) <= 0
     # ... and the limit is not trivially met by a slow run: it runs close to the rate.
     assert times[-1] - times[0] >= (n - burst) / rate * 0.9

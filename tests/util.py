@@ -96,3 +96,20 @@ def assert_exactly_once(out: Path, world_size: int = 1) -> int:
     assert set(ids) == planned
     assert not list((out / "shards").glob("*/*.tmp"))
     return len(ids)
+
+
+def arrivals(server: Any, tag: str) -> list[float]:
+    """Server-clock arrival times of the requests whose path contains ``tag``."""
+    return sorted(r["t"] for r in server.requests() if tag in r["path"])
+
+
+def max_excess(times: list[float], rate: float, burst: float, slack: float = 0.05) -> float:
+    """Largest ``count - (burst + rate * window)`` over all windows between two arrivals.
+
+    ``slack`` seconds of jitter are allowed between the limiter's go and the server.
+    """
+    worst = float("-inf")
+    for i in range(len(times)):
+        for j in range(i, len(times)):
+            worst = max(worst, (j - i + 1) - (burst + rate * (times[j] - times[i] + slack)))
+    return worst
