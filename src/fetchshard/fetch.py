@@ -181,6 +181,8 @@ def classify(exc: BaseException) -> ErrorKind:
     # Order matters: the more specific aiohttp classes derive from the general ones.
     if isinstance(exc, _TooSlow):
         return ErrorKind.TOO_SLOW
+    if isinstance(exc, BlockedAddress):
+        return ErrorKind.BLOCKED
     if isinstance(exc, aiohttp.TooManyRedirects):
         return ErrorKind.REDIRECT_LOOP
     if isinstance(exc, aiohttp.RedirectClientError):
@@ -302,11 +304,7 @@ def check_target(url: URL, block_private: bool) -> None:
     if url.scheme not in ("http", "https"):
         raise aiohttp.NonHttpUrlRedirectClientError(url)
     if block_private and url.host is not None and is_private_address(url.host):
-        raise _Blocked(f"{url.host} is a private or reserved address")
-
-
-class _Blocked(Exception):
-    pass
+        raise BlockedAddress(f"{url.host} is a private or reserved address")
 
 
 async def fetch(
@@ -338,9 +336,7 @@ async def fetch(
         )
     except Exception as exc:  # every failure becomes data; cancellation still propagates
         kind = ErrorKind.TOO_SLOW if guard.tripped else classify(exc)
-        if isinstance(exc, _Blocked):
-            kind = ErrorKind.BLOCKED
-        elif kind is ErrorKind.BAD_CONTENT and state["status"] is None:
+        if kind is ErrorKind.BAD_CONTENT and state["status"] is None:
             # Reset or dropped before any response: the host is not accepting requests.
             kind = ErrorKind.CONNECT
         message = (

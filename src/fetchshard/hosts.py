@@ -20,6 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from urllib.robotparser import RobotFileParser
 
 from aiolimiter import AsyncLimiter
 
@@ -85,7 +86,7 @@ class HostSlot:
     last_decrease: float = float("-inf")
     dead: ErrorKind | None = None  # BLOCKED or HOST_UNREACHABLE: no more requests
     dead_reason: str = ""
-    robots: object | None = None  # parsed robots.txt, when checked
+    robots: RobotFileParser | None = None  # parsed robots.txt, when checked
     robots_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:

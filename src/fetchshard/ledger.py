@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -326,7 +326,3 @@ class Ledger:
             "GROUP BY error_kind"
         )
         return {kind: count for kind, count in rows}
-
-    def item_ids(self) -> Iterator[int]:
-        for (item_id,) in self._db.execute("SELECT item_id FROM items ORDER BY item_id"):
-            yield item_id

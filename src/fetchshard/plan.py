@@ -3,6 +3,7 @@ keep this rank's slice in its ledger (DESIGN.md step 2)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -190,9 +191,7 @@ def plan(
         if batch.extras is not None and keep_rows:
             encoded = encode_extras(batch.extras.take(pa.array(keep_rows, type=pa.int64())))
             items = [
-                PlannedItem(
-                    it.item_id, it.host_id, it.host, it.url, extra, it.error_kind, it.error_message
-                )
+                dataclasses.replace(it, extras=extra)
                 for it, extra in zip(items, encoded, strict=True)
             ]
         kept += len(items)

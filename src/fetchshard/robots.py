@@ -32,6 +32,5 @@ async def read_robots(
     return parser
 
 
-def robots_allow(parser: object, url: str) -> bool:
-    assert isinstance(parser, RobotFileParser)
+def robots_allow(parser: RobotFileParser, url: str) -> bool:
     return parser.can_fetch(UA_TOKEN, url)
