@@ -50,3 +50,12 @@ def test_per_host_rate_holds_at_the_server(
     assert max_excess(times, rate, burst) <= 0
     # ... and the limit is not trivially met by a slow run: it runs close to the rate.
     assert times[-1] - times[0] >= (n - burst) / rate * 0.9
+
+
+def test_max_excess_tolerates_jitter_but_not_an_overrun() -> None:
+    even = [i / 40 for i in range(80)]  # 40/s exactly
+    bunched = even[:1] + [even[3]] * 3 + even[4:]  # three late arrivals land together
+    assert max_excess(even, 40.0, 1) <= 0
+    assert max_excess(bunched, 40.0, 1) <= 0
+    # 50/s instead of 40/s for 2 s: 20 requests too many, far beyond the slack
+    assert max_excess([i / 50 for i in range(100)], 40.0, 1) > 5

@@ -103,10 +103,13 @@ def arrivals(server: Any, tag: str) -> list[float]:
     return sorted(r["t"] for r in server.requests() if tag in r["path"])
 
 
-def max_excess(times: list[float], rate: float, burst: float, slack: float = 0.05) -> float:
+def max_excess(times: list[float], rate: float, burst: float, slack: float = 0.25) -> float:
     """Largest ``count - (burst + rate * window)`` over all windows between two arrivals.
 
-    ``slack`` seconds of jitter are allowed between the limiter's go and the server.
+    ``slack`` seconds of jitter are allowed between the limiter's go and the server's clock:
+    a busy CI machine delays the server's handler and bunches requests that left evenly
+    (seen: three sent 25 ms apart arrived within 1 ms). A real overrun grows with the count
+    of requests, so it still shows far beyond this slack.
     """
     worst = float("-inf")
     for i in range(len(times)):
