@@ -1,0 +1,386 @@
+"""The clients measured against each other: how to run each one and how to count its output.
+
+Every peer is counted from what it left behind (Parquet rows, files on disk, its own JSON
+line), never from its exit code alone. Bytes are the corpus sizes of the URLs counted as ok,
+i.e. what came over the wire, so MB/s compares alike even for a client that re-encodes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from urllist import UrlList
+
+HERE = Path(__file__).resolve().parent
+
+# Politeness limits that cannot bind on loopback: the point is the client's own cost.
+FETCHSHARD_UNLIMITED = [
+    "--per-host-rate",
+    "1000000",
+    "--set",
+    "fetch.per_host_burst=1000",
+    "--set",
+    "fetch.per_host_concurrency=64",
+    "--max-in-flight",
+    "512",
+]
+
+
+@dataclass
+class Counted:
+    ok: int
+    errors: int
+    bytes: int  # corpus bytes of the ok URLs
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def url_index(url: str) -> int:
+    """k of ``...?u=k``: ties a downloaded item back to its URL and corpus file."""
+    return int(parse_qs(urlsplit(url).query)["u"][0])
+
+
+def count_by_index(urls: UrlList, ok_indices: set[int], detail: dict[str, Any]) -> Counted:
+    return Counted(
+        ok=len(ok_indices),
+        errors=len(urls) - len(ok_indices),
+        bytes=sum(urls.sizes[k] for k in ok_indices),
+        detail=detail,
+    )
+
+
+@dataclass
+class Peer:
+    name: str
+    description: str
+    expected_rate: float  # URLs/s, a low guess: the run's timeout is 10x the expected time
+    build: Callable[[UrlList, Path, Path], list[str]]  # (urls, out, work) -> argv
+    count: Callable[[UrlList, Path, Path], Counted]  # (urls, out, stdout file) -> counts
+    env: dict[str, str] = field(default_factory=dict)
+    unavailable: str | None = None  # why it cannot run here, reported instead of figures
+    version: str = ""
+    stdout_to_file: bool = False
+
+    def timeout(self, n: int) -> float:
+        return max(300.0, 10.0 * n / self.expected_rate)
+
+
+def _tool_version(argv: list[str]) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"unknown ({exc})"
+    text = (out.stdout or out.stderr).strip()
+    return text.splitlines()[0] if text else "unknown"
+
+
+# --- fetchshard -------------------------------------------------------------------------
+
+
+def _fetchshard_build(ranks: int) -> Callable[[UrlList, Path, Path], list[str]]:
+    def build(urls: UrlList, out: Path, work: Path) -> list[str]:
+        argv = [sys.executable, "-m", "fetchshard", "run", str(urls.path), "-o", str(out)]
+        argv += [*FETCHSHARD_UNLIMITED, "--log-level", "warning"]
+        if ranks > 1:
+            argv += ["--ranks", str(ranks)]
+        return argv
+
+    return build
+
+
+def count_fetchshard(urls: UrlList, out: Path, _stdout: Path) -> Counted:
+    import pyarrow.parquet as pq
+
+    ok: set[int] = set()
+    rows = 0
+    kinds: Counter[str] = Counter()
+    seen: Counter[int] = Counter()
+    parts = sorted((out / "shards").glob("**/*.parquet"))
+    for part in parts:
+        table = pq.read_table(part, columns=["url", "status", "error_kind", "size"])
+        for url, status, kind in zip(
+            table.column("url").to_pylist(),
+            table.column("status").to_pylist(),
+            table.column("error_kind").to_pylist(),
+            strict=True,
+        ):
+            rows += 1
+            k = url_index(url)
+            seen[k] += 1
+            if status == "ok":
+                ok.add(k)
+            else:
+                kinds[str(kind)] += 1
+    detail = {
+        "parts": len(parts),
+        "rows": rows,
+        "duplicate_rows": sum(c - 1 for c in seen.values() if c > 1),
+        "missing_rows": len(urls) - len(seen),
+        "error_kinds": dict(kinds),
+    }
+    return count_by_index(urls, ok, detail)
+
+
+def fetchshard_peer(ranks: int) -> Peer:
+    import fetchshard
+
+    name = "fetchshard" if ranks == 1 else f"fetchshard-{ranks}"
+    return Peer(
+        name=name,
+        description=f"fetchshard {fetchshard.__version__}, {ranks} rank(s), Parquet with bodies",
+        expected_rate=500.0,
+        build=_fetchshard_build(ranks),
+        count=count_fetchshard,
+        version=fetchshard.__version__,
+    )
+
+
+# --- bare aiohttp -----------------------------------------------------------------------
+
+
+def count_bare(urls: UrlList, _out: Path, stdout: Path) -> Counted:
+    lines = [ln for ln in stdout.read_text(errors="replace").splitlines() if ln.startswith("{")]
+    if not lines:
+        return Counted(0, len(urls), 0, {"error": "no JSON line on stdout"})
+    result = json.loads(lines[-1])
+    # The client reads every body: its own byte count is what came over the wire.
+    return Counted(
+        result["ok"],
+        len(urls) - result["ok"],
+        result["bytes"],
+        {"error_kinds": result["error_kinds"], "client_seconds": result["seconds"]},
+    )
+
+
+def bare_peer() -> Peer:
+    import aiohttp
+
+    return Peer(
+        name="bare",
+        description=f"aiohttp {aiohttp.__version__} + uvloop, 1 process, 512 workers, "
+        "bodies read and discarded",
+        expected_rate=1000.0,
+        build=lambda urls, out, work: [
+            sys.executable,
+            str(HERE / "bare_aiohttp.py"),
+            str(urls.path),
+        ],
+        count=count_bare,
+        version=aiohttp.__version__,
+        stdout_to_file=True,
+    )
+
+
+# --- curl and aria2c: one file per URL --------------------------------------------------
+
+
+def count_files(urls: UrlList, out: Path, _stdout: Path) -> Counted:
+    ok: set[int] = set()
+    wrong_size = 0
+    for entry in os.scandir(out):
+        stem, _, ext = entry.name.partition(".")
+        if ext != "jpg" or not stem.isdigit():
+            continue
+        k = int(stem)
+        if k < len(urls) and entry.stat().st_size == urls.sizes[k]:
+            ok.add(k)
+        else:
+            wrong_size += 1
+    return count_by_index(urls, ok, {"wrong_size_files": wrong_size})
+
+
+def _curl_build(urls: UrlList, out: Path, work: Path) -> list[str]:
+    config = work / f"curl-{len(urls)}.conf"
+    with open(config, "w", encoding="utf-8") as fh:
+        for k, url in enumerate(urls.urls):
+            fh.write(f'url = "{url}"\noutput = "{out}/{k}.jpg"\n')
+    return [
+        "curl",
+        "--parallel",
+        "--parallel-max",
+        "256",
+        "-s",
+        "-S",
+        "--fail",
+        "--config",
+        str(config),
+    ]
+
+
+def curl_peer() -> Peer:
+    found = shutil.which("curl")
+    return Peer(
+        name="curl",
+        description="curl --parallel --parallel-max 256 -s -S --fail, one file per URL on disk",
+        expected_rate=1000.0,
+        build=_curl_build,
+        count=count_files,
+        unavailable=None if found else "curl not installed",
+        version=_tool_version(["curl", "--version"]) if found else "",
+    )
+
+
+def _aria2_build(urls: UrlList, out: Path, work: Path) -> list[str]:
+    listing = work / f"aria2-{len(urls)}.txt"
+    with open(listing, "w", encoding="utf-8") as fh:
+        for k, url in enumerate(urls.urls):
+            fh.write(f"{url}\n  out={k}.jpg\n")
+    return [
+        "aria2c",
+        "-j256",
+        "-x1",
+        "--auto-save-interval=0",
+        "--quiet",
+        "-i",
+        str(listing),
+        "-d",
+        str(out),
+    ]
+
+
+def aria2_peer() -> Peer:
+    found = shutil.which("aria2c")
+    return Peer(
+        name="aria2c",
+        description="aria2c -j256 -x1 --auto-save-interval=0, one file per URL on disk",
+        expected_rate=300.0,
+        build=_aria2_build,
+        count=count_files,
+        unavailable=None if found else "aria2c not installed",
+        version=_tool_version(["aria2c", "--version"]) if found else "",
+    )
+
+
+# --- img2dataset (its own venv) ---------------------------------------------------------
+
+_I2D_ENV = {"NO_ALBUMENTATIONS_UPDATE": "1", "WANDB_MODE": "disabled"}
+
+
+def ensure_img2dataset(work: Path, log: Callable[[str], None]) -> tuple[Path | None, str]:
+    """The venv's python and img2dataset's version, or (None, why it is not installable)."""
+    venv = work / "venv-img2dataset"
+    python = venv / "bin" / "python"
+    check = [str(python), "-c", "import importlib.metadata as m; print(m.version('img2dataset'))"]
+    if python.exists():
+        done = subprocess.run(check, capture_output=True, text=True, timeout=120)
+        if done.returncode == 0:
+            return python, done.stdout.strip()
+    log(f"installing img2dataset into {venv} (once)")
+    install_log = work / "img2dataset-install.log"
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+        # A venv inside the repository must stay out of git and of ruff's file discovery.
+        (venv / ".gitignore").write_text("*\n")
+        with open(install_log, "wb") as fh:
+            done_install = subprocess.run(
+                [str(python), "-m", "pip", "install", "img2dataset"],
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                timeout=1800,
+            )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return None, f"not installable: {type(exc).__name__}: {exc}"
+    if done_install.returncode != 0:
+        tail = install_log.read_text(errors="replace").strip().splitlines()[-1:]
+        return None, f"not installable: pip exit {done_install.returncode}: {' '.join(tail)}"
+    done = subprocess.run(check, capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        return None, f"not installable: import failed: {done.stderr.strip()[-300:]}"
+    return python, done.stdout.strip()
+
+
+def count_img2dataset(urls: UrlList, out: Path, _stdout: Path) -> Counted:
+    import pyarrow.parquet as pq
+
+    ok: set[int] = set()
+    kinds: Counter[str] = Counter()
+    parts = sorted(out.glob("*.parquet"))
+    for part in parts:
+        table = pq.read_table(part, columns=["url", "status", "error_message"])
+        for url, status, message in zip(
+            table.column("url").to_pylist(),
+            table.column("status").to_pylist(),
+            table.column("error_message").to_pylist(),
+            strict=True,
+        ):
+            if status == "success":
+                ok.add(url_index(url))
+            else:
+                kinds[str(message)[:80]] += 1
+    return count_by_index(urls, ok, {"parts": len(parts), "error_messages": dict(kinds)})
+
+
+def _img2dataset_build(python: Path, reencode: bool) -> Callable[[UrlList, Path, Path], list[str]]:
+    def build(urls: UrlList, out: Path, work: Path) -> list[str]:
+        argv = [
+            str(python.parent / "img2dataset"),
+            f"--url_list={urls.path}",
+            f"--output_folder={out}",
+            "--output_format=parquet",
+            "--input_format=txt",
+            "--processes_count=2",
+            "--thread_count=128",
+        ]
+        if not reencode:
+            argv.append("--disable_all_reencoding=True")
+        return argv
+
+    return build
+
+
+def img2dataset_peer(work: Path, reencode: bool, log: Callable[[str], None]) -> Peer:
+    name = "img2dataset-default" if reencode else "img2dataset-noreencode"
+    what = "default (resize to 256, re-encode)" if reencode else "disable_all_reencoding=True"
+    python, version = ensure_img2dataset(work, log)
+    peer = Peer(
+        name=name,
+        description=f"img2dataset, parquet, 2 processes x 128 threads, {what}",
+        expected_rate=100.0 if reencode else 300.0,
+        build=lambda urls, out, w: [],
+        count=count_img2dataset,
+        env=dict(_I2D_ENV),
+    )
+    if python is None:
+        peer.unavailable = version
+    else:
+        peer.version = version
+        peer.build = _img2dataset_build(python, reencode)
+    return peer
+
+
+PEER_NAMES = [
+    "fetchshard",
+    "fetchshard-2",
+    "bare",
+    "curl",
+    "aria2c",
+    "img2dataset-noreencode",
+    "img2dataset-default",
+]
+
+
+def make_peer(name: str, work: Path, log: Callable[[str], None]) -> Peer:
+    if name == "fetchshard":
+        return fetchshard_peer(1)
+    if name.startswith("fetchshard-") and name.removeprefix("fetchshard-").isdigit():
+        return fetchshard_peer(int(name.removeprefix("fetchshard-")))
+    if name == "bare":
+        return bare_peer()
+    if name == "curl":
+        return curl_peer()
+    if name == "aria2c":
+        return aria2_peer()
+    if name == "img2dataset-noreencode":
+        return img2dataset_peer(work, reencode=False, log=log)
+    if name == "img2dataset-default":
+        return img2dataset_peer(work, reencode=True, log=log)
+    raise ValueError(f"unknown peer {name!r}; known: {', '.join(PEER_NAMES)}")

@@ -1,0 +1,64 @@
+"""Smoke test of the benchmark harness (benchmarks/run.py): it runs end to end and counts right.
+
+No timing assertions: only that every URL is counted once as ok and the CPU and RSS figures
+exist. Works with nginx (used when installed) and with the aiohttp fallback server, which is
+also exercised explicitly so that machines with nginx still cover it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+URLS = 1000
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # One work folder for both cases: the corpus is generated once and reused (its cache).
+    return tmp_path_factory.mktemp("bench-work")
+
+
+@pytest.mark.timeout(320)
+@pytest.mark.parametrize("server", ["auto", "aiohttp"])
+def test_harness_counts_every_url(work: Path, server: str) -> None:
+    out = work / f"out-{server}.json"
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "run.py"),
+        "--urls",
+        str(URLS),
+        "--repeat",
+        "1",
+        "--peers",
+        "fetchshard,bare",
+        "--json",
+        str(out),
+        "--work",
+        str(work),
+    ]
+    if server != "auto":
+        cmd += ["--server", server]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-4000:]
+    result: dict[str, Any] = json.loads(out.read_text())
+    assert result["server"]["kind"] in (("nginx", "aiohttp") if server == "auto" else (server,))
+    assert result["server"]["hosts"] == 64
+    for peer in ("fetchshard", "bare"):
+        runs = [r for r in result["runs"] if r["peer"] == peer]
+        assert len(runs) == 1, runs
+        run = runs[0]
+        assert run["status"] == "ok" and run["exit_code"] == 0, run
+        assert run["ok"] == URLS and run["errors"] == 0, run
+        assert run["cpu_s"] > 0 and run["cpu_s_per_1000"] > 0
+        assert run["peak_rss_tree_mb"] > 0 and run["peak_rss_largest_mb"] > 0
+        assert run["bytes"] > 0
+        med = result["medians"][peer]
+        assert med["urls_per_s"] > 0 and med["errors"] == 0
+    assert result["medians"]["fetchshard"]["urls_per_s_vs_fetchshard"] == 1.0
