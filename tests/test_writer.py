@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import time
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -52,6 +55,12 @@ def test_parts_roll_by_rows_and_commit_their_items(tmp_path: Path) -> None:
     writer = PartWriter(paths, 0, ledger, OutputConfig(part_max_rows=10), schema, next_part=1)
     for i in range(25):
         writer.add(_row(i + 1, extras[i]))
+    writer.reap()
+    # Parts are written by a worker thread: they reach the ledger once durable.
+    deadline = time.monotonic() + 10
+    while writer.parts_committed < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+        writer.reap()
     assert writer.parts_committed == 2 and writer.open_rows == 5
     assert ledger.counts().committed == 20
     writer.commit()
@@ -92,3 +101,25 @@ def test_recover_removes_tmp_and_adopts_an_unrecorded_part(tmp_path: Path) -> No
     assert ledger.committed_parts() == {1, 2}
     assert recover(paths, 0, ledger) == 3  # idempotent
     assert not [p for p in os.listdir(paths.shard_dir(0)) if p.endswith(".tmp")]
+
+
+def _body_codec_of(tmp_path: Path, content_type: str, **options: Any) -> tuple[str, str]:
+    paths, ledger = _ledger(tmp_path, 4)
+    writer = PartWriter(paths, 0, ledger, OutputConfig(**options), None, next_part=1)
+    for i in range(1, 5):
+        writer.add(dataclasses.replace(_row(i, None), content_type=content_type))
+    writer.commit()
+    writer.close()
+    meta = pq.ParquetFile(paths.part(0, 1)).metadata.row_group(0)
+    schema = pq.read_schema(paths.part(0, 1))
+    body = meta.column(schema.get_field_index("body")).compression
+    url = meta.column(schema.get_field_index("url")).compression
+    return body, url
+
+
+def test_bodies_already_compressed_are_stored_plain(tmp_path: Path) -> None:
+    assert _body_codec_of(tmp_path / "jpeg", "image/jpeg") == ("UNCOMPRESSED", "ZSTD")
+    assert _body_codec_of(tmp_path / "html", "text/html; charset=utf-8") == ("ZSTD", "ZSTD")
+    assert _body_codec_of(tmp_path / "svg", "image/svg+xml") == ("ZSTD", "ZSTD")
+    forced = _body_codec_of(tmp_path / "forced", "image/png", body_compression="zstd")
+    assert forced == ("ZSTD", "ZSTD")

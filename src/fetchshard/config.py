@@ -59,8 +59,12 @@ class OutputConfig:
     dir: str = "out"
     part_max_rows: int = 100_000
     part_max_bytes: int = 256 * MiB
-    row_group_bytes: int = 32 * MiB
+    # Row groups are buffered in memory about three times over (filling, queued, written).
+    row_group_bytes: int = 8 * MiB
     compression: str = "zstd"
+    # "auto": none for parts whose bodies are mostly already compressed (images, video,
+    # archives), where zstd burns CPU for nothing; ``compression`` otherwise.
+    body_compression: str = "auto"
     store_body: bool = True
     # A part is committed at the latest this many seconds after its first row, so a crash
     # never costs more than this much work.
@@ -183,6 +187,7 @@ _SECTION_TYPES: dict[str, type[Any]] = {
 _CHOICES: dict[str, tuple[str, ...]] = {
     "input.format": ("auto", "txt", "csv", "tsv", "jsonl", "parquet"),
     "output.compression": ("zstd", "snappy", "gzip", "lz4", "none"),
+    "output.body_compression": ("auto", "zstd", "snappy", "gzip", "lz4", "none"),
     "run.log_level": ("debug", "info", "warning", "error"),
 }
 _POSITIVE = {

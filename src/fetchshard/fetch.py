@@ -7,6 +7,7 @@ This is the only module that knows aiohttp's exceptions; everything past it sees
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import hashlib
 import ipaddress
@@ -16,9 +17,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.request import proxy_bypass
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.helpers import ProxyInfo, basicauth_from_netrc, netrc_from_env, proxies_from_env
 from yarl import URL
 
 from fetchshard import __version__
@@ -125,10 +128,63 @@ def client_timeout(config: FetchConfig, factor: float = 1.0) -> aiohttp.ClientTi
     )
 
 
-def make_session(config: FetchConfig) -> aiohttp.ClientSession:
+class Client:
+    """A rank's aiohttp session plus the proxy and netrc routes taken from the environment.
+
+    aiohttp's own ``trust_env`` re-reads the netrc file and the proxy variables on every
+    request, each in a thread: two thread hops per URL. Here both are read once, and the
+    answer for each (scheme, host) is cached.
+    """
+
+    def __init__(self, session: aiohttp.ClientSession, config: FetchConfig) -> None:
+        self.session = session
+        self._trust_env = config.trust_env
+        self._proxies: dict[str, ProxyInfo] = proxies_from_env() if config.trust_env else {}
+        self._netrc = netrc_from_env() if config.trust_env else None
+        # An explicit Authorization header wins over netrc (aiohttp refuses both at once).
+        self._explicit_auth = any(k.lower() == "authorization" for k in config.headers)
+        self._routes: dict[tuple[str, str], dict[str, Any]] = {}
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.session.close()
+
+    def route(
+        self, url: URL, headers: Mapping[str, str] | None
+    ) -> tuple[dict[str, Any], Mapping[str, str] | None]:
+        """Proxy arguments for a request to ``url``, and its headers with netrc credentials."""
+        if not self._trust_env or url.host is None:
+            return {}, headers
+        key = (url.scheme, url.host)
+        found = self._routes.get(key)
+        if found is None:
+            found = {}
+            info = self._proxies.get(url.scheme)
+            if info is not None and not proxy_bypass(url.host):
+                found["proxy"] = info.proxy
+                found["proxy_auth"] = info.proxy_auth
+            if self._netrc is not None and not self._explicit_auth:
+                with contextlib.suppress(LookupError):  # no entry for this host
+                    found["auth"] = basicauth_from_netrc(self._netrc, url.host).encode()
+            self._routes[key] = found
+        auth = found.get("auth")
+        if auth is None:
+            return found, headers
+        proxy = {k: v for k, v in found.items() if k != "auth"}
+        # Credentials in the URL or an Authorization header of the request win over netrc.
+        if url.user is not None or (
+            headers is not None and any(k.lower() == "authorization" for k in headers)
+        ):
+            return proxy, headers
+        return proxy, {**(headers or {}), "Authorization": auth}
+
+
+def make_client(config: FetchConfig) -> Client:
     """The one place where :class:`FetchConfig` becomes aiohttp objects.
 
-    Must be called inside the running event loop that will use the session.
+    Must be called inside the running event loop that will use the client.
     """
     ssl_setting: ssl.SSLContext | bool
     if not config.verify_tls:
@@ -149,14 +205,15 @@ def make_session(config: FetchConfig) -> aiohttp.ClientSession:
         resolver=Resolver(inner, config.resolve, config.block_private_addresses),
     )
     headers = {"User-Agent": user_agent(config.contact), **config.headers}
-    return aiohttp.ClientSession(
+    session = aiohttp.ClientSession(
         connector=connector,
         timeout=client_timeout(config),
         headers=headers,
-        trust_env=config.trust_env,
+        trust_env=False,  # Client.route does it, once per host instead of per request
         raise_for_status=False,
         cookie_jar=aiohttp.DummyCookieJar(),
     )
+    return Client(session, config)
 
 
 def status_kind(status: int) -> ErrorKind | None:
@@ -308,7 +365,7 @@ def check_target(url: URL, block_private: bool) -> None:
 
 
 async def fetch(
-    session: aiohttp.ClientSession,
+    client: Client,
     url: str,
     config: FetchConfig,
     *,
@@ -323,7 +380,7 @@ async def fetch(
     deadline = started + config.total_timeout * timeout_factor
     try:
         return await _fetch(
-            session,
+            client,
             URL(url, encoded=False),
             config,
             keep_body,
@@ -357,7 +414,7 @@ async def fetch(
 
 
 async def _fetch(
-    session: aiohttp.ClientSession,
+    client: Client,
     target: URL,
     config: FetchConfig,
     keep_body: bool,
@@ -379,7 +436,10 @@ async def _fetch(
             extra["timeout"] = aiohttp.ClientTimeout(
                 total=remaining, sock_connect=base.sock_connect, sock_read=base.sock_read
             )
-        async with session.get(target, allow_redirects=False, headers=headers, **extra) as resp:
+        proxy, hop_headers = client.route(target, headers)
+        async with client.session.get(
+            target, allow_redirects=False, headers=hop_headers, **proxy, **extra
+        ) as resp:
             guard.watch(resp)
             status = state["status"] = resp.status
             state["final_url"] = str(resp.url)

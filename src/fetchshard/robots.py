@@ -6,24 +6,20 @@ import dataclasses
 from urllib.parse import urlsplit, urlunsplit
 from urllib.robotparser import RobotFileParser
 
-import aiohttp
-
 from fetchshard.config import FetchConfig
-from fetchshard.fetch import UA_TOKEN, fetch
+from fetchshard.fetch import UA_TOKEN, Client, fetch
 
 MAX_ROBOTS_BYTES = 512 * 1024  # Google reads the first 500 KiB
 
 
-async def read_robots(
-    session: aiohttp.ClientSession, url: str, config: FetchConfig
-) -> RobotFileParser:
+async def read_robots(client: Client, url: str, config: FetchConfig) -> RobotFileParser:
     """The robots.txt of ``url``'s host. Missing, broken or unreachable means "allow all"."""
     parts = urlsplit(url)
     robots_url = urlunsplit((parts.scheme, parts.netloc, "/robots.txt", "", ""))
     small = dataclasses.replace(
         config, max_body_bytes=MAX_ROBOTS_BYTES, opt_out_directives=(), min_speed=0
     )
-    result = await fetch(session, robots_url, small)
+    result = await fetch(client, robots_url, small)
     parser = RobotFileParser(robots_url)
     if result.ok and result.body is not None:
         parser.parse(result.body.decode("utf-8", "replace").splitlines())

@@ -18,7 +18,7 @@ from typing import Any
 from fetchshard import __version__
 from fetchshard.config import Config
 from fetchshard.errors import EXIT_INTERRUPTED, EXIT_OK, ErrorKind, RunError
-from fetchshard.fetch import FetchResult, fetch, make_session
+from fetchshard.fetch import FetchResult, fetch, make_client
 from fetchshard.hosts import HostEvents, HostSlot, Scheduler
 from fetchshard.inputs import validate_inputs
 from fetchshard.ledger import Ledger, Retry, WorkItem
@@ -242,15 +242,15 @@ class _Job:
         ticker = asyncio.create_task(self._tick())
         try:
             self._write_unfetchable()
-            async with make_session(cfg.fetch) as session:
-                self.session = session
+            async with make_client(cfg.fetch) as client:
+                self.client = client
                 await self._pass()
                 self._save_deferred()
                 fetch_cfg = cfg.fetch
                 if not self.stop and fetch_cfg.final_pass_attempts > 0:
                     # Commit first: a new scheduler reads the queue from its start, and rows
                     # of the open part are still pending in the ledger until committed.
-                    self.writer.commit()
+                    await self.writer.commit_async()
                     reopened = self.ledger.reopen_deferred(time.time() + fetch_cfg.final_pass_delay)
                     if reopened:
                         log.info(
@@ -263,13 +263,14 @@ class _Job:
                         await self._pass()
             if self.fatal is not None:
                 raise RunError(f"rank {self.info.rank} failed: {self.fatal}") from self.fatal
-            self.writer.commit()
+            await self.writer.commit_async()
             self._save_deferred()
             leftover = [*self.interrupted, *map(_retry, self.scheduler.pending_retries())]
             if leftover:
                 self.ledger.release(leftover)
         finally:
             ticker.cancel()
+            self.writer.close()
             for sig in STOP_SIGNALS:
                 loop.remove_signal_handler(sig)
             self.stop.callback = None
@@ -344,7 +345,9 @@ class _Job:
         while True:
             await asyncio.sleep(1.0)
             if self.writer.due():
-                self.writer.commit()
+                await self.writer.commit_async()
+            else:
+                self.writer.reap()
             self.progress.update(
                 state="fetching",
                 in_flight=self.scheduler.in_flight,
@@ -421,7 +424,7 @@ class _Job:
             return
         factor = cfg.final_pass_timeout_factor if self.final else 1.0
         result = await fetch(
-            self.session,
+            self.client,
             url,
             cfg,
             headers=slot.headers or None,
@@ -473,7 +476,7 @@ class _Job:
         async with slot.robots_lock:
             if slot.robots is None:
                 await slot.limiter.acquire()
-                slot.robots = await read_robots(self.session, url, self.config.fetch)
+                slot.robots = await read_robots(self.client, url, self.config.fetch)
         return robots_allow(slot.robots, url)
 
 

@@ -9,9 +9,14 @@ between the rename and the ledger commit leaves a part the ledger does not know,
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -60,8 +65,55 @@ def recover(paths: RunPaths, rank: int, ledger: Ledger) -> int:
     return highest + 1
 
 
+# Dictionary encoding pays only for repetitive columns; on bodies and URLs it hashes every
+# value and then gives up (measured: 0.19 -> 0.085 CPU ms per 67 KB row with zstd).
+_DICTIONARY_COLUMNS = ("status", "error_kind", "content_type")
+_NO_STATISTICS = frozenset({"url", "final_url", "error_message", "sha256", "body"})
+# Content types whose bytes are compressed already: zstd costs ~2 CPU ms per MB on them and
+# saves nothing. SVG and BMP are images that do compress.
+_COMPRESSED_TYPES = (
+    "image/",
+    "video/",
+    "audio/",
+    "application/zip",
+    "application/gzip",
+    "application/x-gzip",
+    "application/zstd",
+    "application/x-xz",
+    "application/x-7z",
+    "application/x-rar",
+    "application/x-bzip2",
+    "application/pdf",
+    "font/woff",
+)
+_COMPRESSIBLE_TYPES = ("image/svg", "image/bmp", "image/x-ms-bmp", "image/tiff")
+
+
+def already_compressed(content_type: str | None) -> bool:
+    """Whether bodies of this content type would not shrink under zstd."""
+    if not content_type:
+        return False
+    ct = content_type.lower()
+    return ct.startswith(_COMPRESSED_TYPES) and not ct.startswith(_COMPRESSIBLE_TYPES)
+
+
+def body_codec(config: OutputConfig, rows: list[ResultRow]) -> str:
+    """The body column's codec for a part, judged on its first row group when ``auto``."""
+    if config.body_compression != "auto":
+        return config.body_compression
+    typed = [r.content_type for r in rows if r.body]
+    if typed and sum(map(already_compressed, typed)) >= 0.9 * len(typed):
+        return "none"
+    return config.compression
+
+
 class PartWriter:
-    """Streams result rows into row groups of the open part; rolls and commits parts."""
+    """Streams result rows into row groups of the open part; rolls and commits parts.
+
+    The file work (Arrow conversion, Parquet encoding, fsync, rename) runs in one worker
+    thread, in submission order, so the event loop goes on fetching meanwhile. The ledger is
+    touched only from the caller's thread, and only once a part is durable on disk.
+    """
 
     def __init__(
         self,
@@ -78,21 +130,31 @@ class PartWriter:
         self._config = config
         self._extras = extras
         self._schema = output_schema(extras)
+        extra_names = [f.name for f in extras] if extras is not None else []
+        self._options: dict[str, Any] = {
+            "use_dictionary": [*_DICTIONARY_COLUMNS, *extra_names],
+            "write_statistics": [n for n in self._schema.names if n not in _NO_STATISTICS],
+        }
         self._next_part = next_part
-        self._writer: pq.ParquetWriter | None = None
         self._part: int | None = None
         self._opened_at = 0.0
         self._buffer: list[ResultRow] = []
         self._buffer_bytes = 0
         self._part_rows: list[tuple[int, int, str | None]] = []
         self._part_bytes = 0
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"writer-{rank}")
+        self._jobs: deque[Future[Any]] = deque()
+        self._commits: deque[tuple[Future[Any], int, list[tuple[int, int, str | None]]]] = deque()
+        self._failed: BaseException | None = None
+        # Touched by the worker thread only.
+        self._files: dict[int, pq.ParquetWriter] = {}
         self.parts_committed = 0
         self.rows_committed = 0
 
     @property
     def open_rows(self) -> int:
         """Rows written or buffered but not yet committed."""
-        return len(self._part_rows)
+        return len(self._part_rows) + sum(len(rows) for _, _, rows in self._commits)
 
     def add(self, row: ResultRow) -> None:
         self._buffer.append(row)
@@ -110,7 +172,7 @@ class PartWriter:
             len(self._part_rows) >= self._config.part_max_rows
             or self._part_bytes >= self._config.part_max_bytes
         ):
-            self.commit()
+            self.roll()
 
     def due(self) -> bool:
         """Whether the open part has been open longer than ``commit_interval``."""
@@ -119,47 +181,101 @@ class PartWriter:
             and time.monotonic() - self._opened_at >= self._config.commit_interval
         )
 
+    def roll(self) -> None:
+        """Close the open part in the background; its items commit once it is durable."""
+        if self._part is None:
+            return
+        self._flush_row_group()
+        self._commits.append(
+            (self._submit(self._close_part, self._part), self._part, self._part_rows)
+        )
+        self._part = None
+        self._part_rows = []
+        self._part_bytes = 0
+
+    def reap(self) -> None:
+        """Record in the ledger the parts that have become durable since the last call."""
+        while self._jobs and self._jobs[0].done():
+            self._jobs.popleft().result()  # re-raises the worker's error here
+        while self._commits and self._commits[0][0].done():
+            future, part, rows = self._commits.popleft()
+            nbytes = future.result()
+            self._ledger.commit_part(part, rows, rows=len(rows), nbytes=nbytes, now=time.time())
+            self.parts_committed += 1
+            self.rows_committed += len(rows)
+            log.debug("committed part %d (%d rows)", part, len(rows))
+
+    def commit(self) -> None:
+        """Roll the open part and wait until every part is durable and in the ledger."""
+        self.roll()
+        if self._jobs:
+            self._jobs[-1].result()  # one worker: the last job done means all are done
+        self.reap()
+
+    async def commit_async(self) -> None:
+        """:meth:`commit` without blocking the event loop."""
+        self.roll()
+        if self._jobs:
+            # asyncio.wait, unlike awaiting the future, never cancels the job if we are.
+            await asyncio.wait({asyncio.wrap_future(self._jobs[-1])})
+        self.reap()
+
+    def close(self) -> None:
+        """Stop the worker; parts not yet renamed stay tmp files, removed by the next start."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        for file in self._files.values():
+            file.close()
+        self._files.clear()
+
     def _flush_row_group(self) -> None:
         if not self._buffer:
             return
         assert self._part is not None
-        if self._writer is None:
-            tmp = self._paths.part_tmp(self._rank, self._part)
-            tmp.parent.mkdir(parents=True, exist_ok=True)
-            compression = self._config.compression
-            self._writer = pq.ParquetWriter(
-                tmp, self._schema, compression=None if compression == "none" else compression
-            )
-        table = rows_to_table(self._buffer, self._schema, self._extras)
-        self._writer.write_table(table, row_group_size=len(self._buffer))
+        self._submit(self._write_group, self._part, self._buffer)
         self._buffer = []
         self._buffer_bytes = 0
 
-    def commit(self) -> None:
-        """Make the open part visible (tmp -> fsync -> rename) and mark its items committed."""
-        if self._part is None:
-            return
-        self._flush_row_group()
-        assert self._writer is not None
-        part = self._part
-        self._writer.close()
-        self._writer = None
+    def _submit(self, job: Callable[..., Any], *args: Any) -> Future[Any]:
+        # Backpressure: one job may wait behind the running one, so memory holds at most
+        # about three row groups (filling, queued, being written) whatever the disk speed.
+        self.reap()
+        while len(self._jobs) >= 2:
+            self._jobs[0].result()
+            self.reap()
+        future = self._pool.submit(self._guarded, job, *args)
+        self._jobs.append(future)
+        return future
+
+    def _guarded(self, job: Callable[..., Any], *args: Any) -> Any:
+        # After one failure no later job may run: renaming a part that misses a row group
+        # would commit items whose rows are not in it.
+        if self._failed is not None:
+            raise RuntimeError("an earlier write failed") from self._failed
+        try:
+            return job(*args)
+        except BaseException as exc:
+            self._failed = exc
+            raise
+
+    def _write_group(self, part: int, rows: list[ResultRow]) -> None:
+        file = self._files.get(part)
+        if file is None:
+            tmp = self._paths.part_tmp(self._rank, part)
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            codecs = dict.fromkeys(self._schema.names, self._config.compression)
+            codecs["body"] = body_codec(self._config, rows)
+            file = self._files[part] = pq.ParquetWriter(
+                tmp, self._schema, compression=codecs, **self._options
+            )
+        table = rows_to_table(rows, self._schema, self._extras)
+        file.write_table(table, row_group_size=len(rows))
+
+    def _close_part(self, part: int) -> int:
+        self._files.pop(part).close()
         tmp = self._paths.part_tmp(self._rank, part)
         final = self._paths.part(self._rank, part)
         fsync_path(tmp)
         os.replace(tmp, final)
         fsync_path(final.parent)
         crash_point("after_rename", part)
-        self._ledger.commit_part(
-            part,
-            self._part_rows,
-            rows=len(self._part_rows),
-            nbytes=final.stat().st_size,
-            now=time.time(),
-        )
-        self.parts_committed += 1
-        self.rows_committed += len(self._part_rows)
-        log.debug("committed %s (%d rows)", final.name, len(self._part_rows))
-        self._part = None
-        self._part_rows = []
-        self._part_bytes = 0
+        return final.stat().st_size
