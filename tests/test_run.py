@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Callable
@@ -26,11 +27,13 @@ def test_single_rank_run_writes_every_item_once(
     src = url_file(lines)
     result = cli("run", str(src), "-o", str(out), *FAST)
     assert result.exit_code == 0, result.output
-    rows = rows_by_url(out)
+    rows = rows_by_url(out, body=True)
     assert len(rows) == 122  # 120 unique URLs + 2 bad lines; blanks skipped, duplicates once
     ok = [r for r in rows.values() if r["status"] == "ok"]
     assert len(ok) == 120
-    assert all(r["http_status"] == 200 and r["attempts"] == 1 and r["sha256"] for r in ok)
+    assert all(r["http_status"] == 200 and r["attempts"] == 1 for r in ok)
+    assert all(r["sha256"] == hashlib.sha256(r["body"]).hexdigest() for r in ok)
+    assert all(r["size"] == len(r["body"]) for r in ok)
     assert rows["not a url"]["error_kind"] == "bad_url"
     assert rows["mailto:x@example.org"]["error_kind"] == "bad_url"
     assert rows["not a url"]["attempts"] == 0
@@ -145,3 +148,23 @@ def test_three_local_ranks_partition_like_three_explicit_ranks(
         "rank-00001",
         "rank-00002",
     ]
+
+
+def test_store_body_false_keeps_hash_and_size_only(
+    server_process: ServerProcess, url_file: Callable[..., Path], tmp_path: Path
+) -> None:
+    urls = [server_process.url(f"/image/{i}?t=nobody") for i in range(12)]
+    kept, dropped = tmp_path / "kept", tmp_path / "dropped"
+    for out, store in ((kept, "true"), (dropped, "false")):
+        result = cli(
+            "run", str(url_file(urls)), "-o", str(out), *FAST, "--set", f"output.store_body={store}"
+        )
+        assert result.exit_code == 0, result.output
+    with_body, without = rows_by_url(kept, body=True), rows_by_url(dropped, body=True)
+    for url in urls:
+        body = with_body[url]["body"]
+        assert body and without[url]["body"] is None
+        assert (
+            without[url]["sha256"] == hashlib.sha256(body).hexdigest() == with_body[url]["sha256"]
+        )
+        assert without[url]["size"] == len(body)

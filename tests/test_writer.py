@@ -38,7 +38,6 @@ def _row(i: int, extras: str | None) -> ResultRow:
         final_url=None,
         content_type="text/plain",
         size=3,
-        sha256="x",
         attempts=1,
         fetched_at=1.7e9,
         elapsed_ms=1.0,

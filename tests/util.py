@@ -66,8 +66,9 @@ def read_rows(out: Path, columns: Sequence[str] | None = None) -> pa.Table:
     return pa.concat_tables(tables, promote_options="default")
 
 
-def rows_by_url(out: Path) -> dict[str, dict[str, Any]]:
-    rows = read_rows(out).drop_columns(["body"]).to_pylist()
+def rows_by_url(out: Path, *, body: bool = False) -> dict[str, dict[str, Any]]:
+    table = read_rows(out)
+    rows = (table if body else table.drop_columns(["body"])).to_pylist()
     by_url: dict[str, dict[str, Any]] = {}
     for row in rows:
         assert row["url"] not in by_url, f"two rows for {row['url']}"

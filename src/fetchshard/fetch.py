@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
-import hashlib
 import ipaddress
 import socket
 import ssl
@@ -45,7 +44,6 @@ class FetchResult:
     content_type: str | None = None
     body: bytes | None = None
     size: int | None = None
-    sha256: str | None = None
     elapsed_ms: float = 0.0
     retry_after: float | None = None
 
@@ -369,7 +367,6 @@ async def fetch(
     url: str,
     config: FetchConfig,
     *,
-    keep_body: bool = True,
     headers: Mapping[str, str] | None = None,
     timeout_factor: float = 1.0,
 ) -> FetchResult:
@@ -383,7 +380,6 @@ async def fetch(
             client,
             URL(url, encoded=False),
             config,
-            keep_body,
             headers,
             timeout_factor,
             started,
@@ -417,7 +413,6 @@ async def _fetch(
     client: Client,
     target: URL,
     config: FetchConfig,
-    keep_body: bool,
     headers: Mapping[str, str] | None,
     timeout_factor: float,
     started: float,
@@ -474,7 +469,7 @@ async def _fetch(
                     content_type,
                     elapsed_ms=_ms(started),
                 )
-            return await _read_body(resp, config, keep_body, started, guard)
+            return await _read_body(resp, config, started, guard)
     raise aiohttp.TooManyRedirects(
         resp.request_info, resp.history, message=f"more than {config.max_redirects} redirects"
     )
@@ -483,7 +478,6 @@ async def _fetch(
 async def _read_body(
     resp: aiohttp.ClientResponse,
     config: FetchConfig,
-    keep_body: bool,
     started: float,
     guard: _SpeedGuard,
 ) -> FetchResult:
@@ -491,7 +485,6 @@ async def _read_body(
     declared = resp.content_length
     if declared is not None and declared > limit:
         return _too_large(f"Content-Length {declared}", limit, resp, started)
-    digest = hashlib.sha256()
     chunks: list[bytes] = []
     size = 0
     # Counted after decompression, so a gzip bomb stops at the cap like any big body.
@@ -500,9 +493,7 @@ async def _read_body(
         guard.bytes = size
         if size > limit:
             return _too_large("body", limit, resp, started)
-        digest.update(chunk)
-        if keep_body:
-            chunks.append(chunk)
+        chunks.append(chunk)
     if guard.tripped:
         raise _TooSlow()
     return FetchResult(
@@ -511,9 +502,8 @@ async def _read_body(
         resp.status,
         str(resp.url),
         resp.headers.get("Content-Type"),
-        body=b"".join(chunks) if keep_body else None,
+        body=b"".join(chunks),  # hashed by the part writer, off the event loop
         size=size,
-        sha256=digest.hexdigest(),
         elapsed_ms=_ms(started),
     )
 

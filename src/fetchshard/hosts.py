@@ -11,7 +11,6 @@ remaining items are handed out as failures without a request.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fnmatch
 import heapq
 import itertools
@@ -45,6 +44,10 @@ class AdaptiveLimiter(AsyncLimiter):
         self._leak()  # settle the level at the old rate first
         self.time_period = self.max_rate / rate
         self._rate_per_sec = rate
+
+    def take(self) -> None:
+        """Acquire without awaiting, right after :meth:`has_capacity` said yes."""
+        self._level += 1
 
     def fill(self) -> None:
         """Start with the bucket full: no burst (for a host that was just being fetched)."""
@@ -155,7 +158,7 @@ class Scheduler:
         self._more_hosts = True
         self._max_active = max(64, 2 * config.max_in_flight)
         self._in_flight = 0
-        self._changed = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
         self._stopping = False
         self._tie = itertools.count()
 
@@ -169,7 +172,12 @@ class Scheduler:
 
     def stop(self) -> None:
         self._stopping = True
-        self._changed.set()
+        self._notify()
+
+    def _notify(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def pending_retries(self) -> list[WorkItem]:
         """Items waiting in memory for a retry (to persist them when the rank stops)."""
@@ -318,17 +326,24 @@ class Scheduler:
                 got = self._try(slot, now)
                 if got is not None:
                     if got.fail is None:
-                        # has_capacity() just said yes, so this returns without waiting.
-                        await slot.limiter.acquire()
+                        slot.limiter.take()  # has_capacity() just said yes
                     return got
             if not self._slots and not self._more_hosts and self._in_flight == 0:
                 return None
-            self._changed.clear()
-            timeout = None
+            # A bare future, not wait_for(Event.wait()): this runs once per fetch when the
+            # in-flight window is full, and wait_for costs a task each time.
+            loop = asyncio.get_running_loop()
+            self._waiter = loop.create_future()
+            timer = None
             if self._sleeping and room:
-                timeout = max(0.0, self._sleeping[0][0] - self._clock())
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout)
+                delay = max(0.0, self._sleeping[0][0] - self._clock())
+                timer = loop.call_later(delay, self._notify)
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+                if timer is not None:
+                    timer.cancel()
         return None
 
     def done(
@@ -355,7 +370,7 @@ class Scheduler:
         ):
             slot.where = _RUNNABLE
             self._runnable.append(slot)
-        self._changed.set()
+        self._notify()
         return events
 
     def _account(

@@ -374,7 +374,6 @@ class _Job:
         kind: ErrorKind | None,
         message: str | None,
     ) -> None:
-        keep = self.config.output.store_body
         row = ResultRow(
             item_id=item.item_id,
             url=item.url,
@@ -386,11 +385,10 @@ class _Job:
             final_url=result.final_url if result else None,
             content_type=result.content_type if result else None,
             size=result.size if result else None,
-            sha256=result.sha256 if result else None,
             attempts=attempts,
             fetched_at=now if result else None,
             elapsed_ms=result.elapsed_ms if result else None,
-            body=result.body if result and keep else None,
+            body=result.body if result else None,
         )
         stats = self.stats
         stats.items += 1
@@ -429,7 +427,6 @@ class _Job:
             cfg,
             headers=slot.headers or None,
             timeout_factor=factor,
-            keep_body=self.config.output.store_body,
         )
         self.stats.requests += 1
         kind = result.error_kind

@@ -8,6 +8,7 @@ Arrow columns of their original types.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -51,11 +52,10 @@ class ResultRow:
     final_url: str | None
     content_type: str | None
     size: int | None
-    sha256: str | None
     attempts: int
     fetched_at: float | None  # seconds since the epoch
     elapsed_ms: float | None
-    body: bytes | None
+    body: bytes | None  # of a successful fetch; hashed (and stored, if configured) by the writer
 
 
 def output_schema(extras: pa.Schema | None) -> pa.Schema:
@@ -95,9 +95,14 @@ def decode_extras(values: Sequence[str | None], schema: pa.Schema) -> list[pa.Ar
 
 
 def rows_to_table(
-    rows: Sequence[ResultRow], schema: pa.Schema, extras: pa.Schema | None
+    rows: Sequence[ResultRow], schema: pa.Schema, extras: pa.Schema | None, store_body: bool
 ) -> pa.Table:
-    """A table in the part schema from result rows."""
+    """A table in the part schema from result rows; sha256 of successful bodies computed here."""
+    sha = hashlib.sha256
+    digests = [
+        sha(r.body).hexdigest() if r.body is not None and r.status == STATUS_OK else None
+        for r in rows
+    ]
     head = [
         pa.array([r.item_id for r in rows], type=pa.int64()),
         pa.array([r.url for r in rows], type=pa.string()),
@@ -111,14 +116,14 @@ def rows_to_table(
         pa.array([r.final_url for r in rows], type=pa.string()),
         pa.array([r.content_type for r in rows], type=pa.string()),
         pa.array([r.size for r in rows], type=pa.int64()),
-        pa.array([r.sha256 for r in rows], type=pa.string()),
+        pa.array(digests, type=pa.string()),
         pa.array([r.attempts for r in rows], type=pa.int32()),
         pa.array(
             [int(r.fetched_at * 1000) if r.fetched_at is not None else None for r in rows],
             type=pa.timestamp("ms", tz="UTC"),
         ),
         pa.array([r.elapsed_ms for r in rows], type=pa.float64()),
-        pa.array([r.body for r in rows], type=pa.binary()),
+        pa.array([r.body for r in rows] if store_body else [None] * len(rows), type=pa.binary()),
     ]
     return pa.Table.from_arrays([*head, *extra_arrays, *tail], schema=schema)
 

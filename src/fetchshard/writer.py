@@ -267,7 +267,7 @@ class PartWriter:
             file = self._files[part] = pq.ParquetWriter(
                 tmp, self._schema, compression=codecs, **self._options
             )
-        table = rows_to_table(rows, self._schema, self._extras)
+        table = rows_to_table(rows, self._schema, self._extras, self._config.store_body)
         file.write_table(table, row_group_size=len(rows))
 
     def _close_part(self, part: int) -> int:
