@@ -239,6 +239,8 @@ def _aria2_build(urls: UrlList, out: Path, work: Path) -> list[str]:
         "-j256",
         "-x1",
         "--auto-save-interval=0",
+        # Reads the list as it goes: without it 50,000 URLs cost ~600 MB of RSS up front.
+        "--deferred-input=true",
         "--quiet",
         "-i",
         str(listing),
@@ -251,7 +253,7 @@ def aria2_peer() -> Peer:
     found = shutil.which("aria2c")
     return Peer(
         name="aria2c",
-        description="aria2c -j256 -x1 --auto-save-interval=0, one file per URL on disk",
+        description="aria2c -j256 -x1 --auto-save-interval=0 --deferred-input=true, files on disk",
         expected_rate=300.0,
         build=_aria2_build,
         count=count_files,

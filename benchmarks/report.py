@@ -17,6 +17,8 @@ MEDIAN_KEYS = [
     "maxrss_wait4_mb",
     "wall_s",
     "errors",
+    "server_cpu_s",
+    "other_cpu_s",
 ]
 
 

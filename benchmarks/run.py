@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from corpus import Corpus, ensure_corpus
-from measure import run_measured
+from measure import machine_busy_cpu, run_measured, session_cpu
 from peers import FETCHSHARD_UNLIMITED, PEER_NAMES, Peer, fetchshard_peer, make_peer
 from report import medians, peer_table, scale_summary, scale_table
 from servers import Server, start_server
@@ -57,8 +57,9 @@ def fresh_dir(path: Path) -> None:
 
 
 def run_once(
-    peer: Peer, urls: UrlList, work: Path, round_no: int, keep_output: bool
+    peer: Peer, urls: UrlList, server: Server, work: Path, round_no: int, keep_output: bool
 ) -> dict[str, Any]:
+    prep_started = time.monotonic()
     out = work / "out" / peer.name
     fresh_dir(out)
     logs = work / "logs"
@@ -66,10 +67,13 @@ def run_once(
     stdout_path = logs / f"{peer.name}-{len(urls)}-r{round_no}.out"
     stderr_path = logs / f"{peer.name}-{len(urls)}-r{round_no}.err"
     argv = peer.build(urls, out, work)
+    prep_s = time.monotonic() - prep_started
+    server_cpu0, busy0 = session_cpu(server.pid), machine_busy_cpu()
     with open(stdout_path, "wb") as so, open(stderr_path, "wb") as se:
         m = run_measured(
             argv, timeout=peer.timeout(len(urls)), stdout=so, stderr=se, env=client_env(peer)
         )
+    server_cpu, busy = session_cpu(server.pid) - server_cpu0, machine_busy_cpu() - busy0
     counted = peer.count(urls, out, stdout_path)
     if not keep_output:
         shutil.rmtree(out, ignore_errors=True)
@@ -89,6 +93,12 @@ def run_once(
         "mb_per_s": round(counted.bytes / 1e6 / m.wall_s, 1),
         "cpu_s_per_1000": round(m.cpu_s / n * 1000, 4),
         "detail": counted.detail,
+        "prepare_s": round(prep_s, 1),  # wipe, sync, input files: not in wall_s
+        "server_cpu_s": round(server_cpu, 2),
+        # Busy CPU of the whole machine minus client and server: the harness itself and
+        # anything else running (another benchmark disturbs the figures; this shows it).
+        "other_cpu_s": round(busy - m.cpu_s - server_cpu, 2),
+        "loadavg_after": os.getloadavg()[0],
     }
     if m.exit_code != 0:
         tail = stderr_path.read_text(errors="replace").strip().splitlines()[-5:]
@@ -97,6 +107,7 @@ def run_once(
         f"{peer.name} round {round_no}: {counted.ok}/{n} ok, {m.wall_s:.1f} s, "
         f"{record['urls_per_s']:.0f} URLs/s, CPU {m.cpu_s:.1f} s "
         f"(sampled {m.cpu_sampled_s:.1f}), RSS tree {m.peak_rss_tree_mb:.0f} MB, "
+        f"server CPU {server_cpu:.1f} s, other CPU {record['other_cpu_s']:.1f} s, "
         f"exit {m.exit_code}{' TIMEOUT' if m.timed_out else ''}"
     )
     return record
@@ -105,6 +116,7 @@ def run_once(
 def run_peers(
     peers: list[Peer],
     urls: UrlList,
+    server: Server,
     per_peer_urls: dict[str, int],
     work: Path,
     repeat: int,
@@ -121,7 +133,7 @@ def run_peers(
     for round_no in range(1, repeat + 1):
         for peer in peers:
             if peer.unavailable is None:
-                runs.append(run_once(peer, lists[peer.name], work, round_no, keep_output))
+                runs.append(run_once(peer, lists[peer.name], server, work, round_no, keep_output))
     return runs
 
 
@@ -178,11 +190,12 @@ def run_scale(
     runs: list[dict[str, Any]] = []
     for round_no in range(1, repeat + 1):
         for n in sizes:
-            runs.append(run_once(peer, lists[n], work, round_no, keep_output))
+            runs.append(run_once(peer, lists[n], server, work, round_no, keep_output))
     # Planning alone: a Parquet input of N URLs; a 1-row input gives the start-up cost.
     plans: list[dict[str, Any]] = []
     one = work / "plan-1.parquet"
     write_parquet_urls(one, lists[sizes[0]].urls[:1])
+    plan_once(1, one, work, 0, peer)  # warm-up, discarded: the first start reads cold files
     startup = [plan_once(1, one, work, r, peer)["planned_s"] for r in range(1, repeat + 1)]
     startup_s = sorted(s for s in startup if s is not None)
     start_med = startup_s[len(startup_s) // 2] if startup_s else None
@@ -218,7 +231,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="PEER=N",
         help="fewer URLs for a slow peer (its first N), e.g. img2dataset-default=20000",
     )
-    parser.add_argument("--scale", default="", help="sizes for the fetchshard scale series")
+    parser.add_argument(
+        "--scale",
+        default="",
+        help="sizes, e.g. 10000,100000,1000000: run the fetchshard scale series instead",
+    )
     parser.add_argument(
         "--scale-store-body",
         choices=["auto", "yes", "no"],
@@ -263,7 +280,12 @@ def main(argv: list[str] | None = None) -> int:
         urls = write_url_list(
             work / "urls.txt", corpus, server.addresses, server.port, args.urls, args.seed
         )
-        runs = run_peers(peers, urls, per_peer_urls, work, args.repeat, args.keep_output)
+        # The scale series is a run of its own: it measures fetchshard alone.
+        runs = (
+            []
+            if scale
+            else run_peers(peers, urls, server, per_peer_urls, work, args.repeat, args.keep_output)
+        )
         scale_result = (
             run_scale(
                 scale,
@@ -312,12 +334,12 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs,
         "medians": med,
     }
-    table = peer_table(names, med, unavailable)
-    print(
-        f"\n{args.urls:,} URLs, medians of {args.repeat} run(s); server {server.kind} "
-        f"({server.version}); {started_at:%Y-%m-%d %H:%M %Z}\n"
-    )
-    print(table)
+    if runs:
+        print(
+            f"\n{args.urls:,} URLs, medians of {args.repeat} run(s); server {server.kind} "
+            f"({server.version}); {started_at:%Y-%m-%d %H:%M %Z}\n"
+        )
+        print(peer_table(names, med, unavailable))
     if scale_result is not None:
         result["scale"] = scale_result
         print("\nfetchshard scale series (1 rank)\n")
