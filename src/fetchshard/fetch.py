@@ -142,11 +142,13 @@ class Client:
         # An explicit Authorization header wins over netrc (aiohttp refuses both at once).
         self._explicit_auth = any(k.lower() == "authorization" for k in config.headers)
         self._routes: dict[tuple[str, str], dict[str, Any]] = {}
+        self.speed = _SpeedWatch()
 
     async def __aenter__(self) -> Client:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        self.speed.close()
         await self.session.close()
 
     def route(
@@ -326,32 +328,74 @@ class _TooSlow(Exception):
 class _SpeedGuard:
     """Closes a response that moves fewer than ``min_speed`` bytes/s over a window."""
 
-    def __init__(self, min_speed: int, window: float) -> None:
+    __slots__ = ("_last", "_need", "_next", "_resp", "_window", "bytes", "tripped")
+
+    def __init__(self, min_speed: int, window: float, now: float) -> None:
         self.bytes = 0
         self.tripped = False
         self._last = 0
         self._need = min_speed * window
         self._window = window
+        self._next = now + window
         self._resp: aiohttp.ClientResponse | None = None
-        self._handle: asyncio.TimerHandle | None = None
-        if min_speed > 0:
-            self._handle = asyncio.get_running_loop().call_later(window, self._check)
 
     def watch(self, resp: aiohttp.ClientResponse) -> None:
         self._resp = resp
 
-    def _check(self) -> None:
+    def check(self, now: float) -> None:
+        if now < self._next:
+            return
         if self.bytes - self._last < self._need:
             self.tripped = True
             if self._resp is not None:
                 self._resp.close()
             return
         self._last = self.bytes
-        self._handle = asyncio.get_running_loop().call_later(self._window, self._check)
+        self._next = now + self._window
 
-    def cancel(self) -> None:
+
+class _SpeedWatch:
+    """Checks every transfer's guard on one shared tick.
+
+    One timer per request (armed and cancelled thousands of times a second) costs more
+    than scanning the transfers in flight four times a second; a slow transfer is caught
+    at most one tick after its window ends.
+    """
+
+    TICK = 0.25
+
+    def __init__(self) -> None:
+        self._guards: set[_SpeedGuard] = set()
+        self._handle: asyncio.TimerHandle | None = None
+
+    def start(self, min_speed: int, window: float) -> _SpeedGuard | None:
+        if min_speed <= 0:
+            return None
+        loop = asyncio.get_running_loop()
+        guard = _SpeedGuard(min_speed, window, loop.time())
+        self._guards.add(guard)
+        if self._handle is None:
+            self._handle = loop.call_later(self.TICK, self._tick)
+        return guard
+
+    def stop(self, guard: _SpeedGuard | None) -> None:
+        if guard is not None:
+            self._guards.discard(guard)
+
+    def _tick(self) -> None:
+        if not self._guards:
+            self._handle = None
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for guard in list(self._guards):
+            guard.check(now)
+        self._handle = loop.call_later(self.TICK, self._tick)
+
+    def close(self) -> None:
         if self._handle is not None:
             self._handle.cancel()
+            self._handle = None
 
 
 def check_target(url: URL, block_private: bool) -> None:
@@ -373,7 +417,7 @@ async def fetch(
     """GET ``url`` once (following redirects); never raises for anything the network does."""
     started = time.perf_counter()
     state: dict[str, Any] = {"status": None, "final_url": None, "content_type": None}
-    guard = _SpeedGuard(config.min_speed, config.min_speed_window * timeout_factor)
+    guard = client.speed.start(config.min_speed, config.min_speed_window * timeout_factor)
     deadline = started + config.total_timeout * timeout_factor
     try:
         return await _fetch(
@@ -388,13 +432,14 @@ async def fetch(
             state,
         )
     except Exception as exc:  # every failure becomes data; cancellation still propagates
-        kind = ErrorKind.TOO_SLOW if guard.tripped else classify(exc)
+        tripped = guard is not None and guard.tripped
+        kind = ErrorKind.TOO_SLOW if tripped else classify(exc)
         if kind is ErrorKind.BAD_CONTENT and state["status"] is None:
             # Reset or dropped before any response: the host is not accepting requests.
             kind = ErrorKind.CONNECT
         message = (
             f"under {config.min_speed} bytes/s for {config.min_speed_window:g}s"
-            if guard.tripped
+            if tripped
             else describe(exc)
         )
         return FetchResult(
@@ -406,7 +451,7 @@ async def fetch(
             elapsed_ms=_ms(started),
         )
     finally:
-        guard.cancel()
+        client.speed.stop(guard)
 
 
 async def _fetch(
@@ -417,7 +462,7 @@ async def _fetch(
     timeout_factor: float,
     started: float,
     deadline: float,
-    guard: _SpeedGuard,
+    guard: _SpeedGuard | None,
     state: dict[str, Any],
 ) -> FetchResult:
     for hop in range(config.max_redirects + 1):
@@ -435,7 +480,8 @@ async def _fetch(
         async with client.session.get(
             target, allow_redirects=False, headers=hop_headers, **proxy, **extra
         ) as resp:
-            guard.watch(resp)
+            if guard is not None:
+                guard.watch(resp)
             status = state["status"] = resp.status
             state["final_url"] = str(resp.url)
             content_type = state["content_type"] = resp.headers.get("Content-Type")
@@ -479,7 +525,7 @@ async def _read_body(
     resp: aiohttp.ClientResponse,
     config: FetchConfig,
     started: float,
-    guard: _SpeedGuard,
+    guard: _SpeedGuard | None,
 ) -> FetchResult:
     limit = config.max_body_bytes
     declared = resp.content_length
@@ -490,11 +536,12 @@ async def _read_body(
     # Counted after decompression, so a gzip bomb stops at the cap like any big body.
     async for chunk in resp.content.iter_chunked(_CHUNK):
         size += len(chunk)
-        guard.bytes = size
+        if guard is not None:
+            guard.bytes = size
         if size > limit:
             return _too_large("body", limit, resp, started)
         chunks.append(chunk)
-    if guard.tripped:
+    if guard is not None and guard.tripped:
         raise _TooSlow()
     return FetchResult(
         None,
