@@ -69,6 +69,7 @@ class Peer:
     unavailable: str | None = None  # why it cannot run here, reported instead of figures
     version: str = ""
     stdout_to_file: bool = False
+    source: dict[str, Any] | None = None  # fetchshard only: a pinned snapshot, if any
 
     def timeout(self, n: int) -> float:
         return max(300.0, 10.0 * n / self.expected_rate)
@@ -130,18 +131,87 @@ def count_fetchshard(urls: UrlList, out: Path, _stdout: Path) -> Counted:
     return count_by_index(urls, ok, detail)
 
 
-def fetchshard_peer(ranks: int) -> Peer:
+def fetchshard_source() -> dict[str, Any]:
+    """Which fetchshard code ran: an editable install changes under a benchmark when someone
+    edits src/, so each run records the commit and a hash of any uncommitted diff."""
+    import hashlib
+
+    import fetchshard
+
+    src = Path(fetchshard.__file__).resolve().parent
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(src), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout.strip()
+        diff = subprocess.run(
+            ["git", "-C", str(src), "diff", "HEAD", "--", "."],
+            capture_output=True,
+            timeout=30,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None}
+    return {
+        "commit": head or None,
+        "uncommitted_diff_sha1": hashlib.sha1(diff).hexdigest()[:12] if diff else None,
+    }
+
+
+def snapshot_fetchshard(rev: str, work: Path) -> tuple[Path, str]:
+    """Extract src/ of ``rev`` (git archive) once; its path goes first on PYTHONPATH, ahead of
+    the editable install, so edits made to src/ during a benchmark do not change what runs."""
+    import io
+    import tarfile
+
+    repo = HERE.parent
+    sha = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "--short=12", f"{rev}^{{commit}}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout.strip()
+    dest = work / f"fetchshard-src-{sha}"
+    if not (dest / "src" / "fetchshard" / "__init__.py").exists():
+        archive = subprocess.run(
+            ["git", "-C", str(repo), "archive", "--format=tar", sha, "src"],
+            capture_output=True,
+            timeout=120,
+            check=True,
+        ).stdout
+        tmp = work / f"fetchshard-src-{sha}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            if hasattr(tarfile, "data_filter"):  # Python >= 3.10.12 / 3.11.4
+                tar.extractall(tmp, filter="data")
+            else:  # our own git archive: trusted
+                tar.extractall(tmp)
+        shutil.rmtree(dest, ignore_errors=True)
+        tmp.rename(dest)
+    return dest / "src", sha
+
+
+def fetchshard_peer(ranks: int, snapshot: tuple[Path, str] | None = None) -> Peer:
     import fetchshard
 
     name = "fetchshard" if ranks == 1 else f"fetchshard-{ranks}"
-    return Peer(
+    where = f"commit {snapshot[1]}" if snapshot else "the installed (live) source"
+    peer = Peer(
         name=name,
-        description=f"fetchshard {fetchshard.__version__}, {ranks} rank(s), Parquet with bodies",
+        description=f"fetchshard {fetchshard.__version__} ({where}), {ranks} rank(s), "
+        "Parquet with bodies",
         expected_rate=500.0,
         build=_fetchshard_build(ranks),
         count=count_fetchshard,
         version=fetchshard.__version__,
     )
+    if snapshot is not None:
+        path = os.environ.get("PYTHONPATH")
+        peer.env["PYTHONPATH"] = f"{snapshot[0]}{os.pathsep}{path}" if path else str(snapshot[0])
+        peer.source = {"commit": snapshot[1], "snapshot": str(snapshot[0])}
+    return peer
 
 
 # --- bare aiohttp -----------------------------------------------------------------------
@@ -370,11 +440,16 @@ PEER_NAMES = [
 ]
 
 
-def make_peer(name: str, work: Path, log: Callable[[str], None]) -> Peer:
+def make_peer(
+    name: str,
+    work: Path,
+    log: Callable[[str], None],
+    snapshot: tuple[Path, str] | None = None,
+) -> Peer:
     if name == "fetchshard":
-        return fetchshard_peer(1)
+        return fetchshard_peer(1, snapshot)
     if name.startswith("fetchshard-") and name.removeprefix("fetchshard-").isdigit():
-        return fetchshard_peer(int(name.removeprefix("fetchshard-")))
+        return fetchshard_peer(int(name.removeprefix("fetchshard-")), snapshot)
     if name == "bare":
         return bare_peer()
     if name == "curl":

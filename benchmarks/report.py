@@ -19,6 +19,7 @@ MEDIAN_KEYS = [
     "errors",
     "server_cpu_s",
     "other_cpu_s",
+    "other_cores",
 ]
 
 
@@ -30,6 +31,9 @@ def medians(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for peer, peer_runs in by_peer.items():
         done = [r for r in peer_runs if r.get("status") == "ok"]
+        for r in done:  # records written before other_cores existed
+            if "other_cores" not in r and r.get("other_cpu_s") is not None:
+                r["other_cores"] = round(r["other_cpu_s"] / r["wall_s"], 2)
         entry: dict[str, Any] = {
             "runs": len(peer_runs),
             "completed_runs": len(done),
@@ -65,26 +69,27 @@ def peer_table(
     order: list[str], med: dict[str, dict[str, Any]], unavailable: dict[str, str]
 ) -> str:
     lines = [
-        "| client | URLs | URLs/s | MB/s | CPU s / 1000 URLs | peak RSS MB tree "
-        "(largest process) | errors | URLs/s vs fetchshard | CPU/URL vs fetchshard |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| client | URLs | URLs/s | MB/s | CPU s / 1000 URLs | peak RSS MB: tree, sampled "
+        "(largest process, wait4) | errors | URLs/s vs fetchshard | CPU/URL vs fetchshard "
+        "| other load, cores |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in order:
         if name in unavailable:
-            lines.append(f"| {name} | {unavailable[name]} | | | | | | | |")
+            lines.append(f"| {name} | {unavailable[name]} | | | | | | | | |")
             continue
         m = med.get(name)
         if m is None:
             continue
         if not m["completed_runs"]:
-            lines.append(f"| {name} | no completed run (see runs in the JSON) | | | | | | | |")
+            lines.append(f"| {name} | no completed run (see runs in the JSON) | | | | | | | | |")
             continue
-        rss = f"{_fmt(m['peak_rss_tree_mb'])} ({_fmt(m['peak_rss_largest_mb'])})"
+        rss = f"{_fmt(m['peak_rss_tree_mb'])} ({_fmt(m['maxrss_wait4_mb'])})"
         lines.append(
             f"| {name} | {m['urls']:,} | {_fmt(m['urls_per_s'])} | {_fmt(m['mb_per_s'])} "
             f"| {_fmt(m['cpu_s_per_1000'], 2)} | {rss} | {_fmt(m['errors'])} "
             f"| {_fmt(m['urls_per_s_vs_fetchshard'], 2)} "
-            f"| {_fmt(m['cpu_per_url_vs_fetchshard'], 2)} |"
+            f"| {_fmt(m['cpu_per_url_vs_fetchshard'], 2)} | {_fmt(m.get('other_cores'), 2)} |"
         )
     return "\n".join(lines)
 
@@ -101,6 +106,7 @@ def scale_summary(runs: list[dict[str, Any]], plans: list[dict[str, Any]]) -> di
             "urls_per_s": _median(done, "urls_per_s"),
             "peak_rss_tree_mb": _median(done, "peak_rss_tree_mb"),
             "peak_rss_largest_mb": _median(done, "peak_rss_largest_mb"),
+            "maxrss_wait4_mb": _median(done, "maxrss_wait4_mb"),
             "errors": _median(done, "errors"),
             "planned_s": _median(planned, "planned_s"),
             "plan_rows_per_s": _median(planned, "rows_per_s"),
@@ -123,12 +129,12 @@ def _median(rows: list[dict[str, Any]], key: str) -> float | None:
 
 def scale_table(summary: dict[str, Any]) -> str:
     lines = [
-        "| URLs | URLs/s | peak RSS MB tree (largest) | errors | planning s | plan rows/s "
+        "| URLs | URLs/s | peak RSS MB: tree (largest, wait4) | errors | planning s | plan rows/s "
         "(net of start-up) | planning peak RSS MB |",
         "|---|---|---|---|---|---|---|",
     ]
     for n, v in summary["sizes"].items():
-        rss = f"{_fmt(v['peak_rss_tree_mb'])} ({_fmt(v['peak_rss_largest_mb'])})"
+        rss = f"{_fmt(v['peak_rss_tree_mb'])} ({_fmt(v['maxrss_wait4_mb'])})"
         plan = f"{_fmt(v['plan_rows_per_s'])} ({_fmt(v['plan_rows_per_s_net'])})"
         lines.append(
             f"| {int(n):,} | {_fmt(v['urls_per_s'])} | {rss} | {_fmt(v['errors'])} "
@@ -136,3 +142,23 @@ def scale_table(summary: dict[str, Any]) -> str:
         )
     extra = [f"{k} = {v}" for k, v in summary.items() if k.endswith("_largest_over_middle")]
     return "\n".join(lines + (["", *extra] if extra else []))
+
+
+def main() -> None:
+    """Reprint the tables of a saved result: python benchmarks/report.py RESULT.json"""
+    import json
+    import sys
+    from pathlib import Path
+
+    result = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))
+    if result.get("runs"):
+        med = medians(result["runs"])
+        unavailable = {k: v["unavailable"] for k, v in result["peers"].items() if v["unavailable"]}
+        print(peer_table(list(result["peers"]), med, unavailable))
+    if result.get("scale"):
+        scale = result["scale"]
+        print(scale_table(scale_summary(scale["runs"], scale["plans"])))
+
+
+if __name__ == "__main__":
+    main()

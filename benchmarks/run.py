@@ -17,6 +17,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -24,7 +25,15 @@ from typing import Any
 
 from corpus import Corpus, ensure_corpus
 from measure import machine_busy_cpu, run_measured, session_cpu
-from peers import FETCHSHARD_UNLIMITED, PEER_NAMES, Peer, fetchshard_peer, make_peer
+from peers import (
+    FETCHSHARD_UNLIMITED,
+    PEER_NAMES,
+    Peer,
+    fetchshard_peer,
+    fetchshard_source,
+    make_peer,
+    snapshot_fetchshard,
+)
 from report import medians, peer_table, scale_summary, scale_table
 from servers import Server, start_server
 from urllist import UrlList, write_parquet_urls, write_url_list
@@ -68,6 +77,9 @@ def run_once(
     stderr_path = logs / f"{peer.name}-{len(urls)}-r{round_no}.err"
     argv = peer.build(urls, out, work)
     prep_s = time.monotonic() - prep_started
+    source = peer.source
+    if source is None and peer.name.startswith("fetchshard"):
+        source = fetchshard_source()
     server_cpu0, busy0 = session_cpu(server.pid), machine_busy_cpu()
     with open(stdout_path, "wb") as so, open(stderr_path, "wb") as se:
         m = run_measured(
@@ -93,11 +105,13 @@ def run_once(
         "mb_per_s": round(counted.bytes / 1e6 / m.wall_s, 1),
         "cpu_s_per_1000": round(m.cpu_s / n * 1000, 4),
         "detail": counted.detail,
+        "fetchshard_source": source,
         "prepare_s": round(prep_s, 1),  # wipe, sync, input files: not in wall_s
         "server_cpu_s": round(server_cpu, 2),
         # Busy CPU of the whole machine minus client and server: the harness itself and
         # anything else running (another benchmark disturbs the figures; this shows it).
         "other_cpu_s": round(busy - m.cpu_s - server_cpu, 2),
+        "other_cores": round((busy - m.cpu_s - server_cpu) / m.wall_s, 2),
         "loadavg_after": os.getloadavg()[0],
     }
     if m.exit_code != 0:
@@ -174,12 +188,13 @@ def run_scale(
     repeat: int,
     store_body: str,
     keep_output: bool,
+    snapshot: tuple[Path, str] | None,
 ) -> dict[str, Any]:
     mean_size = sum(corpus.sizes) / len(corpus.sizes)
     needed = max(sizes) * mean_size * 1.2
     free = shutil.disk_usage(work).free
     keep_bodies = store_body == "yes" or (store_body == "auto" and needed < free)
-    peer = fetchshard_peer(1)
+    peer = fetchshard_peer(1, snapshot)
     if not keep_bodies:
         base_build = peer.build
         peer.build = lambda u, o, w: [*base_build(u, o, w), "--set", "output.store_body=false"]
@@ -249,11 +264,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--corpus-files", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep-output", action="store_true", help="do not delete outputs")
+    parser.add_argument(
+        "--fetchshard-src",
+        default="live",
+        metavar="live|REV",
+        help="live: the installed fetchshard as it is on disk; REV (e.g. HEAD): that commit's "
+        "src/, so edits during the benchmark do not change what runs",
+    )
     return parser.parse_args(argv)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # SIGTERM, and SIGINT even where a background shell ignores it, unwind like Ctrl-C: the
+    # running client's group is killed and the server stopped (they have sessions of their own).
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     names = [p.strip() for p in args.peers.split(",") if p.strip()]
@@ -264,7 +294,11 @@ def main(argv: list[str] | None = None) -> int:
     log(f"corpus ({args.corpus_files} JPEGs) in {work}")
     corpus = ensure_corpus(work, args.corpus_files, args.seed)
     log(f"corpus: {corpus.summary()}")
-    peers = [make_peer(name, work, log) for name in names]
+    snapshot = None
+    if args.fetchshard_src != "live":
+        snapshot = snapshot_fetchshard(args.fetchshard_src, work)
+        log(f"fetchshard from commit {snapshot[1]} ({snapshot[0]})")
+    peers = [make_peer(name, work, log, snapshot) for name in names]
     for p in peers:
         if p.unavailable:
             log(f"{p.name}: {p.unavailable}")
@@ -295,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.repeat,
                 args.scale_store_body,
                 args.keep_output,
+                snapshot,
             )
             if scale
             else None
@@ -319,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
             "hosts": len(server.addresses),
             "notes": server.notes,
         },
+        "fetchshard_src": snapshot[1] if snapshot else "live",
         "corpus": corpus.summary(),
         "urls": args.urls,
         "repeat": args.repeat,
