@@ -5,8 +5,8 @@ every descendant that it (or its descendants) waited for, which covers rank proc
 multiprocessing pools and threads. A sampler thread also reads /proc every ~50 ms for the live
 tree (the child's session, since it is started with ``start_new_session=True``): summed RSS
 (peak of the tree), the largest single process's RSS, and last-seen CPU per process as a
-cross-check of the wait4 figure (it misses each process's last < 50 ms and anything that ran
-between two samples, so it is a lower bound).
+cross-check of the wait4 figure (it misses each process's last < 50 ms, so it is a lower
+bound). wait4's ru_maxrss is recorded but not used: it carries the harness's RSS from fork.
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ class Measurement:
     cpu_user_s: float  # wait4, whole tree of waited-for processes
     cpu_sys_s: float
     cpu_sampled_s: float  # /proc samples, lower bound (see module doc)
-    maxrss_wait4_mb: float  # ru_maxrss of wait4: the largest single process's true peak
+    # ru_maxrss of wait4. Not a client figure: Linux keeps a process's RSS high-water mark
+    # across exec, so it includes the harness's own RSS at fork (~140 MB) for every client.
+    maxrss_wait4_mb: float
     peak_rss_tree_mb: float  # sampled: the largest sum over the live tree
     peak_rss_largest_mb: float  # sampled: the largest single process
     max_processes: int

@@ -69,8 +69,8 @@ def peer_table(
     order: list[str], med: dict[str, dict[str, Any]], unavailable: dict[str, str]
 ) -> str:
     lines = [
-        "| client | URLs | URLs/s | MB/s | CPU s / 1000 URLs | peak RSS MB: tree, sampled "
-        "(largest process, wait4) | errors | URLs/s vs fetchshard | CPU/URL vs fetchshard "
+        "| client | URLs | URLs/s | MB/s | CPU s / 1000 URLs | peak RSS MB: tree "
+        "(largest process) | errors | URLs/s vs fetchshard | CPU/URL vs fetchshard "
         "| other load, cores |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -84,7 +84,7 @@ def peer_table(
         if not m["completed_runs"]:
             lines.append(f"| {name} | no completed run (see runs in the JSON) | | | | | | | | |")
             continue
-        rss = f"{_fmt(m['peak_rss_tree_mb'])} ({_fmt(m['maxrss_wait4_mb'])})"
+        rss = f"{_fmt(m['peak_rss_tree_mb'])} ({_fmt(m['peak_rss_largest_mb'])})"
         lines.append(
             f"| {name} | {m['urls']:,} | {_fmt(m['urls_per_s'])} | {_fmt(m['mb_per_s'])} "
             f"| {_fmt(m['cpu_s_per_1000'], 2)} | {rss} | {_fmt(m['errors'])} "
@@ -129,12 +129,12 @@ def _median(rows: list[dict[str, Any]], key: str) -> float | None:
 
 def scale_table(summary: dict[str, Any]) -> str:
     lines = [
-        "| URLs | URLs/s | peak RSS MB: tree (largest, wait4) | errors | planning s | plan rows/s "
+        "| URLs | URLs/s | peak RSS MB: tree (largest process) | errors | planning s | plan rows/s "
         "(net of start-up) | planning peak RSS MB |",
         "|---|---|---|---|---|---|---|",
     ]
     for n, v in summary["sizes"].items():
-        rss = f"{_fmt(v['peak_rss_tree_mb'])} ({_fmt(v['maxrss_wait4_mb'])})"
+        rss = f"{_fmt(v['peak_rss_tree_mb'])} ({_fmt(v['peak_rss_largest_mb'])})"
         plan = f"{_fmt(v['plan_rows_per_s'])} ({_fmt(v['plan_rows_per_s_net'])})"
         lines.append(
             f"| {int(n):,} | {_fmt(v['urls_per_s'])} | {rss} | {_fmt(v['errors'])} "
