@@ -24,6 +24,8 @@ from fetchshard.inputs import (
     FORMATS,
     RESERVED_COLUMNS,
     InputBatch,
+    _clean_url,
+    _urls_from_column,
     detect_format,
     fingerprint_files,
     iter_batches,
@@ -77,7 +79,7 @@ def read_all(config: InputConfig) -> list[InputBatch]:
 
 
 def all_urls(batches: Sequence[InputBatch]) -> list[str | None]:
-    return [u for b in batches for u in b.urls]
+    return [u for b in batches for u in b.urls.to_pylist()]
 
 
 def all_extras(batches: Sequence[InputBatch]) -> pa.Table:
@@ -424,6 +426,66 @@ def test_id_column(fmt: str, tmp_path: Path) -> None:
     assert all(b.extras is not None and b.extras.column_names == ["caption"] for b in batches)
 
 
+# A mix of URL texts that _clean_url changes (whitespace of every kind, over-long values,
+# non-ASCII) and ones it keeps.
+_DIRTY = [
+    "http://a/x",
+    " http://a/lead",
+    "http://a/trail ",
+    "\thttp://a/tab\t",
+    "\u3000http://a/ideographic\u3000",
+    "\xa0http://a/nbsp\xa0",
+    "\x1chttp://a/fs\x1f",
+    "\x85http://a/nel",
+    "http://a/in side",
+    "http://a/\x00",
+    "http://a/\x7f",
+    "http://a/ü",
+    "",
+    "   ",
+    None,
+    "h" * 19,
+    "h" * 20,
+    "h" * 21,
+    "h" * 30,
+    " " + "h" * 20 + " ",
+    "ü" * 20,
+    "ü" * 21,
+    "http://a/" + "\U0001f600" * 12,
+]
+
+
+@pytest.mark.parametrize(
+    "kind", ["string", "large_string", "binary", "chunked", "sliced", "clean", "empty"]
+)
+def test_vectorized_url_cleaning_matches_clean_url(kind: str) -> None:
+    max_length = 19
+    values: list[Any] = list(_DIRTY)
+    if kind == "clean":
+        values = [f"http://a/{i}" for i in range(9)] + [None]
+    elif kind == "empty":
+        values = []
+    expected = [_clean_url(v, max_length) if v is not None else None for v in values]
+    if kind == "binary":
+        values = [v.encode() if v is not None else None for v in values] + [b"http://a/\xff"]
+        expected.append(None)  # not valid UTF-8
+        column = pa.chunked_array([pa.array(values, type=pa.binary())])
+    elif kind == "large_string":
+        column = pa.chunked_array([pa.array(values, type=pa.large_string())])
+    elif kind == "chunked":
+        column = pa.chunked_array(
+            [pa.array(values[:7], type=pa.string()), pa.array(values[7:], type=pa.string())]
+        )
+    elif kind == "sliced":
+        column = pa.chunked_array([pa.array(["x", *values, "y"], type=pa.string()).slice(1)])
+        column = column.slice(0, len(values))
+    else:
+        column = pa.chunked_array([pa.array(values, type=pa.string())], type=pa.string())
+    got = _urls_from_column(column, max_length)
+    assert got.type == pa.string()
+    assert got.to_pylist() == expected
+
+
 # --------------------------------------------------------------------------- batching
 
 
@@ -446,7 +508,7 @@ def test_batch_rows_bound_and_first_row(tmp_path: Path) -> None:
     urls = all_urls(batches)
     assert urls[:95] == [f"http://a/{i}" for i in range(95)]
     assert urls[95:] == [f"http://b/{i}" for i in range(13)]
-    assert batches[0].urls == [f"http://a/{i}" for i in range(10)]
+    assert batches[0].urls.to_pylist() == [f"http://a/{i}" for i in range(10)]
 
 
 @pytest.mark.parametrize("fmt", ["txt", "jsonl", "parquet", "tsv"])

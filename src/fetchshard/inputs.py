@@ -26,8 +26,9 @@ How each format becomes rows:
   and decimal columns, which become strings, and dictionary columns, which are decoded.
 
 URLs from every format have surrounding whitespace stripped and are cut to
-``max_url_length + 1`` characters when longer. Extra columns named like a column the writer
-owns (:data:`RESERVED_COLUMNS`) are renamed ``input_<name>``.
+``max_url_length + 1`` characters when longer; a batch holds them as one ``pa.string()``
+array (null where the text above says ``None``). Table formats clean them vectorized. Extra
+columns named like a column the writer owns (:data:`RESERVED_COLUMNS`) are renamed ``input_<name>``.
 """
 
 from __future__ import annotations
@@ -37,12 +38,14 @@ import json
 import logging
 import os
 import re
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -58,6 +61,8 @@ __all__ = [
     "fingerprint_files",
     "iter_batches",
     "resolve_inputs",
+    "rows_with_bytes",
+    "string_buffers",
     "validate_inputs",
 ]
 
@@ -91,6 +96,7 @@ _JSONL_SAMPLE_BYTES = 16 * 1024 * 1024
 _MAX_JSON_LINE = 64 * 1024 * 1024  # a jsonl record longer than this is an InputError
 _READ_CHUNK = 256 * 1024  # bytes per read from a (decompressing) text stream
 _CSV_BLOCK = 4 * 1024 * 1024  # pyarrow CSV block; one CSV row must fit in it
+_SCAN_CHUNK = 64 * 1024  # bytes of string data checked at a time (rows_with_bytes)
 
 _COMPRESSION = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd"}
 _SUFFIX_FORMAT = {
@@ -113,14 +119,14 @@ _SURROGATES = re.compile("[\ud800-\udfff]")
 _CONVERT_ERRORS = (pa.ArrowException, TypeError, ValueError, OverflowError)
 _READ_ERRORS = (pa.ArrowException, OSError, EOFError)
 
-_Chunk = tuple[list[str | None], list[str | None] | None, pa.Table | None]
+_Chunk = tuple[pa.Array, list[str | None] | None, pa.Table | None]
 
 
 @dataclass(frozen=True, slots=True)
 class InputBatch:
     """At most ``input.batch_rows`` consecutive input rows."""
 
-    urls: list[str | None]  # None: the URL was null, not a string, or not valid UTF-8
+    urls: pa.Array  # pa.string(); null: the URL was null, not a string, or not valid UTF-8
     ids: list[str | None] | None  # the id column as text; None when no id column is configured
     extras: pa.Table | None  # the extra columns of exactly these rows; None when there are none
     first_row: int  # 0-based index of the first row in the whole input (all files, in order)
@@ -313,10 +319,76 @@ def _text_values(column: pa.ChunkedArray, errors: str) -> list[str | None]:
     return out
 
 
-def _urls_from_column(column: pa.ChunkedArray, max_length: int) -> list[str | None]:
-    return [
-        _clean_url(v, max_length) if v is not None else None for v in _text_values(column, "strict")
-    ]
+def _url_array(urls: list[str | None]) -> pa.Array:
+    return pa.array(urls, type=pa.string())
+
+
+def string_buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The offsets (``len(arr) + 1`` of them, int64) and the UTF-8 bytes of a ``pa.string()``
+    array, as numpy views of its buffers (value ``i`` is ``data[offsets[i]:offsets[i + 1]]``;
+    null values may hold any bytes)."""
+    buffers = arr.buffers()
+    offsets = np.frombuffer(
+        buffers[1], dtype=np.int32, count=len(arr) + 1, offset=arr.offset * 4
+    ).astype(np.int64)
+    data = buffers[2]
+    if data is None:
+        return offsets, np.zeros(0, dtype=np.uint8)
+    return offsets, np.frombuffer(data, dtype=np.uint8)
+
+
+def rows_with_bytes(
+    offsets: np.ndarray, data: np.ndarray, test: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """The rows (sorted) holding a byte for which ``test`` (bytes -> bool mask) is true."""
+    start, stop = int(offsets[0]), int(offsets[-1])
+    found = []
+    # In 64 KiB pieces: the temporaries stay in cache, which is several times faster.
+    for lo in range(start, stop, _SCAN_CHUNK):
+        hits = np.flatnonzero(test(data[lo : min(lo + _SCAN_CHUNK, stop)]))
+        if len(hits):
+            found.append(hits + lo)
+    if not found:
+        return np.zeros(0, dtype=np.int64)
+    return np.unique(np.searchsorted(offsets, np.concatenate(found), side="right") - 1)
+
+
+def _not_graphic(data: np.ndarray) -> np.ndarray:
+    """Whitespace, control characters and any byte of a non-ASCII character."""
+    return (data <= 0x20) | (data >= 0x7F)
+
+
+def _urls_from_column(column: pa.ChunkedArray, max_length: int) -> pa.Array:
+    """The cleaned URLs of a string or binary column, as :func:`_clean_url` per value.
+
+    Vectorized: only values that are not printable ASCII without whitespace, or that are
+    longer than ``max_length + 1``, are cleaned one by one in Python.
+    """
+    arr: pa.Array | None = None
+    try:
+        if column.type != pa.string():
+            column = column.cast(pa.string())  # validates UTF-8 of a binary column in C++
+        arr = column.combine_chunks()
+    except pa.ArrowException:  # invalid UTF-8 (becomes None) or too large for one array
+        pass
+    if arr is None:
+        return _url_array(
+            [
+                _clean_url(v, max_length) if v is not None else None
+                for v in _text_values(column, "strict")
+            ]
+        )
+    # Printable ASCII without whitespace, at most max_length + 1 long: _clean_url keeps it.
+    offsets, data = string_buffers(arr)
+    dirty = np.diff(offsets) > max_length + 1
+    dirty[rows_with_bytes(offsets, data, _not_graphic)] = True
+    if arr.null_count:
+        dirty &= arr.is_valid().to_numpy(zero_copy_only=False)
+    if not dirty.any():
+        return arr
+    mask = pa.array(dirty)
+    cleaned = _url_array([_clean_url(v, max_length) for v in arr.filter(mask).to_pylist()])
+    return pc.replace_with_mask(arr, mask, cleaned)
 
 
 def _ids_from_column(column: pa.ChunkedArray) -> list[str | None]:
@@ -719,10 +791,10 @@ def _read_txt(spec: _FileSpec, config: InputConfig) -> Iterator[_Chunk]:
                     url = _clean_url(text, max_length)
             urls.append(url)
             if len(urls) >= config.batch_rows:
-                yield urls, None, None
+                yield _url_array(urls), None, None
                 urls = []
     if urls:
-        yield urls, None, None
+        yield _url_array(urls), None, None
 
 
 def _table_chunk(
@@ -862,7 +934,7 @@ def _read_jsonl(spec: _FileSpec, config: InputConfig) -> Iterator[_Chunk]:
                     JSONL_SAMPLE_ROWS,
                 )
             warned.update(late)
-        return urls, ids, extras
+        return _url_array(urls), ids, extras
 
     rows: list[dict[str, Any]] = []
     for row, _ in _iter_json_rows(spec.path, spec.compression):

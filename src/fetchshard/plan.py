@@ -152,7 +152,7 @@ def plan(
         items: list[PlannedItem] = []
         keep_rows: list[int] = []
         ids = batch.ids
-        for index, text in enumerate(batch.urls):
+        for index, text in enumerate(batch.urls.to_pylist()):
             user_id = ids[index] if ids is not None else None
             row_no = batch.first_row + index
             try:
