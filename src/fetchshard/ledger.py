@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from fetchshard.partition import BadUrl, normalize_url
 
 PENDING = 0
 COMMITTED = 1
@@ -24,7 +26,7 @@ DEFERRED = 2  # transient failures kept for the final pass at the end of the sli
 # Items that never reach the network (bad URLs) live under this host id.
 NO_HOST = 0
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: items.fetch_url (ledgers of version 1 are migrated on open)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -37,6 +39,7 @@ CREATE TABLE IF NOT EXISTS items (
     item_id INTEGER PRIMARY KEY,
     host_id INTEGER NOT NULL,
     url TEXT NOT NULL,
+    fetch_url TEXT,
     extras TEXT,
     state INTEGER NOT NULL DEFAULT 0,
     attempts INTEGER NOT NULL DEFAULT 0,
@@ -56,15 +59,20 @@ CREATE TABLE IF NOT EXISTS parts (
 """
 
 
+# The columns planning writes; every other column of ``items`` starts at its default.
+ITEM_COLUMNS = ("item_id", "host_id", "url", "fetch_url", "extras", "error_kind", "error_message")
+
+
 @dataclass(frozen=True, slots=True)
 class PlannedItem:
     item_id: int
     host_id: int
     host: str
-    url: str
+    url: str  # the input's text, as the output shows it
     extras: str | None  # JSON of the extra input columns, decoded by the writer
     error_kind: str | None = None  # set for items that fail before fetching (bad_url)
     error_message: str | None = None
+    fetch_url: str | None = None  # normalize_url(url).url when that differs from url
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +87,7 @@ class WorkItem:
     error_kind: str | None
     error_message: str | None
     http_status: int | None
+    fetch_url: str | None  # what to request when it is not ``url`` itself (normalized)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +111,8 @@ class Counts:
 
 
 _WORK_COLUMNS = (
-    "item_id, url, extras, attempts, next_attempt_at, error_kind, error_message, http_status"
+    "item_id, url, extras, attempts, next_attempt_at, error_kind, error_message, http_status, "
+    "fetch_url"
 )
 
 
@@ -117,6 +127,7 @@ class Ledger:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA cache_size=-65536")
         self._db.executescript(_SCHEMA)
+        self._migrate()
         self._host_seq = self._scalar("SELECT COALESCE(MAX(seq), 0) FROM hosts") or 0
 
     def close(self) -> None:
@@ -127,6 +138,33 @@ class Ledger:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _migrate(self) -> None:
+        """Bring a ledger of an older schema version up to date (in one transaction)."""
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(items)")}
+        if "fetch_url" in columns:
+            return
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("ALTER TABLE items ADD COLUMN fetch_url TEXT")
+            updates = []
+            rows = db.execute(
+                "SELECT item_id, url FROM items WHERE host_id != ? AND state != ?",
+                (NO_HOST, COMMITTED),
+            )
+            for item, url in rows:  # collected first, applied after the scan
+                try:
+                    fetch_url = normalize_url(url).url
+                except BadUrl:
+                    continue
+                if fetch_url != url:
+                    updates.append((fetch_url, item))
+            db.executemany("UPDATE items SET fetch_url = ? WHERE item_id = ?", updates)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
         row = self._db.execute(sql, params).fetchone()
@@ -151,10 +189,40 @@ class Ledger:
         self, items: Sequence[PlannedItem], *, meta: dict[str, Any] | None = None
     ) -> int:
         """Insert a batch in one transaction (duplicates ignored); return rows new to the ledger."""
+        hosts = {(it.host_id, it.host) for it in items if it.host_id != NO_HOST}
+        rows = [
+            (
+                it.item_id,
+                it.host_id,
+                it.url,
+                it.fetch_url,
+                it.extras,
+                it.error_kind,
+                it.error_message,
+            )
+            for it in items
+        ]
+        return self.insert_planned(hosts, [(ITEM_COLUMNS, rows)], meta=meta)
+
+    def insert_planned(
+        self,
+        hosts: Collection[tuple[int, str]],
+        groups: Sequence[tuple[Sequence[str], Iterable[Sequence[Any]]]],
+        *,
+        meta: dict[str, Any] | None = None,
+    ) -> int:
+        """Insert one planning batch in one transaction; return the items new to the ledger.
+
+        ``hosts`` holds the (host_id, host) pairs of the batch (those not yet known get the
+        next ``seq`` numbers in host order). Each group is (columns, rows): columns are some of
+        :data:`ITEM_COLUMNS` and rows hold their values; columns left out are NULL (cheaper than
+        binding None for every row). An item already in the ledger, or earlier in the batch,
+        is ignored. ``meta`` is written in the same transaction.
+        """
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            hosts = {(it.host_id, it.host) for it in items if it.host_id != NO_HOST}
+            hosts = {h for h in hosts if h[0] != NO_HOST}
             if hosts:
                 known = self._known_hosts([h for h, _ in hosts])
                 new_hosts = []
@@ -166,14 +234,15 @@ class Ledger:
                     "INSERT OR IGNORE INTO hosts (host_id, host, seq) VALUES (?, ?, ?)", new_hosts
                 )
             mark = db.total_changes
-            db.executemany(
-                "INSERT OR IGNORE INTO items (item_id, host_id, url, extras, error_kind, "
-                "error_message) VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (it.item_id, it.host_id, it.url, it.extras, it.error_kind, it.error_message)
-                    for it in items
-                ],
-            )
+            for columns, rows in groups:
+                unknown = set(columns) - set(ITEM_COLUMNS)
+                if unknown:
+                    raise ValueError(f"not a planned item column: {sorted(unknown)}")
+                db.executemany(
+                    f"INSERT OR IGNORE INTO items ({', '.join(columns)}) "
+                    f"VALUES ({', '.join('?' * len(columns))})",
+                    rows,
+                )
             inserted = db.total_changes - mark
             for key, value in (meta or {}).items():
                 self.set_meta(key, value)

@@ -6,6 +6,7 @@ xxHash (XXH3-64, seed 0) and never the builtin ``hash()``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -59,6 +60,29 @@ def normalize_url(text: str) -> ParsedUrl:
     netloc = f"{userinfo}@{host}" if userinfo else host
     url = urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
     return ParsedUrl(url=url, host=host)
+
+
+# URLs that normalize_url() returns unchanged provided their origin (scheme://host[:port]) is
+# unchanged too (see canonical_host): a lower-case http(s) scheme, a lower-case host of
+# [a-z0-9._-], a port without a leading zero, no userinfo, a path, printable ASCII without
+# '#' and not ending in '?' (an empty query is dropped). Planning checks the same thing
+# vectorized and skips the per-row normalize_url for them; tests compare it with this regex.
+CANONICAL_URL = r'^https?://[a-z0-9._-]+(?::[1-9][0-9]{0,4})?/(?:[!-"$-~]*[!-"$->@-~])?$'
+_CANONICAL_NETLOC = re.compile(r"[a-z0-9._-]+(?::[1-9][0-9]{0,4})?")
+
+
+def canonical_host(origin: str) -> str | None:
+    """The host of an origin ``scheme://host[:port]`` of :data:`CANONICAL_URL` when
+    normalize_url keeps URLs under it unchanged (no default port, a port in range); else None,
+    and those URLs need normalize_url."""
+    scheme, _, netloc = origin.partition("://")
+    if scheme not in _DEFAULT_PORTS or not _CANONICAL_NETLOC.fullmatch(netloc):
+        return None
+    try:
+        parsed = normalize_url(origin + "/")
+    except BadUrl:
+        return None
+    return parsed.host if parsed.url == origin + "/" else None
 
 
 def item_id(key: str) -> int:

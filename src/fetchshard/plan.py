@@ -3,24 +3,40 @@ keep this rank's slice in its ledger (DESIGN.md step 2)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import shutil
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import xxhash
 
 from fetchshard import __version__
 from fetchshard.config import Config
 from fetchshard.errors import ErrorKind, RunMismatchError
 from fetchshard.faults import crash_point
-from fetchshard.inputs import fingerprint_files, iter_batches
-from fetchshard.ledger import NO_HOST, Ledger, PlannedItem
-from fetchshard.partition import BadUrl, Partitioner, item_id, item_key, normalize_url
+from fetchshard.inputs import (
+    InputBatch,
+    fingerprint_files,
+    iter_batches,
+    rows_with_bytes,
+    string_buffers,
+)
+from fetchshard.ledger import ITEM_COLUMNS, NO_HOST, Ledger
+from fetchshard.partition import (
+    BadUrl,
+    Partitioner,
+    canonical_host,
+    hash64,
+    item_id,
+    item_key,
+    normalize_url,
+)
 from fetchshard.paths import RunPaths, write_atomic
 from fetchshard.ranks import RankInfo
 from fetchshard.schema import deserialize_schema, encode_extras, serialize_schema
@@ -136,11 +152,12 @@ def plan(
         ledger.set_meta("fingerprint", fp)
 
     inp = config.input
-    partitioner = Partitioner(rank.world_size, config.partition.spread)
-    me = rank.rank
-    rows = kept = new = bad = batches = 0
+    slicer = _Slicer(
+        Partitioner(rank.world_size, config.partition.spread), rank.rank, inp.max_url_length
+    )
+    rows = kept = new = bad = 0
     schema_seen = ledger.get_meta("extras_schema") is not None
-    for batch in iter_batches(inp):
+    for batches, batch in enumerate(iter_batches(inp), 1):
         if should_stop():
             raise Interrupted("planning interrupted")
         meta: dict[str, Any] = {}
@@ -149,55 +166,11 @@ def plan(
                 serialize_schema(batch.extras.schema) if batch.extras is not None else ""
             )
             schema_seen = True
-        items: list[PlannedItem] = []
-        keep_rows: list[int] = []
-        ids = batch.ids
-        for index, text in enumerate(batch.urls.to_pylist()):
-            user_id = ids[index] if ids is not None else None
-            row_no = batch.first_row + index
-            try:
-                if text is None:
-                    raise BadUrl("URL is missing or not valid UTF-8")
-                if len(text) > inp.max_url_length:
-                    raise BadUrl(f"URL longer than input.max_url_length={inp.max_url_length}")
-                parsed = normalize_url(text)
-            except BadUrl as exc:
-                key = item_key(text if text is not None else f"\x00row {row_no}", user_id)
-                if partitioner.rank_of("", key) != me:
-                    continue
-                shown = (text or "")[: inp.max_url_length]
-                items.append(
-                    PlannedItem(
-                        item_id(key),
-                        NO_HOST,
-                        "",
-                        shown,
-                        None,
-                        ErrorKind.BAD_URL.value,
-                        f"input row {row_no}: {exc}",
-                    )
-                )
-                keep_rows.append(index)
-                continue
-            key = item_key(parsed.url, user_id)
-            if partitioner.rank_of(parsed.host, key) != me:
-                continue
-            # Host ids are hashes too, so no lookup is needed while planning; 0 is reserved.
-            items.append(
-                PlannedItem(item_id(key), item_id(parsed.host) or 1, parsed.host, text, None)
-            )
-            keep_rows.append(index)
+        mine = slicer.select(batch, fast=FAST_PATH)
         rows += len(batch.urls)
-        if batch.extras is not None and keep_rows:
-            encoded = encode_extras(batch.extras.take(pa.array(keep_rows, type=pa.int64())))
-            items = [
-                dataclasses.replace(it, extras=extra)
-                for it, extra in zip(items, encoded, strict=True)
-            ]
-        kept += len(items)
-        bad += sum(1 for it in items if it.error_kind is not None)
-        new += ledger.insert_items(items, meta=meta)
-        batches += 1
+        kept += mine.kept
+        bad += mine.bad
+        new += ledger.insert_planned(mine.hosts, mine.groups(batch.extras), meta=meta)
         crash_point("plan_batch", batches)
         if on_batch is not None:
             on_batch(rows)
@@ -211,3 +184,301 @@ def plan(
         bad,
     )
     return PlanResult(rows=rows, kept=kept, new=new, bad=bad, skipped=False)
+
+
+# -------------------------------------------------------------------------- one batch
+#
+# Most URLs are already in normal form (normalize_url returns them unchanged). Those are found
+# vectorized (partition.CANONICAL_URL, checked on the bytes by _canonical and per distinct
+# origin by partition.canonical_host); their hosts are hashed once per origin, their keys in
+# one pass, and numpy computes their ranks. Every other row (nulls, bad URLs, URLs that
+# normalize_url changes) goes through the per-row reference code, which is what FAST_PATH =
+# False runs on every row. Both give the same ledger (tests/test_plan.py).
+
+FAST_PATH = True
+
+_ID_MASK = np.uint64((1 << 63) - 1)
+_ORIGIN_CACHE_LIMIT = 1 << 16  # origins whose facts are kept (a few MB)
+_h64 = xxhash.xxh3_64_intdigest
+_EMPTY = np.zeros(0, dtype=np.int64)
+
+
+@dataclass(frozen=True, slots=True)
+class _Origin:
+    host: str
+    host_id: int
+    offset: int  # hash64(host) mod world_size
+
+
+@dataclass(slots=True)
+class _Selected:
+    """This rank's rows of a batch: canonical rows (arrays) and per-row reference results."""
+
+    fast_rows: np.ndarray = field(default_factory=lambda: _EMPTY)  # input row indices
+    fast_ids: np.ndarray = field(default_factory=lambda: _EMPTY)  # item ids
+    fast_hosts: np.ndarray = field(default_factory=lambda: _EMPTY)  # host ids
+    fast_urls: pa.Array | None = None
+    slow_rows: list[int] = field(default_factory=list)
+    slow: list[tuple[int, int, str, str | None, str | None, str | None]] = field(
+        default_factory=list
+    )  # (item_id, host_id, url, fetch_url, error_kind, error_message)
+    hosts: set[tuple[int, str]] = field(default_factory=set)
+    bad: int = 0
+
+    @property
+    def kept(self) -> int:
+        return len(self.fast_rows) + len(self.slow_rows)
+
+    def groups(
+        self, extras: pa.Table | None
+    ) -> list[tuple[Sequence[str], Sequence[Sequence[Any]]]]:
+        """The rows to insert: the first of each item id in input order (later ones would be
+        ignored anyway), in item id order (faster B-tree inserts), each with its extras."""
+        if not self.kept:
+            return []
+        n_fast = len(self.fast_rows)
+        if self.slow:
+            ids = np.concatenate([self.fast_ids, np.array([r[0] for r in self.slow], np.int64)])
+            rows = np.concatenate([self.fast_rows, np.array(self.slow_rows, np.int64)])
+            order = np.argsort(rows, kind="stable")  # input order
+            _, first = np.unique(ids[order], return_index=True)
+            chosen = order[first]  # positions in (fast..., slow...), by item id
+        else:  # fast rows alone are in input order already
+            _, chosen = np.unique(self.fast_ids, return_index=True)
+        fast = chosen[chosen < n_fast]
+        slow = (chosen[chosen >= n_fast] - n_fast).tolist()
+        out: list[tuple[Sequence[str], Sequence[Sequence[Any]]]] = []
+        if len(fast):
+            assert self.fast_urls is not None
+            columns: list[Any] = [
+                self.fast_ids[fast].tolist(),
+                self.fast_hosts[fast].tolist(),
+                self.fast_urls.take(pa.array(fast)).to_pylist(),
+            ]
+            names = ["item_id", "host_id", "url"]
+            if extras is not None:
+                columns.append(_encode(extras, self.fast_rows[fast]))
+                names.append("extras")
+            out.append((names, list(zip(*columns, strict=True))))
+        if slow:
+            picked = [self.slow[i] for i in slow]
+            encoded: Sequence[str | None] = [None] * len(picked)
+            if extras is not None:
+                encoded = _encode(extras, np.array([self.slow_rows[i] for i in slow], np.int64))
+            full = [
+                (i, h, u, f, x, k, m) for (i, h, u, f, k, m), x in zip(picked, encoded, strict=True)
+            ]
+            out.append((ITEM_COLUMNS, full))
+        return out
+
+
+def _encode(extras: pa.Table, rows: np.ndarray) -> list[str]:
+    return encode_extras_fast(extras.take(pa.array(rows, type=pa.int64())))
+
+
+def encode_extras_fast(table: pa.Table) -> list[str]:
+    """:func:`schema.encode_extras`, vectorized for string, integer and boolean columns (the
+    JSON text of other columns comes from encode_extras itself, column by column)."""
+    if table.num_rows == 0:
+        return []
+    pieces: list[Any] = ["["]
+    for index, column in enumerate(table.columns):
+        if index:
+            pieces.append(",")
+        pieces.append(_json_values(column.combine_chunks()))
+    pieces.append("]")
+    joined: list[str] = pc.binary_join_element_wise(*pieces, "").to_pylist()
+    return joined
+
+
+def _json_values(values: pa.Array) -> pa.Array:
+    """The JSON text of each value, as encode_extras writes it inside its arrays."""
+    tp = values.type
+    if pa.types.is_integer(tp) or pa.types.is_boolean(tp):
+        out = values.cast(pa.string())  # 42, -7, true, false: as json writes them
+    elif pa.types.is_string(tp) or pa.types.is_large_string(tp):
+        text = values.cast(pa.string())
+        out = pc.binary_join_element_wise('"', text, '"', "")
+        # Everything but printable ASCII without '"' and '\\' is escaped: let json do those.
+        offsets, data = string_buffers(text)
+        escaped = np.zeros(len(text), dtype=bool)
+        escaped[rows_with_bytes(offsets, data, _json_escaped)] = True
+        if text.null_count:
+            escaped &= text.is_valid().to_numpy(zero_copy_only=False)
+        if escaped.any():
+            mask = pa.array(escaped)
+            out = pc.replace_with_mask(out, mask, _json_values_slow(text.filter(mask)))
+    else:
+        out = _json_values_slow(values)
+    return out.fill_null("null")
+
+
+def _json_values_slow(values: pa.Array) -> pa.Array:
+    encoded = encode_extras(pa.table({"v": values}))  # "[<value>]" per row
+    return pa.array([text[1:-1] for text in encoded], type=pa.string())
+
+
+def _json_escaped(data: np.ndarray) -> np.ndarray:
+    return (data < 0x20) | (data >= 0x7F) | (data == 0x22) | (data == 0x5C)  # type: ignore[no-any-return]
+
+
+def _distinct(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(codes, return_inverse=True) for small non-negative ints, without sorting."""
+    present = np.zeros(int(codes.max()) + 1 if len(codes) else 0, dtype=bool)
+    present[codes] = True
+    return np.flatnonzero(present), (np.cumsum(present) - 1)[codes]
+
+
+def _not_canonical_byte(data: np.ndarray) -> np.ndarray:
+    return (data <= 0x20) | (data >= 0x7F) | (data == 0x23)  # type: ignore[no-any-return]
+
+
+def _canonical(urls: pa.Array, max_length: int) -> np.ndarray:
+    """Rows that may be canonical (partition.CANONICAL_URL) as far as their bytes tell: at
+    most ``max_length`` long, "http://" or "https://", printable ASCII without '#', not ending
+    in '?'. The origin (and that there is a path) is checked by the caller."""
+    offsets, data = string_buffers(urls)
+    lengths = np.diff(offsets)
+    ok = (lengths >= len("http://a/")) & (lengths <= max_length)
+    if urls.null_count:
+        ok &= urls.is_valid().to_numpy(zero_copy_only=False)
+    if not ok.any():
+        return ok
+    ok[rows_with_bytes(offsets, data, _not_canonical_byte)] = False
+    ok &= data[np.where(ok, offsets[1:] - 1, offsets[0])] != ord("?")
+    http = pc.or_(pc.starts_with(urls, "http://"), pc.starts_with(urls, "https://"))
+    ok &= http.fill_null(False).to_numpy(zero_copy_only=False)
+    return ok
+
+
+class _Slicer:
+    """Picks this rank's rows of each batch."""
+
+    def __init__(self, partitioner: Partitioner, rank: int, max_url_length: int) -> None:
+        self.partitioner = partitioner
+        self.rank = rank
+        self.max_url_length = max_url_length
+        self._origins: dict[str, _Origin | None] = {}
+
+    def select(self, batch: InputBatch, *, fast: bool = True) -> _Selected:
+        out = _Selected()
+        n = len(batch.urls)
+        slow_rows: Any = range(n)
+        if fast and n:
+            ids = None
+            if batch.ids is not None:
+                try:
+                    ids = pa.array(batch.ids, type=pa.string())
+                except (pa.ArrowException, UnicodeError):
+                    fast = False
+            if fast:
+                slow_rows = self._select_canonical(batch.urls, ids, out)
+        self._select_rows(batch, slow_rows, out)
+        return out
+
+    def _origin(self, origin: str) -> _Origin | None:
+        if origin in self._origins:
+            return self._origins[origin]
+        host = canonical_host(origin)
+        found = None
+        if host is not None:
+            found = _Origin(host, item_id(host) or 1, hash64(host) % self.partitioner.world_size)
+        if len(self._origins) >= _ORIGIN_CACHE_LIMIT:
+            self._origins.clear()
+        self._origins[origin] = found
+        return found
+
+    def _select_canonical(self, urls: pa.Array, ids: pa.Array | None, out: _Selected) -> Any:
+        """Select this rank's canonical rows into ``out``; return the other rows' indices."""
+        mask = _canonical(urls, self.max_url_length)
+        rows = np.flatnonzero(mask)
+        if not len(rows):
+            return list(range(len(urls)))
+        texts = urls.filter(pa.array(mask))
+        # "http://host:port/path?q" splits into "http:", "", "host:port", "path?q"; a URL
+        # without a path ("http://host?q") has fewer parts and a netloc _origin rejects.
+        parts = pc.split_pattern(texts, "/", max_splits=3)
+        has_path = pc.equal(pc.list_value_length(parts), 4).to_numpy(zero_copy_only=False)
+        encoded = pc.list_element(parts, 2).dictionary_encode()
+        https = pc.starts_with(texts, "https:").to_numpy(zero_copy_only=False)
+        codes = encoded.indices.to_numpy().astype(np.int64) * 2 + https
+        distinct, per_row = _distinct(codes)
+        names = encoded.dictionary.to_pylist()
+        origins = [
+            self._origin(("https://" if code & 1 else "http://") + names[code >> 1])
+            for code in distinct.tolist()
+        ]
+        world, spread = self.partitioner.world_size, self.partitioner.spread
+        usable = np.array([o is not None for o in origins], dtype=bool)
+        offsets = np.array([o.offset if o else 0 for o in origins], dtype=np.int64)
+        # A host's buckets land on ranks offset .. offset+spread-1 (mod world_size): rows of
+        # hosts that never reach this rank need no key hash.
+        reach = usable & ((self.rank - offsets) % world < spread)
+        cand = np.flatnonzero(reach[per_row] & has_path)
+        if len(cand):
+            keys = texts.take(pa.array(cand))
+            if ids is not None:
+                keys = pc.binary_join_element_wise(
+                    keys, ids.take(pa.array(rows[cand])), "\x00", null_handling="skip"
+                )
+            hashes = np.fromiter(
+                map(_h64, keys.cast(pa.binary()).to_pylist()), dtype=np.uint64, count=len(cand)
+            )
+            buckets = (hashes % np.uint64(spread)).astype(np.int64)
+            ranks = (offsets[per_row[cand]] + buckets) % world
+            mine = ranks == self.rank
+            picked = cand[mine]
+            out.fast_rows = rows[picked]
+            out.fast_ids = (hashes[mine] & _ID_MASK).astype(np.int64)
+            host_ids = np.array([o.host_id if o else 0 for o in origins], dtype=np.int64)
+            out.fast_hosts = host_ids[per_row[picked]]
+            out.fast_urls = texts.take(pa.array(picked))
+            for index in _distinct(per_row[picked])[0].tolist():
+                origin = origins[index]
+                assert origin is not None
+                out.hosts.add((origin.host_id, origin.host))
+        slow = ~mask
+        slow[rows[~(usable[per_row] & has_path)]] = True
+        return np.flatnonzero(slow).tolist()
+
+    def _select_rows(self, batch: InputBatch, indices: Any, out: _Selected) -> None:
+        """The per-row reference: normalize_url and Partitioner.rank_of on each row."""
+        partitioner, me, max_length = self.partitioner, self.rank, self.max_url_length
+        ids = batch.ids
+        texts = batch.urls.take(pa.array(indices, type=pa.int64())).to_pylist()
+        for index, text in zip(indices, texts, strict=True):
+            user_id = ids[index] if ids is not None else None
+            row_no = batch.first_row + index
+            try:
+                if text is None:
+                    raise BadUrl("URL is missing or not valid UTF-8")
+                if len(text) > max_length:
+                    raise BadUrl(f"URL longer than input.max_url_length={max_length}")
+                parsed = normalize_url(text)
+            except BadUrl as exc:
+                key = item_key(text if text is not None else f"\x00row {row_no}", user_id)
+                if partitioner.rank_of("", key) != me:
+                    continue
+                shown = (text or "")[:max_length]
+                out.slow_rows.append(index)
+                out.slow.append(
+                    (
+                        item_id(key),
+                        NO_HOST,
+                        shown,
+                        None,
+                        ErrorKind.BAD_URL.value,
+                        f"input row {row_no}: {exc}",
+                    )
+                )
+                out.bad += 1
+                continue
+            key = item_key(parsed.url, user_id)
+            if partitioner.rank_of(parsed.host, key) != me:
+                continue
+            # Host ids are hashes too, so no lookup is needed while planning; 0 is reserved.
+            host_id = item_id(parsed.host) or 1
+            fetch_url = parsed.url if parsed.url != text else None
+            out.slow_rows.append(index)
+            out.slow.append((item_id(key), host_id, text, fetch_url, None, None))
+            out.hosts.add((host_id, parsed.host))

@@ -22,7 +22,7 @@ from fetchshard.fetch import FetchResult, fetch, make_client
 from fetchshard.hosts import HostEvents, HostSlot, Scheduler
 from fetchshard.inputs import validate_inputs
 from fetchshard.ledger import Ledger, Retry, WorkItem
-from fetchshard.partition import Partitioner, normalize_url
+from fetchshard.partition import Partitioner
 from fetchshard.paths import RunPaths, write_atomic
 from fetchshard.plan import Interrupted, extras_schema, fingerprint, plan, prepare_output
 from fetchshard.progress import Progress
@@ -403,12 +403,7 @@ class _Job:
     async def _fetch_one(self, slot: HostSlot, item: WorkItem) -> None:
         attempt = item.attempts + 1
         cfg = self.config.fetch
-        try:
-            url = normalize_url(item.url).url
-        except ValueError as exc:
-            self._write(item, attempt, None, time.time(), ErrorKind.BAD_URL, str(exc))
-            self.scheduler.done(slot)
-            return
+        url = item.fetch_url or item.url  # normalized while planning
         if cfg.robots_txt and not await self._robots_allow(slot, url):
             self._write(
                 item,
@@ -488,6 +483,7 @@ def _work_item(item: WorkItem, attempt: int, due: float, result: FetchResult) ->
         kind,
         result.error_message,
         result.http_status,
+        item.fetch_url,
     )
 
 
