@@ -280,6 +280,7 @@ def _plan(
     path = tmp_path / f"{name}.sqlite"
     with Ledger(path) as ledger:
         result = plan(ledger, config, RankInfo(rank, world, "test"), {"fp": 1})
+    assert not path.with_name(path.name + "-plan").exists()
     return result, _ledger_contents(path)
 
 
@@ -519,6 +520,27 @@ def test_fetch_url_is_the_normalized_url(tmp_path: Path, monkeypatch: pytest.Mon
             ("HTTP://Example.com:80/b#frag", "http://example.com/b"),
             ("http://example.com/a", None),
         ]
+
+
+def test_interrupted_plan_leaves_no_stage_and_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    urls = _urls(600, seed=8)
+    src = _write_parquet(tmp_path / "in.parquet", urls, [None] * len(urls))
+    config = _config(src, 2, batch_rows=100)
+    path = tmp_path / "l.sqlite"
+    calls = iter(range(1000))
+    with Ledger(path) as ledger, pytest.raises(plan_module.Interrupted):
+        plan(
+            ledger, config, RankInfo(0, 2, "test"), {"fp": 1}, should_stop=lambda: next(calls) == 3
+        )
+    assert not path.with_name(path.name + "-plan").exists()
+    with Ledger(path) as ledger:
+        assert ledger.counts().total == 0
+        result = plan(ledger, config, RankInfo(0, 2, "test"), {"fp": 1})
+    _, want = _plan(tmp_path, "ref", config, 0, 2, fast=False, monkeypatch=monkeypatch)
+    assert _ledger_contents(path)["items"] == want["items"]
+    assert result.new == result.kept - (result.kept - len(want["items"]))
 
 
 def test_fast_extras_encoding_matches_encode_extras() -> None:

@@ -49,7 +49,6 @@ CREATE TABLE IF NOT EXISTS items (
     http_status INTEGER,
     part INTEGER
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS items_ready ON items (host_id, state, next_attempt_at, item_id);
 CREATE TABLE IF NOT EXISTS parts (
     part INTEGER PRIMARY KEY,
     rows INTEGER NOT NULL,
@@ -59,8 +58,26 @@ CREATE TABLE IF NOT EXISTS parts (
 """
 
 
+_READY_INDEX = (
+    "CREATE INDEX IF NOT EXISTS items_ready ON items (host_id, state, next_attempt_at, item_id)"
+)
+
 # The columns planning writes; every other column of ``items`` starts at its default.
 ITEM_COLUMNS = ("item_id", "host_id", "url", "fetch_url", "extras", "error_kind", "error_message")
+
+# Planned items are staged here (an attached scratch database) until the plan is complete.
+_STAGE = "plan"
+_STAGE_SCHEMA = f"""
+CREATE TABLE {_STAGE}.items (
+    item_id INTEGER PRIMARY KEY,
+    host_id INTEGER NOT NULL,
+    url TEXT NOT NULL,
+    fetch_url TEXT,
+    extras TEXT,
+    error_kind TEXT,
+    error_message TEXT
+) WITHOUT ROWID;
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,10 +144,14 @@ class Ledger:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA cache_size=-65536")
         self._db.executescript(_SCHEMA)
+        self._db.execute(_READY_INDEX)
         self._migrate()
+        self._staging = False
         self._host_seq = self._scalar("SELECT COALESCE(MAX(seq), 0) FROM hosts") or 0
 
     def close(self) -> None:
+        if self._staging:
+            self.discard_plan()
         self._db.close()
 
     def __enter__(self) -> Ledger:
@@ -184,6 +205,62 @@ class Ledger:
         )
 
     # -- planning ---------------------------------------------------------------------------
+    #
+    # Item ids are hashes, so a batch's items land all over the ``items`` B-tree: inserted
+    # directly, every batch's transaction would journal and rewrite most of the table (and
+    # planning would grow quadratic). So planning stages the items in a scratch database next
+    # to the ledger, written without journal or fsync (a crash restarts planning, which deletes
+    # it), and :meth:`finish_plan` moves them into ``items`` in id order in one transaction.
+    # Hosts and meta go to the ledger itself, one transaction per batch as before.
+
+    @property
+    def _stage_path(self) -> Path:
+        return self.path.with_name(self.path.name + "-plan")
+
+    def begin_plan(self) -> None:
+        """Stage the items of :meth:`insert_planned` until :meth:`finish_plan`."""
+        self.discard_plan()
+        db = self._db
+        db.execute(f"ATTACH DATABASE ? AS {_STAGE}", (str(self._stage_path),))
+        self._staging = True
+        db.execute(f"PRAGMA {_STAGE}.journal_mode=OFF")
+        db.execute(f"PRAGMA {_STAGE}.synchronous=OFF")
+        db.execute(f"PRAGMA {_STAGE}.cache_size=-65536")
+        db.executescript(_STAGE_SCHEMA)
+
+    def finish_plan(self, *, meta: dict[str, Any] | None = None) -> int:
+        """Move the staged items into the ledger, with ``meta``, in one transaction; return
+        how many are new to it. The first staged row of an item id wins, as it would have."""
+        if not self._staging:
+            raise RuntimeError("finish_plan without begin_plan")
+        db = self._db
+        columns = ", ".join(ITEM_COLUMNS)
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            # Building the index once, after the rows, beats updating it row by row.
+            db.execute("DROP INDEX IF EXISTS items_ready")
+            mark = db.total_changes
+            db.execute(
+                f"INSERT OR IGNORE INTO main.items ({columns}) "
+                f"SELECT {columns} FROM {_STAGE}.items ORDER BY item_id"
+            )
+            inserted = db.total_changes - mark
+            db.execute(_READY_INDEX)
+            for key, value in (meta or {}).items():
+                self.set_meta(key, value)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        self.discard_plan()
+        return inserted
+
+    def discard_plan(self) -> None:
+        """Drop the staged items (if any) and their scratch database."""
+        if self._staging:
+            self._db.execute(f"DETACH DATABASE {_STAGE}")
+            self._staging = False
+        self._stage_path.unlink(missing_ok=True)
 
     def insert_items(
         self, items: Sequence[PlannedItem], *, meta: dict[str, Any] | None = None
@@ -217,7 +294,8 @@ class Ledger:
         next ``seq`` numbers in host order). Each group is (columns, rows): columns are some of
         :data:`ITEM_COLUMNS` and rows hold their values; columns left out are NULL (cheaper than
         binding None for every row). An item already in the ledger, or earlier in the batch,
-        is ignored. ``meta`` is written in the same transaction.
+        is ignored. ``meta`` is written in the same transaction. Between :meth:`begin_plan`
+        and :meth:`finish_plan` the items are staged, and counted as new to the stage.
         """
         db = self._db
         db.execute("BEGIN IMMEDIATE")
@@ -234,12 +312,13 @@ class Ledger:
                     "INSERT OR IGNORE INTO hosts (host_id, host, seq) VALUES (?, ?, ?)", new_hosts
                 )
             mark = db.total_changes
+            table = f"{_STAGE}.items" if self._staging else "main.items"
             for columns, rows in groups:
                 unknown = set(columns) - set(ITEM_COLUMNS)
                 if unknown:
                     raise ValueError(f"not a planned item column: {sorted(unknown)}")
                 db.executemany(
-                    f"INSERT OR IGNORE INTO items ({', '.join(columns)}) "
+                    f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) "
                     f"VALUES ({', '.join('?' * len(columns))})",
                     rows,
                 )

@@ -155,26 +155,30 @@ def plan(
     slicer = _Slicer(
         Partitioner(rank.world_size, config.partition.spread), rank.rank, inp.max_url_length
     )
-    rows = kept = new = bad = 0
+    rows = kept = bad = 0
     schema_seen = ledger.get_meta("extras_schema") is not None
-    for batches, batch in enumerate(iter_batches(inp), 1):
-        if should_stop():
-            raise Interrupted("planning interrupted")
-        meta: dict[str, Any] = {}
-        if not schema_seen:
-            meta["extras_schema"] = (
-                serialize_schema(batch.extras.schema) if batch.extras is not None else ""
-            )
-            schema_seen = True
-        mine = slicer.select(batch, fast=FAST_PATH)
-        rows += len(batch.urls)
-        kept += mine.kept
-        bad += mine.bad
-        new += ledger.insert_planned(mine.hosts, mine.groups(batch.extras), meta=meta)
-        crash_point("plan_batch", batches)
-        if on_batch is not None:
-            on_batch(rows)
-    ledger.set_meta("planned", True)
+    ledger.begin_plan()
+    try:
+        for batches, batch in enumerate(iter_batches(inp), 1):
+            if should_stop():
+                raise Interrupted("planning interrupted")
+            meta: dict[str, Any] = {}
+            if not schema_seen:
+                meta["extras_schema"] = (
+                    serialize_schema(batch.extras.schema) if batch.extras is not None else ""
+                )
+                schema_seen = True
+            mine = slicer.select(batch, fast=FAST_PATH)
+            rows += len(batch.urls)
+            kept += mine.kept
+            bad += mine.bad
+            ledger.insert_planned(mine.hosts, mine.groups(batch.extras), meta=meta)
+            crash_point("plan_batch", batches)
+            if on_batch is not None:
+                on_batch(rows)
+        new = ledger.finish_plan(meta={"planned": True})
+    finally:
+        ledger.discard_plan()
     log.info(
         "planned %d of %d input rows for this rank (%d new, %d duplicates, %d bad URLs)",
         kept,
