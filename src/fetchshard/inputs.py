@@ -57,6 +57,7 @@ __all__ = [
     "JSONL_SAMPLE_ROWS",
     "RESERVED_COLUMNS",
     "InputBatch",
+    "byte_positions",
     "detect_format",
     "fingerprint_files",
     "iter_batches",
@@ -337,20 +338,27 @@ def string_buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return offsets, np.frombuffer(data, dtype=np.uint8)
 
 
-def rows_with_bytes(
+def byte_positions(
     offsets: np.ndarray, data: np.ndarray, test: Callable[[np.ndarray], np.ndarray]
 ) -> np.ndarray:
-    """The rows (sorted) holding a byte for which ``test`` (bytes -> bool mask) is true."""
+    """The positions in ``data`` (sorted) of the array's bytes for which ``test`` (bytes ->
+    bool mask) is true."""
     start, stop = int(offsets[0]), int(offsets[-1])
-    found = []
+    found = [np.zeros(0, dtype=np.int64)]
     # In 64 KiB pieces: the temporaries stay in cache, which is several times faster.
     for lo in range(start, stop, _SCAN_CHUNK):
         hits = np.flatnonzero(test(data[lo : min(lo + _SCAN_CHUNK, stop)]))
         if len(hits):
             found.append(hits + lo)
-    if not found:
-        return np.zeros(0, dtype=np.int64)
-    return np.unique(np.searchsorted(offsets, np.concatenate(found), side="right") - 1)
+    return np.concatenate(found)
+
+
+def rows_with_bytes(
+    offsets: np.ndarray, data: np.ndarray, test: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """The rows (sorted) holding a byte for which ``test`` (bytes -> bool mask) is true."""
+    positions = byte_positions(offsets, data, test)
+    return np.unique(np.searchsorted(offsets, positions, side="right") - 1)
 
 
 def _not_graphic(data: np.ndarray) -> np.ndarray:

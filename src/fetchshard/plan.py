@@ -22,6 +22,7 @@ from fetchshard.errors import ErrorKind, RunMismatchError
 from fetchshard.faults import crash_point
 from fetchshard.inputs import (
     InputBatch,
+    byte_positions,
     fingerprint_files,
     iter_batches,
     rows_with_bytes,
@@ -355,6 +356,32 @@ def _canonical(urls: pa.Array, max_length: int) -> np.ndarray:
     return ok
 
 
+def _origins(urls: pa.Array, rows: np.ndarray) -> tuple[pa.Array, np.ndarray]:
+    """The origin ("http[s]://netloc": up to the first '/' from the 9th byte on) of each of
+    ``rows`` (which start with "http://" or "https://"), and whether a '/' follows it. Without
+    one the origin is empty; an origin that is no "http[s]://netloc" fails canonical_host."""
+    offsets, data = string_buffers(urls)
+    starts, stops = offsets[rows], offsets[rows + 1]
+    slashes = byte_positions(offsets, data, _is_slash)
+    after = np.searchsorted(slashes, starts + len("https://"))
+    found = after < len(slashes)
+    ends = slashes[np.where(found, after, 0)] if len(slashes) else stops
+    has_path = found & (ends < stops)
+    ends = np.where(has_path, ends, starts)
+    # Zero copy: a string array over the URLs' bytes whose even values are the origins
+    # (bounds start0, end0, start1, end1, ...; the odd values are the bytes in between).
+    bounds = np.empty(2 * len(rows), dtype=np.int32)
+    bounds[0::2], bounds[1::2] = starts, ends
+    spans = pa.Array.from_buffers(
+        pa.string(), len(bounds) - 1, [None, pa.py_buffer(bounds), urls.buffers()[2]]
+    )
+    return spans.take(pa.array(np.arange(0, len(bounds), 2))), has_path
+
+
+def _is_slash(data: np.ndarray) -> np.ndarray:
+    return data == 0x2F  # type: ignore[no-any-return]
+
+
 class _Slicer:
     """Picks this rank's rows of each batch."""
 
@@ -398,20 +425,10 @@ class _Slicer:
         rows = np.flatnonzero(mask)
         if not len(rows):
             return list(range(len(urls)))
-        texts = urls.filter(pa.array(mask))
-        # "http://host:port/path?q" splits into "http:", "", "host:port", "path?q"; a URL
-        # without a path ("http://host?q") has fewer parts and a netloc _origin rejects.
-        parts = pc.split_pattern(texts, "/", max_splits=3)
-        has_path = pc.equal(pc.list_value_length(parts), 4).to_numpy(zero_copy_only=False)
-        encoded = pc.list_element(parts, 2).dictionary_encode()
-        https = pc.starts_with(texts, "https:").to_numpy(zero_copy_only=False)
-        codes = encoded.indices.to_numpy().astype(np.int64) * 2 + https
-        distinct, per_row = _distinct(codes)
-        names = encoded.dictionary.to_pylist()
-        origins = [
-            self._origin(("https://" if code & 1 else "http://") + names[code >> 1])
-            for code in distinct.tolist()
-        ]
+        spans, has_path = _origins(urls, rows)
+        encoded = spans.dictionary_encode()  # every dictionary value occurs
+        per_row = encoded.indices.to_numpy().astype(np.int64)
+        origins = [self._origin(origin) for origin in encoded.dictionary.to_pylist()]
         world, spread = self.partitioner.world_size, self.partitioner.spread
         usable = np.array([o is not None for o in origins], dtype=bool)
         offsets = np.array([o.offset if o else 0 for o in origins], dtype=np.int64)
@@ -420,7 +437,7 @@ class _Slicer:
         reach = usable & ((self.rank - offsets) % world < spread)
         cand = np.flatnonzero(reach[per_row] & has_path)
         if len(cand):
-            keys = texts.take(pa.array(cand))
+            keys = urls.take(pa.array(rows[cand]))
             if ids is not None:
                 keys = pc.binary_join_element_wise(
                     keys, ids.take(pa.array(rows[cand])), "\x00", null_handling="skip"
@@ -436,7 +453,7 @@ class _Slicer:
             out.fast_ids = (hashes[mine] & _ID_MASK).astype(np.int64)
             host_ids = np.array([o.host_id if o else 0 for o in origins], dtype=np.int64)
             out.fast_hosts = host_ids[per_row[picked]]
-            out.fast_urls = texts.take(pa.array(picked))
+            out.fast_urls = urls.take(pa.array(rows[picked]))
             for index in _distinct(per_row[picked])[0].tolist():
                 origin = origins[index]
                 assert origin is not None
