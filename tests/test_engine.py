@@ -169,7 +169,8 @@ def test_misbehaving_routes_end_in_the_right_kind_within_deadlines(
     rows = rows_by_url(out)
     got = {url: rows[url]["error_kind"] for url in cases}
     assert got == cases
-    assert all(r["elapsed_ms"] is None or r["elapsed_ms"] < 3500 for r in rows.values())
+    # total_timeout=3 s, plus 1 s for a loaded machine's event loop lag
+    assert all(r["elapsed_ms"] is None or r["elapsed_ms"] < 4000 for r in rows.values())
     assert rows[s.url("/optout/noai?t=e3")]["size"] is None
     # Inflating the 256 MiB gzip bomb stopped at the cap: the rank never held much memory.
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024

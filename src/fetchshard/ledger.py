@@ -142,7 +142,9 @@ class Ledger:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=DELETE")
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA cache_size=-65536")
+        # 16 MiB: the scheduler reads by index in order; a larger cache only made RSS grow with
+        # the slice (+64 MB from 100 k to 1 M URLs).
+        self._db.execute("PRAGMA cache_size=-16384")
         self._db.executescript(_SCHEMA)
         self._db.execute(_READY_INDEX)
         self._migrate()
