@@ -286,16 +286,33 @@ def _curl_build(urls: UrlList, out: Path, work: Path) -> list[str]:
     ]
 
 
-def curl_peer() -> Peer:
-    found = shutil.which("curl")
+def _tool_peer(
+    name: str,
+    binary: str,
+    description: str,
+    rate: float,
+    build: Callable[[UrlList, Path, Path], list[str]],
+) -> Peer:
+    """A command-line peer that writes one file per URL, if its binary is installed."""
+    found = shutil.which(binary)
     return Peer(
-        name="curl",
-        description="curl --parallel --parallel-max 256 -s -S --fail, one file per URL on disk",
-        expected_rate=1000.0,
-        build=_curl_build,
+        name=name,
+        description=description,
+        expected_rate=rate,
+        build=build,
         count=count_files,
-        unavailable=None if found else "curl not installed",
-        version=_tool_version(["curl", "--version"]) if found else "",
+        unavailable=None if found else f"{binary} not installed",
+        version=_tool_version([binary, "--version"]) if found else "",
+    )
+
+
+def curl_peer() -> Peer:
+    return _tool_peer(
+        "curl",
+        "curl",
+        "curl --parallel --parallel-max 256 -s -S --fail, one file per URL on disk",
+        1000.0,
+        _curl_build,
     )
 
 
@@ -320,15 +337,12 @@ def _aria2_build(urls: UrlList, out: Path, work: Path) -> list[str]:
 
 
 def aria2_peer() -> Peer:
-    found = shutil.which("aria2c")
-    return Peer(
-        name="aria2c",
-        description="aria2c -j256 -x1 --auto-save-interval=0 --deferred-input=true, files on disk",
-        expected_rate=300.0,
-        build=_aria2_build,
-        count=count_files,
-        unavailable=None if found else "aria2c not installed",
-        version=_tool_version(["aria2c", "--version"]) if found else "",
+    return _tool_peer(
+        "aria2c",
+        "aria2c",
+        "aria2c -j256 -x1 --auto-save-interval=0 --deferred-input=true, files on disk",
+        300.0,
+        _aria2_build,
     )
 
 

@@ -141,7 +141,7 @@ class Client:
         self._netrc = netrc_from_env() if config.trust_env else None
         # An explicit Authorization header wins over netrc (aiohttp refuses both at once).
         self._explicit_auth = any(k.lower() == "authorization" for k in config.headers)
-        self._routes: dict[tuple[str, str], dict[str, Any]] = {}
+        self._routes: dict[tuple[str, str], tuple[dict[str, Any], str | None]] = {}
         self.speed = _SpeedWatch()
 
     async def __aenter__(self) -> Client:
@@ -160,22 +160,21 @@ class Client:
         key = (url.scheme, url.host)
         found = self._routes.get(key)
         if found is None:
-            found = {}
+            proxy: dict[str, Any] = {}
             info = self._proxies.get(url.scheme)
             if info is not None and not proxy_bypass(url.host):
-                found["proxy"] = info.proxy
-                found["proxy_auth"] = info.proxy_auth
+                proxy = {"proxy": info.proxy, "proxy_auth": info.proxy_auth}
+            auth = None
             if self._netrc is not None and not self._explicit_auth:
                 with contextlib.suppress(LookupError):  # no entry for this host
-                    found["auth"] = basicauth_from_netrc(self._netrc, url.host).encode()
-            self._routes[key] = found
-        auth = found.get("auth")
-        if auth is None:
-            return found, headers
-        proxy = {k: v for k, v in found.items() if k != "auth"}
+                    auth = basicauth_from_netrc(self._netrc, url.host).encode()
+            found = self._routes[key] = (proxy, auth)
+        proxy, auth = found
         # Credentials in the URL or an Authorization header of the request win over netrc.
-        if url.user is not None or (
-            headers is not None and any(k.lower() == "authorization" for k in headers)
+        if (
+            auth is None
+            or url.user is not None
+            or (headers is not None and any(k.lower() == "authorization" for k in headers))
         ):
             return proxy, headers
         return proxy, {**(headers or {}), "Authorization": auth}
