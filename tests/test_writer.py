@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from fetchshard.config import OutputConfig
 from fetchshard.ledger import Ledger, PlannedItem
 from fetchshard.paths import RunPaths
-from fetchshard.schema import ResultRow, encode_extras
+from fetchshard.schema import ResultRow, body_column, encode_extras
 from fetchshard.writer import PartWriter, recover
 
 
@@ -122,3 +122,16 @@ def test_bodies_already_compressed_are_stored_plain(tmp_path: Path) -> None:
     assert _body_codec_of(tmp_path / "svg", "image/svg+xml") == ("ZSTD", "ZSTD")
     forced = _body_codec_of(tmp_path / "forced", "image/png", body_compression="zstd")
     assert forced == ("ZSTD", "ZSTD")
+
+
+def test_body_column_shares_the_bodies_memory_and_round_trips(tmp_path: Path) -> None:
+    bodies = [b"x" * 70_000, None, b"", b"tail"]
+    column = body_column(bodies)
+    assert column.to_pylist() == bodies
+    first = column.chunk(0).buffers()[2]
+    assert first is not None and first.address == pa.py_buffer(bodies[0]).address  # no copy
+    table = pa.table({"body": column})
+    pq.write_table(table, tmp_path / "b.parquet")
+    back = pq.read_table(tmp_path / "b.parquet")
+    assert back.column("body").to_pylist() == bodies
+    assert pq.ParquetFile(tmp_path / "b.parquet").metadata.num_row_groups == 1

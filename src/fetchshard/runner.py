@@ -389,6 +389,7 @@ class _Job:
             fetched_at=now if result else None,
             elapsed_ms=result.elapsed_ms if result else None,
             body=result.body if result else None,
+            sha256=result.sha256 if result else None,
         )
         stats = self.stats
         stats.items += 1
