@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fetchshard.config import OutputConfig
-from fetchshard.ledger import Ledger, PlannedItem
+from fetchshard.ledger import Counts, Ledger, PlannedItem
 from fetchshard.paths import RunPaths
 from fetchshard.schema import ResultRow, body_column, encode_extras
 from fetchshard.writer import PartWriter, recover
@@ -135,3 +135,22 @@ def test_body_column_shares_the_bodies_memory_and_round_trips(tmp_path: Path) ->
     back = pq.read_table(tmp_path / "b.parquet")
     assert back.column("body").to_pylist() == bodies
     assert pq.ParquetFile(tmp_path / "b.parquet").metadata.num_row_groups == 1
+
+
+def test_commit_log_counts_at_once_and_folds_into_items(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    largest = (1 << 63) - 1  # item ids use all 63 bits; JSON must carry them exactly
+    ledger.insert_items([PlannedItem(i, 7, "h", f"http://h/{i}", None) for i in (1, 2, 3, largest)])
+    ledger.commit_part(1, [(1, 1, None), (largest, 3, "http_404")], rows=2, nbytes=10, now=1.0)
+    expected = Counts(total=4, committed=2, pending=2, failed=1)
+    assert ledger.counts() == expected
+    assert ledger.error_counts() == {"http_404": 1}
+    assert ledger.fold_commits() == 2
+    assert ledger.counts() == expected and ledger.error_counts() == {"http_404": 1}
+    assert [w.item_id for w in ledger.ready_items(7, (-1.0, -1), 1e18, 10)] == [2, 3]
+    row = ledger._db.execute(
+        "SELECT state, part, attempts, error_kind FROM items WHERE item_id = ?", (largest,)
+    ).fetchone()
+    assert row == (1, 1, 3, "http_404")
+    assert ledger.fold_commits() == 0
+    ledger.close()

@@ -77,10 +77,14 @@ def rows_by_url(out: Path, *, body: bool = False) -> dict[str, dict[str, Any]]:
 
 
 def ledger_items(out: Path, rank: int = 0) -> dict[int, tuple[str, int]]:
-    """item_id -> (url, state) of one rank's ledger."""
+    """item_id -> (url, state) of one rank's ledger (items in its commit log count as 1)."""
     path = out / "ledger" / f"rank-{rank:05d}.sqlite"
     with sqlite3.connect(path) as db:
-        return {r[0]: (r[1], r[2]) for r in db.execute("SELECT item_id, url, state FROM items")}
+        done = {r[0] for r in db.execute("SELECT item_id FROM done")}
+        return {
+            r[0]: (r[1], 1 if r[0] in done else r[2])
+            for r in db.execute("SELECT item_id, url, state FROM items")
+        }
 
 
 def assert_exactly_once(out: Path, world_size: int = 1) -> int:

@@ -145,6 +145,8 @@ class Scheduler:
         self.dead_hosts: dict[int, tuple[ErrorKind, str]] = dict(after.dead_hosts) if after else {}
         self.slowed: dict[int, float] = dict(after.slowed) if after else {}
         self._no_burst = after is not None
+        # The queue is read from its start, where items committed earlier must not be seen.
+        ledger.fold_commits()
         self._ledger = ledger
         self._config = config
         self._partitioner = partitioner

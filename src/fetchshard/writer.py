@@ -110,9 +110,10 @@ def body_codec(config: OutputConfig, rows: list[ResultRow]) -> str:
 class PartWriter:
     """Streams result rows into row groups of the open part; rolls and commits parts.
 
-    The file work (Arrow conversion, Parquet encoding, fsync, rename) runs in one worker
-    thread, in submission order, so the event loop goes on fetching meanwhile. The ledger is
-    touched only from the caller's thread, and only once a part is durable on disk.
+    The file work (Arrow conversion, Parquet encoding, fsync, rename) and the ledger commit
+    of each durable part run in one worker thread, in submission order, so the event loop
+    goes on fetching meanwhile (the commit's fsyncs used to stall it). The worker has its own
+    connection to the ledger; SQLite's locking orders it with the caller's.
     """
 
     def __init__(
@@ -144,17 +145,18 @@ class PartWriter:
         self._part_bytes = 0
         self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"writer-{rank}")
         self._jobs: deque[Future[Any]] = deque()
-        self._commits: deque[tuple[Future[Any], int, list[tuple[int, int, str | None]]]] = deque()
+        self._commits: deque[tuple[Future[Any], int]] = deque()
         self._failed: BaseException | None = None
         # Touched by the worker thread only.
         self._files: dict[int, pq.ParquetWriter] = {}
+        self._worker_ledger: Ledger | None = None
         self.parts_committed = 0
         self.rows_committed = 0
 
     @property
     def open_rows(self) -> int:
         """Rows written or buffered but not yet committed."""
-        return len(self._part_rows) + sum(len(rows) for _, _, rows in self._commits)
+        return len(self._part_rows) + sum(rows for _, rows in self._commits)
 
     def add(self, row: ResultRow) -> None:
         self._buffer.append(row)
@@ -186,24 +188,21 @@ class PartWriter:
         if self._part is None:
             return
         self._flush_row_group()
-        self._commits.append(
-            (self._submit(self._close_part, self._part), self._part, self._part_rows)
-        )
+        job = self._submit(self._close_part, self._part, self._part_rows)
+        self._commits.append((job, len(self._part_rows)))
         self._part = None
         self._part_rows = []
         self._part_bytes = 0
 
     def reap(self) -> None:
-        """Record in the ledger the parts that have become durable since the last call."""
+        """Count the parts committed since the last call; re-raise a failure of the worker."""
         while self._jobs and self._jobs[0].done():
             self._jobs.popleft().result()  # re-raises the worker's error here
         while self._commits and self._commits[0][0].done():
-            future, part, rows = self._commits.popleft()
-            nbytes = future.result()
-            self._ledger.commit_part(part, rows, rows=len(rows), nbytes=nbytes, now=time.time())
+            future, rows = self._commits.popleft()
+            future.result()
             self.parts_committed += 1
-            self.rows_committed += len(rows)
-            log.debug("committed part %d (%d rows)", part, len(rows))
+            self.rows_committed += rows
 
     def commit(self) -> None:
         """Roll the open part and wait until every part is durable and in the ledger."""
@@ -226,6 +225,10 @@ class PartWriter:
         for file in self._files.values():
             file.close()
         self._files.clear()
+        if self._worker_ledger is not None:
+            # Opened in the worker; closing from here is safe once the worker has stopped.
+            self._worker_ledger.close()
+            self._worker_ledger = None
 
     def _flush_row_group(self) -> None:
         if not self._buffer:
@@ -270,7 +273,7 @@ class PartWriter:
         table = rows_to_table(rows, self._schema, self._extras, self._config.store_body)
         file.write_table(table, row_group_size=len(rows))
 
-    def _close_part(self, part: int) -> int:
+    def _close_part(self, part: int, rows: list[tuple[int, int, str | None]]) -> None:
         self._files.pop(part).close()
         tmp = self._paths.part_tmp(self._rank, part)
         final = self._paths.part(self._rank, part)
@@ -278,4 +281,9 @@ class PartWriter:
         os.replace(tmp, final)
         fsync_path(final.parent)
         crash_point("after_rename", part)
-        return final.stat().st_size
+        if self._worker_ledger is None:
+            self._worker_ledger = Ledger(self._ledger.path)
+        self._worker_ledger.commit_part(
+            part, rows, rows=len(rows), nbytes=final.stat().st_size, now=time.time()
+        )
+        log.debug("committed part %d (%d rows)", part, len(rows))
