@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import json
 import logging
 import os
@@ -10,7 +12,7 @@ import random
 import signal
 import sys
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -188,12 +190,29 @@ def _totals(ledger: Ledger, session: Stats) -> Stats:
     return counters
 
 
-def _run_loop(coro: Coroutine[Any, Any, Stats]) -> Stats:
+# Each request allocates hundreds of objects and hundreds are in flight, so at the default
+# threshold (700) the cyclic collector ran every few requests and rescanned every in-flight
+# request each time: 19 % of the event loop's CPU for 20,000 URLs (profile), 15.5 -> 12.6 s.
+_GC_THRESHOLD = (100_000, 50, 100)
+
+
+@contextlib.contextmanager
+def _fewer_collections() -> Iterator[None]:
+    before = gc.get_threshold()
+    gc.set_threshold(*_GC_THRESHOLD)
     try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
-        return asyncio.run(coro)
-    return uvloop.run(coro)
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
+def _run_loop(coro: Coroutine[Any, Any, Stats]) -> Stats:
+    with _fewer_collections():
+        try:
+            import uvloop
+        except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
+            return asyncio.run(coro)
+        return uvloop.run(coro)
 
 
 class _Job:
