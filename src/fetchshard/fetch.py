@@ -28,7 +28,6 @@ from fetchshard import __version__
 from fetchshard.config import FetchConfig
 from fetchshard.errors import ErrorKind
 
-_CHUNK = 1 << 16
 _MAX_MESSAGE = 500
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 UA_TOKEN = "fetchshard"
@@ -516,7 +515,7 @@ async def _fetch(
                     content_type,
                     elapsed_ms=_ms(started),
                 )
-            return await _read_body(resp, config, started, guard)
+            return await _read_body(resp, config, started, guard, state["final_url"], content_type)
     raise aiohttp.TooManyRedirects(
         resp.request_info, resp.history, message=f"more than {config.max_redirects} redirects"
     )
@@ -527,6 +526,8 @@ async def _read_body(
     config: FetchConfig,
     started: float,
     guard: _SpeedGuard | None,
+    final_url: str,
+    content_type: str | None,
 ) -> FetchResult:
     limit = config.max_body_bytes
     declared = resp.content_length
@@ -534,8 +535,9 @@ async def _read_body(
         return _too_large(f"Content-Length {declared}", limit, resp, started)
     chunks: list[bytes] = []
     size = 0
-    # Counted after decompression, so a gzip bomb stops at the cap like any big body.
-    async for chunk in resp.content.iter_chunked(_CHUNK):
+    # Counted after decompression, so a gzip bomb stops at the cap like any big body. Chunks
+    # as they came off the socket: iter_chunked(n) re-slices them (a copy each) to n bytes.
+    async for chunk in resp.content.iter_any():
         size += len(chunk)
         if guard is not None:
             guard.bytes = size
@@ -549,8 +551,8 @@ async def _read_body(
         None,
         None,
         resp.status,
-        str(resp.url),
-        resp.headers.get("Content-Type"),
+        final_url,
+        content_type,
         body=body,
         # Here, not in the writer thread: hashlib releases and retakes the GIL per call, and
         # a thread retaking it from a busy event loop waits up to the switch interval (5 ms)
