@@ -96,6 +96,9 @@ JSONL_SAMPLE_ROWS = 10_000
 _JSONL_SAMPLE_BYTES = 16 * 1024 * 1024
 _MAX_JSON_LINE = 64 * 1024 * 1024  # a jsonl record longer than this is an InputError
 _READ_CHUNK = 256 * 1024  # bytes per read from a (decompressing) text stream
+# Column chunks are streamed through a buffer this big instead of read whole: a row group of
+# a big file can hold hundreds of MB of URLs.
+_PARQUET_BUFFER = 1 << 20
 _CSV_BLOCK = 4 * 1024 * 1024  # pyarrow CSV block; one CSV row must fit in it
 _SCAN_CHUNK = 64 * 1024  # bytes of string data checked at a time (rows_with_bytes)
 
@@ -854,7 +857,7 @@ def _read_parquet(spec: _FileSpec, config: InputConfig) -> Iterator[_Chunk]:
     needed = list(dict.fromkeys([spec.url_column, spec.id_column, *spec.extra_sources]))
     columns = [name for name in needed if name is not None]
     schema = spec.extras_schema
-    with pq.ParquetFile(str(spec.path)) as pf:
+    with pq.ParquetFile(str(spec.path), buffer_size=_PARQUET_BUFFER) as pf:
         batches = pf.iter_batches(batch_size=config.batch_rows, columns=columns)
         for table in _rechunk(batches, config.batch_rows):
             extras: list[pa.ChunkedArray] = []

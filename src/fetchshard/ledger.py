@@ -245,7 +245,7 @@ class Ledger:
         self._staging = True
         db.execute(f"PRAGMA {_STAGE}.journal_mode=OFF")
         db.execute(f"PRAGMA {_STAGE}.synchronous=OFF")
-        db.execute(f"PRAGMA {_STAGE}.cache_size=-65536")
+        db.execute(f"PRAGMA {_STAGE}.cache_size=-16384")
         db.executescript(_STAGE_SCHEMA)
 
     def finish_plan(self, *, meta: dict[str, Any] | None = None) -> int:
