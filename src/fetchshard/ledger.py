@@ -77,18 +77,19 @@ _READY_INDEX = (
 # The columns planning writes; every other column of ``items`` starts at its default.
 ITEM_COLUMNS = ("item_id", "host_id", "url", "fetch_url", "extras", "error_kind", "error_message")
 
-# Planned items are staged here (an attached scratch database) until the plan is complete.
+# Planned items are staged here (an attached scratch database) until the plan is complete:
+# appended in arrival order (no key, so no B-tree to keep sorted), sorted once at the end.
 _STAGE = "plan"
 _STAGE_SCHEMA = f"""
 CREATE TABLE {_STAGE}.items (
-    item_id INTEGER PRIMARY KEY,
+    item_id INTEGER NOT NULL,
     host_id INTEGER NOT NULL,
     url TEXT NOT NULL,
     fetch_url TEXT,
     extras TEXT,
     error_kind TEXT,
     error_message TEXT
-) WITHOUT ROWID;
+);
 """
 
 
@@ -260,9 +261,10 @@ class Ledger:
             # Building the index once, after the rows, beats updating it row by row.
             db.execute("DROP INDEX IF EXISTS items_ready")
             mark = db.total_changes
+            # rowid breaks ties: the first staged row of an item id is the one kept.
             db.execute(
                 f"INSERT OR IGNORE INTO main.items ({columns}) "
-                f"SELECT {columns} FROM {_STAGE}.items ORDER BY item_id"
+                f"SELECT {columns} FROM {_STAGE}.items ORDER BY item_id, rowid"
             )
             inserted = db.total_changes - mark
             db.execute(_READY_INDEX)
@@ -315,7 +317,8 @@ class Ledger:
         :data:`ITEM_COLUMNS` and rows hold their values; columns left out are NULL (cheaper than
         binding None for every row). An item already in the ledger, or earlier in the batch,
         is ignored. ``meta`` is written in the same transaction. Between :meth:`begin_plan`
-        and :meth:`finish_plan` the items are staged, and counted as new to the stage.
+        and :meth:`finish_plan` the items are staged (duplicates are dropped, and new items
+        counted, by :meth:`finish_plan`), and every staged row is counted.
         """
         db = self._db
         db.execute("BEGIN IMMEDIATE")
