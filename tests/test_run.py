@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+from fetchshard import runner
 from server import ServerProcess
 from util import FAST, assert_exactly_once, cli, ledger_items, rows_by_url
 
@@ -168,3 +170,10 @@ def test_store_body_false_keeps_hash_and_size_only(
             without[url]["sha256"] == hashlib.sha256(body).hexdigest() == with_body[url]["sha256"]
         )
         assert without[url]["size"] == len(body)
+
+
+def test_the_loop_runs_with_fewer_gc_collections_and_restores_the_threshold() -> None:
+    before = gc.get_threshold()
+    with runner._fewer_collections():
+        assert gc.get_threshold()[0] >= 100 * before[0]
+    assert gc.get_threshold() == before
