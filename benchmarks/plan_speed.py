@@ -1,6 +1,7 @@
 """Planning speed in-process: ``plan()`` of one rank over a Parquet URL file (issue 5, target 5).
 
     python benchmarks/plan_speed.py FILE.parquet [--world-sizes 1,8,64,400] [--repeat 3]
+                                    [--batch-rows N]
 
 For each world size, rank 0 plans into a fresh ledger in a temporary folder (interpreter
 start and imports excluded, which ``run.py --scale`` includes): input rows per second (every
@@ -24,8 +25,11 @@ from fetchshard.plan import plan
 from fetchshard.ranks import RankInfo
 
 
-def plan_once(path: Path, world_size: int) -> dict[str, float]:
-    config = load_config(environ={}, overrides={"input.paths": [str(path)]})
+def plan_once(path: Path, world_size: int, batch_rows: int | None) -> dict[str, float]:
+    overrides: dict[str, Any] = {"input.paths": [str(path)]}
+    if batch_rows:
+        overrides["input.batch_rows"] = batch_rows
+    config = load_config(environ={}, overrides=overrides)
     with tempfile.TemporaryDirectory(prefix="plan-speed-") as tmp:
         wall, cpu = time.perf_counter(), time.process_time()
         with Ledger(Path(tmp) / "rank-00000.sqlite") as ledger:
@@ -39,10 +43,16 @@ def main() -> None:
     parser.add_argument("parquet", type=Path)
     parser.add_argument("--world-sizes", default="1,8,64,400")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--batch-rows", type=int, default=None, help="default: the config's")
     args = parser.parse_args()
-    out: dict[str, Any] = {"file": str(args.parquet), "repeat": args.repeat, "runs": {}}
+    out: dict[str, Any] = {
+        "file": str(args.parquet),
+        "repeat": args.repeat,
+        "batch_rows": args.batch_rows,
+        "runs": {},
+    }
     for world_size in (int(w) for w in args.world_sizes.split(",")):
-        runs = [plan_once(args.parquet, world_size) for _ in range(args.repeat)]
+        runs = [plan_once(args.parquet, world_size, args.batch_rows) for _ in range(args.repeat)]
         seconds = statistics.median(r["seconds"] for r in runs)
         out["runs"][world_size] = {
             "rows": runs[0]["rows"],

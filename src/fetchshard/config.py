@@ -49,7 +49,9 @@ class InputConfig:
     id_column: str | None = None
     extra_columns: tuple[str, ...] | None = None
     max_url_length: int = 4096
-    batch_rows: int = 65536
+    # 16 Ki rows: planning 1 M rows peaked at 221 MB RSS (245 MB with 64 Ki) at the same speed
+    # for small world sizes; at world size 400 (1/400 of the rows kept) 64 Ki is ~10 % faster.
+    batch_rows: int = 16384
 
 
 @dataclass(frozen=True, kw_only=True)
