@@ -287,6 +287,24 @@ def _plan(
     return result, _ledger_contents(path)
 
 
+def _plan_both(
+    tmp_path: Path,
+    name: str,
+    config: Config,
+    rank: int,
+    world: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[PlanResult, dict[str, Any]]:
+    """Plan with the fast path and with the per-row path; both must give the same ledger."""
+    fast, got = _plan(tmp_path, f"f{name}", config, rank, world, fast=True, monkeypatch=monkeypatch)
+    slow, want = _plan(
+        tmp_path, f"s{name}", config, rank, world, fast=False, monkeypatch=monkeypatch
+    )
+    assert got == want
+    assert fast == slow
+    return fast, got
+
+
 def _oracle(
     config: Config, rank: int, world: int
 ) -> tuple[dict[int, tuple[Any, ...]], list[str], int, int]:
@@ -376,14 +394,7 @@ def test_fast_path_gives_the_reference_ledger(
     ranks = sorted({0, world - 1, world // 2})
     total_kept = 0
     for rank in ranks:
-        fast, got = _plan(
-            tmp_path, f"f{rank}", config, rank, world, fast=True, monkeypatch=monkeypatch
-        )
-        slow, want = _plan(
-            tmp_path, f"s{rank}", config, rank, world, fast=False, monkeypatch=monkeypatch
-        )
-        assert got == want
-        assert fast == slow
+        fast, got = _plan_both(tmp_path, str(rank), config, rank, world, monkeypatch)
         total_kept += fast.kept
 
         items, hosts, kept, bad = _oracle(config, rank, world)
@@ -445,14 +456,7 @@ def test_other_formats_match_the_reference(
         options = {"id_column": "key"}
     config = _config(src, 4, batch_rows=300, **options)
     for world, rank in ((1, 0), (3, 1)):
-        fast, got = _plan(
-            tmp_path, f"f{world}", config, rank, world, fast=True, monkeypatch=monkeypatch
-        )
-        slow, want = _plan(
-            tmp_path, f"s{world}", config, rank, world, fast=False, monkeypatch=monkeypatch
-        )
-        assert got == want
-        assert fast == slow
+        fast, got = _plan_both(tmp_path, str(world), config, rank, world, monkeypatch)
         items, _, kept, _ = _oracle(config, rank, world)
         assert len(got["items"]) == len(items) and fast.kept == kept
 

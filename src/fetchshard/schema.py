@@ -139,15 +139,11 @@ def body_column(bodies: Sequence[bytes | None]) -> pa.ChunkedArray:
         _NULL_BODY
         if body is None
         else pa.Array.from_buffers(
-            pa.binary(), 1, [None, pa.py_buffer(_offsets(len(body))), pa.py_buffer(body)]
+            pa.binary(), 1, [None, pa.py_buffer(_PAIR.pack(0, len(body))), pa.py_buffer(body)]
         )
         for body in bodies
     ]
     return pa.chunked_array(chunks, type=pa.binary())
-
-
-def _offsets(size: int) -> bytes:
-    return _PAIR.pack(0, size)
 
 
 def serialize_schema(schema: pa.Schema) -> str:

@@ -127,7 +127,7 @@ class PartWriter:
     ) -> None:
         self._paths = paths
         self._rank = rank
-        self._ledger = ledger
+        self._ledger_path = ledger.path  # the worker opens its own connection
         self._config = config
         self._extras = extras
         self._schema = output_schema(extras)
@@ -282,7 +282,7 @@ class PartWriter:
         fsync_path(final.parent)
         crash_point("after_rename", part)
         if self._worker_ledger is None:
-            self._worker_ledger = Ledger(self._ledger.path)
+            self._worker_ledger = Ledger(self._ledger_path)
         self._worker_ledger.commit_part(
             part, rows, rows=len(rows), nbytes=final.stat().st_size, now=time.time()
         )
