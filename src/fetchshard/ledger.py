@@ -16,9 +16,10 @@ ledger may sit on NFS or Lustre while ``report`` runs elsewhere.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -187,8 +188,7 @@ class Ledger:
         if "fetch_url" in columns:
             return
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             db.execute("ALTER TABLE items ADD COLUMN fetch_url TEXT")
             updates = []
             rows = db.execute(
@@ -203,9 +203,16 @@ class Ledger:
                 if fetch_url != url:
                     updates.append((fetch_url, item))
             db.executemany("UPDATE items SET fetch_url = ? WHERE item_id = ?", updates)
-            db.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction: committed at the end of the block, rolled back on any error."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self._db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            self._db.execute("ROLLBACK")
             raise
 
     def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
@@ -256,8 +263,7 @@ class Ledger:
             raise RuntimeError("finish_plan without begin_plan")
         db = self._db
         columns = ", ".join(ITEM_COLUMNS)
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             # Building the index once, after the rows, beats updating it row by row.
             db.execute("DROP INDEX IF EXISTS items_ready")
             mark = db.total_changes
@@ -270,10 +276,6 @@ class Ledger:
             db.execute(_READY_INDEX)
             for key, value in (meta or {}).items():
                 self.set_meta(key, value)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         self.discard_plan()
         return inserted
 
@@ -321,36 +323,36 @@ class Ledger:
         counted, by :meth:`finish_plan`), and every staged row is counted.
         """
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
         try:
-            hosts = {h for h in hosts if h[0] != NO_HOST}
-            if hosts:
-                known = self._known_hosts([h for h, _ in hosts])
-                new_hosts = []
-                for host_id, host in sorted(hosts, key=lambda h: h[1]):
-                    if host_id not in known:
-                        self._host_seq += 1
-                        new_hosts.append((host_id, host, self._host_seq))
-                db.executemany(
-                    "INSERT OR IGNORE INTO hosts (host_id, host, seq) VALUES (?, ?, ?)", new_hosts
-                )
-            mark = db.total_changes
-            table = f"{_STAGE}.items" if self._staging else "main.items"
-            for columns, rows in groups:
-                unknown = set(columns) - set(ITEM_COLUMNS)
-                if unknown:
-                    raise ValueError(f"not a planned item column: {sorted(unknown)}")
-                db.executemany(
-                    f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) "
-                    f"VALUES ({', '.join('?' * len(columns))})",
-                    rows,
-                )
-            inserted = db.total_changes - mark
-            for key, value in (meta or {}).items():
-                self.set_meta(key, value)
-            db.execute("COMMIT")
+            with self._transaction():
+                hosts = {h for h in hosts if h[0] != NO_HOST}
+                if hosts:
+                    known = self._known_hosts([h for h, _ in hosts])
+                    new_hosts = []
+                    for host_id, host in sorted(hosts, key=lambda h: h[1]):
+                        if host_id not in known:
+                            self._host_seq += 1
+                            new_hosts.append((host_id, host, self._host_seq))
+                    db.executemany(
+                        "INSERT OR IGNORE INTO hosts (host_id, host, seq) VALUES (?, ?, ?)",
+                        new_hosts,
+                    )
+                mark = db.total_changes
+                table = f"{_STAGE}.items" if self._staging else "main.items"
+                for columns, rows in groups:
+                    unknown = set(columns) - set(ITEM_COLUMNS)
+                    if unknown:
+                        raise ValueError(f"not a planned item column: {sorted(unknown)}")
+                    db.executemany(
+                        f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) "
+                        f"VALUES ({', '.join('?' * len(columns))})",
+                        rows,
+                    )
+                inserted = db.total_changes - mark
+                for key, value in (meta or {}).items():
+                    self.set_meta(key, value)
         except BaseException:
-            db.execute("ROLLBACK")
+            # The host numbers handed out in the failed batch are free again.
             self._host_seq = self._scalar("SELECT COALESCE(MAX(seq), 0) FROM hosts") or 0
             raise
         return inserted
@@ -411,8 +413,7 @@ class Ledger:
 
     def _update_pending(self, retries: Iterable[Retry], *, state: int) -> None:
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             db.executemany(
                 "UPDATE items SET state = ?, attempts = ?, next_attempt_at = ?, error_kind = ?, "
                 "error_message = ?, http_status = ? WHERE item_id = ? AND state = 0",
@@ -429,10 +430,6 @@ class Ledger:
                     for r in retries
                 ],
             )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
     def defer(self, retries: Iterable[Retry]) -> None:
         """Set transient failures aside for the final pass (they leave the main queue)."""
@@ -461,8 +458,7 @@ class Ledger:
         ``items`` holds (item_id, attempts, error_kind) of every row in the part.
         """
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             # One statement for the whole part: no per-row binding, one GIL release.
             db.execute(
                 "INSERT INTO done (item_id, part, attempts, error_kind) "
@@ -475,26 +471,17 @@ class Ledger:
                 "VALUES (?, ?, ?, ?)",
                 (part, rows, nbytes, now),
             )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
     def fold_commits(self) -> int:
         """Apply the ``done`` log to ``items`` (in id order) and empty it; return its length."""
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             folded = db.execute(
                 "UPDATE items SET state = 1, part = d.part, attempts = d.attempts, "
                 "error_kind = d.error_kind FROM (SELECT item_id, part, attempts, error_kind "
                 "FROM done ORDER BY item_id) AS d WHERE items.item_id = d.item_id"
             ).rowcount
             db.execute("DELETE FROM done")
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         return folded
 
     def committed_parts(self) -> set[int]:
