@@ -5,11 +5,13 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import os
+import signal
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from fetchshard import runner
+from fetchshard import runner, signals
 from server import ServerProcess
 from util import FAST, assert_exactly_once, cli, ledger_items, rows_by_url
 
@@ -177,3 +179,15 @@ def test_the_loop_runs_with_fewer_gc_collections_and_restores_the_threshold() ->
     with runner._fewer_collections():
         assert gc.get_threshold()[0] >= 100 * before[0]
     assert gc.get_threshold() == before
+
+
+def test_stop_signals_during_start_up_are_held_then_replayed() -> None:
+    before = {sig: signal.getsignal(sig) for sig in signals.HELD}
+    try:
+        signals.hold()
+        os.kill(os.getpid(), signal.SIGUSR1)  # would end the process with its default action
+        assert signals.take_pending() == [signal.SIGUSR1]
+        assert signals.take_pending() == []
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)

@@ -15,6 +15,7 @@ import typer
 
 from fetchshard import __version__
 from fetchshard.errors import FetchshardError
+from fetchshard.signals import hold as hold_stop_signals
 
 app = typer.Typer(
     name="fetchshard",
@@ -213,4 +214,5 @@ def _setup_logging(level: str) -> logging.Handler:
 
 
 def main() -> None:
+    hold_stop_signals()
     app()

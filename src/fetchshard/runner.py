@@ -31,6 +31,7 @@ from fetchshard.progress import Progress
 from fetchshard.ranks import RankInfo, cpus_available
 from fetchshard.robots import read_robots, robots_allow
 from fetchshard.schema import STATUS_FAILED, STATUS_OK, ResultRow
+from fetchshard.signals import take_pending
 from fetchshard.stats import Stats
 from fetchshard.writer import PartWriter, recover
 
@@ -102,6 +103,8 @@ def _run(
     log.info("fetchshard %s as %s, %d CPUs", __version__, info.describe, cpus_available(os.environ))
     stop = _StopFlag()
     previous = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
+    for signum in take_pending():  # arrived while the rank was starting
+        stop(signum)
     progress = Progress(
         paths.progress(rank), info, interactive=interactive, interval=config.run.progress_interval
     )
@@ -291,7 +294,8 @@ class _Job:
             ticker.cancel()
             self.writer.close()
             for sig in STOP_SIGNALS:
-                loop.remove_signal_handler(sig)
+                loop.remove_signal_handler(sig)  # resets it to the default action...
+                signal.signal(sig, self.stop)  # ...which would kill the rank before it is done
             self.stop.callback = None
         self.stats.seconds = time.monotonic() - started
         return self.stats

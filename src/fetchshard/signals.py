@@ -1,0 +1,32 @@
+"""Stop signals that arrive before a rank is ready to handle them.
+
+A rank installs its stop handlers only after its imports and input checks (~1 s, more on a
+loaded node). Until then SIGTERM or a batch system's ``--signal=USR1`` would kill it (exit 138),
+and the job templates do not resubmit after that. So the entry point holds them from its first
+line, and the rank replays what it held once its own handlers are in place.
+"""
+
+from __future__ import annotations
+
+import signal
+from types import FrameType
+
+HELD = (signal.SIGTERM, signal.SIGUSR1)
+_pending: list[int] = []
+
+
+def _remember(signum: int, _frame: FrameType | None) -> None:
+    _pending.append(signum)
+
+
+def hold() -> None:
+    """Record SIGTERM and SIGUSR1 instead of dying of them (main thread only)."""
+    for sig in HELD:
+        signal.signal(sig, _remember)
+
+
+def take_pending() -> list[int]:
+    """The signals held so far, oldest first; they are forgotten."""
+    taken = _pending[:]
+    _pending.clear()
+    return taken
