@@ -24,7 +24,7 @@ from fetchshard import plan as plan_module
 from fetchshard.config import Config, load_config
 from fetchshard.errors import ErrorKind
 from fetchshard.inputs import iter_batches
-from fetchshard.ledger import NO_HOST, Ledger
+from fetchshard.ledger import NO_HOST, Counts, Ledger
 from fetchshard.partition import (
     CANONICAL_URL,
     BadUrl,
@@ -37,6 +37,7 @@ from fetchshard.partition import (
 from fetchshard.plan import PlanResult, plan
 from fetchshard.ranks import RankInfo
 from fetchshard.schema import encode_extras
+from util import planned_items
 
 MAX = 48  # input.max_url_length: small, so generated URLs fall on both sides of it
 
@@ -254,16 +255,11 @@ def _ledger_contents(path: Path) -> dict[str, Any]:
     db = sqlite3.connect(path)
     try:
         return {
-            "items": db.execute(
-                "SELECT item_id, host_id, url, fetch_url, extras, state, attempts, "
-                "next_attempt_at, error_kind, error_message, http_status, part "
-                "FROM items ORDER BY item_id"
-            ).fetchall(),
+            "items": [tuple(r.values()) for r in planned_items(path)],
             "hosts": db.execute("SELECT seq, host_id, host FROM hosts ORDER BY seq").fetchall(),
             "meta": db.execute("SELECT key, value FROM meta ORDER BY key").fetchall(),
-            "index": db.execute(
-                "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = 'items_ready'"
-            ).fetchall(),
+            "spans": db.execute("SELECT host_id, first, count FROM spans").fetchall(),
+            "states": db.execute("SELECT COUNT(*) FROM states").fetchall(),
         }
     finally:
         db.close()
@@ -283,7 +279,7 @@ def _plan(
     path = tmp_path / f"{name}.sqlite"
     with Ledger(path) as ledger:
         result = plan(ledger, config, RankInfo(rank, world, "test"), {"fp": 1})
-    assert not path.with_name(path.name + "-plan").exists()
+    assert not path.with_suffix(".plan").exists()
     return result, _ledger_contents(path)
 
 
@@ -399,14 +395,15 @@ def test_fast_path_gives_the_reference_ledger(
 
         items, hosts, kept, bad = _oracle(config, rank, world)
         assert [(i, *row) for i, row in sorted(items.items())] == [
-            (r[0], r[1], r[2], r[3], r[4], r[8], r[9]) for r in got["items"]
+            (r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in got["items"]
         ]
         assert [h for _, _, h in got["hosts"]] == hosts
         assert [seq for seq, _, _ in got["hosts"]] == list(range(1, len(hosts) + 1))
         assert all(h == (item_id(host) or 1) for _, h, host in got["hosts"])
         assert (fast.kept, fast.bad, fast.new) == (kept, bad, len(items))
         assert fast.rows == len(urls)
-        assert got["index"], "the items_ready index is back after planning"
+        assert sum(count for _, _, count in got["spans"]) == len(got["items"])
+        assert got["states"] == [(0,)], "planning gives no item a state"
     if len(ranks) == world:
         assert total_kept == len(urls)
 
@@ -541,7 +538,7 @@ def test_interrupted_plan_leaves_no_stage_and_resumes(
         plan(
             ledger, config, RankInfo(0, 2, "test"), {"fp": 1}, should_stop=lambda: next(calls) == 3
         )
-    assert not path.with_name(path.name + "-plan").exists()
+    assert not path.with_suffix(".plan").exists()
     with Ledger(path) as ledger:
         assert ledger.counts().total == 0
         result = plan(ledger, config, RankInfo(0, 2, "test"), {"fp": 1})
@@ -637,13 +634,15 @@ def test_ledger_of_schema_version_1_gets_fetch_urls(tmp_path: Path) -> None:
     with Ledger(path) as ledger:
         work = {w.item_id: w.fetch_url for w in ledger.ready_items(host, (-1.0, -1), 1.0, 10)}
         assert work == {1: None, 2: "http://example.com/b"}
-    with Ledger(path):  # reopening does not migrate again
-        pass
-    db = sqlite3.connect(path)
-    assert db.execute("SELECT item_id, fetch_url FROM items ORDER BY item_id").fetchall() == [
+    with Ledger(path) as ledger:  # reopening does not migrate again
+        assert ledger.counts() == Counts(total=4, committed=1, pending=3, failed=0)
+    assert [(r["item_id"], r["fetch_url"]) for r in planned_items(path)] == [
         (1, None),
         (2, "http://example.com/b"),
-        (3, None),
+        (3, "http://example.com/c"),
         (4, None),
     ]
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT item_id, state FROM states").fetchall() == [(3, 1)]
+    assert not db.execute("SELECT name FROM sqlite_master WHERE name = 'items'").fetchall()
     db.close()

@@ -138,7 +138,7 @@ def committed_parts(out: Path, rank: int) -> tuple[set[int], int]:
     with sqlite3.connect(out / "ledger" / f"rank-{rank:05d}.sqlite") as db:
         parts = {r[0] for r in db.execute("SELECT part FROM parts")}
         committed = db.execute(
-            "SELECT (SELECT COUNT(*) FROM items WHERE state = 1) + (SELECT COUNT(*) FROM done)"
+            "SELECT (SELECT COUNT(*) FROM states WHERE state = 1) + (SELECT COUNT(*) FROM done)"
         ).fetchone()[0]
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     return parts, committed

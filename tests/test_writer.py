@@ -137,7 +137,7 @@ def test_body_column_shares_the_bodies_memory_and_round_trips(tmp_path: Path) ->
     assert pq.ParquetFile(tmp_path / "b.parquet").metadata.num_row_groups == 1
 
 
-def test_commit_log_counts_at_once_and_folds_into_items(tmp_path: Path) -> None:
+def test_commit_log_counts_at_once_and_folds_into_states(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path / "ledger.sqlite")
     largest = (1 << 63) - 1  # item ids use all 63 bits; JSON must carry them exactly
     ledger.insert_items([PlannedItem(i, 7, "h", f"http://h/{i}", None) for i in (1, 2, 3, largest)])
@@ -149,7 +149,7 @@ def test_commit_log_counts_at_once_and_folds_into_items(tmp_path: Path) -> None:
     assert ledger.counts() == expected and ledger.error_counts() == {"http_404": 1}
     assert [w.item_id for w in ledger.ready_items(7, (-1.0, -1), 1e18, 10)] == [2, 3]
     row = ledger._db.execute(
-        "SELECT state, part, attempts, error_kind FROM items WHERE item_id = ?", (largest,)
+        "SELECT state, part, attempts, error_kind FROM states WHERE item_id = ?", (largest,)
     ).fetchone()
     assert row == (1, 1, 3, "http_404")
     assert ledger.fold_commits() == 0

@@ -76,15 +76,26 @@ def rows_by_url(out: Path, *, body: bool = False) -> dict[str, dict[str, Any]]:
     return by_url
 
 
+def planned_items(ledger: Path) -> list[dict[str, Any]]:
+    """The rows of a ledger's items file (``rank-N.items.arrow`` beside it), by item id."""
+    path = ledger.with_suffix(".items.arrow")
+    if not path.exists():
+        return []
+    with pa.OSFile(str(path), "rb") as source:
+        rows = pa.ipc.open_file(source).read_all().to_pylist()
+    return sorted(rows, key=lambda r: r["item_id"])
+
+
 def ledger_items(out: Path, rank: int = 0) -> dict[int, tuple[str, int]]:
     """item_id -> (url, state) of one rank's ledger (items in its commit log count as 1)."""
     path = out / "ledger" / f"rank-{rank:05d}.sqlite"
     with sqlite3.connect(path) as db:
         done = {r[0] for r in db.execute("SELECT item_id FROM done")}
-        return {
-            r[0]: (r[1], 1 if r[0] in done else r[2])
-            for r in db.execute("SELECT item_id, url, state FROM items")
-        }
+        states = dict(db.execute("SELECT item_id, state FROM states").fetchall())
+    return {
+        r["item_id"]: (r["url"], 1 if r["item_id"] in done else states.get(r["item_id"], 0))
+        for r in planned_items(path)
+    }
 
 
 def assert_exactly_once(out: Path, world_size: int = 1) -> int:

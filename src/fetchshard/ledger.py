@@ -1,14 +1,19 @@
-"""The rank's SQLite ledger: its work queue and the truth about what is committed.
+"""The rank's ledger: its work queue and the truth about what is committed.
+
+Two files. The planned items are an Arrow file written once by planning and never changed
+(:mod:`fetchshard.itemfile`: sorted by host, so a host's items are one run of rows). The SQLite
+database holds the rest: the hosts and where their rows lie, meta, and an item's state
+once it differs from "planned, never tried": retried, deferred or committed (``states``).
 
 An item is ``pending`` until the part file holding its terminal row has been renamed into
 place *and* the transaction that records it as committed has landed. Nothing else is ever
 written about an item that matters for exactly-once: in-flight work lives in memory and is
 simply redone after a crash.
 
-Commits are appended to the ``done`` log rather than updated in place: item ids are hashes,
-so updating a part's items in ``items`` dirtied a page of the table and of its index for
-nearly every row (~50 CPU µs per row, journal and fsync included; appending costs ~4). The
-log is folded into ``items`` before a scheduler reads the queue from its start.
+Commits are appended to the ``done`` log rather than written to ``states``: item ids are
+hashes, so every row would dirty its own page of the table and of its index (~50 CPU µs per
+row, journal and fsync included; appending costs ~4). The log is folded into ``states``
+before a scheduler reads the queue from its start.
 
 The journal mode is DELETE (not WAL): WAL needs every reader on the same host, and a rank's
 ledger may sit on NFS or Lustre while ``report`` runs elsewhere.
@@ -17,14 +22,23 @@ ledger may sit on NFS or Lustre while ``report`` runs elsewhere.
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import json
+import shutil
 import sqlite3
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+
+from fetchshard.itemfile import COLUMNS as ITEM_COLUMNS
+from fetchshard.itemfile import ItemFile, Span, Stage, to_batch
 from fetchshard.partition import BadUrl, normalize_url
+from fetchshard.paths import items_file, plan_scratch
 
 PENDING = 0
 COMMITTED = 1
@@ -32,8 +46,9 @@ DEFERRED = 2  # transient failures kept for the final pass at the end of the sli
 # Items that never reach the network (bad URLs) live under this host id.
 NO_HOST = 0
 
-# 2: items.fetch_url (ledgers of version 1 are migrated on open); 3: the ``done`` log.
-SCHEMA_VERSION = 3
+# 2: items.fetch_url; 3: the ``done`` log; 4: planned items in the items file, ``states``
+# for the rest. Older ledgers are brought up to date when opened.
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -42,20 +57,26 @@ CREATE TABLE IF NOT EXISTS hosts (
     host TEXT NOT NULL,
     seq INTEGER NOT NULL UNIQUE
 );
-CREATE TABLE IF NOT EXISTS items (
+CREATE TABLE IF NOT EXISTS spans (
+    host_id INTEGER PRIMARY KEY,
+    first INTEGER NOT NULL,
+    count INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS states (
     item_id INTEGER PRIMARY KEY,
-    host_id INTEGER NOT NULL,
-    url TEXT NOT NULL,
-    fetch_url TEXT,
-    extras TEXT,
-    state INTEGER NOT NULL DEFAULT 0,
+    host_id INTEGER,
+    state INTEGER NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_at REAL NOT NULL DEFAULT 0,
     error_kind TEXT,
     error_message TEXT,
     http_status INTEGER,
-    part INTEGER
+    part INTEGER,
+    url TEXT,
+    fetch_url TEXT,
+    extras TEXT
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS states_ready ON states (host_id, state, next_attempt_at, item_id);
 CREATE TABLE IF NOT EXISTS done (
     item_id INTEGER NOT NULL,
     part INTEGER NOT NULL,
@@ -67,29 +88,6 @@ CREATE TABLE IF NOT EXISTS parts (
     rows INTEGER NOT NULL,
     bytes INTEGER NOT NULL,
     committed_at REAL NOT NULL
-);
-"""
-
-
-_READY_INDEX = (
-    "CREATE INDEX IF NOT EXISTS items_ready ON items (host_id, state, next_attempt_at, item_id)"
-)
-
-# The columns planning writes; every other column of ``items`` starts at its default.
-ITEM_COLUMNS = ("item_id", "host_id", "url", "fetch_url", "extras", "error_kind", "error_message")
-
-# Planned items are staged here (an attached scratch database) until the plan is complete:
-# appended in arrival order (no key, so no B-tree to keep sorted), sorted once at the end.
-_STAGE = "plan"
-_STAGE_SCHEMA = f"""
-CREATE TABLE {_STAGE}.items (
-    item_id INTEGER NOT NULL,
-    host_id INTEGER NOT NULL,
-    url TEXT NOT NULL,
-    fetch_url TEXT,
-    extras TEXT,
-    error_kind TEXT,
-    error_message TEXT
 );
 """
 
@@ -108,7 +106,7 @@ class PlannedItem:
 
 @dataclass(frozen=True, slots=True)
 class WorkItem:
-    """One pending item as the scheduler hands it to a fetcher."""
+    """One pending item as the scheduler hands it to a fetcher (or back, to retry)."""
 
     item_id: int
     url: str
@@ -119,18 +117,7 @@ class WorkItem:
     error_message: str | None
     http_status: int | None
     fetch_url: str | None  # what to request when it is not ``url`` itself (normalized)
-
-
-@dataclass(frozen=True, slots=True)
-class Retry:
-    """A transient failure released back to the queue until ``next_attempt_at``."""
-
-    item_id: int
-    attempts: int
-    next_attempt_at: float
-    error_kind: str
-    error_message: str
-    http_status: int | None
+    host_id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,10 +130,16 @@ class Counts:
 
 _BUSY_TIMEOUT = 300.0  # seconds
 
-_WORK_COLUMNS = (
+_STATE_COLUMNS = (
     "item_id, url, extras, attempts, next_attempt_at, error_kind, error_message, http_status, "
-    "fetch_url"
+    "fetch_url, host_id"
 )
+_HINTS = 1 << 16  # hosts whose read position is remembered
+
+
+def _fresh_item(row: tuple[Any, ...]) -> WorkItem:
+    item, host, url, fetch_url, extras, kind, message = row
+    return WorkItem(item, url, extras, 0, 0.0, kind, message, None, fetch_url, host)
 
 
 class Ledger:
@@ -162,18 +155,21 @@ class Ledger:
         )
         self._db.execute("PRAGMA journal_mode=DELETE")
         self._db.execute("PRAGMA synchronous=FULL")
-        # 16 MiB: the scheduler reads by index in order; a larger cache only made RSS grow with
-        # the slice (+64 MB from 100 k to 1 M URLs).
+        # 16 MiB: a larger cache only made RSS grow with the slice.
         self._db.execute("PRAGMA cache_size=-16384")
         self._db.executescript(_SCHEMA)
-        self._db.execute(_READY_INDEX)
+        self._stage: Stage | None = None
+        self._items: ItemFile | None = None
+        self._hints: dict[int, tuple[int, int]] = {}  # host_id -> (last id read, next row)
         self._migrate()
-        self._staging = False
         self._host_seq = self._scalar("SELECT COALESCE(MAX(seq), 0) FROM hosts") or 0
 
     def close(self) -> None:
-        if self._staging:
+        if self._stage is not None:
             self.discard_plan()
+        if self._items is not None:
+            self._items.close()
+            self._items = None
         self._db.close()
 
     def __enter__(self) -> Ledger:
@@ -181,28 +177,6 @@ class Ledger:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def _migrate(self) -> None:
-        """Bring a ledger of an older schema version up to date (in one transaction)."""
-        columns = {r[1] for r in self._db.execute("PRAGMA table_info(items)")}
-        if "fetch_url" in columns:
-            return
-        db = self._db
-        with self._transaction():
-            db.execute("ALTER TABLE items ADD COLUMN fetch_url TEXT")
-            updates = []
-            rows = db.execute(
-                "SELECT item_id, url FROM items WHERE host_id != ? AND state != ?",
-                (NO_HOST, COMMITTED),
-            )
-            for item, url in rows:  # collected first, applied after the scan
-                try:
-                    fetch_url = normalize_url(url).url
-                except BadUrl:
-                    continue
-                if fetch_url != url:
-                    updates.append((fetch_url, item))
-            db.executemany("UPDATE items SET fetch_url = ? WHERE item_id = ?", updates)
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -234,94 +208,85 @@ class Ledger:
 
     # -- planning ---------------------------------------------------------------------------
     #
-    # Item ids are hashes, so a batch's items land all over the ``items`` B-tree: inserted
-    # directly, every batch's transaction would journal and rewrite most of the table (and
-    # planning would grow quadratic). So planning stages the items in a scratch database next
-    # to the ledger, written without journal or fsync (a crash restarts planning, which deletes
-    # it), and :meth:`finish_plan` moves them into ``items`` in id order in one transaction.
-    # Hosts and meta go to the ledger itself, one transaction per batch as before.
-
-    @property
-    def _stage_path(self) -> Path:
-        return self.path.with_name(self.path.name + "-plan")
+    # Planned rows are staged (itemfile.Stage, without fsync: a crash restarts planning,
+    # which deletes the stage) and become the items file in finish_plan. Hosts and meta go to
+    # SQLite, one transaction per batch; the spans, in the transaction that ends the plan.
 
     def begin_plan(self) -> None:
         """Stage the items of :meth:`insert_planned` until :meth:`finish_plan`."""
         self.discard_plan()
-        db = self._db
-        db.execute(f"ATTACH DATABASE ? AS {_STAGE}", (str(self._stage_path),))
-        self._staging = True
-        db.execute(f"PRAGMA {_STAGE}.journal_mode=OFF")
-        db.execute(f"PRAGMA {_STAGE}.synchronous=OFF")
-        db.execute(f"PRAGMA {_STAGE}.cache_size=-16384")
-        db.executescript(_STAGE_SCHEMA)
+        self._stage = Stage(plan_scratch(self.path))
 
     def finish_plan(self, *, meta: dict[str, Any] | None = None) -> int:
-        """Move the staged items into the ledger, with ``meta``, in one transaction; return
-        how many are new to it. The first staged row of an item id wins, as it would have."""
-        if not self._staging:
+        """Write the staged items as the items file and record where each host's rows lie,
+        with ``meta``, in one transaction; return how many items there are. The first staged
+        row of an item id wins."""
+        if self._stage is None:
             raise RuntimeError("finish_plan without begin_plan")
-        db = self._db
-        columns = ", ".join(ITEM_COLUMNS)
+        if self._items is not None:
+            self._items.close()
+            self._items = None
+        self._hints.clear()
+        spans, rows = self._stage.finish(items_file(self.path))
         with self._transaction():
-            # Building the index once, after the rows, beats updating it row by row.
-            db.execute("DROP INDEX IF EXISTS items_ready")
-            mark = db.total_changes
-            # rowid breaks ties: the first staged row of an item id is the one kept.
-            db.execute(
-                f"INSERT OR IGNORE INTO main.items ({columns}) "
-                f"SELECT {columns} FROM {_STAGE}.items ORDER BY item_id, rowid"
-            )
-            inserted = db.total_changes - mark
-            db.execute(_READY_INDEX)
+            self._write_spans(spans)
             for key, value in (meta or {}).items():
                 self.set_meta(key, value)
         self.discard_plan()
-        return inserted
+        return rows
+
+    def _write_spans(self, spans: list[Span]) -> None:
+        self._db.execute("DELETE FROM spans")
+        self._db.executemany(
+            "INSERT INTO spans (host_id, first, count) VALUES (?, ?, ?)",
+            [(s.host_id, s.first, s.count) for s in spans],
+        )
 
     def discard_plan(self) -> None:
-        """Drop the staged items (if any) and their scratch database."""
-        if self._staging:
-            self._db.execute(f"DETACH DATABASE {_STAGE}")
-            self._staging = False
-        self._stage_path.unlink(missing_ok=True)
+        """Drop the staged items (if any) and their scratch folder."""
+        if self._stage is not None:
+            self._stage.discard()
+            self._stage = None
+        else:  # left by a crash
+            shutil.rmtree(plan_scratch(self.path), ignore_errors=True)
 
     def insert_items(
         self, items: Sequence[PlannedItem], *, meta: dict[str, Any] | None = None
     ) -> int:
-        """Insert a batch in one transaction (duplicates ignored); return rows new to the ledger."""
-        hosts = {(it.host_id, it.host) for it in items if it.host_id != NO_HOST}
-        rows = [
-            (
-                it.item_id,
-                it.host_id,
-                it.url,
-                it.fetch_url,
-                it.extras,
-                it.error_kind,
-                it.error_message,
-            )
-            for it in items
-        ]
-        return self.insert_planned(hosts, [(ITEM_COLUMNS, rows)], meta=meta)
+        """Plan ``items`` in one go, after the items planned before (first of an id wins);
+        return how many items the ledger then holds."""
+        self.begin_plan()
+        try:
+            assert self._stage is not None
+            before = 0
+            items_now = self._item_file()
+            if items_now is not None:
+                for batch in items_now.read_all().to_batches():
+                    self._stage.add(batch, np.arange(before, before + batch.num_rows))
+                    before += batch.num_rows
+            columns = {name: [getattr(it, name) for it in items] for name in ITEM_COLUMNS}
+            hosts = {(it.host_id, it.host) for it in items}
+            positions = np.arange(before, before + len(items))
+            self.insert_planned(hosts, [(to_batch(columns, len(items)), positions)])
+            return self.finish_plan(meta=meta)
+        finally:
+            self.discard_plan()
 
     def insert_planned(
         self,
         hosts: Collection[tuple[int, str]],
-        groups: Sequence[tuple[Sequence[str], Iterable[Sequence[Any]]]],
+        batches: Sequence[tuple[pa.RecordBatch, np.ndarray]],
         *,
         meta: dict[str, Any] | None = None,
     ) -> int:
-        """Insert one planning batch in one transaction; return the items new to the ledger.
+        """Stage the rows of one planning batch (:data:`itemfile.SCHEMA`, with each row's
+        input row number: of repeated item ids the lowest wins); return how many.
 
-        ``hosts`` holds the (host_id, host) pairs of the batch (those not yet known get the
-        next ``seq`` numbers in host order). Each group is (columns, rows): columns are some of
-        :data:`ITEM_COLUMNS` and rows hold their values; columns left out are NULL (cheaper than
-        binding None for every row). An item already in the ledger, or earlier in the batch,
-        is ignored. ``meta`` is written in the same transaction. Between :meth:`begin_plan`
-        and :meth:`finish_plan` the items are staged (duplicates are dropped, and new items
-        counted, by :meth:`finish_plan`), and every staged row is counted.
+        ``hosts`` holds the (host_id, host) pairs of the batch: those not yet known get the
+        next ``seq`` numbers in host order, in one transaction with ``meta``.
         """
+        if self._stage is None:
+            raise RuntimeError("insert_planned without begin_plan")
         db = self._db
         try:
             with self._transaction():
@@ -337,25 +302,15 @@ class Ledger:
                         "INSERT OR IGNORE INTO hosts (host_id, host, seq) VALUES (?, ?, ?)",
                         new_hosts,
                     )
-                mark = db.total_changes
-                table = f"{_STAGE}.items" if self._staging else "main.items"
-                for columns, rows in groups:
-                    unknown = set(columns) - set(ITEM_COLUMNS)
-                    if unknown:
-                        raise ValueError(f"not a planned item column: {sorted(unknown)}")
-                    db.executemany(
-                        f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) "
-                        f"VALUES ({', '.join('?' * len(columns))})",
-                        rows,
-                    )
-                inserted = db.total_changes - mark
                 for key, value in (meta or {}).items():
                     self.set_meta(key, value)
         except BaseException:
             # The host numbers handed out in the failed batch are free again.
             self._host_seq = self._scalar("SELECT COALESCE(MAX(seq), 0) FROM hosts") or 0
             raise
-        return inserted
+        for batch, positions in batches:
+            self._stage.add(batch, positions)
+        return sum(batch.num_rows for batch, _ in batches)
 
     def _known_hosts(self, host_ids: list[int]) -> set[int]:
         known: set[int] = set()
@@ -367,6 +322,67 @@ class Ledger:
         return known
 
     # -- scheduling -------------------------------------------------------------------------
+
+    def _item_file(self) -> ItemFile | None:
+        if self._items is None:
+            path = items_file(self.path)
+            if not path.exists():
+                return None
+            self._items = ItemFile(path)
+        return self._items
+
+    def _span(self, host_id: int) -> tuple[int, int] | None:
+        row = self._db.execute(
+            "SELECT first, count FROM spans WHERE host_id = ?", (host_id,)
+        ).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def _fresh(
+        self, host_id: int, after: int | None, limit: int, *, remember: bool = True
+    ) -> list[WorkItem]:
+        """Up to ``limit`` planned items of a host never tried, by id after ``after``
+        (``remember``: where they end, so the next read goes on from there at once)."""
+        span = self._span(host_id)
+        file = self._item_file()
+        if span is None or file is None or limit <= 0:
+            return []
+        first, count = span
+        stop = first + count
+        hint = self._hints.get(host_id)
+        if after is None:
+            position = first
+        elif hint is not None and hint[0] == after:
+            position = hint[1]
+        else:
+            position = file.find(first, count, after)
+        out: list[WorkItem] = []
+        while position < stop and len(out) < limit:
+            end = min(stop, position + max(limit - len(out), 16))
+            rows = list(file.rows(position, end))
+            touched = self._touched([row[0] for row in rows])
+            for row in rows:
+                position += 1
+                if row[0] not in touched:
+                    out.append(_fresh_item(row))
+                    if len(out) == limit:
+                        break
+        if remember and out:
+            if len(self._hints) >= _HINTS:
+                self._hints.clear()
+            self._hints[host_id] = (out[-1].item_id, position)
+        elif remember:
+            self._hints.pop(host_id, None)
+        return out
+
+    def _touched(self, ids: list[int]) -> set[int]:
+        """Which of ``ids`` have a state (so they are not fresh)."""
+        found: set[int] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(f"SELECT item_id FROM states WHERE item_id IN ({marks})", chunk)
+            found.update(r[0] for r in rows)
+        return found
 
     def hosts_after(self, seq: int, limit: int) -> list[tuple[int, int, str]]:
         """The next hosts (seq, host_id, host) in planning order, for activating hosts."""
@@ -380,65 +396,91 @@ class Ledger:
         self, host_id: int, after: tuple[float, int], now: float, limit: int
     ) -> list[WorkItem]:
         """Pending items of one host that are due, in (next_attempt_at, item_id) order after a
-        cursor, so items already handed out (in flight, or in the open part) are not seen again."""
+        cursor, so items already handed out (in flight, or in the open part) are not seen again.
+
+        Items never tried are due at 0; the others come from ``states``."""
         rows = self._db.execute(
-            f"SELECT {_WORK_COLUMNS} FROM items WHERE host_id = ? AND state = 0 "
+            f"SELECT {_STATE_COLUMNS} FROM states WHERE host_id = ? AND state = 0 "
             "AND (next_attempt_at, item_id) > (?, ?) AND next_attempt_at <= ? "
             "ORDER BY next_attempt_at, item_id LIMIT ?",
             (host_id, after[0], after[1], now, limit),
         )
-        return [WorkItem(*r) for r in rows]
+        retried = [WorkItem(*r) for r in rows]
+        fresh: list[WorkItem] = []
+        if after[0] <= 0.0 <= now:
+            fresh = self._fresh(host_id, after[1] if after[0] == 0.0 else None, limit)
+        if not retried:
+            return fresh
+        merged = heapq.merge(fresh, retried, key=lambda w: (w.next_attempt_at, w.item_id))
+        return list(itertools.islice(merged, limit))
 
     def next_due(self, host_id: int, after: tuple[float, int]) -> float | None:
         """When the first pending item of a host after the cursor becomes due, if any."""
         value = self._scalar(
-            "SELECT next_attempt_at FROM items WHERE host_id = ? AND state = 0 "
+            "SELECT next_attempt_at FROM states WHERE host_id = ? AND state = 0 "
             "AND (next_attempt_at, item_id) > (?, ?) ORDER BY next_attempt_at, item_id LIMIT 1",
             (host_id, after[0], after[1]),
         )
-        return None if value is None else float(value)
+        due = None if value is None else float(value)
+        if (due is None or due > 0.0) and after[0] <= 0.0:
+            after_id = after[1] if after[0] == 0.0 else None
+            if self._fresh(host_id, after_id, 1, remember=False):
+                due = 0.0
+        return due
 
     def pending_without_host(self, limit: int, after: int) -> list[WorkItem]:
         """Items that fail without fetching (bad URLs), by item id after ``after``."""
         rows = self._db.execute(
-            f"SELECT {_WORK_COLUMNS} FROM items WHERE host_id = ? AND state = 0 AND item_id > ? "
-            "ORDER BY item_id LIMIT ?",
+            f"SELECT {_STATE_COLUMNS} FROM states WHERE host_id = ? AND state = 0 "
+            "AND item_id > ? ORDER BY item_id LIMIT ?",
             (NO_HOST, after, limit),
         )
-        return [WorkItem(*r) for r in rows]
+        retried = [WorkItem(*r) for r in rows]
+        fresh = self._fresh(NO_HOST, after, limit)
+        merged = heapq.merge(fresh, retried, key=lambda w: w.item_id)
+        return list(itertools.islice(merged, limit))
 
-    def release(self, retries: Iterable[Retry]) -> None:
+    def release(self, items: Iterable[WorkItem]) -> None:
         """Put transient failures back in the queue with their attempt count and due time."""
-        self._update_pending(retries, state=PENDING)
+        self._set_pending(items, state=PENDING)
 
-    def _update_pending(self, retries: Iterable[Retry], *, state: int) -> None:
-        db = self._db
+    def defer(self, items: Iterable[WorkItem]) -> None:
+        """Set transient failures aside for the final pass (they leave the main queue)."""
+        self._set_pending(items, state=DEFERRED)
+
+    def _set_pending(self, items: Iterable[WorkItem], *, state: int) -> None:
+        # Only an item still pending changes: a committed or deferred one keeps its state.
         with self._transaction():
-            db.executemany(
-                "UPDATE items SET state = ?, attempts = ?, next_attempt_at = ?, error_kind = ?, "
-                "error_message = ?, http_status = ? WHERE item_id = ? AND state = 0",
+            self._db.executemany(
+                "INSERT INTO states (item_id, host_id, state, attempts, next_attempt_at, "
+                "error_kind, error_message, http_status, url, fetch_url, extras) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (item_id) DO UPDATE SET "
+                "state = excluded.state, attempts = excluded.attempts, "
+                "next_attempt_at = excluded.next_attempt_at, error_kind = excluded.error_kind, "
+                "error_message = excluded.error_message, http_status = excluded.http_status "
+                "WHERE states.state = 0",
                 [
                     (
+                        w.item_id,
+                        w.host_id,
                         state,
-                        r.attempts,
-                        r.next_attempt_at,
-                        r.error_kind,
-                        r.error_message,
-                        r.http_status,
-                        r.item_id,
+                        w.attempts,
+                        w.next_attempt_at,
+                        w.error_kind,
+                        w.error_message,
+                        w.http_status,
+                        w.url,
+                        w.fetch_url,
+                        w.extras,
                     )
-                    for r in retries
+                    for w in items
                 ],
             )
-
-    def defer(self, retries: Iterable[Retry]) -> None:
-        """Set transient failures aside for the final pass (they leave the main queue)."""
-        self._update_pending(retries, state=DEFERRED)
 
     def reopen_deferred(self, at: float) -> int:
         """Put every deferred item back in the queue, due at ``at``; return how many."""
         cur = self._db.execute(
-            "UPDATE items SET state = 0, next_attempt_at = ? WHERE state = 2", (at,)
+            "UPDATE states SET state = 0, next_attempt_at = ? WHERE state = 2", (at,)
         )
         return cur.rowcount
 
@@ -473,15 +515,22 @@ class Ledger:
             )
 
     def fold_commits(self) -> int:
-        """Apply the ``done`` log to ``items`` (in id order) and empty it; return its length."""
+        """Apply the ``done`` log to ``states`` (in id order) and empty it; return its length."""
         db = self._db
         with self._transaction():
-            folded = db.execute(
-                "UPDATE items SET state = 1, part = d.part, attempts = d.attempts, "
-                "error_kind = d.error_kind FROM (SELECT item_id, part, attempts, error_kind "
-                "FROM done ORDER BY item_id) AS d WHERE items.item_id = d.item_id"
-            ).rowcount
+            mark = db.total_changes
+            # "WHERE true" tells SQLite's parser the ON CONFLICT belongs to the INSERT.
+            db.execute(
+                "INSERT INTO states (item_id, state, part, attempts, error_kind) "
+                "SELECT item_id, 1, part, attempts, error_kind FROM done WHERE true "
+                "ORDER BY item_id ON CONFLICT (item_id) DO UPDATE SET state = 1, "
+                "part = excluded.part, attempts = excluded.attempts, "
+                "error_kind = excluded.error_kind, error_message = NULL, url = NULL, "
+                "fetch_url = NULL, extras = NULL"
+            )
+            folded = db.total_changes - mark
             db.execute("DELETE FROM done")
+        self._hints.clear()
         return folded
 
     def committed_parts(self) -> set[int]:
@@ -491,9 +540,9 @@ class Ledger:
 
     def counts(self) -> Counts:
         total, committed, failed = self._db.execute(
-            "SELECT (SELECT COUNT(*) FROM items), "
-            "(SELECT COUNT(*) FROM items WHERE state = 1) + (SELECT COUNT(*) FROM done), "
-            "(SELECT COUNT(*) FROM items WHERE state = 1 AND error_kind IS NOT NULL) "
+            "SELECT (SELECT COALESCE(SUM(count), 0) FROM spans), "
+            "(SELECT COUNT(*) FROM states WHERE state = 1) + (SELECT COUNT(*) FROM done), "
+            "(SELECT COUNT(*) FROM states WHERE state = 1 AND error_kind IS NOT NULL) "
             "+ (SELECT COUNT(*) FROM done WHERE error_kind IS NOT NULL)"
         ).fetchone()
         return Counts(total=total, committed=committed, pending=total - committed, failed=failed)
@@ -501,8 +550,58 @@ class Ledger:
     def error_counts(self) -> dict[str, int]:
         """Committed failures by error kind."""
         rows = self._db.execute(
-            "SELECT error_kind, COUNT(*) FROM (SELECT error_kind FROM items WHERE state = 1 "
+            "SELECT error_kind, COUNT(*) FROM (SELECT error_kind FROM states WHERE state = 1 "
             "UNION ALL SELECT error_kind FROM done) WHERE error_kind IS NOT NULL "
             "GROUP BY error_kind"
         )
         return {kind: count for kind, count in rows}
+
+    # -- older ledgers ----------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        """Bring a ledger of schema version 1 to 3 (every item a row of ``items``) up to date:
+        its items become the items file, and those not "planned, never tried" get a state."""
+        db = self._db
+        old = self._scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'items'")
+        if old is None:
+            return
+        if "fetch_url" not in {r[1] for r in db.execute("PRAGMA table_info(items)")}:
+            with self._transaction():  # version 1: derive fetch_url as planning does
+                db.execute("ALTER TABLE items ADD COLUMN fetch_url TEXT")
+                updates = [
+                    (fetch_url, item)
+                    for item, host, url in db.execute("SELECT item_id, host_id, url FROM items")
+                    if (fetch_url := _fetch_url(host, url)) is not None
+                ]
+                db.executemany("UPDATE items SET fetch_url = ? WHERE item_id = ?", updates)
+        # A crash before the last transaction leaves ``items`` in place: this runs again.
+        self.begin_plan()
+        assert self._stage is not None
+        cursor = db.execute(f"SELECT {', '.join(ITEM_COLUMNS)} FROM items")
+        staged = 0
+        while rows := cursor.fetchmany(65536):
+            columns = dict(zip(ITEM_COLUMNS, zip(*rows, strict=True), strict=True))
+            self._stage.add(to_batch(columns, len(rows)), np.arange(staged, staged + len(rows)))
+            staged += len(rows)
+        spans, _ = self._stage.finish(items_file(self.path))
+        with self._transaction():
+            db.execute(
+                "INSERT INTO states (item_id, host_id, state, attempts, next_attempt_at, "
+                "error_kind, error_message, http_status, part, url, fetch_url, extras) "
+                "SELECT item_id, host_id, state, attempts, next_attempt_at, error_kind, "
+                "error_message, http_status, part, url, fetch_url, extras FROM items "
+                "WHERE NOT (state = 0 AND attempts = 0 AND next_attempt_at = 0)"
+            )
+            self._write_spans(spans)
+            db.execute("DROP TABLE items")
+        self.discard_plan()
+
+
+def _fetch_url(host_id: int, url: str) -> str | None:
+    if host_id == NO_HOST:
+        return None
+    try:
+        fetch_url = normalize_url(url).url
+    except BadUrl:
+        return None
+    return fetch_url if fetch_url != url else None

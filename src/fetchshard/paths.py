@@ -16,6 +16,16 @@ def rank_name(rank: int) -> str:
     return f"rank-{rank:0{RANK_WIDTH}d}"
 
 
+def items_file(ledger: Path) -> Path:
+    """The planned items of a ledger (``rank-00017.items.arrow`` beside its SQLite file)."""
+    return ledger.with_suffix(".items.arrow")
+
+
+def plan_scratch(ledger: Path) -> Path:
+    """The folder where planning stages a ledger's items; it exists only while planning."""
+    return ledger.with_suffix(".plan")
+
+
 @dataclass(frozen=True)
 class RunPaths:
     """The layout of one output folder (see DESIGN.md, "Output layout")."""
@@ -55,6 +65,8 @@ class RunPaths:
         return [
             self.ledger(rank),
             self.ledger(rank).with_name(self.ledger(rank).name + "-journal"),
+            items_file(self.ledger(rank)),
+            plan_scratch(self.ledger(rank)),
             self.shard_dir(rank),
             self.progress(rank),
             self.stats(rank),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,8 @@ from fetchshard.inputs import (
     rows_with_bytes,
     string_buffers,
 )
-from fetchshard.ledger import ITEM_COLUMNS, NO_HOST, Ledger
+from fetchshard.itemfile import to_batch
+from fetchshard.ledger import NO_HOST, Ledger
 from fetchshard.partition import (
     BadUrl,
     Partitioner,
@@ -173,7 +174,8 @@ def plan(
             rows += len(batch.urls)
             kept += mine.kept
             bad += mine.bad
-            ledger.insert_planned(mine.hosts, mine.groups(batch.extras), meta=meta)
+            staged = mine.batches(batch.extras, batch.first_row)
+            ledger.insert_planned(mine.hosts, staged, meta=meta)
             crash_point("plan_batch", batches)
             if on_batch is not None:
                 on_batch(rows)
@@ -234,51 +236,41 @@ class _Selected:
     def kept(self) -> int:
         return len(self.fast_rows) + len(self.slow_rows)
 
-    def groups(
-        self, extras: pa.Table | None
-    ) -> list[tuple[Sequence[str], Sequence[Sequence[Any]]]]:
-        """The rows to insert: the first of each item id in input order (later ones would be
-        ignored anyway), in item id order (faster B-tree inserts), each with its extras."""
-        if not self.kept:
-            return []
-        n_fast = len(self.fast_rows)
+    def batches(
+        self, extras: pa.Table | None, first_row: int
+    ) -> list[tuple[pa.RecordBatch, np.ndarray]]:
+        """The rows to stage, each with its extras, and their input row numbers (when an item
+        id repeats, the ledger keeps its first row)."""
+        out: list[tuple[pa.RecordBatch, np.ndarray]] = []
+        if len(self.fast_rows):
+            columns: dict[str, Any] = {
+                "item_id": self.fast_ids,
+                "host_id": self.fast_hosts,
+                "url": self.fast_urls,
+            }
+            if extras is not None:
+                columns["extras"] = _encode(extras, self.fast_rows)
+            out.append((to_batch(columns, len(self.fast_rows)), first_row + self.fast_rows))
         if self.slow:
-            ids = np.concatenate([self.fast_ids, np.array([r[0] for r in self.slow], np.int64)])
-            rows = np.concatenate([self.fast_rows, np.array(self.slow_rows, np.int64)])
-            order = np.argsort(rows, kind="stable")  # input order
-            _, first = np.unique(ids[order], return_index=True)
-            chosen = order[first]  # positions in (fast..., slow...), by item id
-        else:  # fast rows alone are in input order already
-            _, chosen = np.unique(self.fast_ids, return_index=True)
-        fast = chosen[chosen < n_fast]
-        slow = (chosen[chosen >= n_fast] - n_fast).tolist()
-        out: list[tuple[Sequence[str], Sequence[Sequence[Any]]]] = []
-        if len(fast):
-            assert self.fast_urls is not None
-            columns: list[Any] = [
-                self.fast_ids[fast].tolist(),
-                self.fast_hosts[fast].tolist(),
-                self.fast_urls.take(pa.array(fast)).to_pylist(),
-            ]
-            names = ["item_id", "host_id", "url"]
+            names = ("item_id", "host_id", "url", "fetch_url", "error_kind", "error_message")
+            columns = dict(zip(names, zip(*self.slow, strict=True), strict=True))
+            rows = np.array(self.slow_rows, dtype=np.int64)
             if extras is not None:
-                columns.append(_encode(extras, self.fast_rows[fast]))
-                names.append("extras")
-            out.append((names, list(zip(*columns, strict=True))))
-        if slow:
-            picked = [self.slow[i] for i in slow]
-            encoded: Sequence[str | None] = [None] * len(picked)
-            if extras is not None:
-                encoded = _encode(extras, np.array([self.slow_rows[i] for i in slow], np.int64))
-            full = [
-                (i, h, u, f, x, k, m) for (i, h, u, f, k, m), x in zip(picked, encoded, strict=True)
-            ]
-            out.append((ITEM_COLUMNS, full))
+                columns["extras"] = _encode(extras, rows)
+            out.append((to_batch(columns, len(rows)), first_row + rows))
         return out
 
 
-def _encode(extras: pa.Table, rows: np.ndarray) -> list[str]:
-    return encode_extras_fast(extras.take(pa.array(rows, type=pa.int64())))
+def _encode(extras: pa.Table, rows: np.ndarray) -> pa.Array:
+    return _extras_json(_take(extras, rows))
+
+
+def _take(values: Any, rows: np.ndarray) -> Any:
+    """``values.take(rows)`` for sorted distinct ``rows``; a zero-copy slice when they are
+    consecutive (at world size 1, nearly every batch: a take copies every URL)."""
+    if len(rows) and int(rows[-1]) - int(rows[0]) == len(rows) - 1:
+        return values.slice(int(rows[0]), len(rows))
+    return values.take(pa.array(rows, type=pa.int64()))
 
 
 def encode_extras_fast(table: pa.Table) -> list[str]:
@@ -286,14 +278,18 @@ def encode_extras_fast(table: pa.Table) -> list[str]:
     JSON text of other columns comes from encode_extras itself, column by column)."""
     if table.num_rows == 0:
         return []
+    texts: list[str] = _extras_json(table).to_pylist()
+    return texts
+
+
+def _extras_json(table: pa.Table) -> pa.Array:
     pieces: list[Any] = ["["]
     for index, column in enumerate(table.columns):
         if index:
             pieces.append(",")
         pieces.append(_json_values(column.combine_chunks()))
     pieces.append("]")
-    joined: list[str] = pc.binary_join_element_wise(*pieces, "").to_pylist()
-    return joined
+    return pc.binary_join_element_wise(*pieces, "")
 
 
 def _json_values(values: pa.Array) -> pa.Array:
@@ -437,10 +433,10 @@ class _Slicer:
         reach = usable & ((self.rank - offsets) % world < spread)
         cand = np.flatnonzero(reach[per_row] & has_path)
         if len(cand):
-            keys = urls.take(pa.array(rows[cand]))
+            keys = _take(urls, rows[cand])
             if ids is not None:
                 keys = pc.binary_join_element_wise(
-                    keys, ids.take(pa.array(rows[cand])), "\x00", null_handling="skip"
+                    keys, _take(ids, rows[cand]), "\x00", null_handling="skip"
                 )
             hashes = np.fromiter(
                 map(_h64, keys.cast(pa.binary()).to_pylist()), dtype=np.uint64, count=len(cand)
@@ -453,7 +449,7 @@ class _Slicer:
             out.fast_ids = (hashes[mine] & _ID_MASK).astype(np.int64)
             host_ids = np.array([o.host_id if o else 0 for o in origins], dtype=np.int64)
             out.fast_hosts = host_ids[per_row[picked]]
-            out.fast_urls = urls.take(pa.array(rows[picked]))
+            out.fast_urls = _take(urls, rows[picked])
             for index in _distinct(per_row[picked])[0].tolist():
                 origin = origins[index]
                 assert origin is not None

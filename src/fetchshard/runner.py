@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import json
 import logging
@@ -23,7 +24,7 @@ from fetchshard.errors import EXIT_INTERRUPTED, EXIT_OK, ErrorKind, RunError
 from fetchshard.fetch import FetchResult, fetch, make_client
 from fetchshard.hosts import HostEvents, HostSlot, Scheduler
 from fetchshard.inputs import validate_inputs
-from fetchshard.ledger import Ledger, Retry, WorkItem
+from fetchshard.ledger import Ledger, WorkItem
 from fetchshard.partition import Partitioner
 from fetchshard.paths import RunPaths, write_atomic
 from fetchshard.plan import Interrupted, extras_schema, fingerprint, plan, prepare_output
@@ -241,8 +242,8 @@ class _Job:
         self.stats = Stats()
         self.fatal: BaseException | None = None
         self.tasks: dict[asyncio.Task[None], WorkItem] = {}
-        self.deferred: list[Retry] = []
-        self.interrupted: list[Retry] = []
+        self.deferred: list[WorkItem] = []
+        self.interrupted: list[WorkItem] = []
         self.final = False  # in the final pass over deferred transient failures
 
     async def run(self) -> Stats:
@@ -287,7 +288,7 @@ class _Job:
                 raise RunError(f"rank {self.info.rank} failed: {self.fatal}") from self.fatal
             await self.writer.commit_async()
             self._save_deferred()
-            leftover = [*self.interrupted, *map(_retry, self.scheduler.pending_retries())]
+            leftover = [*self.interrupted, *self.scheduler.pending_retries()]
             if leftover:
                 self.ledger.release(leftover)
         finally:
@@ -349,13 +350,12 @@ class _Job:
         item = self.tasks.pop(task)
         if task.cancelled():
             self.interrupted.append(
-                Retry(
-                    item.item_id,
-                    item.attempts,
-                    time.time(),
-                    ErrorKind.INTERRUPTED.value,
-                    "the rank stopped during the request",
-                    None,
+                dataclasses.replace(
+                    item,
+                    next_attempt_at=time.time(),
+                    error_kind=ErrorKind.INTERRUPTED.value,
+                    error_message="the rank stopped during the request",
+                    http_status=None,
                 )
             )
         elif task.exception() is not None and self.fatal is None:
@@ -461,7 +461,7 @@ class _Job:
                 log.debug("%s: %s, retry %d in %.2fs", url, result.error_message, attempt, delay)
                 retry = _work_item(item, attempt, time.time() + delay, result)
             elif not self.final and cfg.final_pass_attempts > 0:
-                self.deferred.append(_retry(_work_item(item, attempt, 0.0, result)))
+                self.deferred.append(_work_item(item, attempt, 0.0, result))
                 self.stats.deferred += 1
                 events = self.scheduler.done(
                     slot, kind=kind, status=result.http_status, retry_after=result.retry_after
@@ -508,17 +508,7 @@ def _work_item(item: WorkItem, attempt: int, due: float, result: FetchResult) ->
         result.error_message,
         result.http_status,
         item.fetch_url,
-    )
-
-
-def _retry(item: WorkItem) -> Retry:
-    return Retry(
-        item.item_id,
-        item.attempts,
-        item.next_attempt_at,
-        item.error_kind or "",
-        item.error_message or "",
-        item.http_status,
+        item.host_id,
     )
 
 
