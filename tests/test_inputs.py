@@ -7,10 +7,12 @@ import datetime
 import decimal
 import gzip
 import io
+import itertools
 import json
 import os
+import threading
 import tracemalloc
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ from fetchshard.inputs import (
     detect_format,
     fingerprint_files,
     iter_batches,
+    read_ahead,
     resolve_inputs,
     validate_inputs,
 )
@@ -689,3 +692,31 @@ def test_validate_returns_resolved_paths(tmp_path: Path) -> None:
     }
     paths = [make(tmp_path / name) for name, make in writers.items()]
     assert validate_inputs(cfg(tmp_path)) == [p.resolve() for p in paths]
+
+
+def test_read_ahead_keeps_order_raises_errors_and_stops_early() -> None:
+    assert list(read_ahead(iter(range(100)), depth=3)) == list(range(100))
+
+    def failing() -> Iterator[int]:
+        yield 1
+        raise InputError("cannot read input x: broken")
+
+    got: list[int] = []
+    with pytest.raises(InputError, match="broken"):
+        for item in read_ahead(failing()):
+            got.append(item)
+    assert got == [1]
+
+    closed: list[bool] = []
+
+    def endless() -> Iterator[int]:
+        try:
+            yield from itertools.count()
+        finally:
+            closed.append(True)
+
+    ahead = read_ahead(endless(), depth=2)
+    assert [next(ahead) for _ in range(5)] == [0, 1, 2, 3, 4]
+    ahead.close()  # leaving a loop early: the producer stops and closes its source
+    assert closed == [True]
+    assert not [t for t in threading.enumerate() if t.name == "read-ahead"]

@@ -37,11 +37,13 @@ import glob
 import json
 import logging
 import os
+import queue
 import re
+import threading
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -51,6 +53,8 @@ import pyarrow.parquet as pq
 
 from fetchshard.config import InputConfig
 from fetchshard.errors import InputError
+
+_T = TypeVar("_T")
 
 __all__ = [
     "FORMATS",
@@ -972,6 +976,54 @@ def _read_file(spec: _FileSpec, config: InputConfig) -> Iterator[_Chunk]:
         yield from _READERS[spec.fmt](spec, config)
     except _READ_ERRORS as exc:
         raise InputError(f"cannot read input {spec.path}: {_one_line(exc)}") from exc
+
+
+def read_ahead(items: Iterator[_T], depth: int = 2) -> Iterator[_T]:
+    """``items``, produced by a helper thread up to ``depth`` ahead of the consumer.
+
+    Arrow's readers and kernels release the GIL, so decoding the next batch overlaps the
+    work on this one (planning at world size 1: ~0.25 of 1.5 s). An error of the producer is
+    raised here; leaving the loop early stops the producer and closes ``items``.
+    """
+    slots: queue.Queue[tuple[Any, BaseException | None]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(entry: tuple[Any, BaseException | None]) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((end, None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            put((end, exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name="read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = slots.get()
+            if item is end:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def iter_batches(config: InputConfig) -> Iterator[InputBatch]:

@@ -25,6 +25,7 @@ from fetchshard.inputs import (
     byte_positions,
     fingerprint_files,
     iter_batches,
+    read_ahead,
     rows_with_bytes,
     string_buffers,
 )
@@ -161,7 +162,7 @@ def plan(
     schema_seen = ledger.get_meta("extras_schema") is not None
     ledger.begin_plan()
     try:
-        for batches, batch in enumerate(iter_batches(inp), 1):
+        for batches, batch in enumerate(read_ahead(iter_batches(inp)), 1):
             if should_stop():
                 raise Interrupted("planning interrupted")
             meta: dict[str, Any] = {}
