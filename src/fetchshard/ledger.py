@@ -161,7 +161,12 @@ class Ledger:
         self._stage: Stage | None = None
         self._items: ItemFile | None = None
         self._hints: dict[int, tuple[int, int]] = {}  # host_id -> (last id read, next row)
+        self._spans: dict[int, tuple[int, int] | None] = {}  # host_id -> (first, count)
         self._migrate()
+        # Whether ``states`` has rows: while it has none (a first run until something is
+        # retried or committed and folded), reading fresh items needs no query of it. Only
+        # the rank's own connection writes ``states`` (the part writer's appends to ``done``).
+        self._any_states = self._scalar("SELECT EXISTS (SELECT 1 FROM states)") == 1
         self._host_seq = self._scalar("SELECT COALESCE(MAX(seq), 0) FROM hosts") or 0
 
     def close(self) -> None:
@@ -227,6 +232,7 @@ class Ledger:
             self._items.close()
             self._items = None
         self._hints.clear()
+        self._spans.clear()
         spans, rows = self._stage.finish(items_file(self.path))
         with self._transaction():
             self._write_spans(spans)
@@ -332,10 +338,15 @@ class Ledger:
         return self._items
 
     def _span(self, host_id: int) -> tuple[int, int] | None:
+        if host_id in self._spans:
+            return self._spans[host_id]
         row = self._db.execute(
             "SELECT first, count FROM spans WHERE host_id = ?", (host_id,)
         ).fetchone()
-        return None if row is None else (row[0], row[1])
+        if len(self._spans) >= _HINTS:
+            self._spans.clear()
+        span = self._spans[host_id] = None if row is None else (row[0], row[1])
+        return span
 
     def _fresh(
         self, host_id: int, after: int | None, limit: int, *, remember: bool = True
@@ -377,6 +388,8 @@ class Ledger:
     def _touched(self, ids: list[int]) -> set[int]:
         """Which of ``ids`` have a state (so they are not fresh)."""
         found: set[int] = set()
+        if not self._any_states:
+            return found
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
@@ -399,13 +412,11 @@ class Ledger:
         cursor, so items already handed out (in flight, or in the open part) are not seen again.
 
         Items never tried are due at 0; the others come from ``states``."""
-        rows = self._db.execute(
-            f"SELECT {_STATE_COLUMNS} FROM states WHERE host_id = ? AND state = 0 "
+        retried = self._pending_states(
             "AND (next_attempt_at, item_id) > (?, ?) AND next_attempt_at <= ? "
             "ORDER BY next_attempt_at, item_id LIMIT ?",
             (host_id, after[0], after[1], now, limit),
         )
-        retried = [WorkItem(*r) for r in rows]
         fresh: list[WorkItem] = []
         if after[0] <= 0.0 <= now:
             fresh = self._fresh(host_id, after[1] if after[0] == 0.0 else None, limit)
@@ -416,12 +427,11 @@ class Ledger:
 
     def next_due(self, host_id: int, after: tuple[float, int]) -> float | None:
         """When the first pending item of a host after the cursor becomes due, if any."""
-        value = self._scalar(
-            "SELECT next_attempt_at FROM states WHERE host_id = ? AND state = 0 "
+        first = self._pending_states(
             "AND (next_attempt_at, item_id) > (?, ?) ORDER BY next_attempt_at, item_id LIMIT 1",
             (host_id, after[0], after[1]),
         )
-        due = None if value is None else float(value)
+        due = first[0].next_attempt_at if first else None
         if (due is None or due > 0.0) and after[0] <= 0.0:
             after_id = after[1] if after[0] == 0.0 else None
             if self._fresh(host_id, after_id, 1, remember=False):
@@ -430,15 +440,21 @@ class Ledger:
 
     def pending_without_host(self, limit: int, after: int) -> list[WorkItem]:
         """Items that fail without fetching (bad URLs), by item id after ``after``."""
-        rows = self._db.execute(
-            f"SELECT {_STATE_COLUMNS} FROM states WHERE host_id = ? AND state = 0 "
-            "AND item_id > ? ORDER BY item_id LIMIT ?",
-            (NO_HOST, after, limit),
+        retried = self._pending_states(
+            "AND item_id > ? ORDER BY item_id LIMIT ?", (NO_HOST, after, limit)
         )
-        retried = [WorkItem(*r) for r in rows]
         fresh = self._fresh(NO_HOST, after, limit)
         merged = heapq.merge(fresh, retried, key=lambda w: w.item_id)
         return list(itertools.islice(merged, limit))
+
+    def _pending_states(self, where: str, params: Sequence[Any]) -> list[WorkItem]:
+        """Pending items of a host (the first parameter) with a state, ``where`` the rest."""
+        if not self._any_states:
+            return []
+        rows = self._db.execute(
+            f"SELECT {_STATE_COLUMNS} FROM states WHERE host_id = ? AND state = 0 {where}", params
+        )
+        return [WorkItem(*r) for r in rows]
 
     def release(self, items: Iterable[WorkItem]) -> None:
         """Put transient failures back in the queue with their attempt count and due time."""
@@ -450,6 +466,7 @@ class Ledger:
 
     def _set_pending(self, items: Iterable[WorkItem], *, state: int) -> None:
         # Only an item still pending changes: a committed or deferred one keeps its state.
+        self._any_states = True
         with self._transaction():
             self._db.executemany(
                 "INSERT INTO states (item_id, host_id, state, attempts, next_attempt_at, "
@@ -530,7 +547,7 @@ class Ledger:
             )
             folded = db.total_changes - mark
             db.execute("DELETE FROM done")
-        self._hints.clear()
+        self._any_states = self._any_states or folded > 0
         return folded
 
     def committed_parts(self) -> set[int]:
@@ -595,6 +612,7 @@ class Ledger:
             self._write_spans(spans)
             db.execute("DROP TABLE items")
         self.discard_plan()
+        self._spans.clear()
 
 
 def _fetch_url(host_id: int, url: str) -> str | None:
