@@ -7,8 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
+from fetchshard import itemfile
 from fetchshard.itemfile import BATCH_ROWS, BUCKETS, ItemFile, Span, Stage, to_batch
+from fetchshard.ledger import Ledger, PlannedItem
 
 
 def _batch(rows: list[tuple[int, int, str]]) -> pa.RecordBatch:
@@ -103,3 +106,56 @@ def test_reader_finds_and_reads_across_batch_boundaries(tmp_path: Path) -> None:
         assert got[0][3:] == (None, None, None, None)
     finally:
         file.close()
+
+
+def test_a_bucket_too_big_is_split_by_id_into_runs_in_id_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(itemfile, "PIECE_ROWS", 100)
+    rng = random.Random(7)
+    big, small = 3 << 57, (3 << 57) + 1  # one bucket; "big" holds most of the slice
+    rows = [(rng.randrange(1, 1 << 63), big if i % 10 else small, f"u{i}") for i in range(2000)]
+    rows += [(rows[5][0], rows[5][1], "repeat"), (rows[7][0], 0, "bad with a good id")]
+    rows += [(rng.randrange(1, 1 << 63), 0, f"bad{i}") for i in range(300)]  # bad rows split too
+    spans, table = _stage_and_read(tmp_path, [(rows, list(range(len(rows))))])
+    expected = {}
+    for item, host, url in rows:
+        expected.setdefault(item, (host, url))
+    got = list(
+        zip(*(table.column(n).to_pylist() for n in ("item_id", "host_id", "url")), strict=True)
+    )
+    assert sorted(got) == sorted((i, h, u) for i, (h, u) in expected.items())
+    runs = {h: [s for s in spans if s.host_id == h] for h in (big, small, 0)}
+    assert all(len(r) > 1 for r in runs.values()), "the bucket and the bad rows were split"
+    for host, host_runs in runs.items():
+        ids = [
+            i
+            for s in host_runs
+            for i in table.column("item_id").to_pylist()[s.first : s.first + s.count]
+        ]
+        assert ids == sorted(i for i, (h, _) in expected.items() if h == host)
+        assert [s.first for s in host_runs] == sorted(s.first for s in host_runs)
+    assert not list((tmp_path / "stage").glob("**/*.arrows"))
+
+
+def test_ledger_reads_a_host_through_all_its_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(itemfile, "PIECE_ROWS", 50)
+    host = 11 << 57
+    ids = random.Random(2).sample(range(1, 1 << 62), 700)
+    with Ledger(tmp_path / "l.sqlite") as ledger:
+        ledger.insert_items([PlannedItem(i, host, "h", f"http://h/{i}", None) for i in ids])
+        assert ledger._db.execute("SELECT COUNT(*) FROM spans").fetchone()[0] > 1
+        seen: list[int] = []
+        cursor = (-1.0, -1)
+        while batch := ledger.ready_items(host, cursor, 1e18, 33):
+            seen += [w.item_id for w in batch]
+            cursor = (0.0, batch[-1].item_id)
+        assert seen == sorted(ids)
+        ledger._hints.clear()  # a cursor in the middle, found by search across the runs
+        middle = sorted(ids)[400]
+        assert [w.item_id for w in ledger.ready_items(host, (0.0, middle), 1e18, 3)] == sorted(ids)[
+            401:404
+        ]
+        assert ledger.next_due(host, (0.0, sorted(ids)[-1])) is None

@@ -3,11 +3,12 @@
 Planning used to insert every kept row into SQLite, which cost ~6 µs per row at world size 1
 (a B-tree keyed by hash, then its index): 141 k rows/s for a rank that keeps everything.
 Here planning appends the rows to :data:`BUCKETS` scratch streams, split by the top bits of
-their host id; :meth:`Stage.finish` then reads one bucket at a time, drops repeated item ids
-(the first staged row wins; an item id decides its host, so repeats share a bucket), sorts it,
-and appends it to the file. Memory holds one bucket, not the slice. The ledger keeps, per
-host, where its rows start and how many there are, and records in SQLite only what changes
-(retries, deferrals, commits).
+their host id; :meth:`Stage.finish` then reads one bucket at a time, keeps the lowest input row
+of each item id (an item id decides its host, so repeats share a bucket), sorts it and appends
+it to the file. A bucket larger than :data:`PIECE_ROWS` (one host holding much of the slice)
+is first split by item id, so memory holds one piece, whatever the slice. The ledger keeps
+where each host's runs of rows lie, and records in SQLite only what changes (retries,
+deferrals, commits).
 
 Fixed-size record batches of :data:`BATCH_ROWS` rows make a row's batch its position divided
 by that; the reader reads a batch at a time into a small cache (reads, not a memory map, so
@@ -53,7 +54,7 @@ _CACHED_BATCHES = 32  # ~8 MB of URLs
 
 @dataclass(frozen=True, slots=True)
 class Span:
-    """Where one host's rows lie in the file."""
+    """A run of one host's rows in the file (a host has one per piece of its bucket)."""
 
     host_id: int
     first: int
@@ -78,7 +79,72 @@ def to_batch(columns: dict[str, Any], rows: int) -> pa.RecordBatch:
 
 _STAGE_SCHEMA = SCHEMA.append(pa.field("pos", pa.int64(), nullable=False))
 _BAD = -1  # the bucket of rows without a host (bad URLs)
-_FLUSH_ROWS = 2048  # per bucket: ~16 MB buffered in all at ~120 bytes per row
+_FLUSH_ROWS = 2048  # per stream: ~16 MB buffered over 64 streams at ~120 bytes per row
+# Rows sorted in memory at once (~30 MB of URLs). A bigger bucket (a host holding much of the
+# slice) is split by item id into pieces of about this size: its rows in the file are then
+# several runs, one per piece, each sorted by id and in id order.
+PIECE_ROWS = 1 << 18
+
+
+class _Streams:
+    """Rows appended to one scratch stream per key, buffered (a write costs ~40 µs)."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self._folder = folder
+        self._writers: dict[int, pa.ipc.RecordBatchStreamWriter] = {}
+        self._buffers: dict[int, list[pa.RecordBatch]] = {}
+        self.rows: dict[int, int] = {}
+
+    def add(self, keys: np.ndarray, batch: pa.RecordBatch) -> None:
+        order = np.argsort(keys, kind="stable")
+        keys = keys[order]
+        batch = batch.take(pa.array(order))
+        starts = np.flatnonzero(np.diff(keys, prepend=keys[:1] - 1)).tolist()
+        for start, stop in itertools.pairwise([*starts, len(keys)]):
+            key = int(keys[start])
+            self._buffers.setdefault(key, []).append(batch.slice(start, stop - start))
+            before = self.rows.get(key, 0)
+            self.rows[key] = before + stop - start
+            if self.rows[key] // _FLUSH_ROWS > before // _FLUSH_ROWS:
+                self._flush(key)
+
+    def _path(self, key: int) -> Path:
+        return self._folder / ("bad.arrows" if key == _BAD else f"{key:03d}.arrows")
+
+    def _flush(self, key: int) -> None:
+        parts = self._buffers.pop(key, [])
+        if not parts:
+            return
+        writer = self._writers.get(key)
+        if writer is None:
+            writer = self._writers[key] = pa.ipc.new_stream(str(self._path(key)), _STAGE_SCHEMA)
+        writer.write_batch(pa.Table.from_batches(parts).combine_chunks().to_batches()[0])
+
+    def close(self) -> None:
+        for key in list(self._buffers):
+            self._flush(key)
+        for writer in self._writers.values():
+            writer.close()
+        self._writers.clear()
+
+    def batches(self, key: int) -> Iterator[pa.RecordBatch]:
+        with pa.OSFile(str(self._path(key)), "rb") as source:
+            yield from pa.ipc.open_stream(source)
+
+    def read(self, key: int) -> pa.Table:
+        with pa.OSFile(str(self._path(key)), "rb") as source:
+            return pa.ipc.open_stream(source).read_all().combine_chunks()
+
+    def remove(self, key: int) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def discard(self) -> None:
+        self._buffers.clear()
+        for writer in self._writers.values():
+            writer.close()
+        self._writers.clear()
+        shutil.rmtree(self._folder, ignore_errors=True)
 
 
 class Stage:
@@ -86,109 +152,84 @@ class Stage:
 
     def __init__(self, folder: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
         self._folder = folder
-        self._writers: dict[int, pa.ipc.RecordBatchStreamWriter] = {}
-        # A small slice puts a few rows per input batch in each bucket: written one by one,
-        # they cost more than the rows themselves (~40 µs per write).
-        self._buffers: dict[int, list[pa.RecordBatch]] = {}
-        self._buffered: dict[int, int] = {}
+        self._streams = _Streams(folder / "buckets")
         self.rows = 0
 
     def add(self, batch: pa.RecordBatch, positions: np.ndarray) -> None:
         """Stage rows with their input row numbers (of repeated item ids, the lowest wins)."""
-        n = batch.num_rows
-        if not n:
+        if not batch.num_rows:
             return
         hosts = batch.column(1).to_numpy()
         buckets = np.where(hosts == 0, _BAD, hosts >> (63 - _BUCKET_BITS))
-        order = np.argsort(buckets, kind="stable")
         columns = [*batch.columns, pa.array(positions, type=pa.int64())]
-        batch = pa.RecordBatch.from_arrays(columns, schema=_STAGE_SCHEMA).take(pa.array(order))
-        buckets = buckets[order]
-        starts = np.flatnonzero(np.diff(buckets, prepend=_BAD - 1)).tolist()
-        for start, stop in itertools.pairwise([*starts, n]):
-            bucket = int(buckets[start])
-            part = batch.slice(start, stop - start)
-            self._buffers.setdefault(bucket, []).append(part)
-            self._buffered[bucket] = self._buffered.get(bucket, 0) + (stop - start)
-            if self._buffered[bucket] >= _FLUSH_ROWS:
-                self._flush(bucket)
-        self.rows += n
+        self._streams.add(buckets, pa.RecordBatch.from_arrays(columns, schema=_STAGE_SCHEMA))
+        self.rows += batch.num_rows
 
-    def _flush(self, bucket: int) -> None:
-        parts = self._buffers.pop(bucket, [])
-        self._buffered.pop(bucket, None)
-        if parts:
-            self._writer(bucket).write_batch(
-                pa.Table.from_batches(parts).combine_chunks().to_batches()[0]
-            )
+    def _pieces(self, bucket: int) -> Iterator[tuple[pa.Table, np.ndarray, np.ndarray]]:
+        """A bucket's rows in pieces of at most about PIECE_ROWS distinct ids, in item id
+        order; each piece as :func:`_sorted` gives it."""
+        rows = self._streams.rows[bucket]
+        if rows <= PIECE_ROWS:
+            yield _sorted(self._streams.read(bucket))
+            self._streams.remove(bucket)
+            return
+        bits = max(1, int(np.ceil(np.log2(rows / PIECE_ROWS))))
+        split = _Streams(self._folder / f"split-{bucket}")
+        try:
+            for batch in self._streams.batches(bucket):
+                split.add(batch.column(0).to_numpy() >> (63 - bits), batch)
+            split.close()
+            self._streams.remove(bucket)
+            for key in sorted(split.rows):
+                yield _sorted(split.read(key))
+                split.remove(key)
+        finally:
+            split.discard()
 
-    def _path(self, bucket: int) -> Path:
-        return self._folder / ("bad.arrows" if bucket == _BAD else f"bucket-{bucket:02d}.arrows")
-
-    def _writer(self, bucket: int) -> pa.ipc.RecordBatchStreamWriter:
-        writer = self._writers.get(bucket)
-        if writer is None:
-            writer = self._writers[bucket] = pa.ipc.new_stream(
-                str(self._path(bucket)), _STAGE_SCHEMA
-            )
-        return writer
-
-    def _read(self, bucket: int) -> tuple[pa.Table, np.ndarray, np.ndarray]:
-        """A bucket's rows, first of each item id only, sorted by (host_id, item_id); and
-        their ids and staged positions."""
-        with pa.OSFile(str(self._path(bucket)), "rb") as source:
-            table = pa.ipc.open_stream(source).read_all().combine_chunks()
-        ids = table.column(0).to_numpy()
-        positions = table.column("pos").to_numpy()
-        order = np.lexsort((ids, table.column(1).to_numpy()))
-        ids = ids[order]
-        first = np.ones(len(ids), dtype=bool)  # the first row of each run of one id
-        first[1:] = ids[1:] != ids[:-1]
-        if not first.all():  # of a repeated id keep the row of the lowest input position
-            run = np.cumsum(first) - 1
-            lowest = np.full(int(run[-1]) + 1, np.iinfo(np.int64).max)
-            np.minimum.at(lowest, run, positions[order])
-            first = positions[order] == lowest[run]
-        order = order[first]
-        return table.take(pa.array(order)), ids[first], positions[order]
+    def _bad_index(self) -> tuple[np.ndarray, np.ndarray]:
+        """The ids of the bad rows, each with its lowest input position, sorted by id."""
+        if _BAD not in self._streams.rows:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        ids, positions = [], []
+        for batch in self._streams.batches(_BAD):
+            ids.append(batch.column(0).to_numpy())
+            positions.append(batch.column(len(SCHEMA)).to_numpy())
+        all_ids, all_positions = np.concatenate(ids), np.concatenate(positions)
+        order = np.lexsort((all_positions, all_ids))
+        all_ids, all_positions = all_ids[order], all_positions[order]
+        first = np.ones(len(all_ids), dtype=bool)
+        first[1:] = all_ids[1:] != all_ids[:-1]
+        return all_ids[first], all_positions[first]
 
     def finish(self, target: Path) -> tuple[list[Span], int]:
-        """Write the items file (atomically, durably); return its host spans and row count.
+        """Write the items file (atomically, durably); return its spans and row count.
 
         An item id decides its host, with one exception: a bad URL's id may equal a good
         one's (its key is its raw text, which can be another row's normalized URL). So the
-        bad rows go last, and an id in both keeps whichever row was staged first."""
-        for bucket in list(self._buffers):
-            self._flush(bucket)
-        for writer in self._writers.values():
-            writer.close()
-        bad_ids = bad_pos = np.zeros(0, dtype=np.int64)
-        if _BAD in self._writers:
-            _, bad_ids, bad_pos = self._read(_BAD)
-            by_id = np.argsort(bad_ids)
-            bad_ids, bad_pos = bad_ids[by_id], bad_pos[by_id]
+        bad rows go last, and an id in both keeps whichever row came first in the input."""
+        self._streams.close()
+        bad_ids, bad_pos = self._bad_index()
         bad_keep = np.ones(len(bad_ids), dtype=bool)
         tmp = target.with_name(target.name + TMP_SUFFIX)
         out = _Output(tmp)
         try:
-            for bucket in sorted(b for b in self._writers if b != _BAD):
-                table, ids, positions = self._read(bucket)
-                if len(bad_ids):
-                    at = np.minimum(np.searchsorted(bad_ids, ids), len(bad_ids) - 1)
-                    both = bad_ids[at] == ids
-                    good_first = both & (positions < bad_pos[at])
-                    bad_keep[at[good_first]] = False
-                    if (both & ~good_first).any():
-                        table = table.filter(pa.array(~(both & ~good_first)))
-                out.write(table.drop_columns(["pos"]))
+            for bucket in sorted(b for b in self._streams.rows if b != _BAD):
+                for table, ids, positions in self._pieces(bucket):
+                    if len(bad_ids):
+                        at = np.minimum(np.searchsorted(bad_ids, ids), len(bad_ids) - 1)
+                        both = bad_ids[at] == ids
+                        good_first = both & (positions < bad_pos[at])
+                        bad_keep[at[good_first]] = False
+                        if (both & ~good_first).any():
+                            table = table.filter(pa.array(~(both & ~good_first)))
+                    out.write(table.drop_columns(["pos"]))
             if len(bad_ids):
-                table, ids, _ = self._read(_BAD)
                 dropped = bad_ids[~bad_keep]
-                if len(dropped):
-                    table = table.filter(pa.array(~np.isin(ids, dropped)))
-                out.write(table.drop_columns(["pos"]))
+                for table, ids, _ in self._pieces(_BAD):
+                    if len(dropped):
+                        table = table.filter(pa.array(~np.isin(ids, dropped)))
+                    out.write(table.drop_columns(["pos"]))
             out.close()
         except BaseException:
             out.abort()
@@ -198,11 +239,26 @@ class Stage:
         return out.spans, out.rows
 
     def discard(self) -> None:
-        self._buffers.clear()
-        for writer in self._writers.values():
-            writer.close()
-        self._writers.clear()
+        self._streams.discard()
         shutil.rmtree(self._folder, ignore_errors=True)
+
+
+def _sorted(table: pa.Table) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+    """The rows sorted by (host_id, item_id), only the lowest input position of each item
+    id; and their ids and positions."""
+    ids = table.column(0).to_numpy()
+    positions = table.column("pos").to_numpy()
+    order = np.lexsort((ids, table.column(1).to_numpy()))
+    ids = ids[order]
+    first = np.ones(len(ids), dtype=bool)  # the first row of each run of one id
+    first[1:] = ids[1:] != ids[:-1]
+    if not first.all():  # of a repeated id keep the row of the lowest input position
+        run = np.cumsum(first) - 1
+        lowest = np.full(int(run[-1]) + 1, np.iinfo(np.int64).max)
+        np.minimum.at(lowest, run, positions[order])
+        first = positions[order] == lowest[run]
+    order = order[first]
+    return table.take(pa.array(order)), ids[first], positions[order]
 
 
 class _Output:
@@ -217,7 +273,7 @@ class _Output:
         self.spans: list[Span] = []
 
     def write(self, table: pa.Table) -> None:
-        """Append rows sorted by host (a host's rows in one call)."""
+        """Append rows sorted by host; each host's run of rows becomes a span."""
         if not table.num_rows:
             return
         hosts = table.column(1).to_numpy()

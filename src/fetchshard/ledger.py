@@ -21,6 +21,7 @@ ledger may sit on NFS or Lustre while ``report`` runs elsewhere.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import heapq
 import itertools
@@ -58,10 +59,11 @@ CREATE TABLE IF NOT EXISTS hosts (
     seq INTEGER NOT NULL UNIQUE
 );
 CREATE TABLE IF NOT EXISTS spans (
-    host_id INTEGER PRIMARY KEY,
+    host_id INTEGER NOT NULL,
     first INTEGER NOT NULL,
-    count INTEGER NOT NULL
-);
+    count INTEGER NOT NULL,
+    PRIMARY KEY (host_id, first)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS states (
     item_id INTEGER PRIMARY KEY,
     host_id INTEGER,
@@ -161,7 +163,7 @@ class Ledger:
         self._stage: Stage | None = None
         self._items: ItemFile | None = None
         self._hints: dict[int, tuple[int, int]] = {}  # host_id -> (last id read, next row)
-        self._spans: dict[int, tuple[int, int] | None] = {}  # host_id -> (first, count)
+        self._spans: dict[int, list[tuple[int, int]]] = {}  # host_id -> its runs of rows
         self._migrate()
         # Whether ``states`` has rows: while it has none (a first run until something is
         # retried or committed and folded), reading fresh items needs no query of it. Only
@@ -337,37 +339,48 @@ class Ledger:
             self._items = ItemFile(path)
         return self._items
 
-    def _span(self, host_id: int) -> tuple[int, int] | None:
-        if host_id in self._spans:
-            return self._spans[host_id]
-        row = self._db.execute(
-            "SELECT first, count FROM spans WHERE host_id = ?", (host_id,)
-        ).fetchone()
-        if len(self._spans) >= _HINTS:
-            self._spans.clear()
-        span = self._spans[host_id] = None if row is None else (row[0], row[1])
-        return span
+    def _runs(self, host_id: int) -> list[tuple[int, int]]:
+        """The (first row, count) runs of a host's rows in the items file, in item id order."""
+        runs = self._spans.get(host_id)
+        if runs is None:
+            rows = self._db.execute(
+                "SELECT first, count FROM spans WHERE host_id = ? ORDER BY first", (host_id,)
+            )
+            if len(self._spans) >= _HINTS:
+                self._spans.clear()
+            runs = self._spans[host_id] = [(r[0], r[1]) for r in rows]
+        return runs
 
     def _fresh(
         self, host_id: int, after: int | None, limit: int, *, remember: bool = True
     ) -> list[WorkItem]:
         """Up to ``limit`` planned items of a host never tried, by id after ``after``
         (``remember``: where they end, so the next read goes on from there at once)."""
-        span = self._span(host_id)
+        runs = self._runs(host_id)
         file = self._item_file()
-        if span is None or file is None or limit <= 0:
+        if not runs or file is None or limit <= 0:
             return []
-        first, count = span
-        stop = first + count
         hint = self._hints.get(host_id)
         if after is None:
-            position = first
+            position = runs[0][0]
         elif hint is not None and hint[0] == after:
             position = hint[1]
-        else:
-            position = file.find(first, count, after)
+        else:  # the first row with a larger id: runs are in id order, each sorted by id
+            position = runs[-1][0] + runs[-1][1]
+            for first, count in runs:
+                found = file.find(first, count, after)
+                if found < first + count:
+                    position = found
+                    break
         out: list[WorkItem] = []
-        while position < stop and len(out) < limit:
+        run = bisect.bisect_right(runs, (position, float("inf"))) - 1
+        while run < len(runs) and len(out) < limit:
+            first, count = runs[run]
+            position = max(position, first)
+            stop = first + count
+            if position >= stop:
+                run += 1
+                continue
             end = min(stop, position + max(limit - len(out), 16))
             rows = list(file.rows(position, end))
             touched = self._touched([row[0] for row in rows])
