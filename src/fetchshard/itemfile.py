@@ -97,7 +97,8 @@ class _Streams:
         self.rows: dict[int, int] = {}
 
     def add(self, keys: np.ndarray, batch: pa.RecordBatch) -> None:
-        order = np.argsort(keys, kind="stable")
+        # Keys are small: as int16 numpy's stable sort is a radix sort.
+        order = np.argsort(keys.astype(np.int16), kind="stable")
         keys = keys[order]
         batch = batch.take(pa.array(order))
         starts = np.flatnonzero(np.diff(keys, prepend=keys[:1] - 1)).tolist()
