@@ -22,7 +22,7 @@ import pytest
 
 from fetchshard import plan as plan_module
 from fetchshard.config import Config, load_config
-from fetchshard.errors import ErrorKind
+from fetchshard.errors import ErrorKind, RunMismatchError
 from fetchshard.inputs import iter_batches
 from fetchshard.ledger import NO_HOST, Counts, Ledger
 from fetchshard.partition import (
@@ -524,6 +524,19 @@ def test_fetch_url_is_the_normalized_url(tmp_path: Path, monkeypatch: pytest.Mon
             ("HTTP://Example.com:80/b#frag", "http://example.com/b"),
             ("http://example.com/a", None),
         ]
+
+
+def test_a_plan_whose_items_file_is_gone_is_refused(tmp_path: Path) -> None:
+    urls = _urls(50, seed=3)
+    src = _write_parquet(tmp_path / "in.parquet", urls, [None] * len(urls))
+    config = _config(src, 1, batch_rows=100)
+    path = tmp_path / "l.sqlite"
+    with Ledger(path) as ledger:
+        plan(ledger, config, RankInfo(0, 1, "test"), {"fp": 1})
+        assert plan(ledger, config, RankInfo(0, 1, "test"), {"fp": 1}).skipped
+    path.with_suffix(".items.arrow").unlink()
+    with Ledger(path) as ledger, pytest.raises(RunMismatchError, match="--restart"):
+        plan(ledger, config, RankInfo(0, 1, "test"), {"fp": 1})
 
 
 def test_interrupted_plan_leaves_no_stage_and_resumes(

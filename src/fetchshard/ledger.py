@@ -331,6 +331,11 @@ class Ledger:
 
     # -- scheduling -------------------------------------------------------------------------
 
+    def items_missing(self) -> bool:
+        """Whether the plan records items whose file is gone (deleted or never copied)."""
+        has_items = self._scalar("SELECT EXISTS (SELECT 1 FROM spans)") == 1
+        return has_items and not items_file(self.path).exists()
+
     def _item_file(self) -> ItemFile | None:
         if self._items is None:
             path = items_file(self.path)

@@ -40,7 +40,7 @@ from fetchshard.partition import (
     item_key,
     normalize_url,
 )
-from fetchshard.paths import RunPaths, write_atomic
+from fetchshard.paths import RunPaths, items_file, write_atomic
 from fetchshard.ranks import RankInfo
 from fetchshard.schema import deserialize_schema, encode_extras, serialize_schema
 
@@ -150,6 +150,11 @@ def plan(
             "rerun with --restart to discard it and start over"
         )
     if ledger.get_meta("planned"):
+        if ledger.items_missing():
+            raise RunMismatchError(
+                f"{items_file(ledger.path)} is missing, but {ledger.path} records a plan that "
+                "needs it; rerun with --restart to start over"
+            )
         return PlanResult(rows=0, kept=0, new=0, bad=0, skipped=True)
     if recorded is None:
         ledger.set_meta("fingerprint", fp)
