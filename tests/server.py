@@ -37,6 +37,10 @@ Routes (all GET unless noted):
 ``/retry-after/{key}/{seconds}``       first hit per key: 429 + ``Retry-After``;
                                        then 200 ``ok`` (``?code=`` overrides 429)
 ``/slow/{seconds}``                    sleeps, then 200 ``slow``
+``/paced/{seconds}``                   sleeps ``seconds`` x ``ServerState.pace``, then
+                                       200 ``paced``
+``/pace/{factor}`` (PUT)               sets ``ServerState.pace`` (1 at start; not logged):
+                                       0 makes every later ``/paced`` answer at once
 ``/trickle?chunks=N&delay=S``          N chunks, S seconds apart, chunked encoding
 ``/endless``                           a chunk every 50 ms until the client leaves
 ``/big/{n}``                           n bytes with Content-Length
@@ -165,6 +169,8 @@ class ServerState:
     stopping: bool = False
     #: body of ``/robots.txt``; None -> 404
     robots_txt: str | None = DEFAULT_ROBOTS_TXT
+    #: multiplies the sleep of ``/paced``: a test makes a slow input fast halfway through
+    pace: float = 1.0
 
     def record(self, entry: dict[str, Any]) -> None:
         if self.keep_log:
@@ -393,6 +399,18 @@ async def slow(request: web.Request) -> web.Response:
     return web.Response(text="slow")
 
 
+async def paced(request: web.Request) -> web.Response:
+    state = _state(request)
+    await _sleep(state, _float_match(request, "seconds") * state.pace)
+    return web.Response(text="paced")
+
+
+async def set_pace(request: web.Request) -> web.Response:
+    factor = _float_match(request, "factor")
+    _state(request).pace = factor
+    return web.json_response({"pace": factor})
+
+
 async def trickle(request: web.Request) -> web.StreamResponse:
     state = _state(request)
     chunks = _int_param(request, "chunks", 5)
@@ -592,7 +610,7 @@ async def _log_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     state = _state(request)
-    if request.path != "/requests":
+    if request.path != "/requests" and not request.path.startswith("/pace/"):
         addr, port = "", 0
         transport = request.transport
         if transport is not None:
@@ -643,6 +661,8 @@ def make_app(state: ServerState | None = None) -> web.Application:
             web.get("/slow/{seconds}", slow),
             # /slow already sleeps before the headers are sent
             web.get("/slow-first-byte/{seconds}", slow),
+            web.get("/paced/{seconds}", paced),
+            web.put("/pace/{factor}", set_pace),
             web.get("/trickle", trickle),
             web.get("/endless", endless),
             web.get("/big/{n}", big),
@@ -955,6 +975,12 @@ class ServerProcess:
     def clear_requests(self) -> None:
         """Clear the server's log (memory and file) via ``DELETE /requests``."""
         req = urllib.request.Request(self.url("/requests"), method="DELETE")
+        with _no_proxy_opener().open(req, timeout=10) as resp:
+            resp.read()
+
+    def set_pace(self, factor: float) -> None:
+        """Scale the sleep of every later ``/paced`` request (``PUT /pace/{factor}``)."""
+        req = urllib.request.Request(self.url(f"/pace/{factor}"), method="PUT")
         with _no_proxy_opener().open(req, timeout=10) as resp:
             resp.read()
 

@@ -337,6 +337,24 @@ async def test_server_process_subprocess_mode(tmp_path: Path) -> None:
     assert sp.stderr_text() == ""
 
 
+async def test_paced_sleeps_scaled_by_the_pace_set_from_outside() -> None:
+    with ServerProcess(hosts=1) as sp:
+        async with aiohttp.ClientSession() as s:
+            t0 = time.monotonic()
+            async with s.get(sp.url("/paced/0.3")) as r:
+                assert await r.text() == "paced"
+            assert time.monotonic() - t0 >= 0.29
+            sp.set_pace(0)
+            t0 = time.monotonic()
+            async with s.get(sp.url("/paced/30")) as r:
+                assert await r.text() == "paced"
+            assert time.monotonic() - t0 < 5
+            async with s.put(sp.url("/pace/-1")) as r:
+                assert r.status == 400
+        # setting the pace is not a request of the workload
+        assert [e["path"] for e in sp.requests()] == ["/paced/0.3", "/paced/30"]
+
+
 def test_server_process_fixture_and_url_file(
     server_process: ServerProcess, url_file: Callable[..., Path]
 ) -> None:

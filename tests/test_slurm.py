@@ -230,18 +230,17 @@ def test_time_limit_usr1_then_rerun(
 ) -> None:
     """`--time=1 --signal=USR1@50`: the ranks commit and exit 75 before the limit; a rerun ends.
 
-    The input takes ~125-150 s (8 hosts x 4 req/s, 4000 URLs; the slowest rank sets the end),
-    far beyond the 60 s limit, so the ranks are surely stopped by the signal (due 10 s after
-    the start; slurmctld checks limits on a ~30 s timer, so it came 5-42 s after the start in
-    our runs). The rerun fetches the rest: this test takes about as long as the whole input.
+    The input takes ~125 s while the server is slow (4000 URLs of 1 s; 8 hosts x 4 ranks x 1
+    connection = 32 req/s), far beyond the 60 s limit, so the ranks are surely stopped by the
+    signal (due 10 s after the start; slurmctld checks limits on a ~30 s timer, so it came
+    5-42 s after the start in our runs). Then the server answers at once, and the rerun
+    fetches the rest in seconds.
     """
     n_hosts, n_urls, world = 8, 4000, 4
     flags = [
         *FAST,
         "--set",
-        "fetch.per_host_rate=4",
-        "--set",
-        "fetch.per_host_burst=1",
+        "fetch.per_host_concurrency=1",
         "--set",
         "output.part_max_rows=20",
         "--set",
@@ -249,13 +248,14 @@ def test_time_limit_usr1_then_rerun(
     ]
     geometry = ["-N", "2", "-n", str(world), "--overcommit", "--job-name", job_name]
     with ServerProcess(hosts=n_hosts, log_path=tmp_path / "requests.jsonl") as srv:
-        urls = [srv.url(f"/slow/0.2?i={i}", host=i % n_hosts) for i in range(n_urls)]
+        urls = [srv.url(f"/paced/1?i={i}", host=i % n_hosts) for i in range(n_urls)]
         src, out = url_lines(tmp_path / "urls.txt", urls), tmp_path / "out"
         cmd = fetchshard_run(src, out, *flags)
 
         started = time.monotonic()
         first = srun(["--time=1", "--signal=USR1@50", *geometry], cmd, seconds=150, cwd=tmp_path)
         stopped_after = time.monotonic() - started
+        srv.set_pace(0)
         assert first.returncode == EXIT_INTERRUPTED, first.stderr[-4000:]
         assert done_markers(out) == []
         for rank in range(world):
@@ -267,7 +267,7 @@ def test_time_limit_usr1_then_rerun(
         fetched_first = len(read_rows(out, ["item_id"]))
         assert fetched_first > 0, "nothing was committed before the signal"
 
-        second = srun(geometry, cmd, seconds=200, cwd=tmp_path)
+        second = srun(geometry, cmd, seconds=60, cwd=tmp_path)
         total = time.monotonic() - started
         assert second.returncode == 0, second.stderr[-4000:]
 

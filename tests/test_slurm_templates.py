@@ -5,6 +5,11 @@ Each test runs a copy of a template with its times shortened by sed (`--time=1`,
 warning signal 50 s before the limit) and its settings in the environment (sbatch passes it
 on), on an input too slow to finish in one job: so the real time limit stops the ranks, the
 template resubmits itself, the next job completes the work, and the merge job runs last.
+
+The input is slow only while the first job runs: once its ranks have stopped, the test tells the
+server to answer at once (`/paced`), so the next job finishes well before its own signal.
+A chain whose every job is stopped by the limit would take as long as slurmctld's ~30 s
+limit timer and the scheduler make it (once more than 180 s on CI), not the work.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -40,17 +45,16 @@ pytestmark = requires_cluster
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "slurm"
 
-# ~70 s of work for 4 ranks (8 hosts x 4 req/s, 2200 URLs of 0.2 s): more than a job gets
-# before its limit's SIGUSR1 (due 10 s after the start; slurmctld checks on a ~30 s timer, so
-# 5-42 s in our runs), so the work always takes a chain of jobs (3 to 5 seen), but not a long
-# one, to keep these tests short.
+# ~70 s of work while the server is slow (2200 URLs of 1 s; 8 hosts x 4 ranks x 1 connection
+# = 32 req/s): more than the first job gets before its limit's SIGUSR1 (due 10 s after the
+# start; slurmctld checks on a ~30 s timer, so 5-42 s in our runs); a few seconds once fast.
 N_HOSTS, N_URLS, WORLD = 8, 2200, 4
+# job states in which a job may still run (scontrol's names)
+ACTIVE_STATES = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED"}
 SLOW = [
     *FAST,
     "--set",
-    "fetch.per_host_rate=4",
-    "--set",
-    "fetch.per_host_burst=1",
+    "fetch.per_host_concurrency=1",
     "--set",
     "output.part_max_rows=20",
 ]
@@ -111,10 +115,53 @@ def wait_for_chain(logs: Path, job_name: str, timeout: float) -> str:
 
 
 def serve_urls(srv: ServerProcess, tmp_path: Path) -> list[str]:
-    urls = [srv.url(f"/slow/0.2?i={i}", host=i % N_HOSTS) for i in range(N_URLS)]
+    urls = [srv.url(f"/paced/1?i={i}", host=i % N_HOSTS) for i in range(N_URLS)]
     url_lines(tmp_path / "urls.txt", urls)
     (tmp_path / "logs").mkdir()
     return urls
+
+
+def text_of(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+def job_ended(job_id: str) -> int | None:
+    """The job's exit code once it (every task of an array) has ended, else None."""
+    shown = run_bounded(["scontrol", "show", "job", "-o", job_id], 10).stdout
+    states = re.findall(r"JobState=(\S+)", shown)
+    if not states or any(state in ACTIVE_STATES for state in states):
+        return None
+    return max(int(code) for code in re.findall(r"ExitCode=(\d+):", shown))
+
+
+def submit_then_speed_up(
+    srv: ServerProcess,
+    script: Path,
+    cwd: Path,
+    env: dict[str, str],
+    stopped: Callable[[str], bool],
+) -> tuple[int, str, float]:
+    """Submit the first job; make the server fast once STOPPED(job id) holds.
+
+    STOPPED reads the job's logs: it holds once the first job's ranks have exited, before the
+    job submits its successor. Returns the job's exit code, its id, and the seconds until its
+    ranks had stopped. (Not `sbatch --wait`: it polls with growing gaps, up to ~30 s late.)
+    """
+    started = time.monotonic()
+    submitted = run_bounded(["sbatch", "--parsable", str(script)], 30, cwd=cwd, env=env)
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = submitted.stdout.strip().split(";")[0]
+    wait_until(
+        lambda: stopped(job_id) or job_ended(job_id) is not None,
+        100,
+        "the first job's ranks to stop",
+    )
+    took = time.monotonic() - started
+    srv.set_pace(0)
+    wait_until(lambda: job_ended(job_id) is not None, 60, f"job {job_id} to end")
+    code = job_ended(job_id)
+    assert code is not None
+    return code, job_id, took
 
 
 def merge_copy(tmp_path: Path, job_name: str) -> Path:
@@ -141,13 +188,16 @@ def test_step_template_resubmits_after_time_limit_then_merges(
     with ServerProcess(hosts=N_HOSTS, log_path=tmp_path / "requests.jsonl") as srv:
         serve_urls(srv, tmp_path)
         started = time.monotonic()
-        first, job_id = sbatch_wait(
-            [str(script)], seconds=150, cwd=tmp_path, env=job_env("out", merge)
+        first_rc, job_id, first_took = submit_then_speed_up(
+            srv,
+            script,
+            tmp_path,
+            job_env("out", merge),
+            lambda job: "srun exited" in text_of(logs / f"{job_name}-{job}.out"),
         )
-        first_took = time.monotonic() - started
         first_log = (logs / f"{job_name}-{job_id}.out").read_text()
-        assert first.returncode == EXIT_INTERRUPTED, first_log + first.stderr
-        merged = wait_for_chain(logs, job_name, timeout=180)
+        assert first_rc == EXIT_INTERRUPTED, first_log
+        merged = wait_for_chain(logs, job_name, timeout=100)
         total = time.monotonic() - started
 
     # follow the chain: every job but the last was stopped (75) and submitted the next one
@@ -194,18 +244,24 @@ def test_array_template_ranks_resubmit_then_merge(
     with ServerProcess(hosts=N_HOSTS, log_path=tmp_path / "requests.jsonl") as srv:
         serve_urls(srv, tmp_path)
         started = time.monotonic()
-        first, array_id = sbatch_wait(
-            [str(script)], seconds=150, cwd=tmp_path, env=job_env("out", merge)
+        first_rc, array_id, first_took = submit_then_speed_up(
+            srv,
+            script,
+            tmp_path,
+            job_env("out", merge),
+            lambda job: all(
+                "fetchshard exited" in text_of(logs / f"{job_name}-{job}_{r}.out")
+                for r in range(WORLD)
+            ),
         )
-        first_took = time.monotonic() - started
         task_logs = {r: (logs / f"{job_name}-{array_id}_{r}.out").read_text() for r in range(WORLD)}
-        assert first.returncode == EXIT_INTERRUPTED, task_logs
+        assert first_rc == EXIT_INTERRUPTED, task_logs
         for rank, text in task_logs.items():
             assert f"rank {rank} of {WORLD}" in text, text
             assert "received SIGUSR1" in text, text[-2000:]  # forwarded by the trap
             assert "fetchshard exited 75" in text, text[-2000:]
             assert "Submitted batch job" in text, text[-2000:]
-        merged = wait_for_chain(logs, job_name, timeout=150)
+        merged = wait_for_chain(logs, job_name, timeout=100)
         total = time.monotonic() - started
 
     out = tmp_path / "out"
