@@ -12,6 +12,7 @@ MEDIAN_KEYS = [
     "urls_per_s",
     "mb_per_s",
     "cpu_s_per_1000",
+    "sys_s_per_1000",
     "peak_rss_tree_mb",
     "peak_rss_largest_mb",
     "maxrss_wait4_mb",
@@ -69,7 +70,7 @@ def peer_table(
     order: list[str], med: dict[str, dict[str, Any]], unavailable: dict[str, str]
 ) -> str:
     lines = [
-        "| client | URLs | URLs/s | MB/s | CPU s / 1000 URLs | peak RSS MB: tree "
+        "| client | URLs | URLs/s | MB/s | CPU s / 1000 URLs (of which kernel) | peak RSS MB: tree "
         "(largest process) | errors | URLs/s vs fetchshard | CPU/URL vs fetchshard "
         "| other load, cores |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -87,7 +88,8 @@ def peer_table(
         rss = f"{_fmt(m['peak_rss_tree_mb'])} ({_fmt(m['peak_rss_largest_mb'])})"
         lines.append(
             f"| {name} | {m['urls']:,} | {_fmt(m['urls_per_s'])} | {_fmt(m['mb_per_s'])} "
-            f"| {_fmt(m['cpu_s_per_1000'], 2)} | {rss} | {_fmt(m['errors'])} "
+            f"| {_fmt(m['cpu_s_per_1000'], 2)} ({_fmt(m.get('sys_s_per_1000'), 2)}) "
+            f"| {rss} | {_fmt(m['errors'])} "
             f"| {_fmt(m['urls_per_s_vs_fetchshard'], 2)} "
             f"| {_fmt(m['cpu_per_url_vs_fetchshard'], 2)} | {_fmt(m.get('other_cores'), 2)} |"
         )

@@ -104,6 +104,9 @@ def run_once(
         "urls_per_s": round(counted.ok / m.wall_s, 1),
         "mb_per_s": round(counted.bytes / 1e6 / m.wall_s, 1),
         "cpu_s_per_1000": round(m.cpu_s / n * 1000, 4),
+        # the kernel's share: storing bodies costs page-cache writes and fsync, which a client
+        # that discards them does not pay
+        "sys_s_per_1000": round(m.cpu_sys_s / n * 1000, 4),
         "detail": counted.detail,
         "fetchshard_source": source,
         "prepare_s": round(prep_s, 1),  # wipe, sync, input files: not in wall_s

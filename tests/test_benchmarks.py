@@ -57,6 +57,7 @@ def test_harness_counts_every_url(work: Path, server: str) -> None:
         assert run["status"] == "ok" and run["exit_code"] == 0, run
         assert run["ok"] == URLS and run["errors"] == 0, run
         assert run["cpu_s"] > 0 and run["cpu_s_per_1000"] > 0
+        assert 0 < run["sys_s_per_1000"] < run["cpu_s_per_1000"]
         assert run["peak_rss_tree_mb"] > 0 and run["peak_rss_largest_mb"] > 0
         assert run["bytes"] > 0
         med = result["medians"][peer]
