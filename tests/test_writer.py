@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from fetchshard.config import OutputConfig
 from fetchshard.ledger import Counts, Ledger, PlannedItem
@@ -100,6 +103,37 @@ def test_recover_removes_tmp_and_adopts_an_unrecorded_part(tmp_path: Path) -> No
     assert ledger.committed_parts() == {1, 2}
     assert recover(paths, 0, ledger) == 3  # idempotent
     assert not [p for p in os.listdir(paths.shard_dir(0)) if p.endswith(".tmp")]
+
+
+def _resident_bytes(path: Path) -> int:
+    """How much of the file is in the page cache (util-linux fincore)."""
+    done = subprocess.run(
+        ["fincore", "-n", "-b", "-r", "-o", "RES", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return int(done.stdout.split()[0])
+
+
+@pytest.mark.skipif(shutil.which("fincore") is None, reason="needs util-linux fincore")
+def test_a_committed_part_leaves_the_page_cache(tmp_path: Path) -> None:
+    cached = tmp_path / "cached.bin"
+    cached.write_bytes(os.urandom(1 << 20))
+    if _resident_bytes(cached) == 0:
+        pytest.skip("this filesystem does not show its page cache to fincore")
+    paths, ledger = _ledger(tmp_path, 8)
+    writer = PartWriter(paths, 0, ledger, OutputConfig(part_max_rows=4), None, next_part=1)
+    for i in range(1, 9):
+        writer.add(dataclasses.replace(_row(i, None), body=os.urandom(256 << 10), size=256 << 10))
+    writer.commit()
+    writer.close()
+    parts = sorted(paths.shard_dir(0).glob("part-*.parquet"))
+    assert len(parts) == 2 and all(p.stat().st_size > 1 << 20 for p in parts)
+    assert [_resident_bytes(p) for p in parts] == [0, 0]
+    assert _resident_bytes(cached) > 0  # a file written without the writer stays cached
+    assert len(pq.read_table(parts[0]).column("body")[0].as_py()) == 256 << 10
 
 
 def _body_codec_of(tmp_path: Path, content_type: str, **options: Any) -> tuple[str, str]:
