@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -107,7 +108,8 @@ def fsync_path(path: Path, *, drop_cache: bool = False) -> None:
     try:
         os.fsync(fd)
         if drop_cache and hasattr(os, "posix_fadvise"):  # not on macOS
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            with contextlib.suppress(OSError):  # advice only: never fails a commit
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     finally:
         os.close(fd)
 
