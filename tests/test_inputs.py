@@ -558,6 +558,26 @@ def test_streaming_memory_stays_bounded(tmp_path: Path) -> None:
     assert arrow_peak < len(raw) / 4, (arrow_peak, len(raw))
 
 
+def test_parquet_streaming_does_not_keep_the_row_groups_it_read(tmp_path: Path) -> None:
+    # Random URLs do not compress: the file is about as big in memory as on disk.
+    path = tmp_path / "big.parquet"
+    groups, rows = 24, 10_000
+    with pq.ParquetWriter(path, pa.schema([("url", pa.string())])) as writer:
+        for _ in range(groups):
+            urls = [f"http://h{i % 7}.example/{os.urandom(48).hex()}" for i in range(rows)]
+            writer.write_table(pa.table({"url": urls}))
+    size = path.stat().st_size
+    assert size > 20_000_000
+    arrow_before = pa.total_allocated_bytes()
+    arrow_peak = count = 0
+    for batch in iter_batches(cfg(path, batch_rows=2000)):
+        count += len(batch.urls)
+        arrow_peak = max(arrow_peak, pa.total_allocated_bytes() - arrow_before)
+    assert count == groups * rows
+    # pyarrow's pre_buffer would keep every row group read so far: the whole file at the end
+    assert arrow_peak < size / 2, (arrow_peak, size)
+
+
 # --------------------------------------------------------------------------- resolution
 
 

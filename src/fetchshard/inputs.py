@@ -861,7 +861,9 @@ def _read_parquet(spec: _FileSpec, config: InputConfig) -> Iterator[_Chunk]:
     needed = list(dict.fromkeys([spec.url_column, spec.id_column, *spec.extra_sources]))
     columns = [name for name in needed if name is not None]
     schema = spec.extras_schema
-    with pq.ParquetFile(str(spec.path), buffer_size=_PARQUET_BUFFER) as pf:
+    # pre_buffer (pyarrow's default) caches every row group it reads until the file is
+    # closed: the whole compressed file ends up in memory (381 MB for a 30 M-row input)
+    with pq.ParquetFile(str(spec.path), buffer_size=_PARQUET_BUFFER, pre_buffer=False) as pf:
         batches = pf.iter_batches(batch_size=config.batch_rows, columns=columns)
         for table in _rechunk(batches, config.batch_rows):
             extras: list[pa.ChunkedArray] = []
