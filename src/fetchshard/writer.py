@@ -107,12 +107,18 @@ def body_codec(config: OutputConfig, rows: list[ResultRow]) -> str:
     return config.compression
 
 
+# Closed parts waiting for their fsync and ledger commit, at most.
+_MAX_PENDING_COMMITS = 2
+
+
 class PartWriter:
     """Streams result rows into row groups of the open part; rolls and commits parts.
 
-    The file work (Arrow conversion, Parquet encoding, fsync, rename) and the ledger commit
-    of each durable part run in one worker thread, in submission order, so the event loop
-    goes on fetching meanwhile (the commit's fsyncs used to stall it). The worker has its own
+    The file work (Arrow conversion, Parquet encoding) runs in a writer thread, in submission
+    order, so the event loop goes on fetching meanwhile. Making a closed part durable (fsync,
+    rename, the folder's fsync) and its ledger commit run in a second thread, in part order,
+    so the writer goes on with the next part's row groups during the fsync (which used to
+    hold the loop at the writer's backpressure for ~11 % of a run). The committer has its own
     connection to the ledger; SQLite's locking orders it with the caller's.
     """
 
@@ -144,12 +150,12 @@ class PartWriter:
         self._part_rows: list[tuple[int, int, str | None]] = []
         self._part_bytes = 0
         self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"writer-{rank}")
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix=f"commit-{rank}")
         self._jobs: deque[Future[Any]] = deque()
         self._commits: deque[tuple[Future[Any], int]] = deque()
         self._failed: BaseException | None = None
-        # Touched by the worker thread only.
-        self._files: dict[int, pq.ParquetWriter] = {}
-        self._worker_ledger: Ledger | None = None
+        self._files: dict[int, pq.ParquetWriter] = {}  # the writer thread's only
+        self._worker_ledger: Ledger | None = None  # the committer's only
         self.parts_committed = 0
         self.rows_committed = 0
 
@@ -188,8 +194,16 @@ class PartWriter:
         if self._part is None:
             return
         self._flush_row_group()
-        job = self._submit(self._close_part, self._part, self._part_rows)
-        self._commits.append((job, len(self._part_rows)))
+        # Parts waiting for their fsync are not in memory, but their dirty pages are: on a
+        # disk slower than the network, wait here rather than queue parts without end.
+        while len(self._commits) >= _MAX_PENDING_COMMITS:
+            self._commits[0][0].result()
+            self.reap()
+        closed = self._submit(self._close_part, self._part)
+        durable = self._committer.submit(
+            self._guarded, self._commit_part, closed, self._part, self._part_rows
+        )
+        self._commits.append((durable, len(self._part_rows)))
         self._part = None
         self._part_rows = []
         self._part_bytes = 0
@@ -204,29 +218,39 @@ class PartWriter:
             self.parts_committed += 1
             self.rows_committed += rows
 
+    def _last(self) -> Future[Any] | None:
+        # After a roll the last commit waits for the writer's last job: each thread runs its
+        # jobs in order, so that one done means everything is.
+        if self._commits:
+            return self._commits[-1][0]
+        return self._jobs[-1] if self._jobs else None
+
     def commit(self) -> None:
         """Roll the open part and wait until every part is durable and in the ledger."""
         self.roll()
-        if self._jobs:
-            self._jobs[-1].result()  # one worker: the last job done means all are done
+        last = self._last()
+        if last is not None:
+            last.result()
         self.reap()
 
     async def commit_async(self) -> None:
         """:meth:`commit` without blocking the event loop."""
         self.roll()
-        if self._jobs:
+        last = self._last()
+        if last is not None:
             # asyncio.wait, unlike awaiting the future, never cancels the job if we are.
-            await asyncio.wait({asyncio.wrap_future(self._jobs[-1])})
+            await asyncio.wait({asyncio.wrap_future(last)})
         self.reap()
 
     def close(self) -> None:
-        """Stop the worker; parts not yet renamed stay tmp files, removed by the next start."""
+        """Stop both threads; parts not yet renamed stay tmp files, removed by the next start."""
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._committer.shutdown(wait=True, cancel_futures=True)
         for file in self._files.values():
             file.close()
         self._files.clear()
         if self._worker_ledger is not None:
-            # Opened in the worker; closing from here is safe once the worker has stopped.
+            # Opened in the committer; closing from here is safe once it has stopped.
             self._worker_ledger.close()
             self._worker_ledger = None
 
@@ -273,8 +297,13 @@ class PartWriter:
         table = rows_to_table(rows, self._schema, self._extras, self._config.store_body)
         file.write_table(table, row_group_size=len(rows))
 
-    def _close_part(self, part: int, rows: list[tuple[int, int, str | None]]) -> None:
+    def _close_part(self, part: int) -> None:
         self._files.pop(part).close()
+
+    def _commit_part(
+        self, closed: Future[Any], part: int, rows: list[tuple[int, int, str | None]]
+    ) -> None:
+        closed.result()  # the writer has written the footer (or failed: then so does this)
         tmp = self._paths.part_tmp(self._rank, part)
         final = self._paths.part(self._rank, part)
         fsync_path(tmp, drop_cache=True)  # nothing reads a part back during the run
