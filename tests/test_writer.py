@@ -6,6 +6,7 @@ import dataclasses
 import os
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from fetchshard import writer as writer_module
 from fetchshard.config import OutputConfig
 from fetchshard.ledger import Counts, Ledger, PlannedItem
 from fetchshard.paths import RunPaths
@@ -134,6 +136,44 @@ def test_a_committed_part_leaves_the_page_cache(tmp_path: Path) -> None:
     assert [_resident_bytes(p) for p in parts] == [0, 0]
     assert _resident_bytes(cached) > 0  # a file written without the writer stays cached
     assert len(pq.read_table(parts[0]).column("body")[0].as_py()) == 256 << 10
+
+
+def test_the_next_part_is_written_while_a_part_waits_for_its_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths, ledger = _ledger(tmp_path, 8)
+    in_fsync, release = threading.Event(), threading.Event()
+    real_fsync = writer_module.fsync_path
+
+    def held_fsync(path: Path, *, drop_cache: bool = False) -> None:
+        if path.name.endswith(".tmp"):  # a part's data, not a folder
+            in_fsync.set()
+            assert release.wait(30)
+        real_fsync(path, drop_cache=drop_cache)
+
+    monkeypatch.setattr(writer_module, "fsync_path", held_fsync)
+    config = OutputConfig(part_max_rows=4, row_group_bytes=1)  # a row group per row
+    writer = PartWriter(paths, 0, ledger, config, None, next_part=1)
+    try:
+        for i in range(1, 5):
+            writer.add(_row(i, None))  # the fourth row rolls part 1
+        assert in_fsync.wait(30)
+        for i in range(5, 8):
+            writer.add(_row(i, None))  # part 2's row groups
+        for job in list(writer._jobs):
+            job.result(timeout=30)  # written while part 1 is still in its fsync
+        assert writer.parts_committed == 0 and ledger.counts().committed == 0
+        assert paths.part_tmp(0, 2).exists()
+    finally:
+        release.set()
+    writer.add(_row(8, None))
+    writer.commit()
+    writer.close()
+    assert writer.parts_committed == 2 and ledger.counts().committed == 8
+    assert sorted(p.name for p in paths.shard_dir(0).iterdir()) == [
+        "part-000001.parquet",
+        "part-000002.parquet",
+    ]
 
 
 def _body_codec_of(tmp_path: Path, content_type: str, **options: Any) -> tuple[str, str]:
