@@ -39,7 +39,7 @@ _TAIL = [
 OWN_COLUMNS = frozenset(f.name for f in (*_HEAD, *_TAIL))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made once per URL on the event loop (see FetchResult)
 class ResultRow:
     """The terminal record of one item: what a part file holds for it."""
 
