@@ -974,13 +974,14 @@ class ServerProcess:
 
     def clear_requests(self) -> None:
         """Clear the server's log (memory and file) via ``DELETE /requests``."""
-        req = urllib.request.Request(self.url("/requests"), method="DELETE")
-        with _no_proxy_opener().open(req, timeout=10) as resp:
-            resp.read()
+        self._send("DELETE", "/requests")
 
     def set_pace(self, factor: float) -> None:
         """Scale the sleep of every later ``/paced`` request (``PUT /pace/{factor}``)."""
-        req = urllib.request.Request(self.url(f"/pace/{factor}"), method="PUT")
+        self._send("PUT", f"/pace/{factor}")
+
+    def _send(self, method: str, path: str) -> None:
+        req = urllib.request.Request(self.url(path), method=method)
         with _no_proxy_opener().open(req, timeout=10) as resp:
             resp.read()
 

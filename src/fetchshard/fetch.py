@@ -34,8 +34,8 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 UA_TOKEN = "fetchshard"
 
 
-# Not frozen: a frozen dataclass sets each field through object.__setattr__, ~5x the cost of
-# a plain one, once per request on the event loop. Nothing changes a result once made.
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, several times
+# the cost of a plain one, once per request on the event loop. Nothing changes a result once made.
 @dataclass(slots=True)
 class FetchResult:
     """What one attempt produced. ``error_kind`` is None on success."""
@@ -390,10 +390,10 @@ class _SpeedWatch:
             self._guards.discard(guard)
 
     def _tick(self) -> None:
-        if not self._guards:
+        loop = self._loop
+        if not self._guards or loop is None:
             self._handle = None
             return
-        loop = asyncio.get_running_loop()
         now = loop.time()
         for guard in list(self._guards):
             guard.check(now)
