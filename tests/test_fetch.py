@@ -1,10 +1,13 @@
-"""fetch.Client: proxies and netrc from the environment, read once per host."""
+"""fetch: proxies and netrc from the environment, URL quoting, and the deadlines' guard."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import string
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +15,8 @@ import pytest
 from yarl import URL
 
 from fetchshard.config import FetchConfig
-from fetchshard.fetch import _PLAIN_URL, fetch, make_client, request_url
+from fetchshard.errors import ErrorKind
+from fetchshard.fetch import _PLAIN_URL, _Guard, fetch, make_client, request_url
 from server import RunningServer
 
 CONFIG = FetchConfig(total_timeout=5.0)
@@ -93,3 +97,113 @@ def test_request_url_skips_requoting_only_where_it_changes_nothing() -> None:
         assert _yarl_view(lambda: request_url(text)) == expected, text  # noqa: B023
         plain += bool(_PLAIN_URL.fullmatch(text)) and "/." not in text
     assert plain > 500  # the fast path was exercised
+
+
+class _Closable:
+    """Stands in for a response (narrow unit test of the guard): records its close()."""
+
+    closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _guard(**limits: float) -> tuple[_Guard, asyncio.Future[None]]:
+    # A bare future stands in for the request's task: the guard only calls cancel() on it.
+    task: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    config = FetchConfig(**limits)  # type: ignore[arg-type]
+    return _Guard(config, 1.0, 100.0, task), task  # type: ignore[arg-type]
+
+
+async def test_guard_total_deadline_cancels_a_request_without_a_response() -> None:
+    guard, task = _guard(total_timeout=3.0, connect_timeout=10.0, read_timeout=10.0)
+    guard.check(102.9)
+    assert guard.tripped is None and not task.cancelled()
+    guard.check(103.0)
+    assert guard.tripped is ErrorKind.TIMEOUT and task.cancelled()
+    assert "3s" in guard.message()
+
+
+async def test_guard_silence_before_the_first_response_allows_connect_plus_read() -> None:
+    guard, task = _guard(connect_timeout=1.0, read_timeout=2.0, min_speed=1000)
+    guard.check(102.9)  # no response yet, no speed judged: 2.9 s of silence is allowed
+    assert guard.tripped is None
+    guard.check(103.0)
+    assert guard.tripped is ErrorKind.READ_TIMEOUT and task.cancelled()
+
+
+async def test_guard_silence_after_the_response_closes_it() -> None:
+    guard, task = _guard(read_timeout=2.0, min_speed=0)
+    resp = _Closable()
+    guard.watch(resp)  # type: ignore[arg-type]
+    guard.check(100.5)  # the response is progress
+    for now, size in ((101.0, 10), (102.0, 20), (104.0, 30)):
+        guard.bytes = size
+        guard.check(now)  # bytes arriving keep it alive, however slow
+    guard.check(105.9)
+    assert guard.tripped is None
+    guard.check(106.0)  # 2 s since the tick that last saw bytes
+    assert guard.tripped is ErrorKind.READ_TIMEOUT
+    assert resp.closed and not task.cancelled()
+
+
+async def test_guard_minimum_speed_is_measured_from_the_first_response() -> None:
+    guard, _ = _guard(min_speed=100, min_speed_window=2.0, read_timeout=30.0)
+    guard.check(101.0)
+    guard.check(105.0)  # 5 s without a response: read_timeout's business, not min_speed's
+    assert guard.tripped is None
+    guard.watch(_Closable())  # type: ignore[arg-type]
+    guard.check(105.5)  # the window opens here
+    guard.bytes = 250
+    guard.check(107.5)  # 250 bytes in 2 s >= 200: fine, next window
+    assert guard.tripped is None
+    guard.bytes = 300
+    guard.check(109.5)  # 50 bytes in 2 s < 200
+    assert guard.tripped is ErrorKind.TOO_SLOW
+
+
+async def test_deadlines_end_real_requests_and_leave_the_task_usable(
+    server: RunningServer,
+) -> None:
+    config = FetchConfig(connect_timeout=0.5, read_timeout=0.5, total_timeout=1.5)
+    async with make_client(config) as client:
+        started = time.monotonic()
+        silent = await fetch(client, server.url("/slow-first-byte/5"), config)
+        silent_s = time.monotonic() - started
+        started = time.monotonic()
+        endless = await fetch(client, server.url("/endless"), config)
+        endless_s = time.monotonic() - started
+        after = await fetch(client, server.url("/ok/after"), config)
+        task = asyncio.current_task()
+        if sys.version_info >= (3, 11):
+            assert task is not None and task.cancelling() == 0  # the guard took its cancel back
+    assert silent.error_kind is ErrorKind.READ_TIMEOUT, silent.error_message
+    assert endless.error_kind is ErrorKind.TIMEOUT, endless.error_message
+    # connect + read = 1 s, total 1.5 s; a tick (0.25 s) late at most, plus a loaded machine
+    assert 0.9 <= silent_s < 2.5 and 1.4 <= endless_s < 3.0, (silent_s, endless_s)
+    assert after.ok, after.error_message
+
+
+async def test_a_cancel_from_outside_still_propagates(server: RunningServer) -> None:
+    config = FetchConfig(connect_timeout=5.0, read_timeout=5.0, total_timeout=10.0)
+    async with make_client(config) as client:
+        task = asyncio.create_task(fetch(client, server.url("/slow-first-byte/5"), config))
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="Task.uncancel() is Python 3.11+")
+async def test_a_cancel_from_outside_in_the_same_tick_as_a_deadline_propagates(
+    server: RunningServer,
+) -> None:
+    config = FetchConfig(connect_timeout=5.0, read_timeout=5.0, total_timeout=10.0)
+    async with make_client(config) as client:
+        task = asyncio.create_task(fetch(client, server.url("/slow-first-byte/5"), config))
+        await asyncio.sleep(0.2)
+        (guard,) = client.watch._guards
+        guard._trip(ErrorKind.TIMEOUT)  # the guard cancels the task...
+        task.cancel()  # ...and so does the rank, stopping
+        with pytest.raises(asyncio.CancelledError):
+            await task

@@ -37,6 +37,9 @@ DEFAULT_MAX_BODY_BYTES = 64 * MiB
 DEFAULT_MAX_REDIRECTS = 10
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_SPREAD = 16
+# Seconds between checks of the deadlines of the transfers in flight (fetch.py checks them all
+# on one shared tick rather than arm timers per request): a deadline fires up to this late.
+DEADLINE_TICK = 0.25
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -144,11 +147,13 @@ class FetchConfig:
         ``final_pass_attempts`` longer requests, separated likewise; plus the host's
         cool-downs before it is given up. (Time spent queued behind other URLs of the same
         host under its rate limit is not included: that is the host's items / its rate.)
+        Each request's deadline is checked on a tick, so it may end up to DEADLINE_TICK late.
         """
         wait = max(self.retry_max_delay, self.retry_after_max)
-        bound = self.max_attempts * self.total_timeout + (self.max_attempts - 1) * wait
+        request = self.total_timeout + DEADLINE_TICK
+        bound = self.max_attempts * request + (self.max_attempts - 1) * wait
         if self.final_pass_attempts:
-            longer = self.total_timeout * self.final_pass_timeout_factor
+            longer = self.total_timeout * self.final_pass_timeout_factor + DEADLINE_TICK
             bound += self.final_pass_delay + self.final_pass_attempts * longer
             bound += (self.final_pass_attempts - 1) * wait
         return bound + self.host_max_cooldowns * self.host_cooldown

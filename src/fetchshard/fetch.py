@@ -11,6 +11,7 @@ import contextlib
 import email.utils
 import hashlib
 import ipaddress
+import math
 import re
 import socket
 import ssl
@@ -26,7 +27,7 @@ from aiohttp.helpers import ProxyInfo, basicauth_from_netrc, netrc_from_env, pro
 from yarl import URL
 
 from fetchshard import __version__
-from fetchshard.config import FetchConfig
+from fetchshard.config import DEADLINE_TICK, FetchConfig
 from fetchshard.errors import ErrorKind
 
 _MAX_MESSAGE = 500
@@ -123,10 +124,14 @@ def user_agent(contact: str | None) -> str:
 
 
 def client_timeout(config: FetchConfig, factor: float = 1.0) -> aiohttp.ClientTimeout:
+    """What aiohttp itself times: only connecting (once per new connection).
+
+    The total deadline and the read timeout are checked by :class:`_Watch` on one shared tick:
+    aiohttp's own arm a timer per request and re-arm one at every chunk received, which cost
+    7.6 % of a rank's CPU (A/B over 3 runs of 50,000 URLs, benchmarks/README.md).
+    """
     return aiohttp.ClientTimeout(
-        total=config.total_timeout * factor,
-        sock_connect=config.connect_timeout * factor,
-        sock_read=config.read_timeout * factor,
+        total=None, sock_connect=config.connect_timeout * factor, sock_read=None
     )
 
 
@@ -146,13 +151,13 @@ class Client:
         # An explicit Authorization header wins over netrc (aiohttp refuses both at once).
         self._explicit_auth = any(k.lower() == "authorization" for k in config.headers)
         self._routes: dict[tuple[str, str], tuple[dict[str, Any], str | None]] = {}
-        self.speed = _SpeedWatch()
+        self.watch = _Watch()
 
     async def __aenter__(self) -> Client:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self.speed.close()
+        self.watch.close()
         await self.session.close()
 
     def route(
@@ -239,8 +244,8 @@ def status_kind(status: int) -> ErrorKind | None:
 def classify(exc: BaseException) -> ErrorKind:
     """Translate an exception raised while fetching into an error kind (the only such place)."""
     # Order matters: the more specific aiohttp classes derive from the general ones.
-    if isinstance(exc, _TooSlow):
-        return ErrorKind.TOO_SLOW
+    if isinstance(exc, _Tripped):
+        return exc.kind
     if isinstance(exc, BlockedAddress):
         return ErrorKind.BLOCKED
     if isinstance(exc, aiohttp.TooManyRedirects):
@@ -324,70 +329,137 @@ def opt_out(values: list[str], directives: tuple[str, ...]) -> str | None:
     return None
 
 
-class _TooSlow(Exception):
-    """The transfer stayed under the minimum speed for a whole window."""
+class _Tripped(Exception):
+    """A guard ended the transfer: ``kind`` says which of its limits it crossed."""
+
+    def __init__(self, kind: ErrorKind) -> None:
+        super().__init__(kind.value)
+        self.kind = kind
 
 
-class _SpeedGuard:
-    """Closes a response that moves fewer than ``min_speed`` bytes/s over a window."""
+class _Guard:
+    """The limits of one request: total deadline, silence, minimum speed.
 
-    __slots__ = ("_last", "_need", "_next", "_resp", "_window", "bytes", "tripped")
+    The transfer reports its bytes (``bytes``) and its response (:meth:`watch`); the watch's
+    tick calls :meth:`check`. Silence is seen at tick resolution: a tick that finds the same
+    bytes and response as the last one with progress counts the time since then. Until the
+    first response the allowance is connect_timeout + read_timeout (aiohttp's own read
+    timeout started once the request was sent, which a caller cannot see), and the minimum
+    speed is measured from the first response on: before it there are no bytes to measure.
+    """
 
-    def __init__(self, min_speed: int, window: float, now: float) -> None:
+    __slots__ = (
+        "_deadline",
+        "_first_quiet",
+        "_last",
+        "_min_speed",
+        "_need",
+        "_next",
+        "_quiet",
+        "_quiet_since",
+        "_resp",
+        "_seen",
+        "_seen_resp",
+        "_task",
+        "_total",
+        "_window",
+        "bytes",
+        "tripped",
+    )
+
+    def __init__(
+        self,
+        config: FetchConfig,
+        factor: float,
+        now: float,
+        task: asyncio.Task[Any] | None,
+    ) -> None:
         self.bytes = 0
-        self.tripped = False
-        self._last = 0
-        self._need = min_speed * window
-        self._window = window
-        self._next = now + window
+        self.tripped: ErrorKind | None = None
+        self._task = task
         self._resp: aiohttp.ClientResponse | None = None
+        self._total = config.total_timeout * factor
+        self._deadline = now + self._total
+        self._quiet = config.read_timeout * factor
+        self._first_quiet = (config.connect_timeout + config.read_timeout) * factor
+        self._quiet_since = now
+        self._seen = 0
+        self._seen_resp: aiohttp.ClientResponse | None = None
+        self._window = config.min_speed_window * factor
+        self._min_speed = config.min_speed
+        self._need = config.min_speed * self._window
+        self._last = 0
+        self._next = math.inf  # the speed window opens with the first response
 
-    def watch(self, resp: aiohttp.ClientResponse) -> None:
+    def watch(self, resp: aiohttp.ClientResponse | None) -> None:
+        """The response being read now (None while the next hop is requested)."""
         self._resp = resp
 
     def check(self, now: float) -> None:
-        if now < self._next:
+        if now >= self._deadline:
+            self._trip(ErrorKind.TIMEOUT)
+            return
+        if self.bytes != self._seen or self._resp is not self._seen_resp:
+            self._seen, self._seen_resp, self._quiet_since = self.bytes, self._resp, now
+            if self._next == math.inf and self._resp is not None:
+                self._last, self._next = self.bytes, now + self._window
+        elif now - self._quiet_since >= (
+            self._quiet if self._resp is not None else self._first_quiet
+        ):
+            self._trip(ErrorKind.READ_TIMEOUT)
+            return
+        if self._need <= 0 or now < self._next:
             return
         if self.bytes - self._last < self._need:
-            self.tripped = True
-            if self._resp is not None:
-                self._resp.close()
+            self._trip(ErrorKind.TOO_SLOW)
             return
         self._last = self.bytes
         self._next = now + self._window
 
+    def message(self) -> str:
+        if self.tripped is ErrorKind.TIMEOUT:
+            return f"not done within total_timeout ({self._total:g}s)"
+        if self.tripped is ErrorKind.READ_TIMEOUT:
+            quiet = self._quiet if self._seen_resp is not None else self._first_quiet
+            return f"no data for {quiet:g}s (read_timeout)"
+        return f"under {self._min_speed} bytes/s for {self._window:g}s (min_speed)"
 
-class _SpeedWatch:
+    def _trip(self, kind: ErrorKind) -> None:
+        self.tripped = kind
+        if self._resp is not None:
+            self._resp.close()  # the body's read raises at once
+        elif self._task is not None:
+            self._task.cancel()  # connecting or waiting for headers: fetch() takes it back
+
+
+class _Watch:
     """Checks every transfer's guard on one shared tick.
 
-    One timer per request (armed and cancelled thousands of times a second) costs more
-    than scanning the transfers in flight four times a second; a slow transfer is caught
-    at most one tick after its window ends.
+    One timer per request (armed and cancelled thousands of times a second, and re-armed at
+    every chunk for the read timeout) costs more than scanning the transfers in flight four
+    times a second; a limit is caught at most one tick after it is crossed.
     """
 
-    TICK = 0.25
+    TICK = DEADLINE_TICK
 
     def __init__(self) -> None:
-        self._guards: set[_SpeedGuard] = set()
+        self._guards: set[_Guard] = set()
         self._handle: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def start(self, min_speed: int, window: float) -> _SpeedGuard | None:
-        if min_speed <= 0:
-            return None
+    def start(self, config: FetchConfig, factor: float) -> _Guard:
         # The client lives in one loop; asking for it per request showed in profiles.
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
-        guard = _SpeedGuard(min_speed, window, loop.time())
+        guard = _Guard(config, factor, loop.time(), asyncio.current_task())
         self._guards.add(guard)
         if self._handle is None:
             self._handle = loop.call_later(self.TICK, self._tick)
         return guard
 
-    def stop(self, guard: _SpeedGuard | None) -> None:
-        if guard is not None:
-            self._guards.discard(guard)
+    def stop(self, guard: _Guard) -> None:
+        self._guards.discard(guard)
 
     def _tick(self) -> None:
         loop = self._loop
@@ -396,7 +468,8 @@ class _SpeedWatch:
             return
         now = loop.time()
         for guard in list(self._guards):
-            guard.check(now)
+            if guard.tripped is None:
+                guard.check(now)
         self._handle = loop.call_later(self.TICK, self._tick)
 
     def close(self) -> None:
@@ -440,41 +513,42 @@ async def fetch(
     """GET ``url`` once (following redirects); never raises for anything the network does."""
     started = time.perf_counter()
     state: dict[str, Any] = {"status": None, "final_url": None, "content_type": None}
-    guard = client.speed.start(config.min_speed, config.min_speed_window * timeout_factor)
-    deadline = started + config.total_timeout * timeout_factor
+    guard = client.watch.start(config, timeout_factor)
     try:
         return await _fetch(
-            client,
-            request_url(url),
-            config,
-            headers,
-            timeout_factor,
-            started,
-            deadline,
-            guard,
-            state,
+            client, request_url(url), config, headers, timeout_factor, started, guard, state
         )
+    except asyncio.CancelledError:
+        if guard.tripped is None or _still_cancelled():
+            raise  # the rank is stopping, not our deadline
+        return _failed(guard.tripped, guard.message(), state, started)
     except Exception as exc:  # every failure becomes data; cancellation still propagates
-        tripped = guard is not None and guard.tripped
-        kind = ErrorKind.TOO_SLOW if tripped else classify(exc)
-        if kind is ErrorKind.BAD_CONTENT and state["status"] is None:
-            # Reset or dropped before any response: the host is not accepting requests.
-            kind = ErrorKind.CONNECT
-        message = (
-            f"under {config.min_speed} bytes/s for {config.min_speed_window:g}s"
-            if tripped
-            else describe(exc)
-        )
-        return FetchResult(
-            kind,
-            message,
-            state["status"],
-            state["final_url"],
-            state["content_type"],
-            elapsed_ms=_ms(started),
-        )
+        if guard.tripped is not None:  # what the guard's close of the response made
+            return _failed(guard.tripped, guard.message(), state, started)
+        return _failed(classify(exc), describe(exc), state, started)
     finally:
-        client.speed.stop(guard)
+        client.watch.stop(guard)
+
+
+def _still_cancelled() -> bool:
+    """Take back the guard's cancel; whether someone else cancelled the task as well."""
+    task = asyncio.current_task()
+    uncancel = getattr(task, "uncancel", None)  # Python >= 3.11
+    return uncancel is not None and uncancel() > 0
+
+
+def _failed(kind: ErrorKind, message: str, state: dict[str, Any], started: float) -> FetchResult:
+    if kind is ErrorKind.BAD_CONTENT and state["status"] is None:
+        # Reset or dropped before any response: the host is not accepting requests.
+        kind = ErrorKind.CONNECT
+    return FetchResult(
+        kind,
+        message,
+        state["status"],
+        state["final_url"],
+        state["content_type"],
+        elapsed_ms=_ms(started),
+    )
 
 
 async def _fetch(
@@ -484,27 +558,22 @@ async def _fetch(
     headers: Mapping[str, str] | None,
     timeout_factor: float,
     started: float,
-    deadline: float,
-    guard: _SpeedGuard | None,
+    guard: _Guard,
     state: dict[str, Any],
 ) -> FetchResult:
-    for hop in range(config.max_redirects + 1):
+    # The guard holds the whole chain to one total deadline; aiohttp only times connecting,
+    # whose session default is left alone unless the final pass lengthens it.
+    extra: dict[str, Any] = {}
+    if timeout_factor != 1.0:
+        extra["timeout"] = client_timeout(config, timeout_factor)
+    for _hop in range(config.max_redirects + 1):
         check_target(target, config.block_private_addresses)
-        # The whole chain shares one total deadline. (Passing timeout=None to aiohttp would
-        # mean "no timeout at all", so the session's default is left alone on the first hop.)
-        extra: dict[str, Any] = {}
-        if hop or timeout_factor != 1.0:
-            remaining = max(0.001, deadline - time.perf_counter())
-            base = client_timeout(config, timeout_factor)
-            extra["timeout"] = aiohttp.ClientTimeout(
-                total=remaining, sock_connect=base.sock_connect, sock_read=base.sock_read
-            )
         proxy, hop_headers = client.route(target, headers)
+        guard.watch(None)
         async with client.session.get(
             target, allow_redirects=False, headers=hop_headers, **proxy, **extra
         ) as resp:
-            if guard is not None:
-                guard.watch(resp)
+            guard.watch(resp)
             status = state["status"] = resp.status
             state["final_url"] = str(resp.url)
             content_type = state["content_type"] = resp.headers.get("Content-Type")
@@ -548,7 +617,7 @@ async def _read_body(
     resp: aiohttp.ClientResponse,
     config: FetchConfig,
     started: float,
-    guard: _SpeedGuard | None,
+    guard: _Guard,
     final_url: str,
     content_type: str | None,
 ) -> FetchResult:
@@ -562,13 +631,12 @@ async def _read_body(
     # as they came off the socket: iter_chunked(n) re-slices them (a copy each) to n bytes.
     async for chunk in resp.content.iter_any():
         size += len(chunk)
-        if guard is not None:
-            guard.bytes = size
+        guard.bytes = size
         if size > limit:
             return _too_large("body", limit, resp, started)
         chunks.append(chunk)
-    if guard is not None and guard.tripped:
-        raise _TooSlow()
+    if guard.tripped is not None:
+        raise _Tripped(guard.tripped)
     body = b"".join(chunks)
     return FetchResult(
         None,
