@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from types import FrameType
 
@@ -52,8 +51,9 @@ def launch_ranks(run_args: Sequence[str], world_size: int) -> int:
             ]
             procs.append(subprocess.Popen(cmd, env=env, start_new_session=True))
         log.info("started %d local ranks: pids %s", world_size, [p.pid for p in procs])
-        while any(p.poll() is None for p in procs):
-            time.sleep(0.2)
+        for proc in procs:
+            # A signal interrupts the wait, runs ``forward`` and the wait goes on (PEP 475).
+            proc.wait()
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
