@@ -274,7 +274,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="live: the installed fetchshard as it is on disk; REV (e.g. HEAD): that commit's "
         "src/, so edits during the benchmark do not change what runs",
     )
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        metavar="REV",
+        help="also run each fetchshard peer from commit REV, in the same rounds (an A/B): "
+        "listed as fetchshard@REV, its ratios taken to the fetchshard under test",
+    )
     return parser.parse_args(argv)
+
+
+def with_baseline(
+    names: list[str], peers: list[Peer], work: Path, rev: str
+) -> tuple[list[str], list[Peer], str]:
+    """Each fetchshard peer followed by its twin from ``rev``, so a round runs both in turn."""
+    base = snapshot_fetchshard(rev, work)
+    log(f"baseline fetchshard from commit {base[1]} ({base[0]})")
+    out_names: list[str] = []
+    out_peers: list[Peer] = []
+    for name, peer in zip(names, peers, strict=True):
+        out_names.append(name)
+        out_peers.append(peer)
+        if name.startswith("fetchshard"):
+            twin = make_peer(name, work, log, base)
+            twin.name = f"{name}@{base[1][:7]}"
+            out_names.append(twin.name)
+            out_peers.append(twin)
+    return out_names, out_peers, base[1]
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -302,6 +328,9 @@ def main(argv: list[str] | None = None) -> int:
         snapshot = snapshot_fetchshard(args.fetchshard_src, work)
         log(f"fetchshard from commit {snapshot[1]} ({snapshot[0]})")
     peers = [make_peer(name, work, log, snapshot) for name in names]
+    baseline = None
+    if args.baseline:
+        names, peers, baseline = with_baseline(names, peers, work, args.baseline)
     for p in peers:
         if p.unavailable:
             log(f"{p.name}: {p.unavailable}")
@@ -358,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
             "notes": server.notes,
         },
         "fetchshard_src": snapshot[1] if snapshot else "live",
+        "fetchshard_baseline": baseline,
         "corpus": corpus.summary(),
         "urls": args.urls,
         "repeat": args.repeat,

@@ -63,3 +63,32 @@ def test_harness_counts_every_url(work: Path, server: str) -> None:
         med = result["medians"][peer]
         assert med["urls_per_s"] > 0 and med["errors"] == 0
     assert result["medians"]["fetchshard"]["urls_per_s_vs_fetchshard"] == 1.0
+
+
+@pytest.mark.timeout(320)
+@pytest.mark.skipif(not (ROOT / ".git").exists(), reason="--baseline needs a git checkout")
+def test_baseline_runs_a_committed_fetchshard_in_the_same_rounds(work: Path) -> None:
+    out = work / "out-baseline.json"
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "run.py"),
+        *("--urls", str(URLS), "--repeat", "1", "--peers", "fetchshard"),
+        *("--baseline", "HEAD", "--server", "aiohttp", "--json", str(out), "--work", str(work)),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-4000:]
+    result: dict[str, Any] = json.loads(out.read_text())
+    head = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert result["fetchshard_baseline"] == head
+    twin = f"fetchshard@{head[:7]}"
+    assert [r["peer"] for r in result["runs"]] == ["fetchshard", twin]
+    for run in result["runs"]:
+        assert run["status"] == "ok" and run["ok"] == URLS and run["errors"] == 0, run
+    # The twin ran from its snapshot of HEAD, not from the installed source.
+    assert result["runs"][1]["fetchshard_source"]["commit"] == head
+    assert result["medians"][twin]["urls_per_s_vs_fetchshard"] > 0
