@@ -244,8 +244,6 @@ def status_kind(status: int) -> ErrorKind | None:
 def classify(exc: BaseException) -> ErrorKind:
     """Translate an exception raised while fetching into an error kind (the only such place)."""
     # Order matters: the more specific aiohttp classes derive from the general ones.
-    if isinstance(exc, _Tripped):
-        return exc.kind
     if isinstance(exc, BlockedAddress):
         return ErrorKind.BLOCKED
     if isinstance(exc, aiohttp.TooManyRedirects):
@@ -330,11 +328,7 @@ def opt_out(values: list[str], directives: tuple[str, ...]) -> str | None:
 
 
 class _Tripped(Exception):
-    """A guard ended the transfer: ``kind`` says which of its limits it crossed."""
-
-    def __init__(self, kind: ErrorKind) -> None:
-        super().__init__(kind.value)
-        self.kind = kind
+    """A guard ended the transfer; its ``tripped`` says which limit (fetch() reads it there)."""
 
 
 class _Guard:
@@ -636,7 +630,7 @@ async def _read_body(
             return _too_large("body", limit, resp, started)
         chunks.append(chunk)
     if guard.tripped is not None:
-        raise _Tripped(guard.tripped)
+        raise _Tripped()
     body = b"".join(chunks)
     return FetchResult(
         None,
