@@ -16,7 +16,9 @@ from yarl import URL
 
 from fetchshard.config import FetchConfig
 from fetchshard.errors import ErrorKind
-from fetchshard.fetch import _PLAIN_URL, _Guard, fetch, make_client, request_url
+from fetchshard.http.client import make_client
+from fetchshard.http.deadlines import Guard as _Guard
+from fetchshard.http.request import _PLAIN_URL, fetch, request_url
 from server import RunningServer
 
 CONFIG = FetchConfig(total_timeout=5.0)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fetchshard.config import FetchConfig
-from fetchshard.hosts import Scheduler
+from fetchshard.hosts.scheduler import Scheduler
 from fetchshard.ledger import Ledger, PlannedItem
 from fetchshard.partition import Partitioner, item_id
 
@@ -25,6 +25,12 @@ class Clock:
 
     def __call__(self) -> float:
         return time.monotonic() + self.offset
+
+    # The scheduler's clock (fetchshard.clock.Clock): this as its monotonic time.
+    def monotonic(self) -> float:
+        return self()
+
+    wall = staticmethod(time.time)
 
 
 def _ledger(tmp_path: Path, per_host: dict[str, int]) -> Ledger:
@@ -134,7 +140,7 @@ async def test_429_halves_the_rate_to_a_floor_and_success_restores_it(
         clock.offset += 1.0
         scheduler.done(slot, kind=ErrorKind.HTTP_5XX, status=503)
     assert slot.rate == 1.0  # the floor
-    assert slot.limiter._rate_per_sec == 1.0
+    assert slot.limiter.rate == 1.0
     for _ in range(3):
         assert scheduler.done(slot).rate_increased
     assert slot.rate == pytest.approx(1.0 + 3 * 8.0 / 16)

@@ -36,7 +36,7 @@ from fetchshard.partition import (
 )
 from fetchshard.plan import PlanResult, plan
 from fetchshard.ranks import RankInfo
-from fetchshard.schema import encode_extras
+from fetchshard.output.extras import encode_extras, encode_extras_fast
 from util import planned_items
 
 MAX = 48  # input.max_url_length: small, so generated URLs fall on both sides of it
@@ -606,13 +606,13 @@ def test_fast_extras_encoding_matches_encode_extras() -> None:
             "null": pa.nulls(n),
         }
     )
-    assert plan_module.encode_extras_fast(table) == encode_extras(table)
+    assert encode_extras_fast(table) == encode_extras(table)
     for name in table.column_names:
         one = table.select([name])
-        assert plan_module.encode_extras_fast(one) == encode_extras(one), name
+        assert encode_extras_fast(one) == encode_extras(one), name
     chunked = pa.concat_tables([table.slice(0, 5), table.slice(5)])
-    assert plan_module.encode_extras_fast(chunked) == encode_extras(table)
-    assert plan_module.encode_extras_fast(table.slice(3, 0)) == []
+    assert encode_extras_fast(chunked) == encode_extras(table)
+    assert encode_extras_fast(table.slice(3, 0)) == []
 
 
 def test_ledger_of_schema_version_1_gets_fetch_urls(tmp_path: Path) -> None:

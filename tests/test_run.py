@@ -11,7 +11,8 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from fetchshard import runner, signals
+from fetchshard import signals
+from fetchshard.engine import eventloop
 from server import ServerProcess
 from util import FAST, assert_exactly_once, cli, ledger_items, rows_by_url
 
@@ -176,7 +177,7 @@ def test_store_body_false_keeps_hash_and_size_only(
 
 def test_the_loop_runs_with_fewer_gc_collections_and_restores_the_threshold() -> None:
     before = gc.get_threshold()
-    with runner._fewer_collections():
+    with eventloop.fewer_collections():
         assert gc.get_threshold()[0] >= 100 * before[0]
     assert gc.get_threshold() == before
 

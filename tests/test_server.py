@@ -1,4 +1,4 @@
-"""Tests for the loopback test server itself (tests/server.py)."""
+"""Tests for the loopback test server itself (the tests/server package)."""
 
 from __future__ import annotations
 

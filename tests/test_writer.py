@@ -15,12 +15,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fetchshard import writer as writer_module
+from fetchshard.runfolder import storage as storage_module
 from fetchshard.config import OutputConfig
 from fetchshard.ledger import Counts, Ledger, PlannedItem
-from fetchshard.paths import RunPaths
-from fetchshard.schema import ResultRow, body_column, encode_extras
-from fetchshard.writer import PartWriter, recover
+from fetchshard.output.columns import ResultRow
+from fetchshard.output.extras import encode_extras
+from fetchshard.output.parts import PartWriter, recover
+from fetchshard.output.table import body_column
+from fetchshard.runfolder.layout import RunPaths
 
 
 def _ledger(tmp_path: Path, n: int) -> tuple[RunPaths, Ledger]:
@@ -150,7 +152,7 @@ def test_the_next_part_is_written_while_a_part_waits_for_its_fsync(
 ) -> None:
     paths, ledger = _ledger(tmp_path, 8)
     in_fsync, release = threading.Event(), threading.Event()
-    real_fsync = writer_module.fsync_path
+    real_fsync = storage_module.fsync_path
 
     def held_fsync(path: Path, *, drop_cache: bool = False) -> None:
         if path.name.endswith(".tmp"):  # a part's data, not a folder
@@ -158,7 +160,7 @@ def test_the_next_part_is_written_while_a_part_waits_for_its_fsync(
             assert release.wait(30)
         real_fsync(path, drop_cache=drop_cache)
 
-    monkeypatch.setattr(writer_module, "fsync_path", held_fsync)
+    monkeypatch.setattr(storage_module, "fsync_path", held_fsync)
     config = OutputConfig(part_max_rows=4, row_group_bytes=1)  # a row group per row
     writer = PartWriter(paths, 0, ledger, config, None, next_part=1)
     try:

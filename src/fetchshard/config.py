@@ -19,9 +19,8 @@ from typing import Any
 
 import yaml
 
+from fetchshard.environment import NOT_OPTIONS, OPTION_PREFIX
 from fetchshard.errors import ConfigError
-
-ENV_PREFIX = "FETCHSHARD_"
 
 MiB = 1024 * 1024
 
@@ -37,9 +36,6 @@ DEFAULT_MAX_BODY_BYTES = 64 * MiB
 DEFAULT_MAX_REDIRECTS = 10
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_SPREAD = 16
-# Seconds between checks of the deadlines of the transfers in flight (fetch.py checks them all
-# on one shared tick rather than arm timers per request): a deadline fires up to this late.
-DEADLINE_TICK = 0.25
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -138,25 +134,6 @@ class FetchConfig:
     verify_tls: bool = True
     ca_bundle: str | None = None
     trust_env: bool = True
-
-    def url_time_bound(self) -> float:
-        """The longest one URL can keep a rank busy once its host is being fetched.
-
-        Main pass: ``max_attempts`` requests of at most ``total_timeout`` each, separated by
-        waits of at most max(retry_max_delay, retry_after_max); final pass: its delay, then
-        ``final_pass_attempts`` longer requests, separated likewise; plus the host's
-        cool-downs before it is given up. (Time spent queued behind other URLs of the same
-        host under its rate limit is not included: that is the host's items / its rate.)
-        Each request's deadline is checked on a tick, so it may end up to DEADLINE_TICK late.
-        """
-        wait = max(self.retry_max_delay, self.retry_after_max)
-        request = self.total_timeout + DEADLINE_TICK
-        bound = self.max_attempts * request + (self.max_attempts - 1) * wait
-        if self.final_pass_attempts:
-            longer = self.total_timeout * self.final_pass_timeout_factor + DEADLINE_TICK
-            bound += self.final_pass_delay + self.final_pass_attempts * longer
-            bound += (self.final_pass_attempts - 1) * wait
-        return bound + self.host_max_cooldowns * self.host_cooldown
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -397,22 +374,18 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-# FETCHSHARD_* names that belong to a launcher, not to the config (see ranks.py).
-_NOT_CONFIG = frozenset({"FETCHSHARD_WORLD_SIZE"})
-
-
 def env_layer(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     """``FETCHSHARD_FETCH_PER_HOST_RATE=5`` -> ``{"fetch": {"per_host_rate": 5}}``."""
     layer: dict[str, dict[str, Any]] = {}
     for name, raw in environ.items():
-        if not name.startswith(ENV_PREFIX) or name in _NOT_CONFIG:
+        if not name.startswith(OPTION_PREFIX) or name in NOT_OPTIONS:
             continue
-        rest = name[len(ENV_PREFIX) :].lower()
+        rest = name[len(OPTION_PREFIX) :].lower()
         section, _, key = rest.partition("_")
         if section not in _SECTION_TYPES or not key:
             raise ConfigError(
                 f"unknown environment variable {name} "
-                f"(expected {ENV_PREFIX}<SECTION>_<KEY>, sections: {', '.join(_SECTION_TYPES)})"
+                f"(expected {OPTION_PREFIX}<SECTION>_<KEY>, sections: {', '.join(_SECTION_TYPES)})"
             )
         layer.setdefault(section, {})[key] = parse_value(f"{section}.{key}", raw)
     return layer

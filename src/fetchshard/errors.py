@@ -7,7 +7,9 @@ Exceptions (things that stop a command) form one tree::
     │   ├── ConfigError             bad key, type or value in YAML / env / flags
     │   ├── InputError              missing or unreadable input file, unknown format
     │   ├── RankError               inconsistent rank / world size (e.g. sbatch without srun)
-    │   └── RunMismatchError        output folder belongs to a different run
+    │   ├── RunMismatchError        output folder belongs to a different run
+    │   └── RunFolderError          not a fetchshard output folder, or a document unreadable
+    │       └── NewerFormatError    a document written by a newer fetchshard than this one
     └── RunError                    exit 1: something failed while working
         └── RankFailedError         a local rank process exited non-zero
 
@@ -55,6 +57,14 @@ class RunMismatchError(UsageError):
     """The output folder holds a different run (other inputs, world size or partition)."""
 
 
+class RunFolderError(UsageError):
+    """A folder is not a fetchshard output folder, or one of its documents is unreadable."""
+
+
+class NewerFormatError(RunFolderError):
+    """A run-folder document was written by a newer fetchshard (a format this one predates)."""
+
+
 class RunError(FetchshardError):
     """Something failed while the run was working."""
 
@@ -67,7 +77,7 @@ class ErrorKind(str, enum.Enum):
     """Why a URL failed. ``transient`` kinds are retried, the others fail at once.
 
     The translation from aiohttp/asyncio/ssl/socket exceptions to these kinds lives in one
-    place: :func:`fetchshard.fetch.classify`.
+    place: :func:`fetchshard.http.classify.classify`.
     """
 
     BAD_URL = "bad_url"  # not an http(s) URL; never sent

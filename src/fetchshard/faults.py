@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 import signal
 
-FAULT_ENV = "_FETCHSHARD_FAULT"
+from fetchshard.environment import FAULT
 
 
 def _parse() -> tuple[str, int] | None:
-    raw = os.environ.get(FAULT_ENV, "")
+    raw = os.environ.get(FAULT, "")
     point, sep, count = raw.partition(":")
     if not sep or not count.isdigit():
         return None

@@ -40,7 +40,7 @@ import os
 import queue
 import re
 import threading
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -53,6 +53,8 @@ import pyarrow.parquet as pq
 
 from fetchshard.config import InputConfig
 from fetchshard.errors import InputError
+from fetchshard.output.columns import BASE_COLUMNS
+from fetchshard.strings import byte_positions, rows_with_bytes, string_buffers
 
 _T = TypeVar("_T")
 
@@ -61,10 +63,12 @@ __all__ = [
     "JSONL_SAMPLE_ROWS",
     "RESERVED_COLUMNS",
     "InputBatch",
+    "InputSet",
     "byte_positions",
     "detect_format",
     "fingerprint_files",
     "iter_batches",
+    "open_inputs",
     "resolve_inputs",
     "rows_with_bytes",
     "string_buffers",
@@ -75,24 +79,8 @@ log = logging.getLogger(__name__)
 
 FORMATS = ("txt", "csv", "tsv", "jsonl", "parquet")
 
-RESERVED_COLUMNS: frozenset[str] = frozenset(
-    {
-        "item_id",
-        "url",
-        "status",
-        "error_kind",
-        "error_message",
-        "http_status",
-        "final_url",
-        "content_type",
-        "size",
-        "sha256",
-        "attempts",
-        "fetched_at",
-        "elapsed_ms",
-        "body",
-    }
-)
+# The names fetchshard writes (output/columns.py); a run with stages reserves theirs too.
+RESERVED_COLUMNS: frozenset[str] = BASE_COLUMNS.names
 RENAME_PREFIX = "input_"
 
 # The jsonl extras schema is inferred from this many rows (or _JSONL_SAMPLE_BYTES of lines).
@@ -104,7 +92,6 @@ _READ_CHUNK = 256 * 1024  # bytes per read from a (decompressing) text stream
 # a big file can hold hundreds of MB of URLs.
 _PARQUET_BUFFER = 1 << 20
 _CSV_BLOCK = 4 * 1024 * 1024  # pyarrow CSV block; one CSV row must fit in it
-_SCAN_CHUNK = 64 * 1024  # bytes of string data checked at a time (rows_with_bytes)
 
 _COMPRESSION = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd"}
 _SUFFIX_FORMAT = {
@@ -331,43 +318,6 @@ def _url_array(urls: list[str | None]) -> pa.Array:
     return pa.array(urls, type=pa.string())
 
 
-def string_buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """The offsets (``len(arr) + 1`` of them, int64) and the UTF-8 bytes of a ``pa.string()``
-    array, as numpy views of its buffers (value ``i`` is ``data[offsets[i]:offsets[i + 1]]``;
-    null values may hold any bytes)."""
-    buffers = arr.buffers()
-    offsets = np.frombuffer(
-        buffers[1], dtype=np.int32, count=len(arr) + 1, offset=arr.offset * 4
-    ).astype(np.int64)
-    data = buffers[2]
-    if data is None:
-        return offsets, np.zeros(0, dtype=np.uint8)
-    return offsets, np.frombuffer(data, dtype=np.uint8)
-
-
-def byte_positions(
-    offsets: np.ndarray, data: np.ndarray, test: Callable[[np.ndarray], np.ndarray]
-) -> np.ndarray:
-    """The positions in ``data`` (sorted) of the array's bytes for which ``test`` (bytes ->
-    bool mask) is true."""
-    start, stop = int(offsets[0]), int(offsets[-1])
-    found = [np.zeros(0, dtype=np.int64)]
-    # In 64 KiB pieces: the temporaries stay in cache, which is several times faster.
-    for lo in range(start, stop, _SCAN_CHUNK):
-        hits = np.flatnonzero(test(data[lo : min(lo + _SCAN_CHUNK, stop)]))
-        if len(hits):
-            found.append(hits + lo)
-    return np.concatenate(found)
-
-
-def rows_with_bytes(
-    offsets: np.ndarray, data: np.ndarray, test: Callable[[np.ndarray], np.ndarray]
-) -> np.ndarray:
-    """The rows (sorted) holding a byte for which ``test`` (bytes -> bool mask) is true."""
-    positions = byte_positions(offsets, data, test)
-    return np.unique(np.searchsorted(offsets, positions, side="right") - 1)
-
-
 def _not_graphic(data: np.ndarray) -> np.ndarray:
     """Whitespace, control characters and any byte of a non-ASCII character."""
     return (data <= 0x20) | (data >= 0x7F)
@@ -434,14 +384,14 @@ def _denull(tp: pa.DataType) -> pa.DataType:
     return tp
 
 
-def _output_names(sources: Sequence[str]) -> list[str]:
-    """Rename extras that collide with :data:`RESERVED_COLUMNS` (``status`` -> ``input_status``)."""
-    used = {name for name in sources if name not in RESERVED_COLUMNS}
+def _output_names(sources: Sequence[str], reserved: frozenset[str]) -> list[str]:
+    """Rename extras that collide with a ``reserved`` name (``status`` -> ``input_status``)."""
+    used = {name for name in sources if name not in reserved}
     out: list[str] = []
     for name in sources:
-        if name in RESERVED_COLUMNS:
+        if name in reserved:
             new = RENAME_PREFIX + name
-            while new in RESERVED_COLUMNS or new in used:
+            while new in reserved or new in used:
                 new = RENAME_PREFIX + new
             used.add(new)
             name = new
@@ -556,10 +506,13 @@ def _select(path: Path, present: Sequence[str], config: InputConfig) -> tuple[st
     return tuple(dict.fromkeys(name for name in config.extra_columns if name not in own))
 
 
-def _schema(sources: Sequence[str], types: Sequence[pa.DataType]) -> pa.Schema | None:
+def _schema(
+    sources: Sequence[str], types: Sequence[pa.DataType], reserved: frozenset[str]
+) -> pa.Schema | None:
     if not sources:
         return None
-    return pa.schema([pa.field(n, t) for n, t in zip(_output_names(sources), types, strict=True)])
+    names = _output_names(sources, reserved)
+    return pa.schema([pa.field(n, t) for n, t in zip(names, types, strict=True)])
 
 
 def _csv_parse_options(fmt: str) -> Any:
@@ -635,18 +588,18 @@ def _infer_json_type(values: list[Any]) -> pa.DataType:
     return _denull(tp)
 
 
-def _inspect(path: Path, config: InputConfig) -> _FileSpec:
+def _inspect(path: Path, config: InputConfig, reserved: frozenset[str]) -> _FileSpec:
     """Read only what tells a file's columns (header, footer, jsonl sample); check them."""
     fmt = detect_format(path, config.format)
     _, compression = _split_compression(path)
     try:
-        return _inspect_format(path, fmt, compression, config)
+        return _inspect_format(path, fmt, compression, config, reserved)
     except _READ_ERRORS as exc:
         raise InputError(f"cannot read input {path}: {_one_line(exc)}") from exc
 
 
 def _inspect_format(
-    path: Path, fmt: str, compression: str | None, config: InputConfig
+    path: Path, fmt: str, compression: str | None, config: InputConfig, reserved: frozenset[str]
 ) -> _FileSpec:
     if fmt == "txt":
         if config.id_column is not None:
@@ -668,7 +621,7 @@ def _inspect_format(
                 path, fmt, compression, config.url_column, config.id_column, (), None, False
             )
         sources = _select(path, names, config)
-        schema = _schema(sources, [pa.string()] * len(sources))
+        schema = _schema(sources, [pa.string()] * len(sources), reserved)
         return _FileSpec(
             path, fmt, compression, config.url_column, config.id_column, sources, schema, True
         )
@@ -691,7 +644,7 @@ def _inspect_format(
             config.url_column,
             config.id_column,
             sources,
-            _schema(sources, types),
+            _schema(sources, types, reserved),
             True,
         )
 
@@ -719,7 +672,7 @@ def _inspect_format(
         config.url_column,
         config.id_column,
         sources,
-        _schema(sources, types),
+        _schema(sources, types, reserved),
         True,
     )
 
@@ -751,13 +704,44 @@ def _check_compatible(first: _FileSpec | None, spec: _FileSpec) -> _FileSpec | N
     return first
 
 
-def validate_inputs(config: InputConfig) -> list[Path]:
-    """Resolve the inputs and check every file's columns, cheaply, before any work starts."""
-    files = resolve_inputs(config.paths)
+@dataclass(frozen=True)
+class InputSet:
+    """A run's inputs, resolved and inspected once: the files it fingerprints are the files
+    it reads, with the columns it checked."""
+
+    config: InputConfig
+    specs: tuple[_FileSpec, ...]
+
+    @property
+    def files(self) -> list[Path]:
+        return [spec.path for spec in self.specs]
+
+    def batches(self) -> Iterator[InputBatch]:
+        """Every input row, file by file in :func:`resolve_inputs` order, in bounded batches."""
+        row = 0
+        for spec in self.specs:
+            for urls, ids, extras in _read_file(spec, self.config):
+                yield InputBatch(urls=urls, ids=ids, extras=extras, first_row=row)
+                row += len(urls)
+
+
+def open_inputs(config: InputConfig, *, reserved: frozenset[str] = RESERVED_COLUMNS) -> InputSet:
+    """Resolve the inputs and check every file's columns, cheaply, before any work starts.
+
+    ``reserved``: the output's column names, which extra input columns must not take.
+    """
+    specs: list[_FileSpec] = []
     first: _FileSpec | None = None
-    for path in files:
-        first = _check_compatible(first, _inspect(path, config))
-    return files
+    for path in resolve_inputs(config.paths):
+        spec = _inspect(path, config, reserved)
+        first = _check_compatible(first, spec)
+        specs.append(spec)
+    return InputSet(config, tuple(specs))
+
+
+def validate_inputs(config: InputConfig) -> list[Path]:
+    """The resolved input files, every file's columns checked (:func:`open_inputs`)."""
+    return open_inputs(config).files
 
 
 # --------------------------------------------------------------------------- readers
@@ -1029,13 +1013,5 @@ def read_ahead(items: Iterator[_T], depth: int = 2) -> Iterator[_T]:
 
 
 def iter_batches(config: InputConfig) -> Iterator[InputBatch]:
-    """Every input row, file by file in :func:`resolve_inputs` order, in bounded batches."""
-    files = resolve_inputs(config.paths)
-    first: _FileSpec | None = None
-    row = 0
-    for path in files:
-        spec = _inspect(path, config)
-        first = _check_compatible(first, spec)
-        for urls, ids, extras in _read_file(spec, config):
-            yield InputBatch(urls=urls, ids=ids, extras=extras, first_row=row)
-            row += len(urls)
+    """Every input row of ``config``'s inputs, in bounded batches (:meth:`InputSet.batches`)."""
+    return open_inputs(config).batches()

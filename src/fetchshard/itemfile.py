@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from fetchshard.paths import TMP_SUFFIX, fsync_path
+from fetchshard.runfolder.layout import TMP_SUFFIX
+from fetchshard.runfolder.storage import fsync_path
 
 SCHEMA = pa.schema(
     [

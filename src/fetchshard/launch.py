@@ -2,30 +2,54 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping
+from pathlib import Path
 from types import FrameType
+from typing import Any
 
-from fetchshard.errors import EXIT_INTERRUPTED, EXIT_OK, RankFailedError
+from fetchshard.environment import CHILD, CHILD_OVERRIDES
+from fetchshard.errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError, RankFailedError
 
 log = logging.getLogger(__name__)
 
-CHILD_ENV = "_FETCHSHARD_CHILD"
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+# What each rank decides for itself, not taken from the launcher's command line.
+_PER_RANK = ("run.ranks", "run.rank", "run.world_size")
 
 
-def launch_ranks(run_args: Sequence[str], world_size: int) -> int:
-    """Start ranks 0..N-1 as ``python -m fetchshard run ARGS --rank i --world-size N``.
+def inherited_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The launcher's command-line overrides, in a rank it started (else none)."""
+    raw = environ.get(CHILD_OVERRIDES)
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{CHILD_OVERRIDES} is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{CHILD_OVERRIDES} is not a JSON object")
+    return data
+
+
+def launch_ranks(config_file: Path | None, overrides: Mapping[str, Any], world_size: int) -> int:
+    """Start ranks 0..N-1 as ``python -m fetchshard run [CONFIG] --rank i --world-size N``,
+    each given the launcher's ``overrides`` as data (JSON in the environment).
 
     Signals the launcher receives are forwarded to every rank (each in its own session, so a
     terminal's Ctrl-C reaches a rank once, through us). Returns 0 when every rank completed,
     75 when some were interrupted; raises :class:`RankFailedError` when any failed.
     """
-    env = {**os.environ, CHILD_ENV: "1"}
+    shared = {k: v for k, v in overrides.items() if k not in _PER_RANK}
+    env = {**os.environ, CHILD: "1", CHILD_OVERRIDES: json.dumps(shared)}
+    head = [sys.executable, "-m", "fetchshard", "run"]
+    if config_file is not None:
+        head.append(str(config_file))
     procs: list[subprocess.Popen[bytes]] = []
 
     def forward(signum: int, _frame: FrameType | None) -> None:
@@ -36,19 +60,7 @@ def launch_ranks(run_args: Sequence[str], world_size: int) -> int:
     previous = {sig: signal.signal(sig, forward) for sig in _FORWARDED}
     try:
         for rank in range(world_size):
-            cmd = [
-                sys.executable,
-                "-m",
-                "fetchshard",
-                "run",
-                *run_args,
-                "--ranks",
-                "1",
-                "--rank",
-                str(rank),
-                "--world-size",
-                str(world_size),
-            ]
+            cmd = [*head, "--ranks", "1", "--rank", str(rank), "--world-size", str(world_size)]
             procs.append(subprocess.Popen(cmd, env=env, start_new_session=True))
         log.info("started %d local ranks: pids %s", world_size, [p.pid for p in procs])
         for proc in procs:

@@ -39,7 +39,7 @@ import pyarrow as pa
 from fetchshard.itemfile import COLUMNS as ITEM_COLUMNS
 from fetchshard.itemfile import ItemFile, Span, Stage, to_batch
 from fetchshard.partition import BadUrl, normalize_url
-from fetchshard.paths import items_file, plan_scratch
+from fetchshard.runfolder.layout import items_file, plan_scratch
 
 PENDING = 0
 COMMITTED = 1
@@ -145,7 +145,13 @@ def _fresh_item(row: tuple[Any, ...]) -> WorkItem:
 
 
 class Ledger:
-    """One rank's ledger; a plain synchronous sqlite3 connection (fast, local calls)."""
+    """One rank's ledger; a plain synchronous sqlite3 connection (fast, local calls).
+
+    Longer than our usual class, on purpose: every write shares one connection and its
+    transaction discipline, and the queue's reads share caches (the items file, each host's
+    spans and read position) that planning and folding must reset. Its sections — meta,
+    planning, scheduling, commit, reading — are marked below; migration lives outside.
+    """
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -164,7 +170,7 @@ class Ledger:
         self._items: ItemFile | None = None
         self._hints: dict[int, tuple[int, int]] = {}  # host_id -> (last id read, next row)
         self._spans: dict[int, list[tuple[int, int]]] = {}  # host_id -> its runs of rows
-        self._migrate()
+        _migrate(self)
         # Whether ``states`` has rows: while it has none (a first run until something is
         # retried or committed and folded), reading fresh items needs no query of it. Only
         # the rank's own connection writes ``states`` (the part writer's appends to ``done``).
@@ -574,63 +580,11 @@ class Ledger:
     # -- reading ----------------------------------------------------------------------------
 
     def counts(self) -> Counts:
-        total, committed, failed = self._db.execute(
-            "SELECT (SELECT COALESCE(SUM(count), 0) FROM spans), "
-            "(SELECT COUNT(*) FROM states WHERE state = 1) + (SELECT COUNT(*) FROM done), "
-            "(SELECT COUNT(*) FROM states WHERE state = 1 AND error_kind IS NOT NULL) "
-            "+ (SELECT COUNT(*) FROM done WHERE error_kind IS NOT NULL)"
-        ).fetchone()
-        return Counts(total=total, committed=committed, pending=total - committed, failed=failed)
+        return _counts(self._db)
 
     def error_counts(self) -> dict[str, int]:
         """Committed failures by error kind."""
-        rows = self._db.execute(
-            "SELECT error_kind, COUNT(*) FROM (SELECT error_kind FROM states WHERE state = 1 "
-            "UNION ALL SELECT error_kind FROM done) WHERE error_kind IS NOT NULL "
-            "GROUP BY error_kind"
-        )
-        return {kind: count for kind, count in rows}
-
-    # -- older ledgers ----------------------------------------------------------------------
-
-    def _migrate(self) -> None:
-        """Bring a ledger of schema version 1 to 3 (every item a row of ``items``) up to date:
-        its items become the items file, and those not "planned, never tried" get a state."""
-        db = self._db
-        old = self._scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'items'")
-        if old is None:
-            return
-        if "fetch_url" not in {r[1] for r in db.execute("PRAGMA table_info(items)")}:
-            with self._transaction():  # version 1: derive fetch_url as planning does
-                db.execute("ALTER TABLE items ADD COLUMN fetch_url TEXT")
-                updates = [
-                    (fetch_url, item)
-                    for item, host, url in db.execute("SELECT item_id, host_id, url FROM items")
-                    if (fetch_url := _fetch_url(host, url)) is not None
-                ]
-                db.executemany("UPDATE items SET fetch_url = ? WHERE item_id = ?", updates)
-        # A crash before the last transaction leaves ``items`` in place: this runs again.
-        self.begin_plan()
-        assert self._stage is not None
-        cursor = db.execute(f"SELECT {', '.join(ITEM_COLUMNS)} FROM items")
-        staged = 0
-        while rows := cursor.fetchmany(65536):
-            columns = dict(zip(ITEM_COLUMNS, zip(*rows, strict=True), strict=True))
-            self._stage.add(to_batch(columns, len(rows)), np.arange(staged, staged + len(rows)))
-            staged += len(rows)
-        spans, _ = self._stage.finish(items_file(self.path))
-        with self._transaction():
-            db.execute(
-                "INSERT INTO states (item_id, host_id, state, attempts, next_attempt_at, "
-                "error_kind, error_message, http_status, part, url, fetch_url, extras) "
-                "SELECT item_id, host_id, state, attempts, next_attempt_at, error_kind, "
-                "error_message, http_status, part, url, fetch_url, extras FROM items "
-                "WHERE NOT (state = 0 AND attempts = 0 AND next_attempt_at = 0)"
-            )
-            self._write_spans(spans)
-            db.execute("DROP TABLE items")
-        self.discard_plan()
-        self._spans.clear()
+        return _error_counts(self._db)
 
 
 def _fetch_url(host_id: int, url: str) -> str | None:
@@ -641,3 +595,107 @@ def _fetch_url(host_id: int, url: str) -> str | None:
     except BadUrl:
         return None
     return fetch_url if fetch_url != url else None
+
+
+# -------------------------------------------------------------------- older ledgers
+
+
+def _migrate(ledger: Ledger) -> None:
+    """Bring a ledger of schema version 1 to 3 (every item a row of ``items``) up to date:
+    its items become the items file, and those not "planned, never tried" get a state."""
+    db = ledger._db
+    old = ledger._scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'items'")
+    if old is None:
+        return
+    if "fetch_url" not in {r[1] for r in db.execute("PRAGMA table_info(items)")}:
+        with ledger._transaction():  # version 1: derive fetch_url as planning does
+            db.execute("ALTER TABLE items ADD COLUMN fetch_url TEXT")
+            updates = [
+                (fetch_url, item)
+                for item, host, url in db.execute("SELECT item_id, host_id, url FROM items")
+                if (fetch_url := _fetch_url(host, url)) is not None
+            ]
+            db.executemany("UPDATE items SET fetch_url = ? WHERE item_id = ?", updates)
+    # A crash before the last transaction leaves ``items`` in place: this runs again.
+    ledger.begin_plan()
+    assert ledger._stage is not None
+    cursor = db.execute(f"SELECT {', '.join(ITEM_COLUMNS)} FROM items")
+    staged = 0
+    while rows := cursor.fetchmany(65536):
+        columns = dict(zip(ITEM_COLUMNS, zip(*rows, strict=True), strict=True))
+        ledger._stage.add(to_batch(columns, len(rows)), np.arange(staged, staged + len(rows)))
+        staged += len(rows)
+    spans, _ = ledger._stage.finish(items_file(ledger.path))
+    with ledger._transaction():
+        db.execute(
+            "INSERT INTO states (item_id, host_id, state, attempts, next_attempt_at, "
+            "error_kind, error_message, http_status, part, url, fetch_url, extras) "
+            "SELECT item_id, host_id, state, attempts, next_attempt_at, error_kind, "
+            "error_message, http_status, part, url, fetch_url, extras FROM items "
+            "WHERE NOT (state = 0 AND attempts = 0 AND next_attempt_at = 0)"
+        )
+        ledger._write_spans(spans)
+        db.execute("DROP TABLE items")
+    ledger.discard_plan()
+    ledger._spans.clear()
+
+
+# -------------------------------------------------------------------- read-only, any process
+
+
+@dataclass(frozen=True, slots=True)
+class PartRecord:
+    """A committed part as the ledger records it."""
+
+    part: int
+    rows: int
+    bytes: int
+    committed_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerSummary:
+    counts: Counts
+    errors: dict[str, int]  # committed failures by error kind
+    parts: list[PartRecord]  # in part order
+
+
+def _counts(db: sqlite3.Connection) -> Counts:
+    total, committed, failed = db.execute(
+        "SELECT (SELECT COALESCE(SUM(count), 0) FROM spans), "
+        "(SELECT COUNT(*) FROM states WHERE state = 1) + (SELECT COUNT(*) FROM done), "
+        "(SELECT COUNT(*) FROM states WHERE state = 1 AND error_kind IS NOT NULL) "
+        "+ (SELECT COUNT(*) FROM done WHERE error_kind IS NOT NULL)"
+    ).fetchone()
+    return Counts(total=total, committed=committed, pending=total - committed, failed=failed)
+
+
+def _error_counts(db: sqlite3.Connection) -> dict[str, int]:
+    rows = db.execute(
+        "SELECT error_kind, COUNT(*) FROM (SELECT error_kind FROM states WHERE state = 1 "
+        "UNION ALL SELECT error_kind FROM done) WHERE error_kind IS NOT NULL "
+        "GROUP BY error_kind"
+    )
+    return {kind: count for kind, count in rows}
+
+
+def read_summary(path: Path, *, timeout: float = 10.0) -> LedgerSummary:
+    """Counts and parts of a ledger, through a read-only connection (safe while its rank runs:
+    the reads are one short transaction, during which the rank's commit waits)."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout, isolation_level=None)
+    try:
+        db.execute("BEGIN")  # one snapshot for the three reads
+        summary = LedgerSummary(
+            counts=_counts(db),
+            errors=_error_counts(db),
+            parts=[
+                PartRecord(part, rows, nbytes, committed_at)
+                for part, rows, nbytes, committed_at in db.execute(
+                    "SELECT part, rows, bytes, committed_at FROM parts ORDER BY part"
+                )
+            ],
+        )
+        db.execute("COMMIT")
+        return summary
+    finally:
+        db.close()

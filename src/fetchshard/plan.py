@@ -3,9 +3,7 @@ keep this rank's slice in its ledger (DESIGN.md step 2)."""
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,21 +14,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
-from fetchshard import __version__
 from fetchshard.config import Config
 from fetchshard.errors import ErrorKind, RunMismatchError
 from fetchshard.faults import crash_point
-from fetchshard.inputs import (
-    InputBatch,
-    byte_positions,
-    fingerprint_files,
-    iter_batches,
-    read_ahead,
-    rows_with_bytes,
-    string_buffers,
-)
+from fetchshard.inputs import InputBatch, InputSet, fingerprint_files, open_inputs, read_ahead
 from fetchshard.itemfile import to_batch
 from fetchshard.ledger import NO_HOST, Ledger
+from fetchshard.output.extras import extras_json, serialize_schema
 from fetchshard.partition import (
     BadUrl,
     Partitioner,
@@ -40,9 +30,10 @@ from fetchshard.partition import (
     item_key,
     normalize_url,
 )
-from fetchshard.paths import RunPaths, items_file, write_atomic
 from fetchshard.ranks import RankInfo
-from fetchshard.schema import deserialize_schema, encode_extras, serialize_schema
+from fetchshard.runfolder.layout import items_file
+from fetchshard.runfolder.prepare import fingerprint_difference
+from fetchshard.strings import byte_positions, rows_with_bytes, string_buffers
 
 log = logging.getLogger(__name__)
 
@@ -77,76 +68,25 @@ def fingerprint(config: Config, files: list[Path], world_size: int) -> dict[str,
     }
 
 
-def _difference(old: dict[str, Any], new: dict[str, Any]) -> str:
-    if old.get("world_size") != new.get("world_size"):
-        return f"world size {old.get('world_size')} -> {new.get('world_size')}"
-    if old.get("partition") != new.get("partition"):
-        return f"partition {old.get('partition')} -> {new.get('partition')}"
-    old_files = {f["path"]: f for f in old.get("input", {}).get("files", [])}
-    new_files = {f["path"]: f for f in new.get("input", {}).get("files", [])}
-    if old_files.keys() != new_files.keys():
-        return "a different set of input files"
-    changed = [p for p in new_files if new_files[p] != old_files[p]]
-    if changed:
-        return f"input file changed since the run began: {changed[0]}"
-    return "different input options"
-
-
-def prepare_output(paths: RunPaths, fp: dict[str, Any], rank: RankInfo, *, restart: bool) -> None:
-    """Refuse a folder of another run (unless ``restart``); write run.json."""
-    if restart:
-        for path in paths.rank_files(rank.rank):
-            _remove(path)
-        if rank.rank == 0:
-            for other in paths.ranks_present():
-                if other >= rank.world_size:
-                    for path in paths.rank_files(other):
-                        _remove(path)
-    elif paths.run_json.exists():
-        try:
-            old = json.loads(paths.run_json.read_text(encoding="utf-8"))["fingerprint"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise RunMismatchError(
-                f"{paths.run_json} is unreadable ({exc}); rerun with --restart to start over"
-            ) from exc
-        if old != fp:
-            raise RunMismatchError(
-                f"{paths.root} holds a different run ({_difference(old, fp)}); rerun with "
-                "--restart to discard it and start over, or choose another output folder"
-            )
-    doc = {"fingerprint": fp, "fetchshard_version": __version__}
-    data = json.dumps(doc, indent=2, sort_keys=True).encode() + b"\n"
-    current = paths.run_json.read_bytes() if paths.run_json.exists() else None
-    if current != data:
-        write_atomic(paths.run_json, data, durable=True)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    else:
-        path.unlink(missing_ok=True)
-
-
-def extras_schema(ledger: Ledger) -> pa.Schema | None:
-    text = ledger.get_meta("extras_schema")
-    return deserialize_schema(text) if text else None
-
-
 def plan(
     ledger: Ledger,
     config: Config,
     rank: RankInfo,
     fp: dict[str, Any],
+    inputs: InputSet | None = None,
     *,
     should_stop: Callable[[], bool] = lambda: False,
     on_batch: Callable[[int], None] | None = None,
 ) -> PlanResult:
-    """Stream the input once and insert this rank's slice into the ledger (idempotent)."""
+    """Stream the input once and insert this rank's slice into the ledger (idempotent).
+
+    ``inputs``: the files the run resolved and checked (and fingerprinted); by default they
+    are resolved from ``config.input`` here."""
     recorded = ledger.get_meta("fingerprint")
     if recorded is not None and recorded != fp:
         raise RunMismatchError(
-            f"{ledger.path} was planned for a different run ({_difference(recorded, fp)}); "
+            f"{ledger.path} was planned for a different run "
+            f"({fingerprint_difference(recorded, fp)}); "
             "rerun with --restart to discard it and start over"
         )
     if ledger.get_meta("planned"):
@@ -167,7 +107,7 @@ def plan(
     schema_seen = ledger.get_meta("extras_schema") is not None
     ledger.begin_plan()
     try:
-        for batches, batch in enumerate(read_ahead(iter_batches(inp)), 1):
+        for batches, batch in enumerate(read_ahead((inputs or open_inputs(inp)).batches()), 1):
             if should_stop():
                 raise Interrupted("planning interrupted")
             meta: dict[str, Any] = {}
@@ -268,7 +208,7 @@ class _Selected:
 
 
 def _encode(extras: pa.Table, rows: np.ndarray) -> pa.Array:
-    return _extras_json(_take(extras, rows))
+    return extras_json(_take(extras, rows))
 
 
 def _take(values: Any, rows: np.ndarray) -> Any:
@@ -277,56 +217,6 @@ def _take(values: Any, rows: np.ndarray) -> Any:
     if len(rows) and int(rows[-1]) - int(rows[0]) == len(rows) - 1:
         return values.slice(int(rows[0]), len(rows))
     return values.take(pa.array(rows, type=pa.int64()))
-
-
-def encode_extras_fast(table: pa.Table) -> list[str]:
-    """:func:`schema.encode_extras`, vectorized for string, integer and boolean columns (the
-    JSON text of other columns comes from encode_extras itself, column by column)."""
-    if table.num_rows == 0:
-        return []
-    texts: list[str] = _extras_json(table).to_pylist()
-    return texts
-
-
-def _extras_json(table: pa.Table) -> pa.Array:
-    pieces: list[Any] = ["["]
-    for index, column in enumerate(table.columns):
-        if index:
-            pieces.append(",")
-        pieces.append(_json_values(column.combine_chunks()))
-    pieces.append("]")
-    return pc.binary_join_element_wise(*pieces, "")
-
-
-def _json_values(values: pa.Array) -> pa.Array:
-    """The JSON text of each value, as encode_extras writes it inside its arrays."""
-    tp = values.type
-    if pa.types.is_integer(tp) or pa.types.is_boolean(tp):
-        out = values.cast(pa.string())  # 42, -7, true, false: as json writes them
-    elif pa.types.is_string(tp) or pa.types.is_large_string(tp):
-        text = values.cast(pa.string())
-        out = pc.binary_join_element_wise('"', text, '"', "")
-        # Everything but printable ASCII without '"' and '\\' is escaped: let json do those.
-        offsets, data = string_buffers(text)
-        escaped = np.zeros(len(text), dtype=bool)
-        escaped[rows_with_bytes(offsets, data, _json_escaped)] = True
-        if text.null_count:
-            escaped &= text.is_valid().to_numpy(zero_copy_only=False)
-        if escaped.any():
-            mask = pa.array(escaped)
-            out = pc.replace_with_mask(out, mask, _json_values_slow(text.filter(mask)))
-    else:
-        out = _json_values_slow(values)
-    return out.fill_null("null")
-
-
-def _json_values_slow(values: pa.Array) -> pa.Array:
-    encoded = encode_extras(pa.table({"v": values}))  # "[<value>]" per row
-    return pa.array([text[1:-1] for text in encoded], type=pa.string())
-
-
-def _json_escaped(data: np.ndarray) -> np.ndarray:
-    return (data < 0x20) | (data >= 0x7F) | (data == 0x22) | (data == 0x5C)  # type: ignore[no-any-return]
 
 
 def _distinct(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -6,17 +6,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from fetchshard.errors import RankError
-
-# (rank variable, size variables in order of preference, launcher name)
-_LAUNCHERS: tuple[tuple[str, tuple[str, ...], str], ...] = (
-    ("SLURM_PROCID", ("SLURM_STEP_NUM_TASKS", "SLURM_NTASKS"), "SLURM"),
-    ("OMPI_COMM_WORLD_RANK", ("OMPI_COMM_WORLD_SIZE",), "Open MPI"),
-    ("PMI_RANK", ("PMI_SIZE",), "PMI"),
-    ("PMIX_RANK", ("PMIX_SIZE",), "PMIx"),
-    ("RANK", ("WORLD_SIZE",), "torchrun"),
-    ("JOB_COMPLETION_INDEX", ("FETCHSHARD_WORLD_SIZE",), "Kubernetes indexed job"),
+from fetchshard.environment import (
+    LAUNCHERS,
+    SLURM_CPUS_PER_TASK,
+    SLURM_JOB_ID,
+    SLURM_NTASKS,
+    SLURM_STEP_ID,
 )
+from fetchshard.errors import RankError
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +44,7 @@ def detect_rank(
             raise RankError("--rank and --world-size must be given together")
         return _checked(RankInfo(rank, world_size, "--rank/--world-size"))
     _guard_slurm_without_step(environ)
-    for rank_var, size_vars, name in _LAUNCHERS:
+    for rank_var, size_vars, name in LAUNCHERS:
         if rank_var not in environ:
             continue
         size_var = next((v for v in size_vars if v in environ), None)
@@ -63,10 +60,10 @@ def _guard_slurm_without_step(environ: Mapping[str, str]) -> None:
 
     Trusting it would silently do 1/N of the work, so refuse.
     """
-    if "SLURM_JOB_ID" not in environ or "SLURM_STEP_ID" in environ:
+    if SLURM_JOB_ID not in environ or SLURM_STEP_ID in environ:
         return
     try:
-        ntasks = int(environ.get("SLURM_NTASKS", "1"))
+        ntasks = int(environ.get(SLURM_NTASKS, "1"))
     except ValueError:
         return
     if ntasks > 1:
@@ -86,12 +83,12 @@ def _checked(info: RankInfo, names: str = "--rank/--world-size") -> RankInfo:
 
 def cpus_available(environ: Mapping[str, str]) -> int:
     """CPUs this rank may use: SLURM_CPUS_PER_TASK, else the affinity mask, else the count."""
-    raw = environ.get("SLURM_CPUS_PER_TASK")
+    raw = environ.get(SLURM_CPUS_PER_TASK)
     if raw:
         try:
             return max(1, int(raw))
         except ValueError as exc:
-            raise RankError(f"SLURM_CPUS_PER_TASK={raw!r} is not an integer") from exc
+            raise RankError(f"{SLURM_CPUS_PER_TASK}={raw!r} is not an integer") from exc
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - macOS, Windows

@@ -1,16 +1,15 @@
-"""What a running rank shows: a JSON snapshot replaced atomically (for ``report`` on any
-host), a progress bar on a terminal, and one-line summaries in logs (SLURM output files)."""
+"""What a running rank shows: its progress snapshot (runfolder/documents.py, replaced
+atomically for ``report`` on any host), a bar on a terminal, one-line summaries in logs."""
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
-from fetchshard.paths import write_atomic
+from fetchshard.clock import SYSTEM, Clock
 from fetchshard.ranks import RankInfo
+from fetchshard.runfolder.documents import ProgressSnapshot
 from fetchshard.stats import Stats
 
 log = logging.getLogger(__name__)
@@ -20,22 +19,29 @@ SUMMARY_EVERY = 30.0  # seconds between one-line summaries when there is no term
 
 class Progress:
     def __init__(
-        self, path: Path, info: RankInfo, *, interactive: bool, interval: float = 5.0
+        self,
+        path: Path,
+        info: RankInfo,
+        *,
+        interactive: bool,
+        interval: float = 5.0,
+        clock: Clock = SYSTEM,
     ) -> None:
         self._path = path
         self._info = info
         self._interval = interval
-        self._started = time.time()
-        self._last_write = 0.0
-        self._last_summary = time.monotonic()
+        self._clock = clock
+        self._started = clock.wall()
+        self._last_write = float("-inf")
+        self._last_summary = clock.monotonic()
         self._total = 0
         self._committed_before = 0
-        self._doc: dict[str, Any] = {
-            "rank": info.rank,
-            "world_size": info.world_size,
-            "started_at": self._started,
-            "state": "starting",
-        }
+        self.snapshot = ProgressSnapshot(
+            rank=info.rank,
+            world_size=info.world_size,
+            started_at=self._started,
+            history_step=interval,
+        )
         self._bar: Any = None
         self._task: Any = None
         if interactive:
@@ -63,7 +69,7 @@ class Progress:
     def set_total(self, total: int, committed: int) -> None:
         self._total = total
         self._committed_before = committed
-        self._doc.update(total=total, committed=committed)
+        self.snapshot.total, self.snapshot.committed = total, committed
         if self._bar is not None:
             self._bar.update(self._task, description="fetching", total=total, completed=committed)
 
@@ -78,61 +84,55 @@ class Progress:
         written: int | None = None,
         force: bool = False,
     ) -> None:
-        doc = self._doc
-        doc["state"] = state
+        snap = self.snapshot
+        snap.state = state
         if input_rows is not None:
-            doc["input_rows"] = input_rows
+            snap.input_rows = input_rows
         if in_flight is not None:
-            doc.update(in_flight=in_flight, active_hosts=active_hosts)
+            snap.in_flight = in_flight
+            snap.active_hosts = active_hosts or 0
         if written is not None:
-            doc["committed"] = self._committed_before + written
+            snap.committed = self._committed_before + written
+        wall = self._clock.wall()
         if stats is not None:
-            elapsed = max(time.time() - self._started, 1e-9)
-            doc.update(
-                written=stats.items,
-                ok=stats.ok,
-                failed=stats.failed,
-                requests=stats.requests,
-                retries=stats.retries,
-                bytes=stats.bytes,
-                urls_per_s=round(stats.items / elapsed, 1),
-                errors=dict(stats.errors),
-            )
-        now = time.monotonic()
+            elapsed = max(wall - self._started, 1e-9)
+            snap.written, snap.ok, snap.failed = stats.items, stats.ok, stats.failed
+            snap.requests, snap.retries, snap.bytes = stats.requests, stats.retries, stats.bytes
+            snap.urls_per_s = round(stats.items / elapsed, 1)
+            snap.errors = dict(stats.errors)
+        now = self._clock.monotonic()
         if self._bar is not None:
             self._refresh_bar(state, stats)
         if force or now - self._last_write >= self._interval:
             self._last_write = now
-            doc["updated_at"] = time.time()
-            write_atomic(self._path, json.dumps(doc, sort_keys=True).encode())
+            snap.updated_at = wall
+            snap.sample(wall)
+            snap.write(self._path)
         if self._bar is None and state == "fetching" and now - self._last_summary >= SUMMARY_EVERY:
             self._last_summary = now
             log.info(self.summary())
 
     def summary(self) -> str:
-        d = self._doc
+        d = self.snapshot
         return (
-            f"rank {self._info.rank}: {d.get('committed', 0)}/{self._total} committed, "
-            f"{d.get('ok', 0)} ok, {d.get('failed', 0)} failed, {d.get('in_flight', 0)} in flight, "
-            f"{d.get('urls_per_s', 0)} URLs/s"
+            f"rank {self._info.rank}: {d.committed}/{self._total} committed, "
+            f"{d.ok} ok, {d.failed} failed, {d.in_flight} in flight, {d.urls_per_s} URLs/s"
         )
 
     def _refresh_bar(self, state: str, stats: Stats | None) -> None:
         if state == "planning":
-            rows = self._doc.get("input_rows", 0)
+            rows = self.snapshot.input_rows or 0
             self._bar.update(self._task, description="planning", detail=f"{rows} input rows")
             return
         done = self._committed_before + (stats.items if stats is not None else 0)
         detail = ""
         if stats is not None:
-            detail = (
-                f"ok {stats.ok} · failed {stats.failed} · {self._doc.get('in_flight', 0)} in flight"
-            )
+            detail = f"ok {stats.ok} · failed {stats.failed} · {self.snapshot.in_flight} in flight"
         self._bar.update(self._task, completed=done, detail=detail)
 
     def finish(self, state: str, committed: int, stats: Stats) -> None:
         """The last snapshot of this session (written at once) and the bar's last frame."""
-        self._committed_before, self._doc["committed"] = committed, committed
+        self._committed_before = self.snapshot.committed = committed
         self.update(state, stats=stats, force=True)
         if self._bar is not None:
             self._bar.update(self._task, completed=committed)

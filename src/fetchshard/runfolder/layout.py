@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 RANK_WIDTH = 5
 PART_WIDTH = 6
 TMP_SUFFIX = ".tmp"
+_RANK_PREFIX = "rank-"
+# The per-rank folders: every file in them is named for its rank (rank-00017...).
+RANK_FOLDERS = ("ledger", "shards", "progress", "stats", "logs", "done")
 
 
 def rank_name(rank: int) -> str:
-    return f"rank-{rank:0{RANK_WIDTH}d}"
+    return f"{_RANK_PREFIX}{rank:0{RANK_WIDTH}d}"
+
+
+def rank_of_name(name: str) -> int | None:
+    """The rank a per-rank file or folder name carries (``rank-00017.sqlite`` -> 17)."""
+    stem = name.split(".", 1)[0]
+    digits = stem[len(_RANK_PREFIX) :]
+    return int(digits) if stem.startswith(_RANK_PREFIX) and digits.isdigit() else None
 
 
 def items_file(ledger: Path) -> Path:
@@ -27,9 +34,14 @@ def plan_scratch(ledger: Path) -> Path:
     return ledger.with_suffix(".plan")
 
 
+def tmp_of(path: Path) -> Path:
+    """Where a file is written before it is renamed into place."""
+    return path.with_name(path.name + TMP_SUFFIX)
+
+
 @dataclass(frozen=True)
 class RunPaths:
-    """The layout of one output folder (see DESIGN.md, "Output layout")."""
+    """The layout of one output folder (see ARCHITECTURE.md, "The run folder")."""
 
     root: Path
 
@@ -47,7 +59,7 @@ class RunPaths:
         return self.shard_dir(rank) / f"part-{part_no:0{PART_WIDTH}d}.parquet"
 
     def part_tmp(self, rank: int, part_no: int) -> Path:
-        return self.part(rank, part_no).with_name(self.part(rank, part_no).name + TMP_SUFFIX)
+        return tmp_of(self.part(rank, part_no))
 
     def progress(self, rank: int) -> Path:
         return self.root / "progress" / f"{rank_name(rank)}.json"
@@ -78,14 +90,14 @@ class RunPaths:
     def ranks_present(self) -> set[int]:
         """Ranks that left any per-rank file in this folder."""
         found: set[int] = set()
-        for sub in ("ledger", "shards", "progress", "stats", "logs", "done"):
+        for sub in RANK_FOLDERS:
             folder = self.root / sub
             if not folder.is_dir():
                 continue
             for entry in folder.iterdir():
-                stem = entry.name.split(".", 1)[0]
-                if stem.startswith("rank-") and stem[5:].isdigit():
-                    found.add(int(stem[5:]))
+                rank = rank_of_name(entry.name)
+                if rank is not None:
+                    found.add(rank)
         return found
 
     def part_number(self, path: Path) -> int | None:
@@ -95,38 +107,3 @@ class RunPaths:
             return None
         digits = name[len("part-") : -len(".parquet")]
         return int(digits) if digits.isdigit() else None
-
-
-def fsync_path(path: Path, *, drop_cache: bool = False) -> None:
-    """fsync a file's data, or a folder's entries (to make a rename in it durable).
-
-    ``drop_cache`` then evicts the file's pages from the page cache: the next part's writes
-    reuse the freed pages instead of pushing other data out (measured on these VMs: writing
-    4 GiB as 256 MiB parts cost 4.7-11.7 s of kernel CPU kept cached, 1.1 s dropped).
-    """
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-        if drop_cache and hasattr(os, "posix_fadvise"):  # not on macOS
-            with contextlib.suppress(OSError):  # advice only: never fails a commit
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, data: bytes, *, durable: bool = False) -> None:
-    """Replace ``path`` with ``data`` so a reader sees the old or the new file, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            if durable:
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    if durable:
-        fsync_path(path.parent)

@@ -7,7 +7,8 @@ from urllib.parse import urlsplit, urlunsplit
 from urllib.robotparser import RobotFileParser
 
 from fetchshard.config import FetchConfig
-from fetchshard.fetch import UA_TOKEN, Client, fetch
+from fetchshard.http.client import UA_TOKEN, Client
+from fetchshard.http.request import fetch
 
 MAX_ROBOTS_BYTES = 512 * 1024  # Google reads the first 500 KiB
 

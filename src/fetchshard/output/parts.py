@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -24,8 +23,11 @@ import pyarrow.parquet as pq
 from fetchshard.config import OutputConfig
 from fetchshard.faults import crash_point
 from fetchshard.ledger import Ledger
-from fetchshard.paths import TMP_SUFFIX, RunPaths, fsync_path
-from fetchshard.schema import ResultRow, output_schema, rows_to_table
+from fetchshard.output.codecs import body_codec
+from fetchshard.output.columns import BASE_COLUMNS, ColumnTable, ResultRow
+from fetchshard.output.table import rows_to_table
+from fetchshard.runfolder.layout import TMP_SUFFIX, RunPaths
+from fetchshard.runfolder.storage import LOCAL, Storage
 
 log = logging.getLogger(__name__)
 
@@ -65,48 +67,6 @@ def recover(paths: RunPaths, rank: int, ledger: Ledger) -> int:
     return highest + 1
 
 
-# Dictionary encoding pays only for repetitive columns; on bodies and URLs it hashes every
-# value and then gives up (measured: 0.19 -> 0.085 CPU ms per 67 KB row with zstd).
-_DICTIONARY_COLUMNS = ("status", "error_kind", "content_type")
-_NO_STATISTICS = frozenset({"url", "final_url", "error_message", "sha256", "body"})
-# Content types whose bytes are compressed already: zstd costs ~2 CPU ms per MB on them and
-# saves nothing. SVG and BMP are images that do compress.
-_COMPRESSED_TYPES = (
-    "image/",
-    "video/",
-    "audio/",
-    "application/zip",
-    "application/gzip",
-    "application/x-gzip",
-    "application/zstd",
-    "application/x-xz",
-    "application/x-7z",
-    "application/x-rar",
-    "application/x-bzip2",
-    "application/pdf",
-    "font/woff",
-)
-_COMPRESSIBLE_TYPES = ("image/svg", "image/bmp", "image/x-ms-bmp", "image/tiff")
-
-
-def already_compressed(content_type: str | None) -> bool:
-    """Whether bodies of this content type would not shrink under zstd."""
-    if not content_type:
-        return False
-    ct = content_type.lower()
-    return ct.startswith(_COMPRESSED_TYPES) and not ct.startswith(_COMPRESSIBLE_TYPES)
-
-
-def body_codec(config: OutputConfig, rows: list[ResultRow]) -> str:
-    """The body column's codec for a part, judged on its first row group when ``auto``."""
-    if config.body_compression != "auto":
-        return config.body_compression
-    typed = [r.content_type for r in rows if r.body]
-    if typed and sum(map(already_compressed, typed)) >= 0.9 * len(typed):
-        return "none"
-    return config.compression
-
-
 # Closed parts waiting for their fsync and ledger commit, at most.
 _MAX_PENDING_COMMITS = 2
 
@@ -130,17 +90,23 @@ class PartWriter:
         config: OutputConfig,
         extras: pa.Schema | None,
         next_part: int,
+        *,
+        columns: ColumnTable = BASE_COLUMNS,
+        storage: Storage = LOCAL,
     ) -> None:
         self._paths = paths
         self._rank = rank
         self._ledger_path = ledger.path  # the worker opens its own connection
         self._config = config
         self._extras = extras
-        self._schema = output_schema(extras)
-        extra_names = [f.name for f in extras] if extras is not None else []
+        self._columns = columns
+        self._storage = storage
+        self._schema = columns.schema(extras)
+        # Dictionary encoding pays only for repetitive columns; on bodies and URLs it hashes
+        # every value and then gives up (measured: 0.19 -> 0.085 CPU ms per 67 KB row, zstd).
         self._options: dict[str, Any] = {
-            "use_dictionary": [*_DICTIONARY_COLUMNS, *extra_names],
-            "write_statistics": [n for n in self._schema.names if n not in _NO_STATISTICS],
+            "use_dictionary": columns.dictionary_columns(extras),
+            "write_statistics": columns.statistics_columns(extras),
         }
         self._next_part = next_part
         self._part: int | None = None
@@ -294,7 +260,9 @@ class PartWriter:
             file = self._files[part] = pq.ParquetWriter(
                 tmp, self._schema, compression=codecs, **self._options
             )
-        table = rows_to_table(rows, self._schema, self._extras, self._config.store_body)
+        table = rows_to_table(
+            rows, self._columns, self._schema, self._extras, self._config.store_body
+        )
         file.write_table(table, row_group_size=len(rows))
 
     def _close_part(self, part: int) -> None:
@@ -306,9 +274,8 @@ class PartWriter:
         closed.result()  # the writer has written the footer (or failed: then so does this)
         tmp = self._paths.part_tmp(self._rank, part)
         final = self._paths.part(self._rank, part)
-        fsync_path(tmp, drop_cache=True)  # nothing reads a part back during the run
-        os.replace(tmp, final)
-        fsync_path(final.parent)
+        # Dropped from the page cache: nothing reads a part back during the run.
+        self._storage.publish(tmp, final, drop_cache=True)
         crash_point("after_rename", part)
         if self._worker_ledger is None:
             self._worker_ledger = Ledger(self._ledger_path)

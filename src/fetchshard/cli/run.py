@@ -1,53 +1,16 @@
-"""The ``fetchshard`` command line: parse, call one library function, render.
-
-Heavy imports live inside the commands so ``fetchshard --help`` answers at once.
-"""
+"""``fetchshard run``: fetch the inputs into the output folder, as one rank or as N local ones."""
 
 from __future__ import annotations
 
-import logging
 import os
-import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 
-from fetchshard import __version__
-from fetchshard.errors import FetchshardError
-from fetchshard.signals import hold as hold_stop_signals
-
-app = typer.Typer(
-    name="fetchshard",
-    add_completion=False,
-    no_args_is_help=True,
-    help="Turn URL lists of any size into Parquet datasets, from a laptop to SLURM.",
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+from fetchshard.cli.common import logging_to_stderr, user_errors
 
 CONFIG_SUFFIXES = (".yaml", ".yml")
-
-
-def fail(exc: FetchshardError) -> NoReturn:
-    """The single place a user-facing error becomes one line on stderr and an exit code."""
-    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    typer.echo(f"fetchshard: error: {message}", err=True)
-    raise typer.Exit(exc.exit_code)
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"fetchshard {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
-    ] = False,
-) -> None:
-    """fetchshard: fetch URL lists into Parquet, exactly once, politely."""
 
 
 def split_inputs(inputs: list[str]) -> tuple[Path | None, list[str]]:
@@ -72,8 +35,7 @@ def _set_pairs(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-@app.command()
-def run(
+def run_command(
     inputs: Annotated[
         list[str] | None,
         typer.Argument(
@@ -129,6 +91,7 @@ def run(
     config, 75 interrupted (rerun the same command to resume).
     """
     from fetchshard.config import load_config
+    from fetchshard.launch import inherited_overrides
 
     config_file, paths = split_inputs(inputs or [])
     flags: dict[str, Any] = {
@@ -146,33 +109,21 @@ def run(
         "fetch.max_in_flight": max_in_flight,
         "run.log_level": log_level,
     }
-    overrides = {k: v for k, v in flags.items() if v is not None}
-    if paths:
-        overrides["input.paths"] = [os.path.abspath(p) for p in paths]
-    try:
+    with user_errors():
+        # A rank started by --ranks gets its launcher's command line as data, below its own.
+        overrides = inherited_overrides(os.environ)
+        overrides.update({k: v for k, v in flags.items() if v is not None})
+        if paths:
+            overrides["input.paths"] = [os.path.abspath(p) for p in paths]
         overrides.update(_set_pairs(set_ or []))
         config = load_config(config_file, overrides=overrides)
-        code = _run(config, config_file, overrides)
-    except FetchshardError as exc:
-        fail(exc)
-    except OSError as exc:  # disk full, permissions, a file where a folder should be...
-        from fetchshard.errors import RunError
-
-        fail(RunError(str(exc)))
+        with logging_to_stderr(config.run.log_level):
+            code = _run(config, config_file, overrides)
     raise typer.Exit(code)
 
 
 def _run(config: Any, config_file: Path | None, overrides: dict[str, Any]) -> int:
-    handler = _setup_logging(config.run.log_level)
-    try:
-        return _run_job(config, config_file, overrides)
-    finally:
-        logging.getLogger("fetchshard").removeHandler(handler)
-
-
-def _run_job(config: Any, config_file: Path | None, overrides: dict[str, Any]) -> int:
-    import yaml
-
+    """One rank in this process, or (``run.ranks`` > 1) N rank processes launched from here."""
     from fetchshard.errors import ConfigError
     from fetchshard.inputs import validate_inputs
     from fetchshard.launch import launch_ranks
@@ -184,38 +135,11 @@ def _run_job(config: Any, config_file: Path | None, overrides: dict[str, Any]) -
         if run_cfg.rank is not None:
             raise ConfigError("--ranks starts every rank itself; do not combine it with --rank")
         validate_inputs(config.input)
-        args = [str(config_file)] if config_file else []
-        for key, value in overrides.items():
-            if key in ("run.ranks", "run.rank", "run.world_size"):
-                continue
-            args += ["--set", f"{key}={yaml.safe_dump(value, default_flow_style=True).strip()}"]
-            if args[-1].endswith("\n..."):
-                args[-1] = args[-1][: -len("\n...")]
-        return launch_ranks(args, run_cfg.ranks)
-    # Only a rank needs the fetch engine (aiohttp, ~0.25 s to import); --ranks starts its
-    # ranks sooner without it.
+        return launch_ranks(config_file, overrides, run_cfg.ranks)
+    # Only a rank needs the engine (aiohttp, ~0.25 s to import); --ranks starts its ranks
+    # sooner without it.
+    from fetchshard.engine.rank import is_interactive, run_rank
     from fetchshard.ranks import detect_rank
-    from fetchshard.runner import is_interactive, run_rank
 
     info = detect_rank(os.environ, rank=run_cfg.rank, world_size=run_cfg.world_size)
     return run_rank(config, info, interactive=is_interactive()).exit_code
-
-
-def _setup_logging(level: str) -> logging.Handler:
-    from fetchshard.launch import CHILD_ENV
-
-    logger = logging.getLogger("fetchshard")
-    handler = logging.StreamHandler(sys.stderr)
-    prefix = "%(asctime)s %(levelname)s"
-    if os.environ.get(CHILD_ENV) or "SLURM_PROCID" in os.environ:
-        prefix += " [pid %(process)d]"
-    handler.setFormatter(logging.Formatter(f"{prefix} %(message)s", "%H:%M:%S"))
-    handler.setLevel(level.upper())
-    logger.addHandler(handler)
-    logger.setLevel(level.upper())
-    return handler
-
-
-def main() -> None:
-    hold_stop_signals()
-    app()

@@ -11,118 +11,31 @@ remaining items are handed out as failures without a request.
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import heapq
 import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from urllib.robotparser import RobotFileParser
 
-from aiolimiter import AsyncLimiter
-
+from fetchshard.clock import Clock
 from fetchshard.config import FetchConfig, HostOverride
 from fetchshard.errors import ErrorKind
+from fetchshard.hosts.bucket import LeakyBucket
+from fetchshard.hosts.health import HostEvents, HostHealth
+from fetchshard.hosts.slot import (
+    BLOCKED,
+    FINISHED,
+    RUNNABLE,
+    SLEEPING,
+    Dispatch,
+    HostSlot,
+    find_override,
+    host_matches,
+)
 from fetchshard.ledger import Ledger, WorkItem
 from fetchshard.partition import Partitioner
 
 log = logging.getLogger(__name__)
-
-# Cursor that sorts before every (next_attempt_at, item_id) of the ledger.
-_START: tuple[float, int] = (-1.0, -1)
-_RUNNABLE, _SLEEPING, _BLOCKED, _FINISHED = "runnable", "sleeping", "blocked", "finished"
-# A success gives back this fraction of the configured rate (additive increase).
-RECOVERY_STEP = 1 / 16
-
-
-class AdaptiveLimiter(AsyncLimiter):
-    """aiolimiter's leaky bucket whose rate can change while it runs."""
-
-    def set_rate(self, rate: float) -> None:
-        self._leak()  # settle the level at the old rate first
-        self.time_period = self.max_rate / rate
-        self._rate_per_sec = rate
-
-    def take(self) -> None:
-        """Acquire without awaiting, right after :meth:`has_capacity` said yes."""
-        self._level += 1
-
-    def fill(self) -> None:
-        """Start with the bucket full: no burst (for a host that was just being fetched)."""
-        self._leak()
-        self._level = self.max_rate
-
-
-@dataclass(frozen=True, slots=True)
-class Dispatch:
-    """One item to fetch now, or (``fail`` set) to record as failed without a request."""
-
-    slot: HostSlot
-    item: WorkItem
-    fail: ErrorKind | None = None
-    message: str | None = None
-
-
-@dataclass(eq=False)
-class HostSlot:
-    """The state of one active host on this rank."""
-
-    host_id: int
-    host: str
-    base_rate: float  # requests per second: this rank's share of the host's rate
-    min_rate: float
-    limiter: AdaptiveLimiter
-    concurrency: int
-    headers: dict[str, str] = field(default_factory=dict)
-    rate: float = 0.0
-    in_flight: int = 0
-    cursor: tuple[float, int] = _START
-    buffer: deque[WorkItem] = field(default_factory=deque)
-    # (due on the loop clock, tie-breaker, item) of transient failures waiting to retry
-    retries: list[tuple[float, int, WorkItem]] = field(default_factory=list)
-    where: str = _RUNNABLE
-    parked_until: float = 0.0
-    failures: int = 0  # connect/DNS failures in a row
-    cooldowns: int = 0
-    last_decrease: float = float("-inf")
-    dead: ErrorKind | None = None  # BLOCKED or HOST_UNREACHABLE: no more requests
-    dead_reason: str = ""
-    robots: RobotFileParser | None = None  # parsed robots.txt, when checked
-    robots_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    def __post_init__(self) -> None:
-        self.rate = self.base_rate
-
-
-def host_limiter(rate: float, burst: float) -> AdaptiveLimiter:
-    """A leaky bucket of ``rate`` per second holding at most ``burst`` requests."""
-    burst = max(1.0, burst)
-    return AdaptiveLimiter(burst, burst / rate)
-
-
-def host_matches(host: str, patterns: tuple[str, ...] | list[str]) -> bool:
-    """``example.org`` matches itself (any port); ``*.example.org`` its subdomains."""
-    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-    return any(fnmatch.fnmatchcase(host, p) or fnmatch.fnmatchcase(name, p) for p in patterns)
-
-
-def find_override(host: str, overrides: dict[str, HostOverride]) -> HostOverride | None:
-    for pattern, override in overrides.items():
-        if host_matches(host, (pattern.lower(),)):
-            return override
-    return None
-
-
-@dataclass
-class HostEvents:
-    """What a result did to its host, for stats and logs."""
-
-    rate_decreased: bool = False
-    rate_increased: bool = False
-    parked: bool = False
-    died: bool = False
 
 
 class Scheduler:
@@ -135,8 +48,7 @@ class Scheduler:
         partitioner: Partitioner,
         rank: int,
         *,
-        clock: Callable[[], float] | None = None,
-        wall: Callable[[], float] = time.time,
+        clock: Clock | None = None,
         after: Scheduler | None = None,
     ) -> None:
         # A scheduler that follows another (the final pass) keeps what it learnt about
@@ -151,8 +63,10 @@ class Scheduler:
         self._config = config
         self._partitioner = partitioner
         self._rank = rank
-        self._clock = clock or asyncio.get_running_loop().time
-        self._wall = wall
+        # By default the loop's own clock, which the timers of next() run on.
+        clock = clock or Clock(monotonic=asyncio.get_running_loop().time, wall=time.time)
+        self._clock = clock.monotonic
+        self._wall = clock.wall
         self._runnable: deque[HostSlot] = deque()
         self._sleeping: list[tuple[float, int, HostSlot]] = []
         self._slots: dict[int, HostSlot] = {}
@@ -203,46 +117,51 @@ class Scheduler:
     def _new_slot(self, host_id: int, host: str) -> HostSlot:
         cfg = self._config
         override = find_override(host, cfg.hosts) or HostOverride()
-        owned = self._partitioner.owned_buckets(host, self._rank)
-        share = max(owned, 1) / self._partitioner.spread
-        rate = (override.rate or cfg.per_host_rate) * share
-        burst = (override.burst or cfg.per_host_burst) * share
+        part, rank = self._partitioner, self._rank
+        if not part.owned_buckets(host, rank):
+            raise RuntimeError(f"{host} has no bucket on rank {rank}: a ledger of another plan")
+        rate = part.rate_share(host, rank, override.rate or cfg.per_host_rate)
+        burst = part.rate_share(host, rank, override.burst or cfg.per_host_burst)
+        health = HostHealth(
+            host=host,
+            base_rate=rate,
+            min_rate=min(rate, part.rate_share(host, rank, cfg.per_host_min_rate)),
+        )
         slot = HostSlot(
             host_id=host_id,
             host=host,
-            base_rate=rate,
-            min_rate=min(rate, cfg.per_host_min_rate * share),
-            limiter=host_limiter(rate, burst),
+            health=health,
+            limiter=LeakyBucket(rate, burst, self._clock),
             concurrency=override.concurrency or cfg.per_host_concurrency,
             headers=dict(override.headers),
         )
         if host_matches(host, cfg.block_hosts):
-            slot.dead, slot.dead_reason = ErrorKind.BLOCKED, f"{host} is in fetch.block_hosts"
+            health.dead, health.dead_reason = ErrorKind.BLOCKED, f"{host} is in fetch.block_hosts"
         elif host_id in self.dead_hosts:
-            slot.dead, slot.dead_reason = self.dead_hosts[host_id]
+            health.dead, health.dead_reason = self.dead_hosts[host_id]
         if host_id in self.slowed:
-            slot.rate = self.slowed.pop(host_id)
-            slot.limiter.set_rate(slot.rate)
+            health.rate = self.slowed.pop(host_id)
+            slot.limiter.set_rate(health.rate)
         if self._no_burst:
             slot.limiter.fill()
         return slot
 
     def _sleep(self, slot: HostSlot, until: float) -> None:
-        slot.where = _SLEEPING
+        slot.where = SLEEPING
         heapq.heappush(self._sleeping, (until, next(self._tie), slot))
 
     def _wake(self, now: float) -> None:
         while self._sleeping and self._sleeping[0][0] <= now:
             _, _, slot = heapq.heappop(self._sleeping)
-            if slot.where == _SLEEPING:
-                slot.where = _RUNNABLE
+            if slot.where == SLEEPING:
+                slot.where = RUNNABLE
                 self._runnable.append(slot)
 
     def _finish(self, slot: HostSlot) -> None:
         del self._slots[slot.host_id]
-        slot.where = _FINISHED
-        if slot.rate < slot.base_rate:
-            self.slowed[slot.host_id] = slot.rate
+        slot.where = FINISHED
+        if slot.health.rate < slot.health.base_rate:
+            self.slowed[slot.host_id] = slot.health.rate
 
     # -- items ------------------------------------------------------------------------------
 
@@ -270,7 +189,7 @@ class Scheduler:
 
     def _abandon(self, slot: HostSlot) -> Dispatch | None:
         """The next item of a dead host, failed without a request."""
-        assert slot.dead is not None
+        assert slot.health.dead is not None
         if slot.retries:
             item = heapq.heappop(slot.retries)[2]
         else:
@@ -278,23 +197,23 @@ class Scheduler:
                 self._fill(slot, float("inf"), 1000)
             if not slot.buffer:
                 if slot.in_flight:
-                    slot.where = _BLOCKED  # its fetches come back here when they end
+                    slot.where = BLOCKED  # its fetches come back here when they end
                 else:
                     self._finish(slot)
                 return None
             item = slot.buffer.popleft()
         self._runnable.appendleft(slot)
-        return Dispatch(slot, item, slot.dead, slot.dead_reason)
+        return Dispatch(slot, item, slot.health.dead, slot.health.dead_reason)
 
     def _try(self, slot: HostSlot, now: float) -> Dispatch | None:
         """Dispatch one item of ``slot`` if it may go now; otherwise park the slot."""
-        if slot.dead is not None:
+        if slot.health.dead is not None:
             return self._abandon(slot)
-        if slot.parked_until > now:
-            self._sleep(slot, slot.parked_until)
+        if slot.health.parked_until > now:
+            self._sleep(slot, slot.health.parked_until)
             return None
         if slot.in_flight >= slot.concurrency:
-            slot.where = _BLOCKED
+            slot.where = BLOCKED
             return None
         if not slot.limiter.has_capacity():
             self._sleep(slot, now + 1.0 / slot.rate)
@@ -308,7 +227,7 @@ class Scheduler:
         if got is not None:
             self._sleep(slot, got)
         elif slot.in_flight:
-            slot.where = _BLOCKED  # its fetches may still come back as retries
+            slot.where = BLOCKED  # its fetches may still come back as retries
         else:
             self._finish(slot)
         return None
@@ -322,7 +241,7 @@ class Scheduler:
             room = self._in_flight < self._config.max_in_flight
             for _ in range(len(self._runnable)):
                 slot = self._runnable.popleft()
-                if not room and slot.dead is None:
+                if not room and slot.health.dead is None:
                     self._runnable.append(slot)
                     continue
                 got = self._try(slot, now)
@@ -363,14 +282,14 @@ class Scheduler:
         self._in_flight -= 1
         events = self._account(slot, kind, status, retry_after)
         if retry is not None:
-            if slot.dead is not None:
+            if slot.health.dead is not None:
                 slot.buffer.append(retry)
             else:
                 heapq.heappush(slot.retries, (self._clock() + delay, next(self._tie), retry))
-        if slot.where in (_BLOCKED, _SLEEPING) and (
-            slot.where == _BLOCKED or retry is not None or slot.dead is not None
+        if slot.where in (BLOCKED, SLEEPING) and (
+            slot.where == BLOCKED or retry is not None or slot.health.dead is not None
         ):
-            slot.where = _RUNNABLE
+            slot.where = RUNNABLE
             self._runnable.append(slot)
         self._notify()
         return events
@@ -382,55 +301,24 @@ class Scheduler:
         status: int | None,
         retry_after: float | None,
     ) -> HostEvents:
-        """Host health and adaptive rate (AIMD) from one result."""
-        events = HostEvents()
-        now = self._clock()
-        cfg = self._config
-        if kind is ErrorKind.HTTP_429 or status == 503:
-            # At most one halving per interval of the current rate: a burst of 429s for
-            # requests already in flight is one signal, not many.
-            if slot.rate > slot.min_rate and now - slot.last_decrease >= 1.0 / slot.rate:
-                slot.rate = max(slot.min_rate, slot.rate / 2)
-                slot.limiter.set_rate(slot.rate)
-                slot.last_decrease = now
-                events.rate_decreased = True
-                log.debug("%s: %s, rate now %.3g/s", slot.host, status or kind, slot.rate)
-        elif kind is None and slot.rate < slot.base_rate:
-            slot.rate = min(slot.base_rate, slot.rate + slot.base_rate * RECOVERY_STEP)
-            slot.limiter.set_rate(slot.rate)
-            events.rate_increased = True
-            log.debug("%s: success, rate back to %.3g/s", slot.host, slot.rate)
-        if retry_after is not None:
-            retry_after = min(retry_after, cfg.retry_after_max)
-            slot.parked_until = max(slot.parked_until, now + retry_after)
-        if kind is not None and kind.host_failure:
-            if slot.parked_until > now:
-                return events  # requests already in flight when the host was parked
-            slot.failures += 1
-            if slot.failures >= cfg.host_max_failures and slot.dead is None:
-                slot.failures = 0
-                slot.cooldowns += 1
-                if slot.cooldowns > cfg.host_max_cooldowns:
-                    slot.dead = ErrorKind.HOST_UNREACHABLE
-                    slot.dead_reason = (
-                        f"{slot.host} unreachable after {cfg.host_max_cooldowns} cool-downs "
-                        f"(last: {kind.value})"
-                    )
-                    events.died = True
-                    self.dead_hosts[slot.host_id] = (slot.dead, slot.dead_reason)
-                    log.warning("%s", slot.dead_reason)
-                else:
-                    slot.parked_until = max(slot.parked_until, now + cfg.host_cooldown)
-                    events.parked = True
-                    log.info(
-                        "%s: %d %s failures in a row, cool-down %d of %d (%gs)",
-                        slot.host,
-                        cfg.host_max_failures,
-                        kind.value,
-                        slot.cooldowns,
-                        cfg.host_max_cooldowns,
-                        cfg.host_cooldown,
-                    )
-        else:
-            slot.failures = 0  # any answer at all shows the host is reachable
+        """Apply host health's decision on one result: the bucket's rate, the logs."""
+        health, cfg = slot.health, self._config
+        events = health.observe(kind, status, retry_after, self._clock(), cfg)
+        if events.rate_decreased or events.rate_increased:
+            slot.limiter.set_rate(health.rate)
+            log.debug("%s: %s, rate now %.3g/s", slot.host, status or kind or "ok", health.rate)
+        if events.died:
+            assert health.dead is not None
+            self.dead_hosts[slot.host_id] = (health.dead, health.dead_reason)
+            log.warning("%s", health.dead_reason)
+        elif events.parked:
+            log.info(
+                "%s: %d %s failures in a row, cool-down %d of %d (%gs)",
+                slot.host,
+                cfg.host_max_failures,
+                kind.value if kind is not None else "",
+                health.cooldowns,
+                cfg.host_max_cooldowns,
+                cfg.host_cooldown,
+            )
         return events

@@ -1,0 +1,51 @@
+"""What every command shares: user-facing errors as one line and an exit code, and logging."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from typing import NoReturn
+
+import typer
+
+from fetchshard.environment import CHILD, SLURM_RANK
+from fetchshard.errors import FetchshardError, RunError
+
+
+def fail(exc: FetchshardError) -> NoReturn:
+    """The single place a user-facing error becomes one line on stderr and an exit code."""
+    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    typer.echo(f"fetchshard: error: {message}", err=True)
+    raise typer.Exit(exc.exit_code)
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn fetchshard's errors, and the OS's (disk full, permissions...), into :func:`fail`."""
+    try:
+        yield
+    except FetchshardError as exc:
+        fail(exc)
+    except OSError as exc:  # disk full, permissions, a file where a folder should be...
+        fail(RunError(str(exc)))
+
+
+@contextlib.contextmanager
+def logging_to_stderr(level: str) -> Iterator[None]:
+    """fetchshard's log lines on stderr for the block (with the pid in a rank of many)."""
+    logger = logging.getLogger("fetchshard")
+    handler = logging.StreamHandler(sys.stderr)
+    prefix = "%(asctime)s %(levelname)s"
+    if os.environ.get(CHILD) or SLURM_RANK in os.environ:
+        prefix += " [pid %(process)d]"
+    handler.setFormatter(logging.Formatter(f"{prefix} %(message)s", "%H:%M:%S"))
+    handler.setLevel(level.upper())
+    logger.addHandler(handler)
+    logger.setLevel(level.upper())
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)

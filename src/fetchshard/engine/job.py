@@ -1,0 +1,290 @@
+"""The fetch phase of one rank, inside its event loop: the main pass, then the final one.
+
+The job owns the tasks in flight and the order of things (dispatch, drain, commit, the final
+pass); what to do after an attempt is :func:`retry.decide`'s, which host may go now the
+scheduler's, what a row holds :mod:`rows`'s, what happens to a row before it is written the
+stages', how a part becomes durable the part writer's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from fetchshard.clock import Clock
+from fetchshard.config import Config
+from fetchshard.engine.progress import Progress
+from fetchshard.engine.retry import Action, decide
+from fetchshard.engine.rows import interrupted_item, result_row, retry_item
+from fetchshard.engine.stages import Pipeline, Stage, columns_with
+from fetchshard.engine.stop import StopFlag, loop_stop_signals
+from fetchshard.errors import ErrorKind, RunError
+from fetchshard.hosts.health import HostEvents
+from fetchshard.hosts.scheduler import Scheduler
+from fetchshard.hosts.slot import HostSlot
+from fetchshard.http.client import Client, make_client
+from fetchshard.http.request import FetchResult, fetch
+from fetchshard.http.robots import read_robots, robots_allow
+from fetchshard.ledger import Ledger, WorkItem
+from fetchshard.output.columns import ResultRow
+from fetchshard.output.extras import deserialize_schema
+from fetchshard.output.parts import PartWriter
+from fetchshard.partition import Partitioner
+from fetchshard.ranks import RankInfo
+from fetchshard.runfolder.layout import RunPaths
+from fetchshard.stats import Stats
+
+log = logging.getLogger("fetchshard")
+
+TICK = 1.0  # seconds between the commit check and the progress snapshot
+
+
+class FetchJob:
+    """Fetch every pending item of a rank's ledger once (then the final pass), commit parts."""
+
+    def __init__(
+        self,
+        config: Config,
+        info: RankInfo,
+        paths: RunPaths,
+        ledger: Ledger,
+        next_part: int,
+        progress: Progress,
+        stop: StopFlag,
+        stages: tuple[Stage, ...] = (),
+    ) -> None:
+        self.config = config
+        self.info = info
+        self.paths = paths
+        self.ledger = ledger
+        self.next_part = next_part
+        self.progress = progress
+        self.stop = stop
+        self.stages = stages
+        self.stats = Stats()
+        self.fatal: BaseException | None = None
+        self.tasks: dict[asyncio.Task[None], WorkItem] = {}
+        self.deferred: list[WorkItem] = []
+        self.interrupted: list[WorkItem] = []
+        self.final = False  # in the final pass over deferred transient failures
+
+    async def fetch_all(self) -> Stats:
+        """Both passes; the stats of this session."""
+        loop = asyncio.get_running_loop()
+        self.clock = Clock(monotonic=loop.time, wall=time.time)
+        started = self.clock.monotonic()
+        cfg = self.config
+        text = self.ledger.get_meta("extras_schema")
+        self.writer = PartWriter(
+            self.paths,
+            self.info.rank,
+            self.ledger,
+            cfg.output,
+            deserialize_schema(text) if text else None,
+            self.next_part,
+            columns=columns_with(self.stages),
+        )
+        self.rows = Pipeline(self.stages, self._add, self._failed)
+        self.scheduler = self._scheduler()
+        self.stop.callback = self._on_stop
+        ticker = asyncio.create_task(self._tick())
+        try:
+            with loop_stop_signals(loop, self.stop):
+                await self._passes()
+        finally:
+            ticker.cancel()
+            self.writer.close()
+            await self.rows.aclose()
+            self.stop.callback = None
+        self.stats.seconds = self.clock.monotonic() - started
+        return self.stats
+
+    async def _passes(self) -> None:
+        cfg = self.config.fetch
+        self._write_unfetchable()
+        async with make_client(cfg) as client:
+            self.client = client
+            await self._pass()
+            self._save_deferred()
+            if not self.stop and cfg.final_pass_attempts > 0:
+                # Commit first: a new scheduler reads the queue from its start, and rows of
+                # the open part are still pending in the ledger until committed.
+                await self.writer.commit_async()
+                reopened = self.ledger.reopen_deferred(self.clock.wall() + cfg.final_pass_delay)
+                if reopened:
+                    log.info(
+                        "final pass over %d transient failures in %gs",
+                        reopened,
+                        cfg.final_pass_delay,
+                    )
+                    self.final = True
+                    self.scheduler = self._scheduler(after=self.scheduler)
+                    await self._pass()
+        if self.fatal is not None:
+            raise RunError(f"rank {self.info.rank} failed: {self.fatal}") from self.fatal
+        await self.writer.commit_async()
+        self._save_deferred()
+        leftover = [*self.interrupted, *self.scheduler.pending_retries()]
+        if leftover:
+            self.ledger.release(leftover)
+
+    def _scheduler(self, after: Scheduler | None = None) -> Scheduler:
+        cfg = self.config
+        return Scheduler(
+            self.ledger,
+            cfg.fetch,
+            Partitioner(self.info.world_size, cfg.partition.spread),
+            self.info.rank,
+            clock=self.clock,
+            after=after,
+        )
+
+    async def _pass(self) -> None:
+        while not self.stop:
+            got = await self.scheduler.next()
+            if got is None:
+                break
+            if got.fail is not None:
+                self._write_failed(got.item, got.fail, got.message)
+                continue
+            task = asyncio.create_task(self._fetch_one(got.slot, got.item))
+            self.tasks[task] = got.item
+            task.add_done_callback(self._task_done)
+        await self._drain()
+
+    def _save_deferred(self) -> None:
+        if self.deferred:
+            self.ledger.defer(self.deferred)
+            self.deferred = []
+
+    def _on_stop(self, count: int) -> None:
+        self.scheduler.stop()
+        if count > 1:
+            for task in self.tasks:
+                task.cancel()
+
+    async def _drain(self) -> None:
+        """Wait for the fetches in flight and the rows in the stages (on a stop: a grace)."""
+        grace = self.config.run.grace_period if self.stop else None
+        deadline = None if grace is None else self.clock.monotonic() + grace
+        if self.tasks:
+            _, pending = await asyncio.wait(set(self.tasks), timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.warning("dropped %d in-flight fetches after the grace period", len(pending))
+                await asyncio.gather(*pending, return_exceptions=True)
+        left = None if deadline is None else max(0.0, deadline - self.clock.monotonic())
+        await self.rows.drain(left)
+
+    def _failed(self, exc: BaseException) -> None:
+        """A bug (in a fetch task or a stage): stop the rank, report it once."""
+        if self.fatal is None:
+            self.fatal = exc
+            log.error("stopping: %s", exc, exc_info=exc)
+            self.scheduler.stop()
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        item = self.tasks.pop(task)
+        if task.cancelled():
+            self.interrupted.append(interrupted_item(item, self.clock.wall()))
+        elif task.exception() is not None:
+            self._failed(task.exception())  # type: ignore[arg-type]
+
+    async def _tick(self) -> None:
+        """Commit a part that has been open too long and refresh the progress snapshot."""
+        while True:
+            await asyncio.sleep(TICK)
+            if self.writer.due():
+                await self.writer.commit_async()
+            else:
+                self.writer.reap()
+            self.progress.update(
+                state="fetching",
+                in_flight=self.scheduler.in_flight,
+                active_hosts=self.scheduler.active_hosts,
+                stats=self.stats,
+                written=self.writer.rows_committed,
+            )
+
+    def _write_unfetchable(self) -> None:
+        """Items that failed in planning (bad URLs) become failed rows without a request."""
+        after = -1
+        while batch := self.ledger.pending_without_host(10_000, after):
+            for item in batch:
+                self._write_failed(item, ErrorKind.BAD_URL, item.error_message)
+                after = item.item_id
+
+    def _write_failed(self, item: WorkItem, kind: ErrorKind, message: str | None) -> None:
+        """An item that fails without (another) request: its row skips the stages."""
+        self._count_row(kind, None)
+        self.rows.write(result_row(item, item.attempts, None, self.clock.wall(), kind, message))
+
+    def _count_row(self, kind: ErrorKind | None, result: FetchResult | None) -> None:
+        stats = self.stats
+        stats.items += 1
+        if kind is None:
+            stats.ok += 1
+            stats.bytes += (result.size or 0) if result else 0
+        else:
+            stats.failed += 1
+            stats.errors[kind.value] += 1
+
+    def _add(self, row: ResultRow) -> None:
+        self.writer.add(row)
+
+    async def _fetch_one(self, slot: HostSlot, item: WorkItem) -> None:
+        attempt = item.attempts + 1
+        cfg = self.config.fetch
+        url = item.fetch_url or item.url  # normalized while planning
+        if cfg.robots_txt and not await self._robots_allow(slot, url):
+            self._write_failed(item, ErrorKind.ROBOTS_TXT, f"disallowed by {slot.host}/robots.txt")
+            self.scheduler.done(slot)
+            return
+        factor = cfg.final_pass_timeout_factor if self.final else 1.0
+        result = await fetch(
+            self.client, url, cfg, headers=slot.headers or None, timeout_factor=factor
+        )
+        self.stats.requests += 1
+        kind = result.error_kind
+        decision = decide(kind, attempt, result.retry_after, final=self.final, config=cfg)
+        retry: WorkItem | None = None
+        if decision.action is Action.RETRY:
+            self.stats.retries += 1
+            log.debug(
+                "%s: %s, retry %d in %.2fs", url, result.error_message, attempt, decision.delay
+            )
+            retry = retry_item(item, attempt, self.clock.wall() + decision.delay, result)
+        elif decision.action is Action.DEFER:
+            self.deferred.append(retry_item(item, attempt, 0.0, result))
+            self.stats.deferred += 1
+        events = self.scheduler.done(
+            slot,
+            retry,
+            decision.delay,
+            kind=kind,
+            status=result.http_status,
+            retry_after=result.retry_after,
+        )
+        self._count(events)
+        if decision.final_row:
+            self._count_row(kind, result)
+            row = result_row(item, attempt, result, self.clock.wall(), kind, result.error_message)
+            await self.rows.send(row)
+
+    def _count(self, events: HostEvents) -> None:
+        stats = self.stats
+        stats.rate_decreases += events.rate_decreased
+        stats.rate_increases += events.rate_increased
+        stats.host_cooldowns += events.parked
+        stats.hosts_unreachable += events.died
+
+    async def _robots_allow(self, slot: HostSlot, url: str) -> bool:
+        """Whether robots.txt lets us fetch ``url``; fetched once per host, rate limited."""
+        client: Client = self.client
+        async with slot.robots_lock:
+            if slot.robots is None:
+                await slot.limiter.acquire()
+                slot.robots = await read_robots(client, url, self.config.fetch)
+        return robots_allow(slot.robots, url)

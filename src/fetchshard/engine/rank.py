@@ -1,0 +1,171 @@
+"""One rank from start to finish: claim the folder, plan, recover, fetch, write its documents."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from fetchshard import __version__
+from fetchshard.config import Config
+from fetchshard.engine.eventloop import run_event_loop
+from fetchshard.engine.progress import Progress
+from fetchshard.engine.retry import url_time_bound
+from fetchshard.engine.stages import Stage, columns_with
+from fetchshard.engine.stop import StopFlag, stop_signals
+from fetchshard.environment import CHILD
+from fetchshard.errors import EXIT_INTERRUPTED, EXIT_OK
+from fetchshard.inputs import InputSet, open_inputs
+from fetchshard.ledger import Ledger
+from fetchshard.output.parts import recover
+from fetchshard.plan import Interrupted, fingerprint, plan
+from fetchshard.ranks import RankInfo, cpus_available
+from fetchshard.runfolder.documents import DoneMarker, RankStats
+from fetchshard.runfolder.layout import RunPaths
+from fetchshard.runfolder.prepare import prepare_output
+from fetchshard.stats import Stats
+
+log = logging.getLogger("fetchshard")
+
+
+@dataclass(frozen=True, slots=True)
+class RankOutcome:
+    complete: bool
+    stats: Stats
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_OK if self.complete else EXIT_INTERRUPTED
+
+
+def run_rank(
+    config: Config,
+    info: RankInfo,
+    *,
+    interactive: bool = False,
+    stages: tuple[Stage, ...] = (),
+) -> RankOutcome:
+    """Run one rank of a job; safe to call again after any crash (it resumes)."""
+    inputs = open_inputs(config.input, reserved=columns_with(stages).names)
+    paths = RunPaths(Path(config.output.dir))
+    fp = fingerprint(config, inputs.files, info.world_size)
+    prepare_output(paths, fp, info, restart=config.run.restart)
+    handler = _log_to_file(paths.log(info.rank), config.run.log_level)
+    try:
+        stop = StopFlag()
+        with stop_signals(stop):
+            return _rank(config, info, paths, fp, inputs, stop, interactive, stages)
+    finally:
+        logging.getLogger("fetchshard").removeHandler(handler)
+        handler.close()
+
+
+def _log_to_file(path: Path, level: str) -> logging.Handler:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(level.upper())
+    root = logging.getLogger("fetchshard")
+    root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > handler.level:
+        root.setLevel(handler.level)
+    return handler
+
+
+def _rank(
+    config: Config,
+    info: RankInfo,
+    paths: RunPaths,
+    fp: dict[str, object],
+    inputs: InputSet,
+    stop: StopFlag,
+    interactive: bool,
+    stages: tuple[Stage, ...],
+) -> RankOutcome:
+    from fetchshard.engine.job import FetchJob  # the fetch engine: aiohttp, ~0.25 s
+
+    rank = info.rank
+    log.info("fetchshard %s as %s, %d CPUs", __version__, info.describe, cpus_available(os.environ))
+    progress = Progress(
+        paths.progress(rank), info, interactive=interactive, interval=config.run.progress_interval
+    )
+    with Ledger(paths.ledger(rank)) as ledger:
+        progress.update(state="planning")
+        try:
+            result = plan(
+                ledger,
+                config,
+                info,
+                fp,
+                inputs=inputs,
+                should_stop=lambda: bool(stop),
+                on_batch=lambda rows: progress.update(state="planning", input_rows=rows),
+            )
+        except Interrupted:
+            progress.update(state="interrupted", force=True)
+            progress.close()
+            return RankOutcome(False, Stats())
+        if result.skipped:
+            log.info("plan found in the ledger; resuming")
+        next_part = recover(paths, rank, ledger)
+        counts = ledger.counts()
+        log.info(
+            "slice: %d items, %d committed, %d to do",
+            counts.total,
+            counts.committed,
+            counts.pending,
+        )
+        progress.set_total(counts.total, counts.committed)
+        log.info(
+            "one URL can hold this rank at most %.0fs (README: how long the tail can be)",
+            url_time_bound(config.fetch),
+        )
+        session = Stats()
+        if counts.pending and not stop:
+            job = FetchJob(config, info, paths, ledger, next_part, progress, stop, stages)
+            session = run_event_loop(job.fetch_all())
+        counts = ledger.counts()
+        complete = counts.pending == 0
+        totals = _totals(ledger, session)
+        now = time.time()
+        RankStats(
+            rank=rank, world_size=info.world_size, complete=complete, stats=totals, written_at=now
+        ).write(paths.stats(rank), durable=True)
+        progress.finish("done" if complete else "interrupted", counts.committed, totals)
+        if complete:
+            DoneMarker(
+                rank=rank, world_size=info.world_size, items=counts.total, completed_at=now
+            ).write(paths.done(rank), durable=True)
+            log.info(
+                "rank %d done: %d items, %d ok, %d failed",
+                rank,
+                counts.total,
+                counts.committed - counts.failed,
+                counts.failed,
+            )
+        else:
+            log.warning(
+                "rank %d stopped with %d items to do; rerun to resume", rank, counts.pending
+            )
+        return RankOutcome(complete, totals)
+
+
+def _totals(ledger: Ledger, session: Stats) -> Stats:
+    """Rank totals: committed rows from the ledger, counters summed over every session."""
+    before = Stats.from_dict(ledger.get_meta("session_stats") or {})
+    counters = before + session
+    ledger.set_meta("session_stats", counters.to_dict())
+    errors = ledger.error_counts()
+    failed = sum(errors.values())
+    items = ledger.counts().committed
+    counters.items, counters.failed, counters.ok = items, failed, items - failed
+    counters.errors.clear()
+    counters.errors.update(errors)
+    return counters
+
+
+def is_interactive() -> bool:
+    return sys.stderr.isatty() and os.environ.get(CHILD) is None

@@ -1,0 +1,87 @@
+"""The one place an item and what happened to it become a result row or a retry."""
+
+from __future__ import annotations
+
+from fetchshard.errors import ErrorKind
+from fetchshard.http.request import FetchResult
+from fetchshard.ledger import WorkItem
+from fetchshard.output.columns import STATUS_FAILED, STATUS_OK, ResultRow
+
+
+def result_row(
+    item: WorkItem,
+    attempts: int,
+    result: FetchResult | None,
+    now: float,
+    kind: ErrorKind | None,
+    message: str | None,
+) -> ResultRow:
+    """The terminal row of ``item``: from its last attempt's ``result``, or (None) without a
+    request (a bad URL, robots.txt, a given-up host)."""
+    if result is None:
+        return ResultRow(
+            item_id=item.item_id,
+            url=item.url,
+            extras=item.extras,
+            status=STATUS_FAILED if kind is not None else STATUS_OK,
+            error_kind=None if kind is None else kind.value,
+            error_message=message,
+            http_status=None,
+            final_url=None,
+            content_type=None,
+            size=None,
+            attempts=attempts,
+            fetched_at=None,
+            elapsed_ms=None,
+            body=None,
+        )
+    return ResultRow(
+        item_id=item.item_id,
+        url=item.url,
+        extras=item.extras,
+        status=STATUS_OK if kind is None else STATUS_FAILED,
+        error_kind=None if kind is None else kind.value,
+        error_message=message,
+        http_status=result.http_status,
+        final_url=result.final_url,
+        content_type=result.content_type,
+        size=result.size,
+        sha256=result.sha256,
+        attempts=attempts,
+        fetched_at=now,
+        elapsed_ms=result.elapsed_ms,
+        body=result.body,
+    )
+
+
+def retry_item(item: WorkItem, attempt: int, due: float, result: FetchResult) -> WorkItem:
+    """``item`` after attempt ``attempt`` failed with ``result``, due again at ``due``."""
+    kind = result.error_kind.value if result.error_kind is not None else None
+    return WorkItem(
+        item.item_id,
+        item.url,
+        item.extras,
+        attempt,
+        due,
+        kind,
+        result.error_message,
+        result.http_status,
+        item.fetch_url,
+        item.host_id,
+    )
+
+
+def interrupted_item(item: WorkItem, now: float) -> WorkItem:
+    """``item`` whose request was cut by the rank stopping: due at once on resume."""
+    return WorkItem(
+        item.item_id,
+        item.url,
+        item.extras,
+        item.attempts,
+        now,
+        ErrorKind.INTERRUPTED.value,
+        "the rank stopped during the request",
+        None,
+        item.fetch_url,
+        item.host_id,
+    )

@@ -1,0 +1,37 @@
+"""Every environment variable fetchshard reads, named here and nowhere else.
+
+Options: ``FETCHSHARD_<SECTION>_<KEY>`` (config.env_layer). Launchers: the rank and world size
+(:data:`LAUNCHERS`, read by ranks.py), SLURM's CPU count and step variables. Internal: the
+``--ranks`` launcher's marks on its children and the test-only crash hook.
+"""
+
+from __future__ import annotations
+
+# Options: FETCHSHARD_FETCH_PER_HOST_RATE=5 is fetch.per_host_rate = 5.
+OPTION_PREFIX = "FETCHSHARD_"
+# The world size of a Kubernetes indexed job (FETCHSHARD_*, yet not an option).
+WORLD_SIZE = "FETCHSHARD_WORLD_SIZE"
+NOT_OPTIONS = frozenset({WORLD_SIZE})
+
+# (rank variable, size variables in order of preference, launcher name)
+LAUNCHERS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("SLURM_PROCID", ("SLURM_STEP_NUM_TASKS", "SLURM_NTASKS"), "SLURM"),
+    ("OMPI_COMM_WORLD_RANK", ("OMPI_COMM_WORLD_SIZE",), "Open MPI"),
+    ("PMI_RANK", ("PMI_SIZE",), "PMI"),
+    ("PMIX_RANK", ("PMIX_SIZE",), "PMIx"),
+    ("RANK", ("WORLD_SIZE",), "torchrun"),
+    ("JOB_COMPLETION_INDEX", (WORLD_SIZE,), "Kubernetes indexed job"),
+)
+SLURM_RANK = "SLURM_PROCID"
+SLURM_JOB_ID = "SLURM_JOB_ID"
+SLURM_STEP_ID = "SLURM_STEP_ID"
+SLURM_NTASKS = "SLURM_NTASKS"
+SLURM_CPUS_PER_TASK = "SLURM_CPUS_PER_TASK"
+
+# Set by ``--ranks`` on its children: "1" marks a child (no progress bar of its own, pid in
+# log lines); the overrides of the launcher's command line, as JSON, are the child's own.
+CHILD = "_FETCHSHARD_CHILD"
+CHILD_OVERRIDES = "_FETCHSHARD_OVERRIDES"
+
+# Test hook: crash at a named point of the commit protocol (faults.py).
+FAULT = "_FETCHSHARD_FAULT"

@@ -1,0 +1,89 @@
+"""What one result says about its host: adaptive rate (AIMD), cool-downs, giving up.
+
+:meth:`HostHealth.observe` is a pure decision on the host's state (no I/O, the time passed
+in), so every rule is unit-tested without a network; the scheduler applies what it returns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fetchshard.config import FetchConfig
+from fetchshard.errors import ErrorKind
+
+# A success gives back this fraction of the configured rate (additive increase).
+RECOVERY_STEP = 1 / 16
+
+
+@dataclass
+class HostEvents:
+    """What a result did to its host, for stats and logs."""
+
+    rate_decreased: bool = False
+    rate_increased: bool = False
+    parked: bool = False
+    died: bool = False
+
+
+@dataclass(eq=False, slots=True)
+class HostHealth:
+    """One host's standing on this rank. Rates are this rank's share, requests per second."""
+
+    host: str
+    base_rate: float
+    min_rate: float
+    rate: float = 0.0
+    parked_until: float = 0.0  # no request before this (monotonic clock)
+    failures: int = 0  # connect/DNS failures in a row
+    cooldowns: int = 0
+    last_decrease: float = float("-inf")
+    dead: ErrorKind | None = None  # BLOCKED or HOST_UNREACHABLE: no more requests
+    dead_reason: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.rate:
+            self.rate = self.base_rate
+
+    def observe(
+        self,
+        kind: ErrorKind | None,
+        status: int | None,
+        retry_after: float | None,
+        now: float,
+        config: FetchConfig,
+    ) -> HostEvents:
+        """Update the host from one result (``kind`` None: success) seen at ``now``."""
+        events = HostEvents()
+        if kind is ErrorKind.HTTP_429 or status == 503:
+            # At most one halving per interval of the current rate: a burst of 429s for
+            # requests already in flight is one signal, not many.
+            if self.rate > self.min_rate and now - self.last_decrease >= 1.0 / self.rate:
+                self.rate = max(self.min_rate, self.rate / 2)
+                self.last_decrease = now
+                events.rate_decreased = True
+        elif kind is None and self.rate < self.base_rate:
+            self.rate = min(self.base_rate, self.rate + self.base_rate * RECOVERY_STEP)
+            events.rate_increased = True
+        if retry_after is not None:
+            retry_after = min(retry_after, config.retry_after_max)
+            self.parked_until = max(self.parked_until, now + retry_after)
+        if kind is None or not kind.host_failure:
+            self.failures = 0  # any answer at all shows the host is reachable
+            return events
+        if self.parked_until > now:
+            return events  # requests already in flight when the host was parked
+        self.failures += 1
+        if self.failures >= config.host_max_failures and self.dead is None:
+            self.failures = 0
+            self.cooldowns += 1
+            if self.cooldowns > config.host_max_cooldowns:
+                self.dead = ErrorKind.HOST_UNREACHABLE
+                self.dead_reason = (
+                    f"{self.host} unreachable after {config.host_max_cooldowns} cool-downs "
+                    f"(last: {kind.value})"
+                )
+                events.died = True
+            else:
+                self.parked_until = max(self.parked_until, now + config.host_cooldown)
+                events.parked = True
+        return events

@@ -1,0 +1,68 @@
+"""One active host on this rank: its bucket, health, buffers and robots.txt; host patterns."""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+from collections import deque
+from dataclasses import dataclass, field
+from urllib.robotparser import RobotFileParser
+
+from fetchshard.config import HostOverride
+from fetchshard.errors import ErrorKind
+from fetchshard.hosts.bucket import LeakyBucket
+from fetchshard.hosts.health import HostHealth
+from fetchshard.ledger import WorkItem
+
+# Where a slot is: ready to dispatch, asleep until a time, blocked until a fetch ends, done.
+RUNNABLE, SLEEPING, BLOCKED, FINISHED = "runnable", "sleeping", "blocked", "finished"
+# Cursor that sorts before every (next_attempt_at, item_id) of the ledger.
+START: tuple[float, int] = (-1.0, -1)
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    """One item to fetch now, or (``fail`` set) to record as failed without a request."""
+
+    slot: HostSlot
+    item: WorkItem
+    fail: ErrorKind | None = None
+    message: str | None = None
+
+
+@dataclass(eq=False)
+class HostSlot:
+    """The state of one active host on this rank."""
+
+    host_id: int
+    host: str
+    health: HostHealth
+    limiter: LeakyBucket  # at health.rate
+    concurrency: int
+    headers: dict[str, str] = field(default_factory=dict)
+    in_flight: int = 0
+    cursor: tuple[float, int] = START
+    buffer: deque[WorkItem] = field(default_factory=deque)
+    # (due on the monotonic clock, tie-breaker, item) of transient failures waiting to retry
+    retries: list[tuple[float, int, WorkItem]] = field(default_factory=list)
+    where: str = RUNNABLE
+    robots: RobotFileParser | None = None  # parsed robots.txt, when checked
+    robots_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def rate(self) -> float:
+        """This rank's current rate for the host (requests per second)."""
+        return self.health.rate
+
+
+def host_matches(host: str, patterns: tuple[str, ...] | list[str]) -> bool:
+    """``example.org`` matches itself (any port); ``*.example.org`` its subdomains."""
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    return any(fnmatch.fnmatchcase(host, p) or fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def find_override(host: str, overrides: dict[str, HostOverride]) -> HostOverride | None:
+    for pattern, override in overrides.items():
+        if host_matches(host, (pattern.lower(),)):
+            return override
+    return None

@@ -1,0 +1,1 @@
+"""HTTP: one fetch of one URL, with its client, deadlines, body sink and failure kinds."""

@@ -1,0 +1,78 @@
+"""What went wrong, as an ErrorKind: the only place that knows aiohttp's exceptions."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+
+import aiohttp
+
+from fetchshard.errors import ErrorKind
+from fetchshard.http.client import BlockedAddress
+
+_MAX_MESSAGE = 500
+
+
+def status_kind(status: int) -> ErrorKind | None:
+    """The error kind of an HTTP status, or None for success."""
+    if 200 <= status < 300:
+        return None
+    if status == 404:
+        return ErrorKind.HTTP_404
+    if status == 410:
+        return ErrorKind.HTTP_410
+    if status == 429:
+        return ErrorKind.HTTP_429
+    if 300 <= status < 400:
+        return ErrorKind.HTTP_3XX
+    if 400 <= status < 500:
+        return ErrorKind.HTTP_4XX
+    return ErrorKind.HTTP_5XX
+
+
+def classify(exc: BaseException) -> ErrorKind:
+    """Translate an exception raised while fetching into an error kind (the only such place)."""
+    # Order matters: the more specific aiohttp classes derive from the general ones.
+    if isinstance(exc, BlockedAddress):
+        return ErrorKind.BLOCKED
+    if isinstance(exc, aiohttp.TooManyRedirects):
+        return ErrorKind.REDIRECT_LOOP
+    if isinstance(exc, aiohttp.RedirectClientError):
+        return ErrorKind.BAD_REDIRECT
+    if isinstance(exc, aiohttp.InvalidUrlClientError | aiohttp.NonHttpUrlClientError):
+        return ErrorKind.BAD_URL
+    if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(exc.os_error, BlockedAddress):
+        return ErrorKind.BLOCKED
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return ErrorKind.DNS
+    if isinstance(
+        exc,
+        aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError | ssl.SSLError,
+    ):
+        return ErrorKind.TLS
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return ErrorKind.CONNECT
+    if isinstance(exc, aiohttp.SocketTimeoutError):
+        return ErrorKind.READ_TIMEOUT
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+        return ErrorKind.TIMEOUT
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return ErrorKind.CONNECT
+    if isinstance(
+        exc,
+        aiohttp.ClientPayloadError
+        | aiohttp.ServerDisconnectedError
+        | aiohttp.ClientResponseError
+        | aiohttp.ClientOSError,
+    ):
+        return ErrorKind.BAD_CONTENT
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        return ErrorKind.CONNECT
+    return ErrorKind.INTERNAL
+
+
+def describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if type(exc).__name__ not in text:
+        text = f"{type(exc).__name__}: {text}"
+    return text[:_MAX_MESSAGE]

@@ -1,0 +1,189 @@
+"""A rank's aiohttp session, and the one place FetchConfig becomes aiohttp objects."""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import socket
+import ssl
+from collections.abc import Mapping
+from typing import Any
+from urllib.request import proxy_bypass
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.helpers import ProxyInfo, basicauth_from_netrc, netrc_from_env, proxies_from_env
+from yarl import URL
+
+from fetchshard import __version__
+from fetchshard.config import FetchConfig
+from fetchshard.http.deadlines import Watch
+
+UA_TOKEN = "fetchshard"
+
+
+class BlockedAddress(OSError):
+    """The host resolves only to addresses that the configuration refuses to contact."""
+
+
+def is_private_address(host: str) -> bool:
+    """Loopback, private, link-local (cloud metadata), multicast, reserved or unspecified."""
+    try:
+        ip = ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return bool(
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+    )
+
+
+class Resolver(AbstractResolver):
+    """Static entries (like curl's --resolve), then the real resolver, then the address policy."""
+
+    def __init__(
+        self, inner: AbstractResolver, static: Mapping[str, str], block_private: bool
+    ) -> None:
+        self._inner = inner
+        self._static = {k.lower(): v for k, v in static.items()}
+        self._block_private = block_private
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        fixed = self._static.get(host.lower())
+        if fixed is not None:
+            ip = ipaddress.ip_address(fixed)
+            infos: list[ResolveResult] = [
+                {
+                    "hostname": host,
+                    "host": fixed,
+                    "port": port,
+                    "family": socket.AF_INET6 if ip.version == 6 else socket.AF_INET,
+                    "proto": 0,
+                    "flags": socket.AI_NUMERICHOST,
+                }
+            ]
+        else:
+            infos = await self._inner.resolve(host, port, family)
+        if self._block_private:
+            infos = [i for i in infos if not is_private_address(i["host"])]
+            if not infos:
+                raise BlockedAddress(f"{host} resolves only to private or reserved addresses")
+        return infos
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def user_agent(contact: str | None) -> str:
+    """An honest User-Agent: who we are and how to reach whoever runs the crawl."""
+    base = f"{UA_TOKEN}/{__version__} (+https://github.com/fetchshard/fetchshard"
+    return f"{base}; {contact})" if contact else f"{base})"
+
+
+def client_timeout(config: FetchConfig, factor: float = 1.0) -> aiohttp.ClientTimeout:
+    """What aiohttp itself times: only connecting (once per new connection).
+
+    The total deadline and the read timeout are checked by :class:`Watch` on one shared tick:
+    aiohttp's own arm a timer per request and re-arm one at every chunk received, which cost
+    7.6 % of a rank's CPU (A/B over 3 runs of 50,000 URLs, benchmarks/README.md).
+    """
+    return aiohttp.ClientTimeout(
+        total=None, sock_connect=config.connect_timeout * factor, sock_read=None
+    )
+
+
+class Client:
+    """A rank's aiohttp session plus the proxy and netrc routes taken from the environment.
+
+    aiohttp's own ``trust_env`` re-reads the netrc file and the proxy variables on every
+    request, each in a thread: two thread hops per URL. Here both are read once, and the
+    answer for each (scheme, host) is cached.
+    """
+
+    def __init__(self, session: aiohttp.ClientSession, config: FetchConfig) -> None:
+        self.session = session
+        self._trust_env = config.trust_env
+        self._proxies: dict[str, ProxyInfo] = proxies_from_env() if config.trust_env else {}
+        self._netrc = netrc_from_env() if config.trust_env else None
+        # An explicit Authorization header wins over netrc (aiohttp refuses both at once).
+        self._explicit_auth = any(k.lower() == "authorization" for k in config.headers)
+        self._routes: dict[tuple[str, str], tuple[dict[str, Any], str | None]] = {}
+        self.watch = Watch()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.watch.close()
+        await self.session.close()
+
+    def route(
+        self, url: URL, headers: Mapping[str, str] | None
+    ) -> tuple[dict[str, Any], Mapping[str, str] | None]:
+        """Proxy arguments for a request to ``url``, and its headers with netrc credentials."""
+        if not self._trust_env or url.host is None:
+            return {}, headers
+        key = (url.scheme, url.host)
+        found = self._routes.get(key)
+        if found is None:
+            proxy: dict[str, Any] = {}
+            info = self._proxies.get(url.scheme)
+            if info is not None and not proxy_bypass(url.host):
+                proxy = {"proxy": info.proxy, "proxy_auth": info.proxy_auth}
+            auth = None
+            if self._netrc is not None and not self._explicit_auth:
+                with contextlib.suppress(LookupError):  # no entry for this host
+                    auth = basicauth_from_netrc(self._netrc, url.host).encode()
+            found = self._routes[key] = (proxy, auth)
+        proxy, auth = found
+        # Credentials in the URL or an Authorization header of the request win over netrc.
+        if (
+            auth is None
+            or url.user is not None
+            or (headers is not None and any(k.lower() == "authorization" for k in headers))
+        ):
+            return proxy, headers
+        return proxy, {**(headers or {}), "Authorization": auth}
+
+
+def make_client(config: FetchConfig) -> Client:
+    """The one place where :class:`FetchConfig` becomes aiohttp objects.
+
+    Must be called inside the running event loop that will use the client.
+    """
+    ssl_setting: ssl.SSLContext | bool
+    if not config.verify_tls:
+        ssl_setting = False
+    elif config.ca_bundle:
+        ssl_setting = ssl.create_default_context(cafile=config.ca_bundle)
+    else:
+        ssl_setting = True
+    try:  # the c-ares resolver of aiohttp's speedups, when installed
+        inner: AbstractResolver = aiohttp.AsyncResolver()
+    except (ImportError, RuntimeError):
+        inner = aiohttp.ThreadedResolver()
+    connector = aiohttp.TCPConnector(
+        limit=config.max_in_flight,
+        limit_per_host=0,  # per-host concurrency is the scheduler's job (with overrides)
+        ttl_dns_cache=300,
+        ssl=ssl_setting,
+        resolver=Resolver(inner, config.resolve, config.block_private_addresses),
+    )
+    headers = {"User-Agent": user_agent(config.contact), **config.headers}
+    session = aiohttp.ClientSession(
+        connector=connector,
+        timeout=client_timeout(config),
+        headers=headers,
+        trust_env=False,  # Client.route does it, once per host instead of per request
+        raise_for_status=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
+    )
+    return Client(session, config)

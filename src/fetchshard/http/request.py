@@ -1,0 +1,250 @@
+"""One HTTP fetch: the request, its redirects, its body into a sink, and every failure as data.
+
+Everything past this module sees a :class:`FetchResult` whose ``error_kind`` names what went
+wrong (http/classify.py translates aiohttp's exceptions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from fetchshard.config import FetchConfig
+from fetchshard.errors import ErrorKind
+from fetchshard.http.classify import classify, describe, status_kind
+from fetchshard.http.client import BlockedAddress, Client, client_timeout, is_private_address
+from fetchshard.http.deadlines import Guard, Tripped
+from fetchshard.http.headers import opt_out, parse_retry_after
+from fetchshard.http.sink import BodySink, MemorySink, SinkFactory
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, several times
+# the cost of a plain one, once per request on the event loop. Nothing changes a result once made.
+@dataclass(slots=True)
+class FetchResult:
+    """What one attempt produced. ``error_kind`` is None on success."""
+
+    error_kind: ErrorKind | None
+    error_message: str | None
+    http_status: int | None = None
+    final_url: str | None = None
+    content_type: str | None = None
+    body: bytes | None = None  # in memory (MemorySink)
+    path: str | None = None  # or in a file, by a sink that writes one
+    sha256: str | None = None  # of the body
+    size: int | None = None
+    elapsed_ms: float = 0.0
+    retry_after: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error_kind is None
+
+
+# URLs made only of these characters (no dot segments, no percent escapes) are the same URL
+# whether yarl re-quotes them or not, so the (costly, ~2 % of the loop) re-quoting is skipped;
+# tests/test_fetch.py checks the equivalence on random URLs of this alphabet.
+_PORT = r"(?:[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+_PLAIN_URL = re.compile(
+    rf"https?://[a-z0-9.-]+(?::{_PORT})?/[A-Za-z0-9._~/-]*(?:\?[A-Za-z0-9._~/=&-]+)?"
+)
+
+
+def request_url(text: str) -> URL:
+    """The yarl URL for ``text``, quoted as aiohttp would quote it."""
+    if _PLAIN_URL.fullmatch(text) and "/." not in text:
+        return URL(text, encoded=True)
+    return URL(text, encoded=False)
+
+
+def check_target(url: URL, block_private: bool) -> None:
+    """Refuse a URL (first or after a redirect) that policy forbids."""
+    if url.scheme not in ("http", "https"):
+        raise aiohttp.NonHttpUrlRedirectClientError(url)
+    if block_private and url.host is not None and is_private_address(url.host):
+        raise BlockedAddress(f"{url.host} is a private or reserved address")
+
+
+async def fetch(
+    client: Client,
+    url: str,
+    config: FetchConfig,
+    *,
+    headers: Mapping[str, str] | None = None,
+    timeout_factor: float = 1.0,
+    sink: SinkFactory = MemorySink,
+) -> FetchResult:
+    """GET ``url`` once (following redirects), its body into a new ``sink()``; never raises for
+    anything the network does."""
+    started = time.perf_counter()
+    state: dict[str, Any] = {"status": None, "final_url": None, "content_type": None}
+    guard = client.watch.start(config, timeout_factor)
+    try:
+        return await _fetch(
+            client, request_url(url), config, headers, timeout_factor, started, guard, state, sink
+        )
+    except asyncio.CancelledError:
+        if guard.tripped is None or _still_cancelled():
+            raise  # the rank is stopping, not our deadline
+        return _failed(guard.tripped, guard.message(), state, started)
+    except Exception as exc:  # every failure becomes data; cancellation still propagates
+        if guard.tripped is not None:  # what the guard's close of the response made
+            return _failed(guard.tripped, guard.message(), state, started)
+        return _failed(classify(exc), describe(exc), state, started)
+    finally:
+        client.watch.stop(guard)
+
+
+def _still_cancelled() -> bool:
+    """Take back the guard's cancel; whether someone else cancelled the task as well."""
+    task = asyncio.current_task()
+    uncancel = getattr(task, "uncancel", None)  # Python >= 3.11
+    return uncancel is not None and uncancel() > 0
+
+
+def _failed(kind: ErrorKind, message: str, state: dict[str, Any], started: float) -> FetchResult:
+    if kind is ErrorKind.BAD_CONTENT and state["status"] is None:
+        # Reset or dropped before any response: the host is not accepting requests.
+        kind = ErrorKind.CONNECT
+    return FetchResult(
+        kind,
+        message,
+        state["status"],
+        state["final_url"],
+        state["content_type"],
+        elapsed_ms=_ms(started),
+    )
+
+
+async def _fetch(
+    client: Client,
+    target: URL,
+    config: FetchConfig,
+    headers: Mapping[str, str] | None,
+    timeout_factor: float,
+    started: float,
+    guard: Guard,
+    state: dict[str, Any],
+    sink: SinkFactory,
+) -> FetchResult:
+    # The guard holds the whole chain to one total deadline; aiohttp only times connecting,
+    # whose session default is left alone unless the final pass lengthens it.
+    extra: dict[str, Any] = {}
+    if timeout_factor != 1.0:
+        extra["timeout"] = client_timeout(config, timeout_factor)
+    for _hop in range(config.max_redirects + 1):
+        check_target(target, config.block_private_addresses)
+        proxy, hop_headers = client.route(target, headers)
+        guard.watch(None)
+        async with client.session.get(
+            target, allow_redirects=False, headers=hop_headers, **proxy, **extra
+        ) as resp:
+            guard.watch(resp)
+            status = state["status"] = resp.status
+            state["final_url"] = str(resp.url)
+            content_type = state["content_type"] = resp.headers.get("Content-Type")
+            if status in _REDIRECTS and config.max_redirects > 0:
+                location = resp.headers.get("Location")
+                if not location:
+                    raise aiohttp.InvalidUrlRedirectClientError(target, "no Location header")
+                try:
+                    target = resp.url.join(URL(location))
+                except ValueError as exc:
+                    raise aiohttp.InvalidUrlRedirectClientError(location, str(exc)) from exc
+                continue
+            kind = status_kind(status)
+            if kind is not None:
+                return FetchResult(
+                    kind,
+                    f"HTTP {status} {resp.reason or ''}".strip(),
+                    status,
+                    state["final_url"],
+                    content_type,
+                    elapsed_ms=_ms(started),
+                    retry_after=parse_retry_after(resp.headers.get("Retry-After")),
+                )
+            directive = opt_out(resp.headers.getall("X-Robots-Tag", []), config.opt_out_directives)
+            if directive is not None:
+                return FetchResult(
+                    ErrorKind.OPT_OUT,
+                    f"X-Robots-Tag: {directive}",
+                    status,
+                    state["final_url"],
+                    content_type,
+                    elapsed_ms=_ms(started),
+                )
+            return await _read_body(
+                resp, config, started, guard, state["final_url"], content_type, sink()
+            )
+    raise aiohttp.TooManyRedirects(
+        resp.request_info, resp.history, message=f"more than {config.max_redirects} redirects"
+    )
+
+
+async def _read_body(
+    resp: aiohttp.ClientResponse,
+    config: FetchConfig,
+    started: float,
+    guard: Guard,
+    final_url: str,
+    content_type: str | None,
+    sink: BodySink,
+) -> FetchResult:
+    limit = config.max_body_bytes
+    declared = resp.content_length
+    if declared is not None and declared > limit:
+        sink.abort()
+        return _too_large(f"Content-Length {declared}", limit, resp, started)
+    size = 0
+    try:
+        # Counted after decompression, so a gzip bomb stops at the cap like any big body.
+        # Chunks as they came off the socket: iter_chunked(n) re-slices them (a copy each).
+        async for chunk in resp.content.iter_any():
+            size += len(chunk)
+            guard.bytes = size
+            if size > limit:
+                sink.abort()
+                return _too_large("body", limit, resp, started)
+            sink.write(chunk)
+        if guard.tripped is not None:
+            raise Tripped()
+        stored = sink.finish()
+    except BaseException:
+        sink.abort()
+        raise
+    return FetchResult(
+        None,
+        None,
+        resp.status,
+        final_url,
+        content_type,
+        body=stored.data,
+        path=stored.path,
+        sha256=stored.sha256,
+        size=stored.size,
+        elapsed_ms=_ms(started),
+    )
+
+
+def _too_large(said: str, limit: int, resp: aiohttp.ClientResponse, started: float) -> FetchResult:
+    return FetchResult(
+        ErrorKind.TOO_LARGE,
+        f"{said} exceeds max_body_bytes {limit}; transfer cut",
+        resp.status,
+        str(resp.url),
+        resp.headers.get("Content-Type"),
+        elapsed_ms=_ms(started),
+    )
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000.0, 3)

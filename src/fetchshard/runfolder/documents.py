@@ -1,0 +1,241 @@
+"""The run folder's JSON documents, each a typed, versioned class that writes and reads itself.
+
+=================  ==========================  ====================================================
+document           file                        written
+=================  ==========================  ====================================================
+RunManifest        ``run.json``                by every rank at start (same bytes: written once)
+ProgressSnapshot   ``progress/rank-N.json``    by its rank, every ``run.progress_interval``
+RankStats          ``stats/rank-N.json``       by its rank when it stops (done or interrupted)
+DoneMarker         ``done/rank-N``             by its rank last, once its whole slice is committed
+=================  ==========================  ====================================================
+
+Every document carries ``kind`` and ``version``. A reader accepts its own version and older
+ones (files from before versions existed count as version 1) and refuses a newer one with
+:class:`NewerFormatError`, so ``report`` on a login node says "upgrade" instead of crashing.
+Unknown keys are ignored: a version adds keys, a new version number means readers must change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from fetchshard.errors import NewerFormatError, RunFolderError
+from fetchshard.runfolder.layout import rank_of_name
+from fetchshard.runfolder.storage import LOCAL, Storage
+from fetchshard.stats import Stats
+
+_D = TypeVar("_D", bound="Document")
+
+
+class Document:
+    """Base of the documents: ``to_dict``/``from_dict`` per class, the envelope here."""
+
+    KIND: ClassVar[str]
+    VERSION: ClassVar[int]
+    _COMPACT: ClassVar[bool] = False  # written often: no indentation
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def from_dict(cls: type[_D], data: dict[str, Any], path: Path) -> _D:
+        raise NotImplementedError
+
+    def to_bytes(self) -> bytes:
+        doc = {"kind": self.KIND, "version": self.VERSION, **self.to_dict()}
+        if self._COMPACT:
+            return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+        return json.dumps(doc, indent=2, sort_keys=True).encode() + b"\n"
+
+    @classmethod
+    def from_bytes(cls: type[_D], data: bytes, path: Path) -> _D:
+        try:
+            raw = json.loads(data)
+        except ValueError as exc:
+            raise RunFolderError(f"{path} is not a readable {cls.KIND} document: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise RunFolderError(f"{path} is not a {cls.KIND} document (not a JSON object)")
+        kind = raw.get("kind", cls.KIND)
+        if kind != cls.KIND:
+            raise RunFolderError(f"{path} is a {kind!r} document, not {cls.KIND!r}")
+        version = raw.get("version", 1)
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise RunFolderError(f"{path}: version {version!r} is not a version number")
+        if version > cls.VERSION:
+            raise NewerFormatError(
+                f"{path} was written by a newer fetchshard ({cls.KIND} format {version}; this "
+                f"one reads up to {cls.VERSION}): upgrade fetchshard to read this folder"
+            )
+        try:
+            return cls.from_dict(raw, path)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RunFolderError(f"{path} is not a valid {cls.KIND} document: {exc!r}") from exc
+
+    def write(self, path: Path, *, durable: bool = False, storage: Storage = LOCAL) -> None:
+        storage.write_atomic(path, self.to_bytes(), durable=durable)
+
+    @classmethod
+    def read(cls: type[_D], path: Path) -> _D | None:
+        """The document at ``path``, or None when there is none."""
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise RunFolderError(f"cannot read {path}: {exc}") from exc
+        return cls.from_bytes(data, path)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunManifest(Document):
+    """What must not change between a run and its resumption (``run.json``)."""
+
+    KIND: ClassVar[str] = "run"
+    VERSION: ClassVar[int] = 1
+
+    fingerprint: dict[str, Any]
+    fetchshard_version: str
+
+    @property
+    def world_size(self) -> int:
+        return int(self.fingerprint["world_size"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"fingerprint": self.fingerprint, "fetchshard_version": self.fetchshard_version}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], path: Path) -> RunManifest:
+        fingerprint = data["fingerprint"]
+        if not isinstance(fingerprint, dict) or "world_size" not in fingerprint:
+            raise ValueError("the fingerprint has no world size")
+        return cls(fingerprint=fingerprint, fetchshard_version=str(data["fetchshard_version"]))
+
+
+@dataclass(frozen=True, kw_only=True)
+class RankStats(Document):
+    """A rank's counters when it stopped: rows from its ledger, counters over its sessions."""
+
+    KIND: ClassVar[str] = "rank_stats"
+    VERSION: ClassVar[int] = 1
+
+    rank: int
+    world_size: int
+    complete: bool
+    stats: Stats
+    written_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rank": self.rank,
+            "world_size": self.world_size,
+            "complete": self.complete,
+            "written_at": self.written_at,
+            **self.stats.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], path: Path) -> RankStats:
+        return cls(
+            rank=int(data["rank"]),
+            world_size=int(data["world_size"]),
+            complete=bool(data["complete"]),
+            stats=Stats.from_dict(data),
+            written_at=float(data.get("written_at", 0.0)),
+        )
+
+
+# At most this many samples of history; when full, every other one is dropped and the step
+# between samples doubles, so a run of any length keeps an evenly spaced, bounded history.
+HISTORY_SAMPLES = 256
+
+
+@dataclass(kw_only=True)
+class ProgressSnapshot(Document):
+    """What a rank is doing now, replaced atomically so another host can read it any time."""
+
+    KIND: ClassVar[str] = "progress"
+    VERSION: ClassVar[int] = 1
+    _COMPACT: ClassVar[bool] = True
+
+    rank: int
+    world_size: int
+    started_at: float
+    state: str = "starting"  # starting, planning, fetching, interrupted, done
+    updated_at: float = 0.0
+    input_rows: int | None = None  # read while planning
+    total: int | None = None  # items of the slice
+    committed: int = 0  # items whose row is committed, earlier sessions included
+    written: int = 0  # rows written in this session (committed or not)
+    ok: int = 0
+    failed: int = 0
+    requests: int = 0
+    retries: int = 0
+    bytes: int = 0
+    in_flight: int = 0
+    active_hosts: int = 0
+    urls_per_s: float = 0.0  # rows written per second over this session
+    errors: dict[str, int] = field(default_factory=dict)
+    # [seconds since started_at, committed, written, bytes], history_step seconds apart
+    history: list[list[float]] = field(default_factory=list)
+    history_step: float = 5.0
+
+    def sample(self, now: float) -> None:
+        """Add a history sample if one is due."""
+        t = round(now - self.started_at, 3)
+        if self.history and t - self.history[-1][0] < self.history_step:
+            return
+        self.history.append([t, self.committed, self.written, self.bytes])
+        if len(self.history) > HISTORY_SAMPLES:
+            self.history = self.history[len(self.history) % 2 :: 2]
+            self.history_step *= 2
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], path: Path) -> ProgressSnapshot:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True, kw_only=True)
+class DoneMarker(Document):
+    """Written last by a rank whose whole slice is committed."""
+
+    KIND: ClassVar[str] = "done"
+    VERSION: ClassVar[int] = 1
+
+    rank: int
+    world_size: int | None  # None: an empty marker of a version before documents
+    items: int | None
+    completed_at: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rank": self.rank,
+            "world_size": self.world_size,
+            "items": self.items,
+            "completed_at": self.completed_at,
+        }
+
+    @classmethod
+    def from_bytes(cls, data: bytes, path: Path) -> DoneMarker:
+        if not data.strip():  # the empty marker of fetchshard 0.1.0 at 7d665ca and before
+            rank = rank_of_name(path.name)
+            if rank is None:
+                raise RunFolderError(f"{path} is not named for a rank")
+            return cls(rank=rank, world_size=None, items=None, completed_at=None)
+        return super().from_bytes(data, path)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], path: Path) -> DoneMarker:
+        return cls(
+            rank=int(data["rank"]),
+            world_size=data.get("world_size"),
+            items=data.get("items"),
+            completed_at=data.get("completed_at"),
+        )

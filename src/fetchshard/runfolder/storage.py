@@ -1,0 +1,83 @@
+"""Durable writes: a reader sees the old file or the new one, never half, after any crash.
+
+:class:`Storage` is the whole interface the run folder's writers use, so that an object store
+could stand in for the local (or shared POSIX) filesystem later; :data:`LOCAL` implements it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Protocol
+
+from fetchshard.runfolder.layout import TMP_SUFFIX
+
+
+class Storage(Protocol):
+    def write_atomic(self, path: Path, data: bytes, *, durable: bool = False) -> None:
+        """Replace ``path`` with ``data`` at once; ``durable``: on disk before returning."""
+
+    def publish(self, tmp: Path, final: Path, *, drop_cache: bool = False) -> None:
+        """Make a finished ``tmp`` file durable and rename it to ``final``, durably."""
+
+    def remove(self, path: Path) -> None:
+        """Delete a file or a folder tree; a missing one is no error."""
+
+
+def fsync_path(path: Path, *, drop_cache: bool = False) -> None:
+    """fsync a file's data, or a folder's entries (to make a rename in it durable).
+
+    ``drop_cache`` then evicts the file's pages from the page cache: the next part's writes
+    reuse the freed pages instead of pushing other data out (measured on these VMs: writing
+    4 GiB as 256 MiB parts cost 4.7-11.7 s of kernel CPU kept cached, 1.1 s dropped).
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        if drop_cache and hasattr(os, "posix_fadvise"):  # not on macOS
+            with contextlib.suppress(OSError):  # advice only: never fails a commit
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+class LocalStorage:
+    """A POSIX filesystem, local or shared (NFS, Lustre: rename within a folder is atomic)."""
+
+    def write_atomic(self, path: Path, data: bytes, *, durable: bool = False) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                if durable:
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        if durable:
+            fsync_path(path.parent)
+
+    def publish(self, tmp: Path, final: Path, *, drop_cache: bool = False) -> None:
+        fsync_path(tmp, drop_cache=drop_cache)
+        os.replace(tmp, final)
+        fsync_path(final.parent)
+
+    def remove(self, path: Path) -> None:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+LOCAL = LocalStorage()
+
+
+def write_atomic(path: Path, data: bytes, *, durable: bool = False) -> None:
+    """:meth:`Storage.write_atomic` on the local filesystem."""
+    LOCAL.write_atomic(path, data, durable=durable)

@@ -1,0 +1,94 @@
+"""A read-only view of an output folder, for another process on any host (merge, report).
+
+It reads the documents and, for ranks asked about, their ledgers through read-only SQLite
+connections; it never writes, so it may look at a folder whose ranks are running.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from fetchshard.errors import RunFolderError
+from fetchshard.ledger import LedgerSummary, read_summary
+from fetchshard.runfolder.documents import DoneMarker, ProgressSnapshot, RankStats, RunManifest
+from fetchshard.runfolder.layout import RunPaths
+
+
+@dataclass(frozen=True)
+class RankView:
+    """What one rank left in the folder, read when first asked for."""
+
+    paths: RunPaths
+    rank: int
+
+    @cached_property
+    def done(self) -> DoneMarker | None:
+        return DoneMarker.read(self.paths.done(self.rank))
+
+    @cached_property
+    def stats(self) -> RankStats | None:
+        return RankStats.read(self.paths.stats(self.rank))
+
+    @cached_property
+    def progress(self) -> ProgressSnapshot | None:
+        return ProgressSnapshot.read(self.paths.progress(self.rank))
+
+    @property
+    def started(self) -> bool:
+        return self.paths.ledger(self.rank).exists() or self.paths.progress(self.rank).exists()
+
+    @property
+    def state(self) -> str:
+        """``done``, ``not started``, else the state of its last snapshot (``planning``,
+        ``fetching``, ``interrupted``...); whether a ``fetching`` rank is still alive is for
+        the rank's lock to say."""
+        if self.done is not None:
+            return "done"
+        if self.progress is not None:
+            return self.progress.state
+        return "started" if self.started else "not started"
+
+    def ledger(self) -> LedgerSummary | None:
+        """Counts and committed parts from the rank's ledger (read-only), if it has one."""
+        path = self.paths.ledger(self.rank)
+        return read_summary(path) if path.exists() else None
+
+    def part_files(self) -> list[Path]:
+        """The committed parts, as the ledger records them, in part order."""
+        summary = self.ledger()
+        if summary is None:
+            return []
+        return [self.paths.part(self.rank, p.part) for p in summary.parts]
+
+
+class RunFolder:
+    """An output folder as written by ``fetchshard run``."""
+
+    def __init__(self, root: Path) -> None:
+        self.paths = RunPaths(root)
+        if not root.is_dir():
+            raise RunFolderError(f"{root} is not a folder")
+        manifest = RunManifest.read(self.paths.run_json)
+        if manifest is None:
+            raise RunFolderError(f"{root} is not a fetchshard output folder (no run.json)")
+        self.manifest = manifest
+
+    @property
+    def world_size(self) -> int:
+        return self.manifest.world_size
+
+    def rank(self, rank: int) -> RankView:
+        return RankView(self.paths, rank)
+
+    def ranks(self) -> list[RankView]:
+        """Every rank of the run's world size, in order."""
+        return [self.rank(r) for r in range(self.world_size)]
+
+    def strays(self) -> list[int]:
+        """Ranks with files in the folder beyond the world size (of an earlier run)."""
+        return sorted(r for r in self.paths.ranks_present() if r >= self.world_size)
+
+    def not_done(self) -> list[int]:
+        return [view.rank for view in self.ranks() if view.done is None]
