@@ -24,9 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from fetchshard.errors import EXIT_INTERRUPTED
-from server import ServerProcess
-from test_slurm import (
+from cluster import (
     cancel_jobs,
     done_markers,
     jobs_named,
@@ -39,11 +37,13 @@ from test_slurm import (
     url_lines,
     wait_until,
 )
+from fetchshard.errors import EXIT_INTERRUPTED
+from server import ServerProcess
 from util import FAST, assert_exactly_once, fetchshard_cmd
 
 pytestmark = requires_cluster
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "slurm"
+TEMPLATES = Path(__file__).resolve().parents[2] / "slurm"
 
 # ~70 s of work while the server is slow (2200 URLs of 1 s; 8 hosts x 4 ranks x 1 connection
 # = 32 req/s): more than the first job gets before its limit's SIGUSR1 (due 10 s after the

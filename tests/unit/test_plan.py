@@ -25,6 +25,7 @@ from fetchshard.config import Config, load_config
 from fetchshard.errors import ErrorKind, RunMismatchError
 from fetchshard.inputs import iter_batches
 from fetchshard.ledger import NO_HOST, Counts, Ledger
+from fetchshard.output.extras import encode_extras, encode_extras_fast
 from fetchshard.partition import (
     CANONICAL_URL,
     BadUrl,
@@ -36,7 +37,6 @@ from fetchshard.partition import (
 )
 from fetchshard.plan import PlanResult, plan
 from fetchshard.ranks import RankInfo
-from fetchshard.output.extras import encode_extras, encode_extras_fast
 from util import planned_items
 
 MAX = 48  # input.max_url_length: small, so generated URLs fall on both sides of it

@@ -15,13 +15,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fetchshard.runfolder import storage as storage_module
 from fetchshard.config import OutputConfig
 from fetchshard.ledger import Counts, Ledger, PlannedItem
 from fetchshard.output.columns import ResultRow
 from fetchshard.output.extras import encode_extras
 from fetchshard.output.parts import PartWriter, recover
 from fetchshard.output.table import body_column
+from fetchshard.runfolder import storage as storage_module
 from fetchshard.runfolder.layout import RunPaths
 
 

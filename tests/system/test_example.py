@@ -13,7 +13,7 @@ import pytest
 
 from util import fetchshard_cmd, rows_by_url
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 PORT = 8765
 

@@ -369,7 +369,7 @@ def test_text_options_from_env_stay_text() -> None:
 def test_example_config_lists_every_option_with_its_default() -> None:
     import dataclasses
 
-    example = Path(__file__).resolve().parent.parent / "examples" / "config.yaml"
+    example = Path(__file__).resolve().parents[2] / "examples" / "config.yaml"
     import yaml
 
     data = yaml.safe_load(example.read_text())
