@@ -190,7 +190,7 @@ class ProgressSnapshot(Document):
             return
         self.history.append([t, self.committed, self.written, self.bytes])
         if len(self.history) > HISTORY_SAMPLES:
-            self.history = self.history[len(self.history) % 2 :: 2]
+            self.history = self.history[(len(self.history) - 1) % 2 :: 2]  # the newest stays
             self.history_step *= 2
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,0 +1,106 @@
+"""Host health and the leaky bucket, on a clock the test moves."""
+
+from __future__ import annotations
+
+import pytest
+
+from fetchshard.clock import ManualClock
+from fetchshard.config import FetchConfig
+from fetchshard.errors import ErrorKind
+from fetchshard.hosts.bucket import LeakyBucket
+from fetchshard.hosts.health import RECOVERY_STEP, HostHealth
+
+CONFIG = FetchConfig(host_max_failures=2, host_cooldown=10.0, host_max_cooldowns=1)
+
+
+def test_429_and_503_halve_once_per_interval_down_to_the_floor() -> None:
+    health = HostHealth(host="h", base_rate=8.0, min_rate=1.0)
+    assert health.observe(ErrorKind.HTTP_429, 429, None, 0.0, CONFIG).rate_decreased
+    assert health.rate == 4.0
+    assert not health.observe(ErrorKind.HTTP_429, 429, None, 0.1, CONFIG).rate_decreased
+    assert health.observe(ErrorKind.HTTP_5XX, 503, None, 0.3, CONFIG).rate_decreased
+    assert health.rate == 2.0
+    assert not health.observe(ErrorKind.HTTP_5XX, 500, None, 9.0, CONFIG).rate_decreased
+    for t in (10.0, 20.0, 30.0):
+        health.observe(ErrorKind.HTTP_429, 429, None, t, CONFIG)
+    assert health.rate == 1.0
+
+
+def test_successes_give_the_rate_back_step_by_step() -> None:
+    health = HostHealth(host="h", base_rate=8.0, min_rate=1.0, rate=1.0)
+    steps = 0
+    while health.rate < 8.0:
+        assert health.observe(None, 200, None, float(steps), CONFIG).rate_increased
+        steps += 1
+    assert steps == int((8.0 - 1.0) / (8.0 * RECOVERY_STEP))
+    assert not health.observe(None, 200, None, 99.0, CONFIG).rate_increased
+
+
+def test_retry_after_parks_the_host_up_to_its_cap() -> None:
+    health = HostHealth(host="h", base_rate=1.0, min_rate=0.1)
+    health.observe(ErrorKind.HTTP_429, 429, 30.0, 100.0, CONFIG)
+    assert health.parked_until == 130.0
+    health.observe(ErrorKind.HTTP_429, 429, 1e6, 100.0, CONFIG)
+    assert health.parked_until == 100.0 + CONFIG.retry_after_max
+
+
+def test_connect_failures_park_then_give_up() -> None:
+    health = HostHealth(host="h", base_rate=1.0, min_rate=0.1)
+    assert not health.observe(ErrorKind.CONNECT, None, None, 0.0, CONFIG).parked
+    assert health.observe(ErrorKind.DNS, None, None, 0.0, CONFIG).parked
+    assert health.parked_until == 10.0
+    # failures of requests in flight when it was parked do not count
+    assert not health.observe(ErrorKind.CONNECT, None, None, 5.0, CONFIG).parked
+    assert health.failures == 0
+    health.observe(ErrorKind.CONNECT, None, None, 11.0, CONFIG)
+    events = health.observe(ErrorKind.CONNECT, None, None, 11.0, CONFIG)
+    assert events.died and health.dead is ErrorKind.HOST_UNREACHABLE
+    assert "unreachable after 1 cool-downs (last: connect)" in health.dead_reason
+
+
+def test_any_answer_resets_the_failure_count() -> None:
+    health = HostHealth(host="h", base_rate=1.0, min_rate=0.1)
+    health.observe(ErrorKind.CONNECT, None, None, 0.0, CONFIG)
+    health.observe(ErrorKind.HTTP_404, 404, None, 0.0, CONFIG)
+    assert health.failures == 0
+    assert not health.observe(ErrorKind.CONNECT, None, None, 0.0, CONFIG).parked
+
+
+def test_the_bucket_gives_its_burst_then_its_rate() -> None:
+    manual = ManualClock()
+    bucket = LeakyBucket(2.0, 3, manual.clock.monotonic)
+    taken = 0
+    while bucket.has_capacity():
+        bucket.take()
+        taken += 1
+    assert taken == 3
+    assert bucket.wait() == pytest.approx(0.5)
+    manual.advance(0.5)
+    assert bucket.has_capacity()
+    bucket.take()
+    assert not bucket.has_capacity()
+    bucket.set_rate(4.0)
+    manual.advance(0.25)
+    assert bucket.has_capacity()
+
+
+def test_a_full_bucket_has_no_burst_and_a_tiny_burst_is_one() -> None:
+    manual = ManualClock()
+    bucket = LeakyBucket(1.0, 0.01, manual.clock.monotonic)
+    assert bucket.capacity == 1.0
+    bucket.fill()
+    assert not bucket.has_capacity()
+    manual.advance(1.0)
+    assert bucket.has_capacity()
+    with pytest.raises(ValueError):
+        LeakyBucket(0.0, 1, manual.clock.monotonic)
+
+
+async def test_acquire_waits_for_capacity() -> None:
+    import time
+
+    bucket = LeakyBucket(20.0, 1, time.monotonic)
+    await bucket.acquire()
+    started = time.monotonic()
+    await bucket.acquire()
+    assert 0.03 <= time.monotonic() - started < 1.0

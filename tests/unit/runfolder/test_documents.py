@@ -1,0 +1,115 @@
+"""The run folder's documents: written and read by their own class, versioned."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from fetchshard.errors import NewerFormatError, RunFolderError
+from fetchshard.runfolder.documents import (
+    HISTORY_SAMPLES,
+    DoneMarker,
+    ProgressSnapshot,
+    RankStats,
+    RunManifest,
+)
+from fetchshard.stats import Stats
+
+FINGERPRINT = {"world_size": 4, "partition": {"spread": 16}, "input": {"files": []}}
+
+
+def examples() -> list[object]:
+    stats = Stats(items=10, ok=8, failed=2, requests=12, errors=Counter({"http_404": 2}))
+    snapshot = ProgressSnapshot(rank=3, world_size=4, started_at=100.0, state="fetching")
+    snapshot.committed, snapshot.bytes, snapshot.errors = 7, 1234, {"dns": 1}
+    snapshot.sample(105.0)
+    return [
+        RunManifest(fingerprint=FINGERPRINT, fetchshard_version="0.1.0"),
+        RankStats(rank=3, world_size=4, complete=True, stats=stats, written_at=200.5),
+        snapshot,
+        DoneMarker(rank=3, world_size=4, items=10, completed_at=201.0),
+    ]
+
+
+@pytest.mark.parametrize("doc", examples(), ids=lambda d: type(d).__name__)
+def test_each_document_round_trips(doc: RunManifest, tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "rank-00003"
+    doc.write(path, durable=True)
+    again = type(doc).read(path)
+    assert again == doc
+    raw = json.loads(path.read_bytes())
+    assert raw["kind"] == type(doc).KIND and raw["version"] == type(doc).VERSION
+
+
+@pytest.mark.parametrize("doc", examples(), ids=lambda d: type(d).__name__)
+def test_a_newer_version_is_refused_with_a_clear_error(doc: RunManifest, tmp_path: Path) -> None:
+    raw = json.loads(doc.to_bytes())
+    raw["version"] = type(doc).VERSION + 1
+    raw["a_field_of_the_future"] = [1, 2]
+    path = tmp_path / "rank-00003"
+    path.write_text(json.dumps(raw))
+    with pytest.raises(NewerFormatError, match=r"newer fetchshard .* upgrade"):
+        type(doc).read(path)
+
+
+def test_unknown_keys_of_the_same_version_are_ignored(tmp_path: Path) -> None:
+    doc = examples()[1]
+    raw = json.loads(doc.to_bytes())  # type: ignore[attr-defined]
+    raw["added_later"] = True
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(raw))
+    assert RankStats.read(path) == doc
+
+
+def test_a_missing_document_is_none_and_a_broken_one_an_error(tmp_path: Path) -> None:
+    assert RunManifest.read(tmp_path / "run.json") is None
+    (tmp_path / "run.json").write_text("{not json")
+    with pytest.raises(RunFolderError, match="not a readable run document"):
+        RunManifest.read(tmp_path / "run.json")
+    (tmp_path / "run.json").write_text(json.dumps({"kind": "progress", "version": 1}))
+    with pytest.raises(RunFolderError, match="is a 'progress' document"):
+        RunManifest.read(tmp_path / "run.json")
+    (tmp_path / "run.json").write_text(json.dumps({"kind": "run", "fingerprint": {}}))
+    with pytest.raises(RunFolderError, match="not a valid run document"):
+        RunManifest.read(tmp_path / "run.json")
+
+
+def test_documents_written_before_versions_are_read(tmp_path: Path) -> None:
+    """run.json, stats and done markers as fetchshard wrote them at 7d665ca."""
+    (tmp_path / "run.json").write_text(
+        json.dumps({"fingerprint": FINGERPRINT, "fetchshard_version": "0.1.0"}, indent=2)
+    )
+    assert RunManifest.read(tmp_path / "run.json").world_size == 4  # type: ignore[union-attr]
+    (tmp_path / "s.json").write_text(
+        json.dumps({"rank": 1, "world_size": 4, "complete": False, "ok": 3, "errors": {}})
+    )
+    stats = RankStats.read(tmp_path / "s.json")
+    assert stats is not None and stats.stats.ok == 3 and not stats.complete
+    (tmp_path / "rank-00002").write_bytes(b"")
+    marker = DoneMarker.read(tmp_path / "rank-00002")
+    assert marker == DoneMarker(rank=2, world_size=None, items=None, completed_at=None)
+
+
+def test_the_progress_history_stays_bounded_and_evenly_spaced() -> None:
+    snap = ProgressSnapshot(rank=0, world_size=1, started_at=0.0, history_step=1.0)
+    for second in range(100_000):
+        snap.committed = second
+        snap.sample(float(second))
+    assert HISTORY_SAMPLES // 2 <= len(snap.history) <= HISTORY_SAMPLES
+    times = [sample[0] for sample in snap.history]
+    steps = {b - a for a, b in itertools.pairwise(times)}
+    assert len(steps) == 1 and steps.pop() == snap.history_step
+    assert snap.history[-1][1] >= 100_000 - snap.history_step
+    assert len(snap.to_bytes()) < 16_000  # read every few seconds by report, from 400 ranks
+
+
+def test_thinning_the_history_keeps_its_first_and_newest_samples() -> None:
+    snap = ProgressSnapshot(rank=0, world_size=1, started_at=0.0, history_step=1.0)
+    for second in range(HISTORY_SAMPLES + 1):
+        snap.sample(float(second))
+    assert snap.history[0][0] == 0.0 and snap.history[-1][0] == HISTORY_SAMPLES
+    assert snap.history_step == 2.0
