@@ -146,7 +146,7 @@ def plan(
 # origin by partition.canonical_host); their hosts are hashed once per origin, their keys in
 # one pass, and numpy computes their ranks. Every other row (nulls, bad URLs, URLs that
 # normalize_url changes) goes through the per-row reference code, which is what FAST_PATH =
-# False runs on every row. Both give the same ledger (tests/test_plan.py).
+# False runs on every row. Both give the same ledger (tests/unit/test_plan.py).
 
 FAST_PATH = True
 

@@ -118,11 +118,11 @@ def run_command(
         overrides.update(_set_pairs(set_ or []))
         config = load_config(config_file, overrides=overrides)
         with logging_to_stderr(config.run.log_level):
-            code = _run(config, config_file, overrides)
+            code = _one_rank_or_many(config, config_file, overrides)
     raise typer.Exit(code)
 
 
-def _run(config: Any, config_file: Path | None, overrides: dict[str, Any]) -> int:
+def _one_rank_or_many(config: Any, config_file: Path | None, overrides: dict[str, Any]) -> int:
     """One rank in this process, or (``run.ranks`` > 1) N rank processes launched from here."""
     from fetchshard.errors import ConfigError
     from fetchshard.inputs import validate_inputs

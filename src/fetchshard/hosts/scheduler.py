@@ -39,7 +39,12 @@ log = logging.getLogger(__name__)
 
 
 class Scheduler:
-    """Hands out :class:`Dispatch` es that may run now, round-robin over hosts."""
+    """Hands out :class:`Dispatch` es that may run now, round-robin over hosts.
+
+    Longer than our usual class, on purpose: it is one state machine (runnable, sleeping,
+    blocked, finished) whose sections — hosts, items, dispatch, results — all move slots
+    between the same deque and heap; host health and the buckets are decided elsewhere.
+    """
 
     def __init__(
         self,

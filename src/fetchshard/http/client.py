@@ -93,7 +93,7 @@ def client_timeout(config: FetchConfig, factor: float = 1.0) -> aiohttp.ClientTi
 
     The total deadline and the read timeout are checked by :class:`Watch` on one shared tick:
     aiohttp's own arm a timer per request and re-arm one at every chunk received, which cost
-    7.6 % of a rank's CPU (A/B over 3 runs of 50,000 URLs, benchmarks/README.md).
+    7.6 % of a rank's CPU (A/B over 3 runs of 50,000 URLs, benchmarks/results/HISTORY.md).
     """
     return aiohttp.ClientTimeout(
         total=None, sock_connect=config.connect_timeout * factor, sock_read=None

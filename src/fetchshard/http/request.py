@@ -52,7 +52,7 @@ class FetchResult:
 
 # URLs made only of these characters (no dot segments, no percent escapes) are the same URL
 # whether yarl re-quotes them or not, so the (costly, ~2 % of the loop) re-quoting is skipped;
-# tests/test_fetch.py checks the equivalence on random URLs of this alphabet.
+# tests/unit/http/test_request.py checks the equivalence on random URLs of this alphabet.
 _PORT = r"(?:[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
 _PLAIN_URL = re.compile(
     rf"https?://[a-z0-9.-]+(?::{_PORT})?/[A-Za-z0-9._~/-]*(?:\?[A-Za-z0-9._~/=&-]+)?"

@@ -1,6 +1,7 @@
 """Host-aware dispatch: rate share, concurrency cap, no head-of-line blocking.
 
-The loop clock is patched (as in aiolimiter's own tests) to jump forward instead of sleeping.
+The scheduler's clock (and the loop's, for its timers) is patched to jump forward instead of
+sleeping.
 """
 
 from __future__ import annotations
