@@ -24,6 +24,25 @@ class Stats:
     hosts_unreachable: int = 0
     errors: Counter[str] = field(default_factory=Counter)  # terminal failures by error kind
 
+    def count_row(self, error_kind: str | None, size: int | None) -> None:
+        """A terminal row: a success of ``size`` body bytes, or a failure of ``error_kind``."""
+        self.items += 1
+        if error_kind is None:
+            self.ok += 1
+            self.bytes += size or 0
+        else:
+            self.failed += 1
+            self.errors[error_kind] += 1
+
+    def count_host(
+        self, rate_decreased: bool, rate_increased: bool, parked: bool, died: bool
+    ) -> None:
+        """What a result did to its host (hosts/health.py's events)."""
+        self.rate_decreases += rate_decreased
+        self.rate_increases += rate_increased
+        self.host_cooldowns += parked
+        self.hosts_unreachable += died
+
     def __add__(self, other: Stats) -> Stats:
         if not isinstance(other, Stats):
             return NotImplemented

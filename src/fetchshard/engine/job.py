@@ -20,12 +20,10 @@ from fetchshard.engine.rows import interrupted_item, result_row, retry_item
 from fetchshard.engine.stages import Pipeline, Stage, columns_with
 from fetchshard.engine.stop import StopFlag, loop_stop_signals
 from fetchshard.errors import ErrorKind, RunError
-from fetchshard.hosts.health import HostEvents
 from fetchshard.hosts.scheduler import Scheduler
 from fetchshard.hosts.slot import HostSlot
-from fetchshard.http.client import Client, make_client
-from fetchshard.http.request import FetchResult, fetch
-from fetchshard.http.robots import read_robots, robots_allow
+from fetchshard.http.client import make_client
+from fetchshard.http.request import fetch
 from fetchshard.ledger import Ledger, WorkItem
 from fetchshard.output.columns import ResultRow
 from fetchshard.output.extras import deserialize_schema
@@ -218,18 +216,8 @@ class FetchJob:
 
     def _write_failed(self, item: WorkItem, kind: ErrorKind, message: str | None) -> None:
         """An item that fails without (another) request: its row skips the stages."""
-        self._count_row(kind, None)
+        self.stats.count_row(kind.value, None)
         self.rows.write(result_row(item, item.attempts, None, self.clock.wall(), kind, message))
-
-    def _count_row(self, kind: ErrorKind | None, result: FetchResult | None) -> None:
-        stats = self.stats
-        stats.items += 1
-        if kind is None:
-            stats.ok += 1
-            stats.bytes += (result.size or 0) if result else 0
-        else:
-            stats.failed += 1
-            stats.errors[kind.value] += 1
 
     def _add(self, row: ResultRow) -> None:
         self.writer.add(row)
@@ -238,7 +226,9 @@ class FetchJob:
         attempt = item.attempts + 1
         cfg = self.config.fetch
         url = item.fetch_url or item.url  # normalized while planning
-        if cfg.robots_txt and not await self._robots_allow(slot, url):
+        if cfg.robots_txt and not await slot.robots.allows(
+            self.client, url, cfg, slot.limiter.acquire
+        ):
             self._write_failed(item, ErrorKind.ROBOTS_TXT, f"disallowed by {slot.host}/robots.txt")
             self.scheduler.done(slot)
             return
@@ -267,24 +257,10 @@ class FetchJob:
             status=result.http_status,
             retry_after=result.retry_after,
         )
-        self._count(events)
+        self.stats.count_host(
+            events.rate_decreased, events.rate_increased, events.parked, events.died
+        )
         if decision.final_row:
-            self._count_row(kind, result)
+            self.stats.count_row(kind.value if kind is not None else None, result.size)
             row = result_row(item, attempt, result, self.clock.wall(), kind, result.error_message)
             await self.rows.send(row)
-
-    def _count(self, events: HostEvents) -> None:
-        stats = self.stats
-        stats.rate_decreases += events.rate_decreased
-        stats.rate_increases += events.rate_increased
-        stats.host_cooldowns += events.parked
-        stats.hosts_unreachable += events.died
-
-    async def _robots_allow(self, slot: HostSlot, url: str) -> bool:
-        """Whether robots.txt lets us fetch ``url``; fetched once per host, rate limited."""
-        client: Client = self.client
-        async with slot.robots_lock:
-            if slot.robots is None:
-                await slot.limiter.acquire()
-                slot.robots = await read_robots(client, url, self.config.fetch)
-        return robots_allow(slot.robots, url)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import fnmatch
 from collections import deque
 from dataclasses import dataclass, field
-from urllib.robotparser import RobotFileParser
 
 from fetchshard.config import HostOverride
 from fetchshard.errors import ErrorKind
 from fetchshard.hosts.bucket import LeakyBucket
 from fetchshard.hosts.health import HostHealth
+from fetchshard.http.robots import RobotsCache
 from fetchshard.ledger import WorkItem
 
 # Where a slot is: ready to dispatch, asleep until a time, blocked until a fetch ends, done.
@@ -46,8 +45,7 @@ class HostSlot:
     # (due on the monotonic clock, tie-breaker, item) of transient failures waiting to retry
     retries: list[tuple[float, int, WorkItem]] = field(default_factory=list)
     where: str = RUNNABLE
-    robots: RobotFileParser | None = None  # parsed robots.txt, when checked
-    robots_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    robots: RobotsCache = field(default_factory=RobotsCache)  # read when fetch.robots_txt
 
     @property
     def rate(self) -> float:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit, urlunsplit
 from urllib.robotparser import RobotFileParser
 
@@ -31,3 +33,27 @@ async def read_robots(client: Client, url: str, config: FetchConfig) -> RobotFil
 
 def robots_allow(parser: RobotFileParser, url: str) -> bool:
     return parser.can_fetch(UA_TOKEN, url)
+
+
+class RobotsCache:
+    """One host's robots.txt: fetched once, by the first URL that asks, under the host's rate."""
+
+    __slots__ = ("_lock", "parser")
+
+    def __init__(self) -> None:
+        self.parser: RobotFileParser | None = None
+        self._lock = asyncio.Lock()
+
+    async def allows(
+        self,
+        client: Client,
+        url: str,
+        config: FetchConfig,
+        wait_turn: Callable[[], Awaitable[None]],
+    ) -> bool:
+        """Whether robots.txt lets us fetch ``url``; ``wait_turn`` before fetching it."""
+        async with self._lock:
+            if self.parser is None:
+                await wait_turn()
+                self.parser = await read_robots(client, url, config)
+        return robots_allow(self.parser, url)
