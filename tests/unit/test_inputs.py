@@ -26,8 +26,6 @@ from fetchshard.inputs import (
     FORMATS,
     RESERVED_COLUMNS,
     InputBatch,
-    _clean_url,
-    _urls_from_column,
     detect_format,
     fingerprint_files,
     iter_batches,
@@ -35,6 +33,7 @@ from fetchshard.inputs import (
     resolve_inputs,
     validate_inputs,
 )
+from fetchshard.inputs.values import _clean_url, _urls_from_column
 
 URLS = [f"http://host{i % 3}.example/page/{i}" for i in range(7)]
 
