@@ -82,6 +82,7 @@ class FetchJob:
             deserialize_schema(text) if text else None,
             self.next_part,
             columns=columns_with(self.stages),
+            clock=self.clock,
         )
         self.rows = Pipeline(self.stages, self._add, self._failed)
         self.scheduler = self._scheduler()
