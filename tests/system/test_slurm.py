@@ -137,7 +137,13 @@ def test_time_limit_usr1_then_rerun(
             assert progress["state"] == "interrupted", progress
         assert_consistent_stop(out, world)
         fetched_first = len(read_rows(out, ["item_id"]))
-        assert fetched_first > 0, "nothing was committed before the signal"
+        if fetched_first == 0:
+            # Slurm may send a --signal up to a minute early (sbatch(1)): once here it came
+            # within 1.5 s of the start. Then every rank must have held it while starting,
+            # stopped before fetching, and the rerun below does the whole job.
+            for rank in range(world):
+                log = (out / "logs" / f"rank-{rank:05d}.log").read_text()
+                assert "slice:" not in log.split("received SIGUSR1")[0], log[-2000:]
 
         second = srun(geometry, cmd, seconds=60, cwd=tmp_path)
         total = time.monotonic() - started
