@@ -149,6 +149,9 @@ class RunConfig:
     # On SIGTERM/SIGINT/SIGUSR1: how long in-flight fetches may finish before they are dropped
     # (kept well under SLURM's default KillWait of 30 s).
     grace_period: float = 10.0
+    # A second process for a rank that is running waits this long for it to end (a requeued
+    # step may start while the old one flushes), then refuses.
+    lock_wait: float = 60.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -211,6 +214,7 @@ _NON_NEGATIVE = {
     "fetch.host_max_cooldowns",
     "run.rank",
     "run.grace_period",
+    "run.lock_wait",
 }
 
 

@@ -32,6 +32,7 @@ SLURM_CPUS_PER_TASK = "SLURM_CPUS_PER_TASK"
 # log lines); the overrides of the launcher's command line, as JSON, are the child's own.
 CHILD = "_FETCHSHARD_CHILD"
 CHILD_OVERRIDES = "_FETCHSHARD_OVERRIDES"
+LAUNCHER_PID = "_FETCHSHARD_LAUNCHER_PID"  # a child ends when this process does
 
 # Test hook: crash at a named point of the commit protocol (faults.py).
 FAULT = "_FETCHSHARD_FAULT"

@@ -8,6 +8,7 @@ Exceptions (things that stop a command) form one tree::
     │   ├── InputError              missing or unreadable input file, unknown format
     │   ├── RankError               inconsistent rank / world size (e.g. sbatch without srun)
     │   ├── RunMismatchError        output folder belongs to a different run
+    │   ├── RankLockedError         another process holds this rank of this output folder
     │   └── RunFolderError          not a fetchshard output folder, or a document unreadable
     │       └── NewerFormatError    a document written by a newer fetchshard than this one
     └── RunError                    exit 1: something failed while working
@@ -55,6 +56,10 @@ class RankError(UsageError):
 
 class RunMismatchError(UsageError):
     """The output folder holds a different run (other inputs, world size or partition)."""
+
+
+class RankLockedError(UsageError):
+    """Another process is running this rank of this output folder."""
 
 
 class RunFolderError(UsageError):

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from fetchshard.environment import CHILD, CHILD_OVERRIDES
+from fetchshard.environment import CHILD, CHILD_OVERRIDES, LAUNCHER_PID
 from fetchshard.errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError, RankFailedError
 
 log = logging.getLogger(__name__)
@@ -42,11 +42,18 @@ def launch_ranks(config_file: Path | None, overrides: Mapping[str, Any], world_s
     each given the launcher's ``overrides`` as data (JSON in the environment).
 
     Signals the launcher receives are forwarded to every rank (each in its own session, so a
-    terminal's Ctrl-C reaches a rank once, through us). Returns 0 when every rank completed,
-    75 when some were interrupted; raises :class:`RankFailedError` when any failed.
+    terminal's Ctrl-C reaches a rank once, through us); if the launcher dies, even of SIGKILL,
+    each rank gets SIGTERM from the kernel and stops as on any SIGTERM. Returns 0 when every
+    rank completed, 75 when some were interrupted; raises :class:`RankFailedError` when any
+    failed.
     """
     shared = {k: v for k, v in overrides.items() if k not in _PER_RANK}
-    env = {**os.environ, CHILD: "1", CHILD_OVERRIDES: json.dumps(shared)}
+    env = {
+        **os.environ,
+        CHILD: "1",
+        CHILD_OVERRIDES: json.dumps(shared),
+        LAUNCHER_PID: str(os.getpid()),  # each rank ends with us (signals.die_with_launcher)
+    }
     head = [sys.executable, "-m", "fetchshard", "run"]
     if config_file is not None:
         head.append(str(config_file))

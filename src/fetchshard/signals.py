@@ -8,8 +8,14 @@ line, and the rank replays what it held once its own handlers are in place.
 
 from __future__ import annotations
 
+import ctypes
+import os
 import signal
+import sys
+from collections.abc import Mapping
 from types import FrameType
+
+from fetchshard.environment import LAUNCHER_PID
 
 HELD = (signal.SIGTERM, signal.SIGUSR1)
 _pending: list[int] = []
@@ -30,3 +36,19 @@ def take_pending() -> list[int]:
     taken = _pending[:]
     _pending.clear()
     return taken
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_launcher(environ: Mapping[str, str]) -> None:
+    """In a rank started by ``--ranks``: get SIGTERM when the launcher dies, however it dies
+    (SIGKILL included), and stop as on any SIGTERM (commit, exit 75). Linux only."""
+    raw = environ.get(LAUNCHER_PID)
+    if not raw or not raw.isdigit() or not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        return
+    if os.getppid() != int(raw):  # the launcher died before we asked
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -10,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fetchshard.errors import EXIT_INTERRUPTED
+from fetchshard.runfolder.lock import LockHolder, is_locked
 from server import ServerProcess
 from util import FAST, assert_exactly_once, fetchshard_cmd, part_files, run_subprocess
 
@@ -53,3 +55,49 @@ def test_a_failing_rank_fails_the_launcher(url_file: Callable[..., Path], tmp_pa
     done = run_subprocess("run", str(src), "-o", str(out), "--ranks", "2", *FAST)
     assert done.returncode == 1
     assert "ranks failed" in done.stderr
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie nobody has reaped yet counts as gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def test_ranks_die_with_a_killed_launcher_and_the_same_command_completes(
+    server_process: ServerProcess, url_file: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Issue 14's scenario: `setsid fetchshard run ... --ranks 2 &`, SIGKILL to its process
+    group mid-run, then the same command again: exit 0, every item exactly once."""
+    # ~25 s of work per rank (8 in flight, 0.2 s each): killed long before the end
+    urls = [server_process.url(f"/slow/0.2?t=orphan-{i}", host=i % 4) for i in range(2000)]
+    src, out = url_file(urls), tmp_path / "out"
+    args = ("run", str(src), "-o", str(out), "--ranks", "2", *SLOW, "--set", "run.grace_period=2")
+    launcher = subprocess.Popen(
+        fetchshard_cmd(*args),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while len({p.parent.name for p in part_files(out)}) < 2:
+        assert launcher.poll() is None
+        assert time.monotonic() < deadline, "ranks never committed a part"
+        time.sleep(0.05)
+    ranks = [LockHolder.read(out / "locks" / f"rank-{r:05d}.lock") for r in (0, 1)]
+    pids = [holder.pid for holder in ranks if holder is not None]
+    assert len(pids) == 2 and launcher.pid not in pids
+    os.killpg(launcher.pid, signal.SIGKILL)
+    launcher.wait()
+    killed = time.monotonic()
+    while any(_alive(pid) for pid in pids):
+        assert time.monotonic() - killed < 10, "a rank outlived its launcher"
+        time.sleep(0.05)
+    gone_after = time.monotonic() - killed
+    assert gone_after < 5, gone_after
+    assert not any(is_locked(out / "locks" / f"rank-{r:05d}.lock") for r in (0, 1))
+    again = run_subprocess(*args, "--set", "fetch.max_in_flight=64")
+    assert again.returncode == 0, again.stderr
+    assert assert_exactly_once(out, world_size=2) == 2000

@@ -25,6 +25,7 @@ from fetchshard.plan import Interrupted, fingerprint, plan
 from fetchshard.ranks import RankInfo, cpus_available
 from fetchshard.runfolder.documents import DoneMarker, RankStats
 from fetchshard.runfolder.layout import RunPaths
+from fetchshard.runfolder.lock import rank_lock
 from fetchshard.runfolder.prepare import prepare_output
 from fetchshard.stats import Stats
 
@@ -52,15 +53,19 @@ def run_rank(
     inputs = open_inputs(config.input, reserved=columns_with(stages).names)
     paths = RunPaths(Path(config.output.dir))
     fp = fingerprint(config, inputs.files, info.world_size)
-    prepare_output(paths, fp, info, restart=config.run.restart)
-    handler = _log_to_file(paths.log(info.rank), config.run.log_level)
-    try:
-        stop = StopFlag()
-        with stop_signals(stop):
-            return _rank(config, info, paths, fp, inputs, stop, interactive, stages)
-    finally:
-        logging.getLogger("fetchshard").removeHandler(handler)
-        handler.close()
+    # Held for the rank's whole life: exactly-once rests on one writer per rank.
+    with rank_lock(
+        paths.lock(info.rank), info.rank, wait=config.run.lock_wait, on_wait=log.warning
+    ):
+        prepare_output(paths, fp, info, restart=config.run.restart)
+        handler = _log_to_file(paths.log(info.rank), config.run.log_level)
+        try:
+            stop = StopFlag()
+            with stop_signals(stop):
+                return _rank(config, info, paths, fp, inputs, stop, interactive, stages)
+        finally:
+            logging.getLogger("fetchshard").removeHandler(handler)
+            handler.close()
 
 
 def _log_to_file(path: Path, level: str) -> logging.Handler:

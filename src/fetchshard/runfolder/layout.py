@@ -70,6 +70,10 @@ class RunPaths:
     def log(self, rank: int) -> Path:
         return self.root / "logs" / f"{rank_name(rank)}.log"
 
+    def lock(self, rank: int) -> Path:
+        """Held by the process running the rank (runfolder/lock.py); never removed."""
+        return self.root / "locks" / f"{rank_name(rank)}.lock"
+
     def done(self, rank: int) -> Path:
         return self.root / "done" / rank_name(rank)
 

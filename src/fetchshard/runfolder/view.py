@@ -14,6 +14,7 @@ from fetchshard.errors import RunFolderError
 from fetchshard.ledger import LedgerSummary, read_summary
 from fetchshard.runfolder.documents import DoneMarker, ProgressSnapshot, RankStats, RunManifest
 from fetchshard.runfolder.layout import RunPaths
+from fetchshard.runfolder.lock import is_locked
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,12 @@ class RankView:
         return ProgressSnapshot.read(self.paths.progress(self.rank))
 
     @property
+    def running(self) -> bool:
+        """Whether a process holds the rank's lock now (a rank not done and not running has
+        stopped or died)."""
+        return is_locked(self.paths.lock(self.rank))
+
+    @property
     def started(self) -> bool:
         return self.paths.ledger(self.rank).exists() or self.paths.progress(self.rank).exists()
 
@@ -43,7 +50,7 @@ class RankView:
     def state(self) -> str:
         """``done``, ``not started``, else the state of its last snapshot (``planning``,
         ``fetching``, ``interrupted``...); whether a ``fetching`` rank is still alive is for
-        the rank's lock to say."""
+        :attr:`running` to say."""
         if self.done is not None:
             return "done"
         if self.progress is not None:

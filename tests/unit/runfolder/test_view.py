@@ -55,6 +55,7 @@ def test_ranks_their_states_counts_and_parts(tmp_path: Path) -> None:
     assert done.part_files() == [paths.part(0, 1)]
     assert done.stats is not None and done.stats.complete
     assert folder.rank(2).ledger() is None and folder.rank(2).part_files() == []
+    assert not any(view.running for view in folder.ranks())
 
 
 def test_the_ledger_is_read_while_its_rank_holds_it_open(tmp_path: Path) -> None:
