@@ -123,6 +123,9 @@ class FetchConfig:
     host_max_failures: int = 5
     host_cooldown: float = 30.0
     host_max_cooldowns: int = 3
+    # A host that answers only 429/503, with no success, for this many seconds is cooled down
+    # the same way; after host_max_cooldowns its remaining items fail as rate_limited.
+    host_throttle_window: float = 120.0
     contact: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     hosts: dict[str, HostOverride] = field(default_factory=dict)
@@ -199,6 +202,7 @@ _POSITIVE = {
     "fetch.per_host_min_rate",
     "fetch.host_max_failures",
     "fetch.host_cooldown",
+    "fetch.host_throttle_window",
     "fetch.retry_base_delay",
     "fetch.retry_after_max",
     "fetch.retry_max_delay",

@@ -106,6 +106,7 @@ class ErrorKind(str, enum.Enum):
     BAD_CONTENT = "bad_content"  # broken response: wrong length, reset mid-body, bad encoding
     OPT_OUT = "opt_out"  # X-Robots-Tag opt-out (noai, ...); the body is not kept
     HOST_UNREACHABLE = "host_unreachable"  # host failed its cool-downs; not tried any more
+    RATE_LIMITED = "rate_limited"  # host answered only 429/503 through its cool-downs
     INTERRUPTED = "interrupted"  # the rank stopped while the request ran (recorded, retried)
     INTERNAL = "internal"  # a bug in fetchshard; please report it
 
@@ -130,6 +131,7 @@ _TRANSIENT = frozenset(
         ErrorKind.HTTP_5XX,
         ErrorKind.BAD_CONTENT,
         ErrorKind.INTERRUPTED,
+        ErrorKind.RATE_LIMITED,
     }
 )
 _HOST_FAILURES = frozenset({ErrorKind.DNS, ErrorKind.CONNECT})

@@ -13,7 +13,7 @@ from fetchshard import __version__
 from fetchshard.config import Config
 from fetchshard.engine.eventloop import run_event_loop
 from fetchshard.engine.progress import Progress
-from fetchshard.engine.retry import url_time_bound
+from fetchshard.engine.retry import throttled_host_bound, url_time_bound
 from fetchshard.engine.stages import Stage, columns_with
 from fetchshard.engine.stop import StopFlag, stop_signals
 from fetchshard.environment import CHILD
@@ -125,8 +125,10 @@ def _rank(
         )
         progress.set_total(counts.total, counts.committed)
         log.info(
-            "one URL can hold this rank at most %.0fs (README: how long the tail can be)",
+            "one URL can hold this rank at most %.0fs, a host answering only 429/503 at most "
+            "%.0fs (README: how long the tail can be)",
             url_time_bound(config.fetch),
+            throttled_host_bound(config.fetch, config.partition.spread),
         )
         session = Stats()
         if counts.pending and not stop:

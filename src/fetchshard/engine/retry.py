@@ -93,3 +93,20 @@ def url_time_bound(config: FetchConfig) -> float:
         bound += config.final_pass_delay + config.final_pass_attempts * longer
         bound += (config.final_pass_attempts - 1) * wait
     return bound + config.host_max_cooldowns * config.host_cooldown
+
+
+def throttled_host_bound(config: FetchConfig, spread: int) -> float:
+    """The longest a host that answers only 429/503 keeps a rank busy before it is given up
+    (hosts/health.py), whatever its number of items.
+
+    Its health is judged at each answer: a cool-down once no success came for
+    ``host_throttle_window``, given up after ``host_max_cooldowns`` of them. Two answers are
+    at most ``gap`` apart: the slowest the rank may send to it (the rate floor, its share at
+    least one bucket of ``spread``), a Retry-After or a backoff, plus the request itself.
+    """
+    slowest = spread / config.per_host_min_rate  # 1 / (per_host_min_rate * 1 / spread)
+    wait = max(slowest, config.retry_after_max, config.retry_max_delay)
+    gap = wait + config.total_timeout + DEADLINE_TICK
+    windows = config.host_max_cooldowns + 1
+    cooldowns = config.host_max_cooldowns * config.host_cooldown
+    return windows * (config.host_throttle_window + gap) + cooldowns

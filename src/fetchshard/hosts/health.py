@@ -37,6 +37,7 @@ class HostHealth:
     failures: int = 0  # connect/DNS failures in a row
     cooldowns: int = 0
     last_decrease: float = float("-inf")
+    throttled_since: float | None = None  # first 429/503 since the last success
     dead: ErrorKind | None = None  # BLOCKED or HOST_UNREACHABLE: no more requests
     dead_reason: str = ""
 
@@ -54,19 +55,25 @@ class HostHealth:
     ) -> HostEvents:
         """Update the host from one result (``kind`` None: success) seen at ``now``."""
         events = HostEvents()
-        if kind is ErrorKind.HTTP_429 or status == 503:
+        throttled = kind is ErrorKind.HTTP_429 or status == 503
+        if throttled:
             # At most one halving per interval of the current rate: a burst of 429s for
             # requests already in flight is one signal, not many.
             if self.rate > self.min_rate and now - self.last_decrease >= 1.0 / self.rate:
                 self.rate = max(self.min_rate, self.rate / 2)
                 self.last_decrease = now
                 events.rate_decreased = True
-        elif kind is None and self.rate < self.base_rate:
-            self.rate = min(self.base_rate, self.rate + self.base_rate * RECOVERY_STEP)
-            events.rate_increased = True
+        elif kind is None:
+            self.throttled_since = None
+            if self.rate < self.base_rate:
+                self.rate = min(self.base_rate, self.rate + self.base_rate * RECOVERY_STEP)
+                events.rate_increased = True
         if retry_after is not None:
             retry_after = min(retry_after, config.retry_after_max)
             self.parked_until = max(self.parked_until, now + retry_after)
+        if throttled:
+            self._throttled(kind, status, now, config, events)
+            return events
         if kind is None or not kind.host_failure:
             self.failures = 0  # any answer at all shows the host is reachable
             return events
@@ -87,3 +94,32 @@ class HostHealth:
                 self.parked_until = max(self.parked_until, now + config.host_cooldown)
                 events.parked = True
         return events
+
+    def _throttled(
+        self,
+        kind: ErrorKind | None,
+        status: int | None,
+        now: float,
+        config: FetchConfig,
+        events: HostEvents,
+    ) -> None:
+        """Only 429/503 for ``host_throttle_window``: a cool-down, and in the end give up."""
+        self.failures = 0  # the host answers: not a connect failure
+        if self.throttled_since is None:
+            self.throttled_since = now
+            return
+        if self.dead is not None or now - self.throttled_since < config.host_throttle_window:
+            return
+        self.throttled_since = now  # the next window starts here
+        self.cooldowns += 1
+        if self.cooldowns > config.host_max_cooldowns:
+            self.dead = ErrorKind.RATE_LIMITED
+            self.dead_reason = (
+                f"{self.host} answered only 429/503 through {config.host_max_cooldowns} "
+                f"cool-downs of {config.host_throttle_window:g}s without a success "
+                f"(last: {status or (kind.value if kind else '')})"
+            )
+            events.died = True
+        else:
+            self.parked_until = max(self.parked_until, now + config.host_cooldown)
+            events.parked = True

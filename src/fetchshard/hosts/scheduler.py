@@ -316,12 +316,21 @@ class Scheduler:
             assert health.dead is not None
             self.dead_hosts[slot.host_id] = (health.dead, health.dead_reason)
             log.warning("%s", health.dead_reason)
-        elif events.parked:
+        elif events.parked and (kind is None or kind.host_failure):
             log.info(
                 "%s: %d %s failures in a row, cool-down %d of %d (%gs)",
                 slot.host,
                 cfg.host_max_failures,
                 kind.value if kind is not None else "",
+                health.cooldowns,
+                cfg.host_max_cooldowns,
+                cfg.host_cooldown,
+            )
+        elif events.parked:
+            log.warning(
+                "%s: only 429/503 for %gs, no success: cool-down %d of %d (%gs)",
+                slot.host,
+                cfg.host_throttle_window,
                 health.cooldowns,
                 cfg.host_max_cooldowns,
                 cfg.host_cooldown,

@@ -8,7 +8,7 @@ import pytest
 
 from fetchshard.clock import DEADLINE_TICK
 from fetchshard.config import FetchConfig
-from fetchshard.engine.retry import Action, backoff, decide, url_time_bound
+from fetchshard.engine.retry import Action, backoff, decide, throttled_host_bound, url_time_bound
 from fetchshard.errors import ErrorKind
 
 # Written out here, not read from ErrorKind: the README's table of what is retried.
@@ -22,6 +22,7 @@ RETRIED = {
     "http_5xx",
     "bad_content",
     "interrupted",
+    "rate_limited",
 }
 CONFIG = FetchConfig(
     max_attempts=3,
@@ -138,3 +139,21 @@ def test_the_bound_covers_the_longest_path_the_decision_allows(config: FetchConf
     assert spent <= bound + 1e-9
     if config.retry_after_max >= config.retry_max_delay:
         assert spent == pytest.approx(bound)
+
+
+def test_the_throttled_host_bound_with_the_defaults_and_a_short_config() -> None:
+    # 4 windows of 120 s, each answer at most max(16 / 0.1, 300) + 120.25 s after the last,
+    # and 3 cool-downs of 30 s
+    assert throttled_host_bound(FetchConfig(), 16) == pytest.approx(4 * (120 + 420.25) + 90)
+    short = FetchConfig(
+        host_throttle_window=2.0,
+        host_cooldown=0.5,
+        host_max_cooldowns=1,
+        per_host_rate=20.0,
+        per_host_min_rate=5.0,
+        retry_after_max=1.0,
+        retry_max_delay=0.5,
+        total_timeout=5.0,
+        connect_timeout=1.0,
+    )
+    assert throttled_host_bound(short, 1) == pytest.approx(2 * (2.0 + 1.0 + 5.25) + 0.5)

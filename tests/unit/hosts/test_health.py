@@ -104,3 +104,32 @@ async def test_acquire_waits_for_capacity() -> None:
     started = time.monotonic()
     await bucket.acquire()
     assert 0.03 <= time.monotonic() - started < 1.0
+
+
+def test_only_429_and_503_for_a_window_cool_the_host_then_give_it_up() -> None:
+    config = FetchConfig(host_throttle_window=10.0, host_cooldown=5.0, host_max_cooldowns=2)
+    health = HostHealth(host="h", base_rate=8.0, min_rate=1.0)
+    seen = [health.observe(ErrorKind.HTTP_429, 429, None, t, config) for t in (0.0, 4.0, 9.0)]
+    assert not any(e.parked or e.died for e in seen)
+    assert health.observe(ErrorKind.HTTP_5XX, 503, None, 10.0, config).parked
+    assert health.parked_until == 15.0 and health.cooldowns == 1
+    assert not health.observe(ErrorKind.HTTP_429, 429, None, 16.0, config).parked
+    assert health.observe(ErrorKind.HTTP_429, 429, None, 20.0, config).parked  # cool-down 2
+    events = health.observe(ErrorKind.HTTP_429, 429, None, 30.0, config)
+    assert events.died and health.dead is ErrorKind.RATE_LIMITED
+    assert "h answered only 429/503 through 2 cool-downs of 10s" in health.dead_reason
+    assert ErrorKind.RATE_LIMITED.transient
+
+
+def test_a_success_restarts_the_throttle_window() -> None:
+    config = FetchConfig(host_throttle_window=10.0, host_cooldown=5.0, host_max_cooldowns=0)
+    health = HostHealth(host="h", base_rate=8.0, min_rate=1.0)
+    health.observe(ErrorKind.HTTP_429, 429, None, 0.0, config)
+    health.observe(None, 200, None, 9.0, config)
+    assert not health.observe(ErrorKind.HTTP_429, 429, None, 12.0, config).died
+    assert not health.observe(ErrorKind.HTTP_429, 429, None, 21.0, config).died
+    assert health.observe(ErrorKind.HTTP_429, 429, None, 22.0, config).died
+    # a 500 or a 404 is an answer, not throttling: it neither counts nor restarts the window
+    other = HostHealth(host="h", base_rate=8.0, min_rate=1.0)
+    other.observe(ErrorKind.HTTP_5XX, 500, None, 0.0, config)
+    assert other.throttled_since is None

@@ -71,6 +71,7 @@ def test_every_kind_a_request_can_end_with_is_reached() -> None:
         ErrorKind.TOO_LARGE,  # the body reader
         ErrorKind.OPT_OUT,  # X-Robots-Tag
         ErrorKind.HOST_UNREACHABLE,  # host health
+        ErrorKind.RATE_LIMITED,  # host health
         ErrorKind.INTERRUPTED,  # the rank stopping
         *(status_kind(s) for s in (301, 404, 410, 429, 418, 503)),
     }

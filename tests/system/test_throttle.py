@@ -1,0 +1,52 @@
+"""A host that answers only 429 is given up in bounded time; the others are not held back."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from fetchshard.config import FetchConfig
+from fetchshard.engine.retry import throttled_host_bound
+from server import ServerProcess
+from util import FAST, arrivals, max_excess, rows_by_url, run_subprocess
+
+SHORT = {  # the same code path as the defaults, with windows a test can wait for
+    "fetch.per_host_rate": 20.0,
+    "fetch.per_host_burst": 2,
+    "fetch.per_host_min_rate": 5.0,
+    "fetch.host_throttle_window": 2.0,
+    "fetch.host_cooldown": 0.5,
+    "fetch.host_max_cooldowns": 1,
+    "fetch.retry_max_delay": 0.5,
+    "fetch.retry_after_max": 1.0,
+    "fetch.total_timeout": 5.0,
+    "fetch.connect_timeout": 1.0,
+    "partition.spread": 1,
+}
+
+
+def test_a_host_answering_only_429_ends_as_rate_limited_within_its_bound(
+    server_process: ServerProcess, url_file: Callable[..., Path], tmp_path: Path
+) -> None:
+    throttling = [server_process.url(f"/status/429?t=thr429-{i}", host=0) for i in range(40)]
+    good = [server_process.url(f"/ok/thr-{i}", host=1 + i % 3) for i in range(300)]
+    src, out = url_file([*throttling, *good]), tmp_path / "out"
+    settings = [arg for key, value in SHORT.items() for arg in ("--set", f"{key}={value}")]
+    started = time.monotonic()
+    done = run_subprocess("run", str(src), "-o", str(out), *FAST, *settings)
+    elapsed = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    config = FetchConfig(**{k.split(".")[1]: v for k, v in SHORT.items() if k.startswith("fetch.")})
+    bound = throttled_host_bound(config, 1)
+    assert bound < 20
+    assert elapsed < bound + 5.0, (elapsed, bound)  # + start-up and the good hosts
+    rows = rows_by_url(out)
+    assert {rows[u]["error_kind"] for u in throttling} == {"rate_limited"}
+    assert {rows[u]["status"] for u in good} == {"ok"}
+    times = arrivals(server_process, "thr429-")
+    assert max_excess(times, rate=20.0, burst=2) <= 0
+    host = urlsplit(throttling[0]).netloc
+    assert f"{host}: only 429/503 for 2s, no success: cool-down 1 of 1" in done.stderr
+    assert f"{host} answered only 429/503 through 1 cool-downs" in done.stderr
