@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +13,7 @@ from urllib.parse import urlsplit
 from fetchshard.config import FetchConfig
 from fetchshard.engine.retry import throttled_host_bound
 from server import ServerProcess
-from util import FAST, arrivals, max_excess, rows_by_url, run_subprocess
+from util import FAST, arrivals, fetchshard_cmd, max_excess, rows_by_url, run_subprocess
 
 SHORT = {  # the same code path as the defaults, with windows a test can wait for
     "fetch.per_host_rate": 20.0,
@@ -50,3 +53,33 @@ def test_a_host_answering_only_429_ends_as_rate_limited_within_its_bound(
     host = urlsplit(throttling[0]).netloc
     assert f"{host}: only 429/503 for 2s, no success: cool-down 1 of 1" in done.stderr
     assert f"{host} answered only 429/503 through 1 cool-downs" in done.stderr
+
+
+def test_a_rank_with_nothing_in_flight_says_what_it_waits_for(
+    server_process: ServerProcess, url_file: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Three URLs answered 429 + Retry-After: 3 at first: the rank logs the parked host and
+    shows it in its progress snapshot while it waits, then fetches them."""
+    urls = [server_process.url(f"/retry-after/why-{i}/3", host=2) for i in range(3)]
+    src, out = url_file(urls), tmp_path / "out"
+    snapshot = out / "progress" / "rank-00000.json"
+    proc = subprocess.Popen(
+        fetchshard_cmd("run", str(src), "-o", str(out), *FAST),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    seen: set[str] = set()
+    deadline = time.monotonic() + 30
+    while proc.poll() is None and time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ValueError):
+            waiting = json.loads(snapshot.read_text()).get("waiting")
+            if waiting:
+                seen.add(waiting)
+        time.sleep(0.05)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    host = urlsplit(urls[0]).netloc
+    assert f"nothing in flight, waiting: {host} parked (Retry-After)" in err, err
+    assert any(w.startswith(f"{host} parked (Retry-After)") and "next try in" in w for w in seen)
+    assert {r["status"] for r in rows_by_url(out).values()} == {"ok"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 
 from fetchshard.clock import Clock
@@ -66,6 +67,7 @@ class FetchJob:
         self.deferred: list[WorkItem] = []
         self.interrupted: list[WorkItem] = []
         self.final = False  # in the final pass over deferred transient failures
+        self._waiting_key: str | None = None
 
     async def fetch_all(self) -> Stats:
         """Both passes; the stats of this session."""
@@ -199,13 +201,26 @@ class FetchJob:
                 await self.writer.commit_async()
             else:
                 self.writer.reap()
+            waiting = self.scheduler.waiting()
+            if waiting is not None and self.final:
+                waiting = f"final pass: {waiting}"
+            self._say_why(waiting)
             self.progress.update(
                 state="fetching",
                 in_flight=self.scheduler.in_flight,
                 active_hosts=self.scheduler.active_hosts,
                 stats=self.stats,
                 written=self.writer.rows_committed,
+                waiting=waiting,
             )
+
+    def _say_why(self, waiting: str | None) -> None:
+        """Log what the rank waits for when that changes (its countdowns aside)."""
+        key = None if waiting is None else re.sub(r"\d+", "#", waiting)
+        if key != self._waiting_key:
+            self._waiting_key = key
+            if waiting is not None:
+                log.info("nothing in flight, waiting: %s", waiting)
 
     def _write_unfetchable(self) -> None:
         """Items that failed in planning (bad URLs) become failed rows without a request."""

@@ -82,10 +82,12 @@ class Progress:
         active_hosts: int | None = None,
         stats: Stats | None = None,
         written: int | None = None,
+        waiting: str | None = None,
         force: bool = False,
     ) -> None:
         snap = self.snapshot
         snap.state = state
+        snap.waiting = waiting
         if input_rows is not None:
             snap.input_rows = input_rows
         if in_flight is not None:
@@ -117,6 +119,7 @@ class Progress:
         return (
             f"rank {self._info.rank}: {d.committed}/{self._total} committed, "
             f"{d.ok} ok, {d.failed} failed, {d.in_flight} in flight, {d.urls_per_s} URLs/s"
+            + (f"; waiting: {d.waiting}" if d.waiting else "")
         )
 
     def _refresh_bar(self, state: str, stats: Stats | None) -> None:

@@ -38,6 +38,7 @@ class HostHealth:
     cooldowns: int = 0
     last_decrease: float = float("-inf")
     throttled_since: float | None = None  # first 429/503 since the last success
+    parked_why: str = ""  # what set parked_until last, for a rank that says why it waits
     dead: ErrorKind | None = None  # BLOCKED or HOST_UNREACHABLE: no more requests
     dead_reason: str = ""
 
@@ -70,7 +71,8 @@ class HostHealth:
                 events.rate_increased = True
         if retry_after is not None:
             retry_after = min(retry_after, config.retry_after_max)
-            self.parked_until = max(self.parked_until, now + retry_after)
+            if now + retry_after > self.parked_until:
+                self.parked_until, self.parked_why = now + retry_after, "Retry-After"
         if throttled:
             self._throttled(kind, status, now, config, events)
             return events
@@ -91,9 +93,13 @@ class HostHealth:
                 )
                 events.died = True
             else:
-                self.parked_until = max(self.parked_until, now + config.host_cooldown)
+                self._park(now + config.host_cooldown, f"cool-down after {kind.value} failures")
                 events.parked = True
         return events
+
+    def _park(self, until: float, why: str) -> None:
+        if until > self.parked_until:
+            self.parked_until, self.parked_why = until, why
 
     def _throttled(
         self,
@@ -121,5 +127,5 @@ class HostHealth:
             )
             events.died = True
         else:
-            self.parked_until = max(self.parked_until, now + config.host_cooldown)
+            self._park(now + config.host_cooldown, "cool-down: only 429/503")
             events.parked = True

@@ -100,6 +100,36 @@ class Scheduler:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def waiting(self, limit: int = 5) -> str | None:
+        """What the rank waits for when nothing is in flight: hosts parked (and why) or in
+        backoff, with their items in memory and the next try; None when something runs."""
+        if self._in_flight:
+            return None
+        now = self._clock()
+        waits: list[tuple[float, str]] = []
+        for slot in self._slots.values():
+            health = slot.health
+            if health.dead is not None:
+                continue
+            items = len(slot.retries) + len(slot.buffer)
+            if health.parked_until > now:
+                at, why = health.parked_until, f"parked ({health.parked_why})"
+            elif slot.retries:
+                at, why = slot.retries[0][0], "in backoff"
+            else:
+                continue
+            held = f", {items} items waiting" if items else ""
+            waits.append((at, f"{slot.host} {why}{held}, next try in {max(0.0, at - now):.0f}s"))
+        if not waits:
+            later = [at for at, _, slot in self._sleeping if slot.where == SLEEPING]
+            if not later:
+                return None
+            return f"items due later (the next in {max(0.0, min(later) - now):.0f}s)"
+        waits.sort()
+        shown = "; ".join(text for _, text in waits[:limit])
+        more = f"; and {len(waits) - limit} more hosts" if len(waits) > limit else ""
+        return shown + more
+
     def pending_retries(self) -> list[WorkItem]:
         """Items waiting in memory for a retry (to persist them when the rank stops)."""
         return [item for slot in self._slots.values() for _, _, item in slot.retries]

@@ -178,6 +178,7 @@ class ProgressSnapshot(Document):
     in_flight: int = 0
     active_hosts: int = 0
     urls_per_s: float = 0.0  # rows written per second over this session
+    waiting: str | None = None  # nothing in flight: what the rank waits for
     errors: dict[str, int] = field(default_factory=dict)
     # [seconds since started_at, committed, written, bytes], history_step seconds apart
     history: list[list[float]] = field(default_factory=list)

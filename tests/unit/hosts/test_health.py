@@ -40,6 +40,7 @@ def test_retry_after_parks_the_host_up_to_its_cap() -> None:
     health = HostHealth(host="h", base_rate=1.0, min_rate=0.1)
     health.observe(ErrorKind.HTTP_429, 429, 30.0, 100.0, CONFIG)
     assert health.parked_until == 130.0
+    assert health.parked_why == "Retry-After"
     health.observe(ErrorKind.HTTP_429, 429, 1e6, 100.0, CONFIG)
     assert health.parked_until == 100.0 + CONFIG.retry_after_max
 
@@ -48,7 +49,7 @@ def test_connect_failures_park_then_give_up() -> None:
     health = HostHealth(host="h", base_rate=1.0, min_rate=0.1)
     assert not health.observe(ErrorKind.CONNECT, None, None, 0.0, CONFIG).parked
     assert health.observe(ErrorKind.DNS, None, None, 0.0, CONFIG).parked
-    assert health.parked_until == 10.0
+    assert health.parked_until == 10.0 and health.parked_why == "cool-down after dns failures"
     # failures of requests in flight when it was parked do not count
     assert not health.observe(ErrorKind.CONNECT, None, None, 5.0, CONFIG).parked
     assert health.failures == 0
