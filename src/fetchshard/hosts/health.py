@@ -84,18 +84,34 @@ class HostHealth:
         self.failures += 1
         if self.failures >= config.host_max_failures and self.dead is None:
             self.failures = 0
-            self.cooldowns += 1
-            if self.cooldowns > config.host_max_cooldowns:
-                self.dead = ErrorKind.HOST_UNREACHABLE
-                self.dead_reason = (
-                    f"{self.host} unreachable after {config.host_max_cooldowns} cool-downs "
-                    f"(last: {kind.value})"
-                )
-                events.died = True
-            else:
-                self._park(now + config.host_cooldown, f"cool-down after {kind.value} failures")
-                events.parked = True
+            self._cool_down(
+                now,
+                config,
+                events,
+                ErrorKind.HOST_UNREACHABLE,
+                f"{self.host} unreachable after {config.host_max_cooldowns} cool-downs "
+                f"(last: {kind.value})",
+                f"cool-down after {kind.value} failures",
+            )
         return events
+
+    def _cool_down(
+        self,
+        now: float,
+        config: FetchConfig,
+        events: HostEvents,
+        dead: ErrorKind,
+        dead_reason: str,
+        why: str,
+    ) -> None:
+        """One more cool-down; past ``host_max_cooldowns`` the host is given up as ``dead``."""
+        self.cooldowns += 1
+        if self.cooldowns > config.host_max_cooldowns:
+            self.dead, self.dead_reason = dead, dead_reason
+            events.died = True
+        else:
+            self._park(now + config.host_cooldown, why)
+            events.parked = True
 
     def _park(self, until: float, why: str) -> None:
         if until > self.parked_until:
@@ -117,15 +133,13 @@ class HostHealth:
         if self.dead is not None or now - self.throttled_since < config.host_throttle_window:
             return
         self.throttled_since = now  # the next window starts here
-        self.cooldowns += 1
-        if self.cooldowns > config.host_max_cooldowns:
-            self.dead = ErrorKind.RATE_LIMITED
-            self.dead_reason = (
-                f"{self.host} answered only 429/503 through {config.host_max_cooldowns} "
-                f"cool-downs of {config.host_throttle_window:g}s without a success "
-                f"(last: {status or (kind.value if kind else '')})"
-            )
-            events.died = True
-        else:
-            self._park(now + config.host_cooldown, "cool-down: only 429/503")
-            events.parked = True
+        self._cool_down(
+            now,
+            config,
+            events,
+            ErrorKind.RATE_LIMITED,
+            f"{self.host} answered only 429/503 through {config.host_max_cooldowns} "
+            f"cool-downs of {config.host_throttle_window:g}s without a success "
+            f"(last: {status or (kind.value if kind else '')})",
+            "cool-down: only 429/503",
+        )
