@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 from typer.testing import CliRunner, Result
 
 from fetchshard.cli import app
+from fetchshard.output.columns import ResultRow
 
 # Fast, still polite to a loopback test server: no test waits for the embedded 10 req/s.
 FAST = [
@@ -132,3 +133,25 @@ def max_excess(times: list[float], rate: float, burst: float, slack: float = 0.2
         for j in range(i, len(times)):
             worst = max(worst, (j - i + 1) - (burst + rate * (times[j] - times[i] + slack)))
     return worst
+
+
+def ok_row(i: int, **fields: Any) -> ResultRow:
+    """A successful result row of item ``i`` (3-byte body), ``fields`` changed."""
+    values: dict[str, Any] = {
+        "item_id": i,
+        "url": f"http://h/{i - 1}",
+        "extras": None,
+        "status": "ok",
+        "error_kind": None,
+        "error_message": None,
+        "http_status": 200,
+        "final_url": None,
+        "content_type": "text/plain",
+        "size": 3,
+        "attempts": 1,
+        "fetched_at": 1.7e9,
+        "elapsed_ms": 1.0,
+        "body": b"abc",
+    }
+    values.update(fields)
+    return ResultRow(**values)

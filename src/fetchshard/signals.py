@@ -8,7 +8,6 @@ line, and the rank replays what it held once its own handlers are in place.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import sys
@@ -47,6 +46,8 @@ def die_with_launcher(environ: Mapping[str, str]) -> None:
     raw = environ.get(LAUNCHER_PID)
     if not raw or not raw.isdigit() or not sys.platform.startswith("linux"):
         return
+    import ctypes  # only in a child of --ranks
+
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
         return

@@ -26,7 +26,6 @@ from fetchshard.hosts.slot import HostSlot
 from fetchshard.http.client import make_client
 from fetchshard.http.request import fetch
 from fetchshard.ledger import Ledger, WorkItem
-from fetchshard.output.columns import ResultRow
 from fetchshard.output.extras import deserialize_schema
 from fetchshard.output.parts import PartWriter
 from fetchshard.partition import Partitioner
@@ -86,7 +85,7 @@ class FetchJob:
             columns=columns_with(self.stages),
             clock=self.clock,
         )
-        self.rows = Pipeline(self.stages, self._add, self._failed)
+        self.rows = Pipeline(self.stages, self.writer.add, self._failed)
         self.scheduler = self._scheduler()
         self.stop.callback = self._on_stop
         ticker = asyncio.create_task(self._tick())
@@ -234,9 +233,6 @@ class FetchJob:
         """An item that fails without (another) request: its row skips the stages."""
         self.stats.count_row(kind.value, None)
         self.rows.write(result_row(item, item.attempts, None, self.clock.wall(), kind, message))
-
-    def _add(self, row: ResultRow) -> None:
-        self.writer.add(row)
 
     async def _fetch_one(self, slot: HostSlot, item: WorkItem) -> None:
         attempt = item.attempts + 1

@@ -18,23 +18,6 @@ def result_row(
 ) -> ResultRow:
     """The terminal row of ``item``: from its last attempt's ``result``, or (None) without a
     request (a bad URL, robots.txt, a given-up host)."""
-    if result is None:
-        return ResultRow(
-            item_id=item.item_id,
-            url=item.url,
-            extras=item.extras,
-            status=STATUS_FAILED if kind is not None else STATUS_OK,
-            error_kind=None if kind is None else kind.value,
-            error_message=message,
-            http_status=None,
-            final_url=None,
-            content_type=None,
-            size=None,
-            attempts=attempts,
-            fetched_at=None,
-            elapsed_ms=None,
-            body=None,
-        )
     return ResultRow(
         item_id=item.item_id,
         url=item.url,
@@ -42,15 +25,15 @@ def result_row(
         status=STATUS_OK if kind is None else STATUS_FAILED,
         error_kind=None if kind is None else kind.value,
         error_message=message,
-        http_status=result.http_status,
-        final_url=result.final_url,
-        content_type=result.content_type,
-        size=result.size,
-        sha256=result.sha256,
+        http_status=result.http_status if result else None,
+        final_url=result.final_url if result else None,
+        content_type=result.content_type if result else None,
+        size=result.size if result else None,
+        sha256=result.sha256 if result else None,
         attempts=attempts,
-        fetched_at=now,
-        elapsed_ms=result.elapsed_ms,
-        body=result.body,
+        fetched_at=now if result else None,
+        elapsed_ms=result.elapsed_ms if result else None,
+        body=result.body if result else None,
     )
 
 

@@ -12,6 +12,7 @@ from fetchshard.config import InputConfig
 from fetchshard.inputs import RESERVED_COLUMNS, open_inputs
 from fetchshard.output.columns import BASE_COLUMNS, Column, ResultRow
 from fetchshard.output.table import rows_to_table
+from util import ok_row
 
 PART_COLUMNS = [
     ("item_id", pa.int64()),
@@ -32,22 +33,13 @@ PART_COLUMNS = [
 
 
 def row(i: int, **more: object) -> ResultRow:
-    return ResultRow(
-        item_id=i,
+    return ok_row(
+        i,
         url=f"http://h.test/{i}",
-        extras=None,
-        status="ok",
-        error_kind=None,
-        error_message=None,
-        http_status=200,
-        final_url=None,
         content_type="image/jpeg",
-        size=3,
         sha256="ab",
-        attempts=1,
         fetched_at=1.7e9 + i,
         elapsed_ms=2.5,
-        body=b"abc",
         more=dict(more) or None,
     )
 

@@ -23,6 +23,7 @@ from fetchshard.output.parts import PartWriter, recover
 from fetchshard.output.table import body_column
 from fetchshard.runfolder import storage as storage_module
 from fetchshard.runfolder.layout import RunPaths
+from util import ok_row
 
 
 def _ledger(tmp_path: Path, n: int) -> tuple[RunPaths, Ledger]:
@@ -34,22 +35,7 @@ def _ledger(tmp_path: Path, n: int) -> tuple[RunPaths, Ledger]:
 
 
 def _row(i: int, extras: str | None) -> ResultRow:
-    return ResultRow(
-        item_id=i,
-        url=f"http://h/{i - 1}",
-        extras=extras,
-        status="ok",
-        error_kind=None,
-        error_message=None,
-        http_status=200,
-        final_url=None,
-        content_type="text/plain",
-        size=3,
-        attempts=1,
-        fetched_at=1.7e9,
-        elapsed_ms=1.0,
-        body=b"abc",
-    )
+    return ok_row(i, extras=extras)
 
 
 def test_parts_roll_by_rows_and_commit_their_items(tmp_path: Path) -> None:
