@@ -11,12 +11,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from typer.testing import CliRunner, Result
 
 from fetchshard.cli import app
+from fetchshard.ledger import read_superseded
 from fetchshard.output.columns import ResultRow
+from fetchshard.runfolder.layout import RunPaths, rank_of_name
 
 # Fast, still polite to a loopback test server: no test waits for the embedded 10 req/s.
 FAST = [
@@ -67,8 +70,36 @@ def read_rows(out: Path, columns: Sequence[str] | None = None) -> pa.Table:
     return pa.concat_tables(tables, promote_options="default")
 
 
+def read_current(out: Path, columns: Sequence[str] | None = None) -> pa.Table:
+    """The current rows: every committed row but those a ``--retry-failed`` replaced, as
+    each rank's ledger records them."""
+    paths = RunPaths(out)
+    superseded = {
+        rank: read_superseded(paths.ledger(rank))
+        for rank in paths.ranks_present()
+        if paths.ledger(rank).exists()
+    }
+    wanted = None if columns is None else list(dict.fromkeys(["item_id", *columns]))
+    tables = []
+    for path in part_files(out):
+        table = pq.read_table(path, columns=wanted)
+        rank = rank_of_name(path.parent.name)
+        number = paths.part_number(path)
+        assert rank is not None and number is not None
+        old = superseded.get(rank, {}).get(number)
+        if old is not None:
+            keep = ~np.isin(table.column("item_id").to_numpy(), old)
+            assert len(table) - keep.sum() == len(old), f"superseded rows missing in {path}"
+            table = table.filter(pa.array(keep))
+        tables.append(table if columns is None else table.select(list(columns)))
+    if not tables:
+        return pa.table({"item_id": pa.array([], pa.int64())})
+    return pa.concat_tables(tables, promote_options="default")
+
+
 def rows_by_url(out: Path, *, body: bool = False) -> dict[str, dict[str, Any]]:
-    table = read_rows(out)
+    """The current row of each URL (one, or the test fails)."""
+    table = read_current(out)
     rows = (table if body else table.drop_columns(["body"])).to_pylist()
     by_url: dict[str, dict[str, Any]] = {}
     for row in rows:
@@ -100,14 +131,14 @@ def ledger_items(out: Path, rank: int = 0) -> dict[int, tuple[str, int]]:
 
 
 def assert_exactly_once(out: Path, world_size: int = 1) -> int:
-    """Every planned item has exactly one terminal row over all parts; returns the count."""
+    """Every planned item has exactly one current row over all parts; returns the count."""
     planned: set[int] = set()
     for rank in range(world_size):
         items = ledger_items(out, rank)
         assert all(state == 1 for _, state in items.values()), "items left uncommitted"
         assert not planned & items.keys(), "an item is planned on two ranks"
         planned |= items.keys()
-    ids = read_rows(out, ["item_id"]).column("item_id").to_pylist()
+    ids = read_current(out, ["item_id"]).column("item_id").to_pylist()
     dupes = [i for i, n in Counter(ids).items() if n > 1]
     assert not dupes, f"{len(dupes)} items have more than one row"
     assert set(ids) == planned

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from fetchshard.environment import NOT_OPTIONS, OPTION_PREFIX
-from fetchshard.errors import ConfigError
+from fetchshard.errors import ConfigError, select_kinds
 
 MiB = 1024 * 1024
 
@@ -155,6 +155,9 @@ class RunConfig:
     # A second process for a rank that is running waits this long for it to end (a requeued
     # step may start while the old one flushes), then refuses.
     lock_wait: float = 60.0
+    # Error kinds (or "transient", "all") whose committed failures this run fetches again;
+    # empty: none. The command line's --retry-failed sets it for one invocation.
+    retry_failed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -355,6 +358,7 @@ def _build(merged: dict[str, dict[str, Any]]) -> Config:
     if fetch.total_timeout < fetch.connect_timeout:
         raise ConfigError("fetch.total_timeout: must not be shorter than fetch.connect_timeout")
     run = config.run
+    select_kinds(run.retry_failed)
     if run.rank is not None and run.world_size is not None and run.rank >= run.world_size:
         raise ConfigError(f"run.rank: {run.rank} is not below run.world_size {run.world_size}")
     return config

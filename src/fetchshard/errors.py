@@ -135,3 +135,29 @@ _TRANSIENT = frozenset(
     }
 )
 _HOST_FAILURES = frozenset({ErrorKind.DNS, ErrorKind.CONNECT})
+
+# What ``--retry-failed`` accepts besides kind names.
+TRANSIENT_KINDS = "transient"
+ALL_KINDS = "all"
+# Kinds that are never a committed row (a stopped request is retried, not recorded).
+_NOT_TERMINAL = frozenset({ErrorKind.INTERRUPTED})
+KIND_WORDS = frozenset(
+    {TRANSIENT_KINDS, ALL_KINDS, *(k.value for k in ErrorKind if k not in _NOT_TERMINAL)}
+)
+
+
+def select_kinds(words: tuple[str, ...]) -> frozenset[str] | None:
+    """The error kinds ``words`` name (``transient``: every transient kind), or None for
+    ``all``; an unknown word is a :class:`ConfigError`."""
+    unknown = [w for w in words if w not in KIND_WORDS]
+    if unknown:
+        raise ConfigError(
+            f"run.retry_failed: unknown error kind {unknown[0]!r} "
+            f"(kinds: {', '.join(sorted(KIND_WORDS))})"
+        )
+    if ALL_KINDS in words:
+        return None
+    kinds = {w for w in words if w != TRANSIENT_KINDS}
+    if TRANSIENT_KINDS in words:
+        kinds |= {k.value for k in _TRANSIENT if k not in _NOT_TERMINAL}
+    return frozenset(kinds)

@@ -348,6 +348,11 @@ class ItemFile:
             yield from zip(*(column.to_pylist() for column in part.columns), strict=True)
             start += take
 
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        """Every batch in file order, read one at a time (not kept in the cache)."""
+        for index in range(self._reader.num_record_batches):
+            yield self._reader.get_batch(index)
+
     def read_all(self) -> pa.Table:
         return self._reader.read_all()
 

@@ -15,6 +15,12 @@ hashes, so every row would dirty its own page of the table and of its index (~50
 row, journal and fsync included; appending costs ~4). The log is folded into ``states``
 before a scheduler reads the queue from its start.
 
+``--retry-failed`` puts committed failures back in the queue (:meth:`Ledger.requeue`). Their
+rows stay where they are and remain the items' current rows until a new terminal row is
+committed; the fold then records the old (item, part) pair in ``superseded``. An item's
+current row is the one in the part ``states`` (or the newest ``done`` entry) names: readers
+get the pairs to skip from :func:`read_superseded`.
+
 The journal mode is DELETE (not WAL): WAL needs every reader on the same host, and a rank's
 ledger may sit on NFS or Lustre while ``report`` runs elsewhere.
 """
@@ -48,8 +54,8 @@ DEFERRED = 2  # transient failures kept for the final pass at the end of the sli
 NO_HOST = 0
 
 # 2: items.fetch_url; 3: the ``done`` log; 4: planned items in the items file, ``states``
-# for the rest. Older ledgers are brought up to date when opened.
-SCHEMA_VERSION = 4
+# for the rest; 5: ``superseded``. Older ledgers are brought up to date when opened.
+SCHEMA_VERSION = 5
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -85,6 +91,11 @@ CREATE TABLE IF NOT EXISTS done (
     attempts INTEGER NOT NULL,
     error_kind TEXT
 );
+CREATE TABLE IF NOT EXISTS superseded (
+    part INTEGER NOT NULL,
+    item_id INTEGER NOT NULL,
+    PRIMARY KEY (part, item_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS parts (
     part INTEGER PRIMARY KEY,
     rows INTEGER NOT NULL,
@@ -559,12 +570,15 @@ class Ledger:
         """Apply the ``done`` log to ``states`` (in id order) and empty it; return its length."""
         db = self._db
         with self._transaction():
+            # Rows a newer commit replaces (only items put back by requeue have an older one).
+            db.execute(f"INSERT OR IGNORE INTO superseded (part, item_id) {_SUPERSEDED_BY_DONE}")
             mark = db.total_changes
-            # "WHERE true" tells SQLite's parser the ON CONFLICT belongs to the INSERT.
+            # "WHERE true" tells SQLite's parser the ON CONFLICT belongs to the INSERT; of two
+            # entries of one item (never in one session), the later part is applied last.
             db.execute(
                 "INSERT INTO states (item_id, state, part, attempts, error_kind) "
                 "SELECT item_id, 1, part, attempts, error_kind FROM done WHERE true "
-                "ORDER BY item_id ON CONFLICT (item_id) DO UPDATE SET state = 1, "
+                "ORDER BY item_id, part ON CONFLICT (item_id) DO UPDATE SET state = 1, "
                 "part = excluded.part, attempts = excluded.attempts, "
                 "error_kind = excluded.error_kind, error_message = NULL, url = NULL, "
                 "fetch_url = NULL, extras = NULL"
@@ -573,6 +587,47 @@ class Ledger:
             db.execute("DELETE FROM done")
         self._any_states = self._any_states or folded > 0
         return folded
+
+    def failed_items(self, kinds: Collection[str] | None) -> np.ndarray:
+        """The ids (sorted) of committed failures of ``kinds`` (None: of any kind)."""
+        self.fold_commits()
+        sql = "SELECT item_id FROM states WHERE state = 1 AND error_kind IS NOT NULL"
+        params: list[str] = []
+        if kinds is not None:
+            params = sorted(kinds)
+            sql += f" AND error_kind IN ({','.join('?' * len(params))})"
+        ids = np.fromiter((r[0] for r in self._db.execute(sql, params)), dtype=np.int64)
+        ids.sort()
+        return ids
+
+    def requeue(self, ids: np.ndarray) -> int:
+        """Put committed items back in the queue as never tried, in one transaction; return
+        how many. Their rows stay current until new ones are committed (the plan is kept)."""
+        file = self._item_file()
+        if not len(ids) or file is None:
+            return 0
+        self.fold_commits()
+        requeued = 0
+        with self._transaction():
+            for batch in file.batches():
+                found = np.isin(batch.column(0).to_numpy(), ids, assume_unique=True)
+                if not found.any():
+                    continue
+                rows = batch.filter(pa.array(found))
+                item, host, url, fetch_url, extras, kind, message = (
+                    c.to_pylist() for c in rows.columns
+                )
+                cur = self._db.executemany(
+                    "UPDATE states SET state = 0, host_id = ?, attempts = 0, "
+                    "next_attempt_at = 0, error_kind = ?, error_message = ?, "
+                    "http_status = NULL, url = ?, fetch_url = ?, extras = ? "
+                    "WHERE item_id = ? AND state = 1",
+                    zip(host, kind, message, url, fetch_url, extras, item, strict=True),
+                )
+                requeued += cur.rowcount
+        self._any_states = True
+        self._hints.clear()
+        return requeued
 
     def committed_parts(self) -> set[int]:
         return {r[0] for r in self._db.execute("SELECT part FROM parts")}
@@ -677,6 +732,41 @@ def _error_counts(db: sqlite3.Connection) -> dict[str, int]:
         "GROUP BY error_kind"
     )
     return {kind: count for kind, count in rows}
+
+
+# (part, item_id) of rows replaced by a commit still in the ``done`` log: the item's row
+# recorded in ``states``, or an older entry of the log itself.
+_SUPERSEDED_BY_DONE = (
+    "SELECT s.part, d.item_id FROM done d JOIN states s ON s.item_id = d.item_id "
+    "WHERE s.part IS NOT NULL AND s.part != d.part "
+    "UNION SELECT a.part, a.item_id FROM done a JOIN done b ON a.item_id = b.item_id "
+    "AND a.part < b.part"
+)
+
+
+def read_superseded(path: Path, *, timeout: float = 10.0) -> dict[int, np.ndarray]:
+    """Part number -> sorted ids of the rows in it that are no longer their item's current
+    row (replaced after ``--retry-failed``); parts without such rows are absent."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout, isolation_level=None)
+    try:
+        db.execute("BEGIN")
+        # A ledger no rank of version 5 or later has opened has no such table (nor rows).
+        recorded = ""
+        if _has_table(db, "superseded"):
+            recorded = "SELECT part, item_id FROM superseded UNION "
+        pairs = db.execute(f"{recorded}{_SUPERSEDED_BY_DONE} ORDER BY 1, 2").fetchall()
+        db.execute("COMMIT")
+    finally:
+        db.close()
+    out: dict[int, list[int]] = {}
+    for part, item in pairs:
+        out.setdefault(part, []).append(item)
+    return {part: np.array(items, dtype=np.int64) for part, items in out.items()}
+
+
+def _has_table(db: sqlite3.Connection, name: str) -> bool:
+    found = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+    return found.fetchone() is not None
 
 
 def read_summary(path: Path, *, timeout: float = 10.0) -> LedgerSummary:

@@ -27,6 +27,8 @@ def _one_error_line(output: str) -> str:
         (["--set", "nosuch.key=1"], "unknown section 'nosuch'"),
         (["--set", "input.format=xml"], "input.format: must be one of"),
         (["--set", "fetch.headers=5"], "fetch.headers: expected a mapping"),
+        (["--set", "run.retry_failed=[nope]"], "run.retry_failed: unknown error kind 'nope'"),
+        (["--retry-failed", "timout"], "'timout' is neither an error kind nor an input"),
     ],
 )
 def test_bad_option_is_one_line_and_exit_2(

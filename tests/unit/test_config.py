@@ -10,7 +10,7 @@ import pytest
 
 from fetchshard import config as cfg
 from fetchshard.config import Config, load_config, to_plain
-from fetchshard.errors import ConfigError, UsageError
+from fetchshard.errors import ConfigError, ErrorKind, UsageError, select_kinds
 
 
 def _write(tmp_path: Path, text: str, name: str = "fetchshard.yaml") -> Path:
@@ -382,3 +382,14 @@ def test_example_config_lists_every_option_with_its_default() -> None:
             assert getattr(getattr(loaded, section), name) == getattr(
                 getattr(defaults, section), name
             ), f"{section}.{name}"
+
+
+def test_retry_failed_words_select_kinds() -> None:
+    assert select_kinds(("http_5xx", "timeout")) == {"http_5xx", "timeout"}
+    transient = select_kinds(("transient",))
+    assert transient == {k.value for k in ErrorKind if k.transient} - {"interrupted"}
+    assert select_kinds(("transient", "http_404")) == transient | {"http_404"}
+    assert select_kinds(("http_404", "all")) is None
+    with pytest.raises(ConfigError, match="unknown error kind 'interrupted'"):
+        select_kinds(("interrupted",))  # never a committed row
+    assert load_config(overrides={"run.retry_failed": "all"}).run.retry_failed == ("all",)

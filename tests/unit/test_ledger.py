@@ -6,7 +6,9 @@ import dataclasses
 import sqlite3
 from pathlib import Path
 
-from fetchshard.ledger import NO_HOST, Counts, Ledger, PlannedItem, WorkItem
+import numpy as np
+
+from fetchshard.ledger import NO_HOST, Counts, Ledger, PlannedItem, WorkItem, read_superseded
 
 HOST = 7 << 57
 
@@ -89,6 +91,39 @@ def test_items_without_host_are_read_by_id(tmp_path: Path) -> None:
         ledger.fold_commits()
         assert ledger.pending_without_host(10, -1) == []
         assert ledger.error_counts() == {"bad_url": 1}
+
+
+def test_requeued_failures_are_fetched_as_new_and_their_old_rows_superseded(
+    tmp_path: Path,
+) -> None:
+    with _ledger(tmp_path, 4) as ledger:
+        # Part 1: 1 ok, 2 and 3 failed (transient, then permanent), 100 a bad URL; 4 pending.
+        rows = [(1, 1, None), (2, 4, "http_5xx"), (3, 1, "http_404"), (100, 0, "bad_url")]
+        ledger.commit_part(1, rows, rows=4, nbytes=1, now=0.0)
+        assert ledger.failed_items(frozenset({"http_5xx", "timeout"})).tolist() == [2]
+        assert ledger.failed_items(None).tolist() == [2, 3, 100]
+        assert ledger.requeue(np.array([2, 100])) == 2
+        assert ledger.counts() == Counts(total=5, committed=2, pending=3, failed=1)
+        # As planned, never tried: full attempts again, the URL and extras back from the plan.
+        work = ledger.ready_items(HOST, (-1.0, -1), 1e18, 10)
+        assert [(w.item_id, w.attempts, w.error_kind, w.url, w.extras) for w in work] == [
+            (2, 0, None, "http://h/2", '["x2"]'),
+            (4, 0, None, "http://h/4", '["x4"]'),
+        ]
+        (bad,) = ledger.pending_without_host(10, -1)
+        assert (bad.item_id, bad.error_kind, bad.error_message) == (100, "bad_url", "no scheme")
+        # Until the new rows are committed, the old ones are current: nothing superseded.
+        assert read_superseded(ledger.path) == {}
+        ledger.commit_part(2, [(2, 1, None), (100, 0, "bad_url")], rows=2, nbytes=1, now=0.0)
+        unfolded = read_superseded(ledger.path)  # from the commit log, before the fold
+        ledger.fold_commits()
+        folded = read_superseded(ledger.path)
+        for found in (unfolded, folded):
+            assert {part: ids.tolist() for part, ids in found.items()} == {1: [2, 100]}
+        assert ledger.counts() == Counts(total=5, committed=4, pending=1, failed=2)
+        assert ledger.error_counts() == {"http_404": 1, "bad_url": 1}
+        # A committed item is requeued once per request, never an item still pending.
+        assert ledger.requeue(np.array([4])) == 0
 
 
 def test_ledger_of_schema_version_3_moves_items_out_of_sqlite(tmp_path: Path) -> None:

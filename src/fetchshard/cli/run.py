@@ -22,6 +22,31 @@ def split_inputs(inputs: list[str]) -> tuple[Path | None, list[str]]:
     return (Path(configs[0]) if configs else None), others
 
 
+def split_kinds(words: list[str]) -> tuple[list[str], list[str]]:
+    """``--retry-failed [KIND ...]``: the kinds given after the flag land among the inputs
+    (a flag takes no values); take back the words that name kinds and are not files."""
+    from fetchshard.errors import KIND_WORDS, ConfigError
+
+    kinds, paths = [], []
+    for word in words:
+        exists = os.path.exists(word)
+        if word in KIND_WORDS and exists:
+            raise ConfigError(
+                f"--retry-failed: {word!r} is both an error kind and a file here; "
+                f"write ./{word} for the file"
+            )
+        if word in KIND_WORDS:
+            kinds.append(word)
+        elif not exists and word.isidentifier():  # a misspelt kind, not a path
+            raise ConfigError(
+                f"--retry-failed: {word!r} is neither an error kind nor an input that exists "
+                f"(kinds: {', '.join(sorted(KIND_WORDS))})"
+            )
+        else:
+            paths.append(word)
+    return kinds, paths
+
+
 def _set_pairs(pairs: list[str]) -> dict[str, Any]:
     from fetchshard.config import parse_value
     from fetchshard.errors import ConfigError
@@ -60,6 +85,15 @@ def run_command(
         typer.Option(
             "--restart",
             help="Discard this output folder's previous run (of these ranks) and start over.",
+        ),
+    ] = False,
+    retry_failed: Annotated[
+        bool,
+        typer.Option(
+            "--retry-failed",
+            help="Fetch again the items whose row is a failure: of the error kinds named after "
+            "the flag (e.g. --retry-failed http_5xx timeout), 'all', or by default the "
+            "transient ones. Nothing else is fetched again.",
         ),
     ] = False,
     url_column: Annotated[str | None, typer.Option(help="Column holding the URL.")] = None,
@@ -110,6 +144,9 @@ def run_command(
         "run.log_level": log_level,
     }
     with user_errors():
+        if retry_failed:
+            kinds, paths = split_kinds(paths)
+            flags["run.retry_failed"] = kinds or ["transient"]
         # A rank started by --ranks gets its launcher's command line as data, below its own.
         overrides = inherited_overrides(os.environ)
         overrides.update({k: v for k, v in flags.items() if v is not None})

@@ -17,7 +17,7 @@ from fetchshard.engine.retry import throttled_host_bound, url_time_bound
 from fetchshard.engine.stages import Stage, columns_with
 from fetchshard.engine.stop import StopFlag, stop_signals
 from fetchshard.environment import CHILD
-from fetchshard.errors import EXIT_INTERRUPTED, EXIT_OK
+from fetchshard.errors import EXIT_INTERRUPTED, EXIT_OK, select_kinds
 from fetchshard.inputs import InputSet, open_inputs
 from fetchshard.ledger import Ledger
 from fetchshard.output.parts import recover
@@ -27,6 +27,7 @@ from fetchshard.runfolder.documents import DoneMarker, RankStats
 from fetchshard.runfolder.layout import RunPaths
 from fetchshard.runfolder.lock import rank_lock
 from fetchshard.runfolder.prepare import prepare_output
+from fetchshard.runfolder.storage import LOCAL, fsync_path
 from fetchshard.stats import Stats
 
 log = logging.getLogger("fetchshard")
@@ -116,6 +117,8 @@ def _rank(
         if result.skipped:
             log.info("plan found in the ledger; resuming")
         next_part = recover(paths, rank, ledger)
+        if config.run.retry_failed:
+            _requeue_failed(ledger, paths, rank, config.run.retry_failed)
         counts = ledger.counts()
         log.info(
             "slice: %d items, %d committed, %d to do",
@@ -158,6 +161,24 @@ def _rank(
                 "rank %d stopped with %d items to do; rerun to resume", rank, counts.pending
             )
         return RankOutcome(complete, totals)
+
+
+def _requeue_failed(ledger: Ledger, paths: RunPaths, rank: int, words: tuple[str, ...]) -> int:
+    """Put the committed failures ``words`` name back in the queue (``--retry-failed``)."""
+    kinds = select_kinds(words)
+    ids = ledger.failed_items(kinds)
+    named = "of any kind" if kinds is None else f"({', '.join(words)})"
+    if not len(ids):
+        log.info("no failed items %s to fetch again", named)
+        return 0
+    # First: a done marker beside pending items would tell merge the rank is complete.
+    done = paths.done(rank)
+    if done.exists():
+        LOCAL.remove(done)
+        fsync_path(done.parent)
+    count = ledger.requeue(ids)
+    log.info("fetching %d failed items %s again; their old rows stay until replaced", count, named)
+    return count
 
 
 def _totals(ledger: Ledger, session: Stats) -> Stats:
