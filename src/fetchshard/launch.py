@@ -48,15 +48,33 @@ def launch_ranks(config_file: Path | None, overrides: Mapping[str, Any], world_s
     failed.
     """
     shared = {k: v for k, v in overrides.items() if k not in _PER_RANK}
-    env = {
-        **os.environ,
-        CHILD: "1",
-        CHILD_OVERRIDES: json.dumps(shared),
-        LAUNCHER_PID: str(os.getpid()),  # each rank ends with us (signals.die_with_launcher)
-    }
     head = [sys.executable, "-m", "fetchshard", "run"]
     if config_file is not None:
         head.append(str(config_file))
+    codes = start_ranks(
+        [
+            [*head, "--ranks", "1", "--rank", str(r), "--world-size", str(world_size)]
+            for r in range(world_size)
+        ],
+        {CHILD_OVERRIDES: json.dumps(shared)},
+    )
+    failed = [(r, c) for r, c in enumerate(codes) if c not in (EXIT_OK, EXIT_INTERRUPTED)]
+    if failed:
+        listed = ", ".join(f"rank {r} exited {c}" for r, c in failed)
+        raise RankFailedError(f"{len(failed)} of {world_size} ranks failed: {listed}")
+    return EXIT_INTERRUPTED if EXIT_INTERRUPTED in codes else EXIT_OK
+
+
+def start_ranks(commands: list[list[str]], extra_env: Mapping[str, str]) -> list[int]:
+    """Run one local process per command, each in its own session, and wait for them all;
+    return their exit codes. Signals the launcher receives are forwarded to each; if the
+    launcher dies (SIGKILL included) each gets SIGTERM from the kernel."""
+    env = {
+        **os.environ,
+        **extra_env,
+        CHILD: "1",
+        LAUNCHER_PID: str(os.getpid()),  # each rank ends with us (signals.die_with_launcher)
+    }
     procs: list[subprocess.Popen[bytes]] = []
 
     def forward(signum: int, _frame: FrameType | None) -> None:
@@ -66,10 +84,9 @@ def launch_ranks(config_file: Path | None, overrides: Mapping[str, Any], world_s
 
     previous = {sig: signal.signal(sig, forward) for sig in _FORWARDED}
     try:
-        for rank in range(world_size):
-            cmd = [*head, "--ranks", "1", "--rank", str(rank), "--world-size", str(world_size)]
+        for cmd in commands:
             procs.append(subprocess.Popen(cmd, env=env, start_new_session=True))
-        log.info("started %d local ranks: pids %s", world_size, [p.pid for p in procs])
+        log.info("started %d local ranks: pids %s", len(procs), [p.pid for p in procs])
         for proc in procs:
             # A signal interrupts the wait, runs ``forward`` and the wait goes on (PEP 475).
             proc.wait()
@@ -80,9 +97,4 @@ def launch_ranks(config_file: Path | None, overrides: Mapping[str, Any], world_s
             if proc.poll() is None:  # only if we are unwinding from an error of our own
                 proc.terminate()
                 proc.wait()
-    codes = [p.returncode for p in procs]
-    failed = [(r, c) for r, c in enumerate(codes) if c not in (EXIT_OK, EXIT_INTERRUPTED)]
-    if failed:
-        listed = ", ".join(f"rank {r} exited {c}" for r, c in failed)
-        raise RankFailedError(f"{len(failed)} of {world_size} ranks failed: {listed}")
-    return EXIT_INTERRUPTED if EXIT_INTERRUPTED in codes else EXIT_OK
+    return [p.returncode for p in procs]

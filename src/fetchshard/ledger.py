@@ -764,6 +764,51 @@ def read_superseded(path: Path, *, timeout: float = 10.0) -> dict[int, np.ndarra
     return {part: np.array(items, dtype=np.int64) for part, items in out.items()}
 
 
+def read_without_row(
+    path: Path, lost_parts: Collection[int] = (), *, timeout: float = 10.0
+) -> pa.Table:
+    """The planned items (item_id, url, reason) with no current row: ``pending`` (never
+    committed) or ``missing_part`` (their row is in one of ``lost_parts``)."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout, isolation_level=None)
+    try:
+        db.execute("BEGIN")
+        latest: dict[int, int] = {}  # item -> part of its current row
+        for item, part in db.execute(
+            "SELECT item_id, part FROM states WHERE part IS NOT NULL "
+            "UNION ALL SELECT item_id, part FROM done ORDER BY 2"
+        ):
+            latest[item] = part
+        db.execute("COMMIT")
+    finally:
+        db.close()
+    lost = set(lost_parts)
+    ids: list[int] = []
+    urls: list[str] = []
+    reasons: list[str] = []
+    file = items_file(path)
+    if file.exists():
+        reader = ItemFile(file)
+        try:
+            for batch in reader.batches():
+                for item, url in zip(
+                    batch.column(0).to_pylist(), batch.column(2).to_pylist(), strict=True
+                ):
+                    part = latest.get(item)
+                    if part is None or part in lost:
+                        ids.append(item)
+                        urls.append(url)
+                        reasons.append("pending" if part is None else "missing_part")
+        finally:
+            reader.close()
+    return pa.table(
+        {
+            "item_id": pa.array(ids, pa.int64()),
+            "url": pa.array(urls, pa.string()),
+            "reason": pa.array(reasons, pa.string()),
+        }
+    )
+
+
 def _has_table(db: sqlite3.Connection, name: str) -> bool:
     found = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
     return found.fetchone() is not None

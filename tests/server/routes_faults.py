@@ -7,7 +7,7 @@ import contextlib
 
 from aiohttp import web
 
-from .bodies import PATTERN, pattern_chunks
+from .bodies import PATTERN, jpeg_bytes, pattern_chunks
 from .params import float_match, float_param, header_value, int_match, int_param, status_param
 from .state import state_of
 from .streaming import sleep_unless_stopping, write_unless_gone
@@ -36,6 +36,9 @@ async def flaky(request: web.Request) -> web.Response:
     state.flaky_counts[key] = count
     if count <= fails:
         return web.Response(status=code, text=f"flaky {key} attempt {count}")
+    if "image" in request.query:  # then the JPEG of /image/{n}, n the parameter's value
+        n = int_param(request, "image", 0)
+        return web.Response(body=jpeg_bytes(n, 32, 32), content_type="image/jpeg")
     return web.Response(text="ok")
 
 

@@ -38,9 +38,10 @@ def _root(
 
 
 def _register() -> None:
-    from fetchshard.cli import run
+    from fetchshard.cli import merge, run
 
     app.command("run")(run.run_command)
+    app.command("merge")(merge.merge_command)
 
 
 _register()

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fetchshard import __version__
-from fetchshard.config import Config
+from fetchshard.config import Config, to_plain
 from fetchshard.engine.eventloop import run_event_loop
 from fetchshard.engine.progress import Progress
 from fetchshard.engine.retry import throttled_host_bound, url_time_bound
@@ -142,7 +142,13 @@ def _rank(
         totals = _totals(ledger, session)
         now = time.time()
         RankStats(
-            rank=rank, world_size=info.world_size, complete=complete, stats=totals, written_at=now
+            rank=rank,
+            world_size=info.world_size,
+            complete=complete,
+            stats=totals,
+            written_at=now,
+            settings=to_plain(config),
+            command=["fetchshard", *sys.argv[1:]],
         ).write(paths.stats(rank), durable=True)
         progress.finish("done" if complete else "interrupted", counts.committed, totals)
         if complete:

@@ -127,6 +127,10 @@ class RankStats(Document):
     complete: bool
     stats: Stats
     written_at: float
+    # The rank's settings (the whole config, as plain data) and command line: the dataset
+    # card says how the data was fetched. Absent from files of older versions.
+    settings: dict[str, Any] = field(default_factory=dict)
+    command: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -134,6 +138,8 @@ class RankStats(Document):
             "world_size": self.world_size,
             "complete": self.complete,
             "written_at": self.written_at,
+            "settings": self.settings,
+            "command": self.command,
             **self.stats.to_dict(),
         }
 
@@ -145,6 +151,8 @@ class RankStats(Document):
             complete=bool(data["complete"]),
             stats=Stats.from_dict(data),
             written_at=float(data.get("written_at", 0.0)),
+            settings=dict(data.get("settings") or {}),
+            command=[str(a) for a in data.get("command") or []],
         )
 
 

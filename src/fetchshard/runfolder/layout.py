@@ -111,3 +111,61 @@ class RunPaths:
             return None
         digits = name[len("part-") : -len(".parquet")]
         return int(digits) if digits.isdigit() else None
+
+
+# ------------------------------------------------------------------ the merged dataset
+
+DATA_SPLIT = "train"
+FILE_WIDTH = 5
+
+
+@dataclass(frozen=True)
+class MergedPaths:
+    """The layout of a merged dataset (``fetchshard merge``): the Hugging Face one, by default
+    ``OUT/merged``; its bookkeeping under a dot folder the loaders skip."""
+
+    root: Path
+
+    def data_file(self, index: int, count: int) -> Path:
+        """``data/train-00000-of-00042.parquet``: the name ``datasets`` reads as a split."""
+        return self.root / "data" / _numbered(DATA_SPLIT, index, count, "parquet")
+
+    def errors_file(self, index: int, count: int) -> Path:
+        """The failures, a second config of the dataset (split-named, so never mixed in)."""
+        return self.root / "errors" / _numbered(DATA_SPLIT, index, count, "parquet")
+
+    def shard_tar(self, index: int) -> Path:
+        """A webdataset shard (``00000.tar``) and, beside it, its metadata sidecar."""
+        return self.root / f"{index:0{FILE_WIDTH}d}.tar"
+
+    def shard_sidecar(self, index: int) -> Path:
+        return self.root / f"{index:0{FILE_WIDTH}d}.parquet"
+
+    @property
+    def card(self) -> Path:
+        return self.root / "README.md"
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "manifest.json"
+
+    @property
+    def missing(self) -> Path:
+        """The items a partial merge lacks, with their rank and why."""
+        return self.root / "missing.parquet"
+
+    @property
+    def state(self) -> Path:
+        """Merge bookkeeping: one record per finished file (a dot folder: loaders skip it)."""
+        return self.root / ".fetchshard"
+
+    def record(self, plan: str, name: str) -> Path:
+        """The record of one finished output file of the merge plan ``plan`` (a digest)."""
+        return self.state / plan / f"{name}.json"
+
+    def output_folders(self) -> list[Path]:
+        return [self.root / "data", self.root / "errors"]
+
+
+def _numbered(split: str, index: int, count: int, suffix: str) -> str:
+    return f"{split}-{index:0{FILE_WIDTH}d}-of-{count:0{FILE_WIDTH}d}.{suffix}"

@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+import numpy as np
+
 from fetchshard.errors import RunFolderError
-from fetchshard.ledger import LedgerSummary, read_summary
+from fetchshard.ledger import LedgerSummary, read_summary, read_superseded
 from fetchshard.runfolder.documents import DoneMarker, ProgressSnapshot, RankStats, RunManifest
 from fetchshard.runfolder.layout import RunPaths
 from fetchshard.runfolder.lock import is_locked
@@ -61,6 +63,11 @@ class RankView:
         """Counts and committed parts from the rank's ledger (read-only), if it has one."""
         path = self.paths.ledger(self.rank)
         return read_summary(path) if path.exists() else None
+
+    def superseded(self) -> dict[int, np.ndarray]:
+        """Part -> ids of the rows in it that are no longer current (after --retry-failed)."""
+        path = self.paths.ledger(self.rank)
+        return read_superseded(path) if path.exists() else {}
 
     def part_files(self) -> list[Path]:
         """The committed parts, as the ledger records them, in part order."""

@@ -1,0 +1,130 @@
+"""The dataset card (``README.md``): the YAML header `datasets` reads, and what a reader needs.
+
+The header names both configs (``default``: the successes, ``errors``: the failures) with
+their files, and ``dataset_info`` with each config's features (when every column has one;
+`datasets` then casts to them, so they must be complete) and exact example counts (which it
+verifies). The prose says what was fetched, from where, when, how and by whom.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pyarrow as pa
+import yaml
+
+from fetchshard.merge.documents import MergeManifest
+from fetchshard.merge.plan import DATA, ERRORS
+from fetchshard.merge.schema import features
+
+DATA_GLOB = "data/train-*"
+ERRORS_GLOB = "errors/train-*"
+
+
+def dataset_card(manifest: MergeManifest, schemas: dict[str, pa.Schema]) -> str:
+    return f"---\n{_header(manifest, schemas)}---\n\n{_prose(manifest)}"
+
+
+def _header(manifest: MergeManifest, schemas: dict[str, pa.Schema]) -> str:
+    configs: list[dict[str, Any]] = [
+        {
+            "config_name": "default",
+            "default": True,
+            "data_files": [{"split": "train", "path": DATA_GLOB}],
+        }
+    ]
+    if manifest.counts["failed"]:
+        configs.append(
+            {"config_name": "errors", "data_files": [{"split": "train", "path": ERRORS_GLOB}]}
+        )
+    info = []
+    for config in configs:
+        kind = DATA if config["config_name"] == "default" else ERRORS
+        files = [f for f in manifest.files if f.kind == kind]
+        entry: dict[str, Any] = {"config_name": config["config_name"]}
+        found = features(schemas[kind])
+        if found is not None:
+            entry["features"] = [_card_feature(name, f) for name, f in found.items()]
+        entry["splits"] = [
+            {
+                "name": "train",
+                "num_bytes": sum(f.bytes for f in files),
+                "num_examples": sum(f.rows for f in files),
+            }
+        ]
+        entry["download_size"] = sum(f.bytes for f in files)
+        info.append(entry)
+    doc = {"configs": configs, "dataset_info": info}
+    return str(yaml.safe_dump(doc, sort_keys=False, default_flow_style=False))
+
+
+def _card_feature(name: str, feature: dict[str, Any]) -> dict[str, Any]:
+    if feature["_type"] == "Image":
+        return {"name": name, "dtype": "image"}
+    return {"name": name, "dtype": feature["dtype"]}
+
+
+def _prose(manifest: MergeManifest) -> str:
+    counts = manifest.counts
+    run = manifest.run
+    settings = run.get("settings") or {}
+    fetch = settings.get("fetch") or {}
+    lines = ["# Dataset fetched with fetchshard", ""]
+    total = counts["ok"] + counts["failed"]
+    state = "complete" if manifest.complete else "**partial**"
+    lines += [
+        f"{counts['planned']:,} URLs were planned; this {state} merge holds {counts['ok']:,} "
+        f"successes (config `default`) and {counts['failed']:,} failures (config `errors`), "
+        f"{total:,} rows in all, in {len(manifest.files)} Parquet files "
+        f"({manifest.bytes / 1e6:,.1f} MB).",
+        "",
+    ]
+    if counts["missing"]:
+        lines += [
+            f"{counts['missing']:,} planned items have no row here: `missing.parquet` lists "
+            "them with their rank and why (pending, or in a missing part).",
+            "",
+        ]
+    if manifest.body_as == "image":
+        lines += ["Successes carry the response body as `image` (`datasets.Image`).", ""]
+    else:
+        lines += ["Successes carry the response body as `body` (bytes).", ""]
+    lines += ["| status | error kind | rows |", "|---|---|---|", f"| ok | | {counts['ok']:,} |"]
+    lines += [f"| failed | `{kind}` | {n:,} |" for kind, n in sorted(manifest.errors.items())]
+    lines.append("")
+    when = run.get("last_completed_at")
+    if when:
+        stamp = dt.datetime.fromtimestamp(float(when), tz=dt.timezone.utc)
+        lines += [
+            f"Fetched until {stamp:%Y-%m-%d %H:%M} UTC by {_ranks(run.get('world_size'))}.",
+            "",
+        ]
+    if fetch:
+        contact = fetch.get("contact")
+        agent = f"contact `{contact}`" if contact else "of fetchshard, without a contact"
+        robots = "obeyed" if fetch.get("robots_txt", True) else "not consulted"
+        lines += [
+            f"Requests were sent with the User-Agent {agent}; per host at most "
+            f"{fetch.get('per_host_rate')} requests/s over all ranks, "
+            f"{fetch.get('max_attempts')} attempts per URL; robots.txt {robots}.",
+            "",
+        ]
+    command = run.get("command")
+    if command:
+        lines += ["The command:", "", "    " + " ".join(command), ""]
+    inputs = (run.get("fingerprint") or {}).get("input", {}).get("files", [])
+    if inputs:
+        lines += ["Inputs:", ""]
+        lines += [f"- `{f['path']}` ({int(f.get('size', 0)):,} bytes)" for f in inputs]
+        lines.append("")
+    lines += [
+        f"Merged by fetchshard {manifest.fetchshard_version}; `manifest.json` lists every file "
+        "with its rows, bytes and sha256, the run's fingerprint and settings.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _ranks(count: object) -> str:
+    return "1 rank" if count == 1 else f"{count} ranks"

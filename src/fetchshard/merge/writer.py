@@ -1,0 +1,188 @@
+"""Writing one output file of the plan: durable, verifiable, the same bytes every time.
+
+Rows stream from the parts a source row group at a time and leave in row groups of about
+``row_group_bytes`` (cut by the rows' content, never by timing), so memory holds a row group
+or two and any process writing the file writes the same bytes. The file is written as
+``.tmp``, fsynced, hashed; its record is written durably, and only then is it renamed: a
+file in place always has its record, and a rerun redoes only what has none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from fetchshard.faults import crash_point
+from fetchshard.merge.documents import FileRecord
+from fetchshard.merge.plan import DATA, OutputFile, selected
+from fetchshard.merge.schema import BODY, IMAGE, to_data, to_errors
+from fetchshard.merge.sources import SourcePart
+from fetchshard.output.codecs import already_compressed
+from fetchshard.output.columns import BASE_COLUMNS
+from fetchshard.runfolder.layout import tmp_of
+from fetchshard.runfolder.storage import LOCAL, fsync_path
+
+_HASH_CHUNK = 1 << 20
+_DICTIONARY = {c.name for c in BASE_COLUMNS.columns if c.dictionary} | {"host"}
+_NO_STATISTICS = {c.name for c in BASE_COLUMNS.columns if not c.statistics} | {IMAGE}
+
+
+@dataclass(frozen=True, kw_only=True)
+class WriteSettings:
+    row_group_bytes: int
+    compression: str  # for every column but a body that would not shrink
+
+
+def write_file(
+    out: OutputFile,
+    parts: list[SourcePart],
+    schema: pa.Schema,
+    target: Path,
+    record: Path,
+    settings: WriteSettings,
+    *,
+    name: str,
+) -> FileRecord:
+    """Write ``out`` to ``target`` (see the module docstring), its record (``name``: its path
+    in the merged folder) to ``record``; return the record."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_of(target)
+    convert = to_data if out.kind == DATA else to_errors
+    writer: pq.ParquetWriter | None = None
+    buffered: list[pa.Table] = []
+    weight = 0
+    rows = 0
+    try:
+        for table in _rows(out, parts, schema):
+            converted = convert(table, schema)
+            buffered.append(converted)
+            weight += _weights(converted).sum()
+            while weight >= settings.row_group_bytes:
+                group, rest = _cut(pa.concat_tables(buffered), settings.row_group_bytes)
+                writer = writer or _open(tmp, schema, group, settings)
+                writer.write_table(group, row_group_size=max(group.num_rows, 1))
+                rows += group.num_rows
+                buffered = [rest] if rest.num_rows else []
+                weight = int(_weights(rest).sum()) if rest.num_rows else 0
+        if buffered or writer is None:
+            last = pa.concat_tables(buffered) if buffered else schema.empty_table()
+            writer = writer or _open(tmp, schema, last, settings)
+            writer.write_table(last, row_group_size=max(last.num_rows, 1))
+            rows += last.num_rows
+        writer.close()
+        writer = None
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    if rows != out.rows:
+        tmp.unlink(missing_ok=True)
+        raise RuntimeError(f"{target.name}: wrote {rows} rows, the plan has {out.rows}")
+    fsync_path(tmp)
+    done = FileRecord(
+        path=name,
+        kind=out.kind,
+        rows=rows,
+        bytes=tmp.stat().st_size,
+        sha256=sha256_of(tmp),
+    )
+    record.parent.mkdir(parents=True, exist_ok=True)
+    done.write(record, durable=True)
+    crash_point(f"merge_{out.kind}", out.index + 1)  # tests: between record and rename
+    LOCAL.publish(tmp, target)
+    return done
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _rows(out: OutputFile, parts: list[SourcePart], schema: pa.Schema) -> Iterator[pa.Table]:
+    """The file's rows in plan order, a source row group (or less) at a time."""
+    wanted = set(schema.names) | {BODY, "url", "item_id"}
+    for piece in out.pieces:
+        part = parts[piece.source]
+        file = pq.ParquetFile(part.path)
+        small = file.read(columns=["item_id", "status"])
+        positions = selected(small, part, out.kind)[piece.start : piece.stop]
+        columns = [n for n in file.schema_arrow.names if n in wanted]
+        offsets = np.cumsum(
+            [0] + [file.metadata.row_group(g).num_rows for g in range(file.num_row_groups)]
+        )
+        groups = np.searchsorted(offsets, positions, side="right") - 1
+        for g in np.unique(groups).tolist():
+            local = positions[groups == g] - offsets[g]
+            table = file.read_row_group(g, columns=columns)
+            yield table.take(pa.array(local))
+
+
+def _weights(table: pa.Table) -> np.ndarray:
+    """Each row's share of a row group: its body's bytes plus the rest on average."""
+    n = table.num_rows
+    if not n:
+        return np.zeros(0, dtype=np.int64)
+    body_name = (
+        IMAGE
+        if IMAGE in table.column_names and pa.types.is_struct(table.schema.field(IMAGE).type)
+        else BODY
+    )
+    if body_name in table.column_names:
+        column = table.column(body_name)
+        if pa.types.is_struct(column.type):
+            column = pc.struct_field(column, "bytes")
+        lengths = pc.binary_length(column).fill_null(0).to_numpy().astype(np.int64)
+        rest = table.drop_columns([body_name]).nbytes
+    else:
+        lengths = np.zeros(n, dtype=np.int64)
+        rest = table.nbytes
+    weights: np.ndarray = lengths + rest // n
+    return weights
+
+
+def _cut(table: pa.Table, limit: int) -> tuple[pa.Table, pa.Table]:
+    """The first rows of ``table`` that reach ``limit`` bytes, and the rest."""
+    cumulative = np.cumsum(_weights(table))
+    stop = int(np.searchsorted(cumulative, limit, side="left")) + 1
+    stop = min(max(stop, 1), table.num_rows)
+    return table.slice(0, stop), table.slice(stop)
+
+
+def _open(
+    path: Path, schema: pa.Schema, first: pa.Table, settings: WriteSettings
+) -> pq.ParquetWriter:
+    names = schema.names
+    codecs = {name: settings.compression for name in names}
+    body = IMAGE if IMAGE in names else BODY if BODY in names else None
+    if body is not None and _incompressible(first):
+        codecs[body] = "none"
+    if os.path.exists(path):
+        os.unlink(path)
+    return pq.ParquetWriter(
+        path,
+        schema,
+        compression=codecs,
+        use_dictionary=[n for n in names if n in _DICTIONARY],
+        write_statistics=[n for n in names if n not in _NO_STATISTICS],
+        write_page_index=True,
+    )
+
+
+def _incompressible(table: pa.Table) -> bool:
+    """Whether most bodies (of the file's first row group) are compressed already."""
+    if "content_type" not in table.column_names:
+        return False
+    types = [t for t in table.column("content_type").to_pylist() if t]
+    return bool(types) and sum(map(already_compressed, types)) >= 0.9 * len(types)
