@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -243,3 +244,37 @@ def test_sbatch_without_srun_refuses_and_with_srun_works(tmp_path: Path, job_nam
         assert job.returncode == 0, stepped.read_text()[-4000:]
     assert done_markers(out_step) == rank_names(2)
     assert assert_exactly_once(out_step, world_size=2) == len(urls)
+
+
+@pytest.mark.timeout(240)
+def test_srun_merge_writes_the_files_of_a_one_process_merge(
+    tmp_path: Path, job_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`srun -n 4 fetchshard merge`: four tasks split the files, byte for byte the same."""
+    with ServerProcess(hosts=3, log_path=tmp_path / "requests.jsonl") as srv:
+        urls = [srv.url(f"/image/{i}?w=40&h=40", host=i % 3) for i in range(400)]
+        urls += [srv.url(f"/status/404?t={i}", host=1) for i in range(5)]
+        src, out = url_lines(tmp_path / "urls.txt", urls), tmp_path / "out"
+        fetched = run_bounded(fetchshard_run(src, out, *FAST, "--ranks", "2"), 120)
+        assert fetched.returncode == 0, fetched.stderr[-4000:]
+    sizes = ["--file-size", "60KB"]
+    alone = run_bounded(
+        [sys.executable, "-m", "fetchshard", "merge", str(out), "-o", "alone", *sizes],
+        120,
+        cwd=tmp_path,
+    )
+    assert alone.returncode == 0, alone.stderr[-4000:]
+    started = time.monotonic()
+    merge = [sys.executable, "-m", "fetchshard", "merge", str(out), "-o", "split", *sizes]
+    proc = srun(["-n", "4", "--overcommit", "--job-name", job_name], merge, 200, tmp_path)
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    reference = json.loads((tmp_path / "alone" / "manifest.json").read_text())
+    split = json.loads((tmp_path / "split" / "manifest.json").read_text())
+    assert split == reference and len(reference["files"]) >= 4
+    assert reference["counts"]["ok"] == 400 and reference["counts"]["failed"] == 5
+    show(
+        capsys,
+        f"srun -n 4 fetchshard merge: {len(reference['files'])} files, the same sha256 as one "
+        f"process, in {elapsed:.1f}s",
+    )
