@@ -92,3 +92,31 @@ def test_baseline_runs_a_committed_fetchshard_in_the_same_rounds(work: Path) -> 
     # The twin ran from its snapshot of HEAD, not from the installed source.
     assert result["runs"][1]["fetchshard_source"]["commit"] == head
     assert result["medians"][twin]["urls_per_s_vs_fetchshard"] > 0
+
+
+@pytest.mark.timeout(60)
+def test_merge_speed_counts_the_same_rows_as_duckdb(tmp_path: Path) -> None:
+    # benchmarks/merge_speed.py at a tiny size (~10 MB of parts, a 200-JPEG corpus): both
+    # sides run and hold every part row. No timing or memory assertion.
+    out = tmp_path / "merge.json"
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "merge_speed.py"),
+        *("--gb", "0.01", "--repeat", "1", "--corpus-files", "200", "--server", "aiohttp"),
+        *("--json", str(out), "--work", str(tmp_path / "work")),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=55, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-4000:]
+    result: dict[str, Any] = json.loads(out.read_text())
+    parts = result["parts"]
+    assert parts["bytes"] >= 0.01e9 and parts["ranks"] == 4 and parts["tmp_files"] == 0
+    runs = {r["tool"]: r for r in result["runs"]}
+    assert set(runs) == {"merge", "duckdb"}
+    for run in runs.values():
+        assert run["status"] == "ok" and run["rows"] == parts["rows"], run
+        assert run["wall_s"] > 0 and run["cpu_s"] > 0 and run["peak_rss_tree_mb"] > 0
+        assert run["output_bytes"] > 0
+    assert runs["merge"]["rows_data"] == parts["rows"] and runs["merge"]["rows_errors"] == 0
+    assert runs["merge"]["manifest"]["complete"] is True
+    assert result["rows_match"] and result["merge_manifest_complete"]
+    assert result["merge_time_over_duckdb"] > 0 and result["merge_rss_over_duckdb"] > 0

@@ -54,6 +54,25 @@ def merge_command(
         typer.Option("--body-as", help="auto (image when every success is one), image or binary."),
     ] = "auto",
     compression: Annotated[str, typer.Option(help="Parquet codec.")] = "zstd",
+    file_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="parquet (the Hugging Face layout) or webdataset (00000.tar shards, each "
+            "with a 00000.parquet sidecar; the failures stay Parquet).",
+        ),
+    ] = "parquet",
+    caption: Annotated[
+        str | None,
+        typer.Option(help="webdataset: the input column each sample's KEY.txt holds."),
+    ] = None,
+    dedup: Annotated[
+        str | None,
+        typer.Option(
+            help="content: keep a body (same sha256) once; duplicates.parquet names the "
+            "items dropped and the item each repeats."
+        ),
+    ] = None,
     allow_partial: Annotated[
         bool,
         typer.Option(
@@ -70,7 +89,7 @@ def merge_command(
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Merge every rank's parts into a Hugging Face dataset: data/ (successes), errors/
-    (failures), README.md (the card) and manifest.json.
+    (failures), README.md (the card) and manifest.json; or webdataset shards.
 
     Exit codes: 0 merged, 1 something missing (named) or failed, 2 bad usage.
     Under srun, each task merges its share of the files.
@@ -88,6 +107,9 @@ def merge_command(
             compression=compression,
             body_as=body_as,
             allow_partial=allow_partial,
+            file_format=file_format,
+            caption=caption,
+            dedup=dedup,
         )
         if ranks is not None and ranks > 1:
             if rank is not None:
@@ -99,6 +121,9 @@ def merge_command(
             args += ["-o", str(output)] if output is not None else []
             args += ["--file-rows", str(file_rows)] if file_rows is not None else []
             args += ["--allow-partial"] if allow_partial else []
+            args += ["--format", file_format]
+            args += ["--caption", caption] if caption is not None else []
+            args += ["--dedup", dedup] if dedup is not None else []
             head = [sys.executable, "-m", "fetchshard", "merge", *args]
             codes = start_ranks(
                 [[*head, "--rank", str(r), "--world-size", str(ranks)] for r in range(ranks)], {}
@@ -114,20 +139,16 @@ def merge_command(
 def _merge_here(run_dir: Path, options: Any, rank: int | None, world_size: int | None) -> None:
     import logging
 
+    from fetchshard.engine.rank import is_interactive
     from fetchshard.merge.job import merge
     from fetchshard.ranks import detect_rank
 
-    log = logging.getLogger("fetchshard")
     info = detect_rank(os.environ, rank=rank, world_size=world_size)
-
-    def said(out: Any, written: bool) -> None:
-        verb = "wrote" if written else "found finished"
-        log.info("%s %s: %s rows", verb, out.name, f"{out.rows:,}")
-
-    outcome = merge(run_dir, options, rank=info.rank, world_size=info.world_size, on_file=said)
+    with _Watch(info.rank, bar=is_interactive()) as watch:
+        outcome = merge(run_dir, options, rank=info.rank, world_size=info.world_size, watch=watch)
     manifest = outcome.manifest
     if manifest is None:
-        log.info(
+        logging.getLogger("fetchshard").info(
             "merge rank %d: its %d files are done; the others' are not all there yet",
             info.rank,
             outcome.written + outcome.reused,
@@ -140,3 +161,67 @@ def _merge_here(run_dir: Path, options: Any, rank: int | None, world_size: int |
         f"in {len(manifest.files)} files ({manifest.bytes / 1e6:,.1f} MB); "
         f"{counts['missing']:,} planned items without a row"
     )
+
+
+class _Watch:
+    """A merge's progress: a bar of rows on a terminal, a log line per file elsewhere."""
+
+    def __init__(self, rank: int, *, bar: bool) -> None:
+        import logging
+
+        self._log = logging.getLogger("fetchshard")
+        self._rank = rank
+        self._bar: Any = None
+        self._task: Any = None
+        if bar:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._bar = Progress(
+                TextColumn("[bold]merging"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("rows · {task.fields[detail]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+            )
+
+    def __enter__(self) -> _Watch:
+        if self._bar is not None:
+            self._bar.start()
+            self._task = self._bar.add_task("merging", total=None, detail="surveying the parts")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def planned(self, plan: Any, files: int, rows: int) -> None:
+        self._files, self._done = files, 0
+        self._log.info(
+            "merge rank %d: %d of the plan's %d files, %s rows",
+            self._rank,
+            files,
+            len(plan.files),
+            f"{rows:,}",
+        )
+        if self._bar is not None:
+            self._bar.update(self._task, total=rows, detail=f"0/{files} files")
+
+    def advanced(self, rows: int) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task, rows)
+
+    def file_done(self, out: Any, written: bool) -> None:
+        self._done += 1
+        if self._bar is not None:
+            self._bar.update(self._task, detail=f"{self._done}/{self._files} files")
+            return
+        verb = "wrote" if written else "found finished"
+        self._log.info("%s %s: %s rows", verb, out.name, f"{out.rows:,}")

@@ -15,10 +15,11 @@ import pyarrow as pa
 import yaml
 
 from fetchshard.merge.documents import MergeManifest
-from fetchshard.merge.plan import DATA, ERRORS
+from fetchshard.merge.plan import DATA, ERRORS, WEBDATASET
 from fetchshard.merge.schema import features
 
 DATA_GLOB = "data/train-*"
+SHARDS_GLOB = "*.tar"
 ERRORS_GLOB = "errors/train-*"
 
 
@@ -31,19 +32,22 @@ def _header(manifest: MergeManifest, schemas: dict[str, pa.Schema]) -> str:
         {
             "config_name": "default",
             "default": True,
-            "data_files": [{"split": "train", "path": DATA_GLOB}],
+            "data_files": [{"split": "train", "path": _data_glob(manifest)}],
         }
     ]
-    if manifest.counts["failed"]:
+    # `datasets` reads every config of a folder with one loader (its issue #6447): beside
+    # the shards the errors, in Parquet, are no config but loaded on their own (the prose)
+    if manifest.counts["failed"] and not _shards(manifest):
         configs.append(
             {"config_name": "errors", "data_files": [{"split": "train", "path": ERRORS_GLOB}]}
         )
     info = []
     for config in configs:
         kind = DATA if config["config_name"] == "default" else ERRORS
-        files = [f for f in manifest.files if f.kind == kind]
+        files = [f for f in manifest.files if f.kind in _KINDS[kind]]
         entry: dict[str, Any] = {"config_name": config["config_name"]}
-        found = features(schemas[kind])
+        # the shards' features are webdataset's (`jpg`, `json`, ...): `datasets` infers them
+        found = None if _shards(manifest) and kind == DATA else features(schemas[kind])
         if found is not None:
             entry["features"] = [_card_feature(name, f) for name, f in found.items()]
         entry["splits"] = [
@@ -57,6 +61,17 @@ def _header(manifest: MergeManifest, schemas: dict[str, pa.Schema]) -> str:
         info.append(entry)
     doc = {"configs": configs, "dataset_info": info}
     return str(yaml.safe_dump(doc, sort_keys=False, default_flow_style=False))
+
+
+_KINDS = {DATA: ("data", "shard"), ERRORS: ("errors",)}
+
+
+def _shards(manifest: MergeManifest) -> bool:
+    return manifest.format == WEBDATASET
+
+
+def _data_glob(manifest: MergeManifest) -> str:
+    return SHARDS_GLOB if _shards(manifest) else DATA_GLOB
 
 
 def _card_feature(name: str, feature: dict[str, Any]) -> dict[str, Any]:
@@ -76,17 +91,31 @@ def _prose(manifest: MergeManifest) -> str:
     lines += [
         f"{counts['planned']:,} URLs were planned; this {state} merge holds {counts['ok']:,} "
         f"successes (config `default`) and {counts['failed']:,} failures (config `errors`), "
-        f"{total:,} rows in all, in {len(manifest.files)} Parquet files "
-        f"({manifest.bytes / 1e6:,.1f} MB).",
+        f"{total:,} rows in all, in {_files(manifest)} ({manifest.bytes / 1e6:,.1f} MB).",
         "",
     ]
+    if counts.get("duplicates"):
+        lines += [
+            f"{counts['duplicates']:,} successes repeated the body of another and were left "
+            "out (`--dedup content`): `duplicates.parquet` names each, with the item kept.",
+            "",
+        ]
     if counts["missing"]:
         lines += [
             f"{counts['missing']:,} planned items have no row here: `missing.parquet` lists "
             "them with their rank and why (pending, or in a missing part).",
             "",
         ]
-    if manifest.body_as == "image":
+    if _shards(manifest):
+        lines += [
+            "Successes are webdataset shards (`00000.tar`: `KEY.<ext>` the body, `KEY.json` "
+            "the row; `00000.parquet` beside each holds the same rows). The failures are "
+            "Parquet files in `errors/`, outside the dataset's configs (`datasets` reads a "
+            'folder with one loader): `load_dataset("parquet", '
+            'data_files="errors/*.parquet")`.',
+            "",
+        ]
+    elif manifest.body_as == "image":
         lines += ["Successes carry the response body as `image` (`datasets.Image`).", ""]
     else:
         lines += ["Successes carry the response body as `body` (bytes).", ""]
@@ -103,7 +132,7 @@ def _prose(manifest: MergeManifest) -> str:
     if fetch:
         contact = fetch.get("contact")
         agent = f"contact `{contact}`" if contact else "of fetchshard, without a contact"
-        robots = "obeyed" if fetch.get("robots_txt", True) else "not consulted"
+        robots = "obeyed" if fetch.get("robots_txt", False) else "not consulted"
         lines += [
             f"Requests were sent with the User-Agent {agent}; per host at most "
             f"{fetch.get('per_host_rate')} requests/s over all ranks, "
@@ -124,6 +153,14 @@ def _prose(manifest: MergeManifest) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _files(manifest: MergeManifest) -> str:
+    if not _shards(manifest):
+        return f"{len(manifest.files)} Parquet files"
+    shards = sum(1 for f in manifest.files if f.kind == "shard")
+    rest = sum(1 for f in manifest.files if f.kind == "errors")
+    return f"{shards} webdataset shards and {rest} Parquet files of failures"
 
 
 def _ranks(count: object) -> str:

@@ -11,10 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -24,11 +23,23 @@ from fetchshard.errors import ConfigError, RunError
 from fetchshard.ledger import read_without_row
 from fetchshard.merge.card import dataset_card
 from fetchshard.merge.documents import FileRecord, MergeManifest
-from fetchshard.merge.plan import DATA, MergePlan, OutputFile, Targets, make_plan
-from fetchshard.merge.schema import data_schema, errors_schema
+from fetchshard.merge.plan import (
+    BODY_BINARY,
+    BODY_IMAGE,
+    DATA,
+    FORMATS,
+    PARQUET,
+    WEBDATASET,
+    MergePlan,
+    OutputFile,
+    Targets,
+    make_plan,
+)
+from fetchshard.merge.schema import BODY, IMAGE, data_schema, errors_schema, sidecar_schema
+from fetchshard.merge.shards import KEY_WIDTH, write_shard
 from fetchshard.merge.sources import Sources, collect
 from fetchshard.merge.writer import WriteSettings, write_file
-from fetchshard.runfolder.layout import TMP_SUFFIX, MergedPaths
+from fetchshard.runfolder.layout import TMP_SUFFIX, MergedPaths, tmp_of
 from fetchshard.runfolder.storage import LOCAL
 from fetchshard.runfolder.view import RunFolder
 
@@ -38,6 +49,7 @@ MB = 1000 * 1000
 MiB = 1024 * 1024
 BODY_CHOICES = ("auto", "image", "binary")
 COMPRESSION_CHOICES = ("zstd", "snappy", "gzip", "lz4", "none")
+DEDUP_CHOICES = ("content",)
 
 
 class MergeIncompleteError(RunError):
@@ -57,6 +69,9 @@ class MergeOptions:
     compression: str = "zstd"
     body_as: str = "auto"  # image: the body is datasets' Image; binary: bytes
     allow_partial: bool = False
+    file_format: str = PARQUET  # or webdataset: tar shards (the failures stay Parquet)
+    caption: str | None = None  # webdataset: the column each sample's .txt holds
+    dedup: str | None = None  # content: a body already kept (by sha256) is not kept again
 
     def __post_init__(self) -> None:
         if self.file_bytes <= 0:
@@ -76,6 +91,29 @@ class MergeOptions:
             raise ConfigError(
                 f"--body-as: must be one of {', '.join(BODY_CHOICES)}, got {self.body_as!r}"
             )
+        if self.file_format not in FORMATS:
+            raise ConfigError(
+                f"--format: must be one of {', '.join(FORMATS)}, got {self.file_format!r}"
+            )
+        if self.caption is not None and self.file_format != WEBDATASET:
+            raise ConfigError("--caption: only with --format webdataset (a sample's .txt)")
+        if self.dedup is not None and self.dedup not in DEDUP_CHOICES:
+            raise ConfigError(
+                f"--dedup: must be one of {', '.join(DEDUP_CHOICES)}, got {self.dedup!r}"
+            )
+
+
+class MergeWatch(Protocol):
+    """What a merge tells whoever shows its progress (the CLI: a bar, or log lines)."""
+
+    def planned(self, plan: MergePlan, files: int, rows: int) -> None:
+        """This process will see to ``files`` files of ``plan``, holding ``rows`` rows."""
+
+    def advanced(self, rows: int) -> None:
+        """``rows`` more rows are written (or found written)."""
+
+    def file_done(self, out: OutputFile, written: bool) -> None:
+        """``out`` is in place: written now, or (``written`` false) found finished."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +131,7 @@ def merge(
     *,
     rank: int = 0,
     world_size: int = 1,
-    on_file: Callable[[OutputFile, bool], None] | None = None,
+    watch: MergeWatch | None = None,
 ) -> MergeOutcome:
     """Merge ``run_dir`` as merge process ``rank`` of ``world_size`` (see the module doc)."""
     folder = RunFolder(run_dir)
@@ -106,46 +144,120 @@ def merge(
         )
     root = options.output or run_dir / "merged"
     paths = MergedPaths(root)
-    plan = make_plan(sources, Targets(options.file_bytes, options.file_rows), options.body_as)
+    parts_schema = _parts_schema(sources)
+    _check_caption(options, parts_schema)
+    plan = make_plan(
+        sources,
+        Targets(options.file_bytes, options.file_rows),
+        _body_as(options, parts_schema),
+        file_format=options.file_format,
+        dedup=options.dedup == "content",
+    )
     settings = WriteSettings(
         row_group_bytes=options.row_group_bytes, compression=options.compression
     )
-    digest = _digest(plan, settings)
-    parts_schema = _parts_schema(sources)
-    schemas = {DATA: data_schema(parts_schema, plan.body_as), "errors": errors_schema(parts_schema)}
+    digest = _digest(plan, settings, options)
+    shards = options.file_format == WEBDATASET
+    schemas = {
+        DATA: sidecar_schema(parts_schema) if shards else data_schema(parts_schema, plan.body_as),
+        "errors": errors_schema(parts_schema),
+    }
+    firsts = _first_keys(plan)
+    key_width = max(KEY_WIDTH, len(str(max(plan.ok - 1, 0))))
+    mine = [out for index, out in enumerate(plan.files) if index % world_size == rank]
+    if watch:
+        watch.planned(plan, len(mine), sum(out.rows for out in mine))
+    advanced = watch.advanced if watch else None
     written = reused = 0
-    for index, out in enumerate(plan.files):
-        if index % world_size != rank:
-            continue
-        target = _target(paths, out)
-        record = paths.record(digest, out.name)
-        if _finished(target, record):
+    for out in mine:
+        targets = _targets(paths, out, options.file_format)
+        records = [paths.record(digest, _record_name(out, t)) for t in targets]
+        if all(_finished(t, r) for t, r in zip(targets, records, strict=True)):
             reused += 1
-            if on_file:
-                on_file(out, False)
+            if watch:
+                watch.advanced(out.rows)
+                watch.file_done(out, False)
             continue
-        write_file(
-            out,
-            sources.parts,
-            schemas[out.kind],
-            target,
-            record,
-            settings,
-            name=str(target.relative_to(root)),
-        )
+        names = [str(t.relative_to(root)) for t in targets]
+        if shards and out.kind == DATA:
+            write_shard(
+                out,
+                sources.parts,
+                schemas[DATA],
+                (targets[0], targets[1]),
+                (records[0], records[1]),
+                (names[0], names[1]),
+                first_key=firsts[out.index],
+                key_width=key_width,
+                caption=options.caption,
+                compression=options.compression,
+                dropped=plan.dropped,
+                advanced=advanced,
+            )
+        else:
+            write_file(
+                out,
+                sources.parts,
+                schemas[out.kind],
+                targets[0],
+                records[0],
+                settings,
+                name=names[0],
+                dropped=plan.dropped,
+                advanced=advanced,
+            )
         written += 1
-        if on_file:
-            on_file(out, True)
+        if watch:
+            watch.file_done(out, True)
     manifest = None
-    if _all_there(plan, paths, digest):
-        manifest = _finish(folder, sources, plan, paths, digest, schemas)
+    if _all_there(plan, paths, digest, options.file_format):
+        manifest = _finish(folder, sources, plan, paths, digest, schemas, options.file_format)
     return MergeOutcome(root, plan, written, reused, manifest)
 
 
-def _target(paths: MergedPaths, out: OutputFile) -> Path:
-    if out.kind == DATA:
-        return paths.data_file(out.index, out.count)
-    return paths.errors_file(out.index, out.count)
+def _body_as(options: MergeOptions, parts: pa.Schema) -> str:
+    """The body's form; never ``image`` where an input column already has that name."""
+    if IMAGE not in parts.names:
+        return options.body_as
+    if options.body_as == BODY_IMAGE:
+        raise ConfigError(
+            "--body-as image: the input has a column named 'image'; the body stays 'body'"
+        )
+    return BODY_BINARY
+
+
+def _check_caption(options: MergeOptions, parts: pa.Schema) -> None:
+    if options.caption is None:
+        return
+    usable = [n for n in parts.names if n != BODY]
+    if options.caption not in usable:
+        raise ConfigError(
+            f"--caption: no column {options.caption!r} in the run's parts "
+            f"(columns: {', '.join(usable)})"
+        )
+
+
+def _first_keys(plan: MergePlan) -> list[int]:
+    """The dataset-wide number of each data file's first row (webdataset keys)."""
+    firsts, total = [], 0
+    for out in plan.of_kind(DATA):
+        firsts.append(total)
+        total += out.rows
+    return firsts
+
+
+def _targets(paths: MergedPaths, out: OutputFile, file_format: str) -> list[Path]:
+    """The files ``out`` becomes: a Parquet file, or a shard's tar and sidecar."""
+    if out.kind != DATA:
+        return [paths.errors_file(out.index, out.count)]
+    if file_format == WEBDATASET:
+        return [paths.shard_tar(out.index), paths.shard_sidecar(out.index)]
+    return [paths.data_file(out.index, out.count)]
+
+
+def _record_name(out: OutputFile, target: Path) -> str:
+    """A file's record name: ``data-00000.parquet``, ``data-00000.tar``, ``errors-00000...``"""
+    return f"{out.name}{target.suffix}"
 
 
 def _finished(target: Path, record: Path) -> bool:
@@ -153,8 +265,12 @@ def _finished(target: Path, record: Path) -> bool:
     return found is not None and target.exists() and target.stat().st_size == found.bytes
 
 
-def _all_there(plan: MergePlan, paths: MergedPaths, digest: str) -> bool:
-    return all(_finished(_target(paths, out), paths.record(digest, out.name)) for out in plan.files)
+def _all_there(plan: MergePlan, paths: MergedPaths, digest: str, file_format: str) -> bool:
+    return all(
+        _finished(t, paths.record(digest, _record_name(out, t)))
+        for out in plan.files
+        for t in _targets(paths, out, file_format)
+    )
 
 
 def _parts_schema(sources: Sources) -> pa.Schema:
@@ -170,8 +286,14 @@ def _parts_schema(sources: Sources) -> pa.Schema:
     return pa.unify_schemas(list(schemas.values()), promote_options="permissive")
 
 
-def _digest(plan: MergePlan, settings: WriteSettings) -> str:
-    shape = [plan.digest, settings.row_group_bytes, settings.compression, __version__]
+def _digest(plan: MergePlan, settings: WriteSettings, options: MergeOptions) -> str:
+    shape = [
+        plan.digest,
+        settings.row_group_bytes,
+        settings.compression,
+        options.caption,
+        __version__,
+    ]
     return hashlib.sha256(json.dumps(shape).encode()).hexdigest()[:16]
 
 
@@ -182,9 +304,14 @@ def _finish(
     paths: MergedPaths,
     digest: str,
     schemas: dict[str, pa.Schema],
+    file_format: str,
 ) -> MergeManifest:
     """Every file is there: the missing list, the card, the manifest; stale files go."""
-    records = [FileRecord.read(paths.record(digest, out.name)) for out in plan.files]
+    records = [
+        FileRecord.read(paths.record(digest, _record_name(out, t)))
+        for out in plan.files
+        for t in _targets(paths, out, file_format)
+    ]
     files = [r for r in records if r is not None]
     missing = _write_missing(folder, sources, paths)
     counts = {
@@ -193,9 +320,13 @@ def _finish(
         "failed": plan.failed,
         "missing": missing,
     }
+    if plan.duplicates is not None:
+        counts["duplicates"] = _write_duplicates(plan.duplicates, paths)
+    else:
+        LOCAL.remove(paths.duplicates)
     manifest = MergeManifest(
         complete=sources.complete,
-        format="parquet",
+        format=file_format,
         body_as=plan.body_as,
         counts=counts,
         errors=plan.errors,
@@ -215,7 +346,7 @@ def _finish(
         fetchshard_version=__version__,
     )
     LOCAL.write_atomic(paths.card, dataset_card(manifest, schemas).encode(), durable=True)
-    _remove_stale(paths, plan, digest)
+    _remove_stale(paths, plan, digest, file_format)
     manifest.write(paths.manifest, durable=True)
     return manifest
 
@@ -253,6 +384,15 @@ def _write_missing(folder: RunFolder, sources: Sources, paths: MergedPaths) -> i
     return int(table.num_rows)
 
 
+def _write_duplicates(table: pa.Table, paths: MergedPaths) -> int:
+    """``--dedup content``: each success dropped, with the item whose body it repeats."""
+    tmp = tmp_of(paths.duplicates)
+    paths.root.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, tmp, compression="zstd")
+    LOCAL.publish(tmp, paths.duplicates)
+    return int(table.num_rows)
+
+
 def _run_facts(folder: RunFolder) -> dict[str, object]:
     """What the card and the manifest say about the fetch: the fingerprint and the ranks."""
     done = [view.done for view in folder.ranks()]
@@ -280,14 +420,12 @@ def _redacted(value: Any, key: str = "") -> Any:
     return value
 
 
-def _remove_stale(paths: MergedPaths, plan: MergePlan, digest: str) -> None:
-    """Files of an earlier plan (the run changed since, or other targets) and their records."""
-    keep = {_target(paths, out).name for out in plan.files}
-    for folder in paths.output_folders():
-        if folder.is_dir():
-            for entry in folder.iterdir():
-                if entry.name not in keep:
-                    LOCAL.remove(entry)
+def _remove_stale(paths: MergedPaths, plan: MergePlan, digest: str, file_format: str) -> None:
+    """Files of an earlier plan (the run changed since, other targets or another format)."""
+    keep = {t for out in plan.files for t in _targets(paths, out, file_format)}
+    for entry in paths.output_files():
+        if entry not in keep:
+            LOCAL.remove(entry)
     if paths.state.is_dir():
         for entry in paths.state.iterdir():
             if entry.name != digest:

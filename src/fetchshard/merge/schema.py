@@ -3,7 +3,8 @@
 Data rows lose the error columns (always null there); in image mode the body becomes
 ``image``, the struct of ``bytes`` and ``path`` that `datasets`' Image feature decodes, named
 as such in the ``huggingface`` schema metadata (of every file: `datasets` reads the first).
-Error rows lose the body and its description and gain the URL's ``host``.
+Error rows lose the body and its description and gain the URL's ``host``. A webdataset
+shard's sidecar holds its samples' data rows without the body, keyed by the sample's ``key``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ IMAGE_TYPE = pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.stri
 _NOT_IN_DATA = ("error_kind", "error_message")
 _NOT_IN_ERRORS = (BODY, "content_type", "size", "sha256", "elapsed_ms")
 HOST = "host"
+KEY = "key"
+INPUT_KEY = "input_key"
 _HF_KEY = b"huggingface"
 
 
@@ -34,9 +37,29 @@ def data_schema(parts: pa.Schema, body_as: str) -> pa.Schema:
 
 def errors_schema(parts: pa.Schema) -> pa.Schema:
     fields = [f for f in parts if f.name not in _NOT_IN_ERRORS]
-    at = [f.name for f in fields].index("url") + 1
-    fields.insert(at, pa.field(HOST, pa.string()))
+    if HOST not in parts.names:  # else an input column has it
+        at = [f.name for f in fields].index("url") + 1
+        fields.insert(at, pa.field(HOST, pa.string()))
     return _with_features(pa.schema(fields))
+
+
+def sidecar_schema(parts: pa.Schema) -> pa.Schema:
+    """A webdataset shard's metadata rows (the samples' ``.json`` members hold the same)."""
+    fields = [
+        f.with_name(INPUT_KEY) if f.name == KEY else f  # an input column "key" stays, renamed
+        for f in parts
+        if f.name not in (*_NOT_IN_DATA, BODY)
+    ]
+    return pa.schema([pa.field(KEY, pa.string(), nullable=False), *fields])
+
+
+def to_sidecar(table: pa.Table, schema: pa.Schema, keys: list[str]) -> pa.Table:
+    columns = [pa.array(keys, pa.string())]
+    for f in schema:
+        if f.name != KEY:
+            name = KEY if f.name == INPUT_KEY and INPUT_KEY not in table.column_names else f.name
+            columns.append(_column(table, f.with_name(name)))
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def to_data(table: pa.Table, schema: pa.Schema) -> pa.Table:

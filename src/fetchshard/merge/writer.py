@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +50,8 @@ def write_file(
     settings: WriteSettings,
     *,
     name: str,
+    dropped: dict[int, np.ndarray] | None = None,
+    advanced: Callable[[int], None] | None = None,
 ) -> FileRecord:
     """Write ``out`` to ``target`` (see the module docstring), its record (``name``: its path
     in the merged folder) to ``record``; return the record."""
@@ -61,7 +63,7 @@ def write_file(
     weight = 0
     rows = 0
     try:
-        for table in _rows(out, parts, schema):
+        for table in piece_rows(out, parts, set(schema.names), dropped or {}):
             converted = convert(table, schema)
             buffered.append(converted)
             weight += _weights(converted).sum()
@@ -70,6 +72,8 @@ def write_file(
                 writer = writer or _open(tmp, schema, group, settings)
                 writer.write_table(group, row_group_size=max(group.num_rows, 1))
                 rows += group.num_rows
+                if advanced:
+                    advanced(group.num_rows)
                 buffered = [rest] if rest.num_rows else []
                 weight = int(_weights(rest).sum()) if rest.num_rows else 0
         if buffered or writer is None:
@@ -77,6 +81,8 @@ def write_file(
             writer = writer or _open(tmp, schema, last, settings)
             writer.write_table(last, row_group_size=max(last.num_rows, 1))
             rows += last.num_rows
+            if advanced:
+                advanced(last.num_rows)
         writer.close()
         writer = None
     except BaseException:
@@ -110,14 +116,18 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _rows(out: OutputFile, parts: list[SourcePart], schema: pa.Schema) -> Iterator[pa.Table]:
-    """The file's rows in plan order, a source row group (or less) at a time."""
-    wanted = set(schema.names) | {BODY, "url", "item_id"}
+def piece_rows(
+    out: OutputFile, parts: list[SourcePart], wanted: set[str], dropped: dict[int, np.ndarray]
+) -> Iterator[pa.Table]:
+    """The file's rows in plan order, a source row group (or less) at a time: the parts'
+    columns among ``wanted`` (and the body, url, item id)."""
+    wanted = wanted | {BODY, "url", "item_id"}
     for piece in out.pieces:
         part = parts[piece.source]
         file = pq.ParquetFile(part.path)
         small = file.read(columns=["item_id", "status"])
-        positions = selected(small, part, out.kind)[piece.start : piece.stop]
+        positions = selected(small, part, out.kind, dropped.get(piece.source))
+        positions = positions[piece.start : piece.stop]
         columns = [n for n in file.schema_arrow.names if n in wanted]
         offsets = np.cumsum(
             [0] + [file.metadata.row_group(g).num_rows for g in range(file.num_row_groups)]

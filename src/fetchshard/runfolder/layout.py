@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,6 +156,11 @@ class MergedPaths:
         return self.root / "missing.parquet"
 
     @property
+    def duplicates(self) -> Path:
+        """``--dedup content``: the successes dropped, and whose body each repeats."""
+        return self.root / "duplicates.parquet"
+
+    @property
     def state(self) -> Path:
         """Merge bookkeeping: one record per finished file (a dot folder: loaders skip it)."""
         return self.root / ".fetchshard"
@@ -163,8 +169,20 @@ class MergedPaths:
         """The record of one finished output file of the merge plan ``plan`` (a digest)."""
         return self.state / plan / f"{name}.json"
 
-    def output_folders(self) -> list[Path]:
-        return [self.root / "data", self.root / "errors"]
+    def output_files(self) -> list[Path]:
+        """Every data, errors and shard file in the folder (of any plan), tmp files too."""
+        found = [
+            entry
+            for folder in (self.root / "data", self.root / "errors")
+            if folder.is_dir()
+            for entry in folder.iterdir()
+        ]
+        if self.root.is_dir():
+            found += [e for e in self.root.iterdir() if _SHARD_NAME.fullmatch(e.name)]
+        return sorted(found)
+
+
+_SHARD_NAME = re.compile(rf"\d{{{FILE_WIDTH},}}\.(tar|parquet)({re.escape(TMP_SUFFIX)})?")
 
 
 def _numbered(split: str, index: int, count: int, suffix: str) -> str:
