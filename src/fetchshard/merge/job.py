@@ -8,6 +8,7 @@ the dataset card and ``manifest.json`` (the same bytes whoever writes them).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -38,7 +39,7 @@ from fetchshard.merge.plan import (
 from fetchshard.merge.schema import BODY, IMAGE, data_schema, errors_schema, sidecar_schema
 from fetchshard.merge.shards import KEY_WIDTH, write_shard
 from fetchshard.merge.sources import Sources, collect
-from fetchshard.merge.writer import WriteSettings, write_file
+from fetchshard.merge.writer import Sealer, WriteSettings, write_file
 from fetchshard.runfolder.layout import TMP_SUFFIX, MergedPaths, tmp_of
 from fetchshard.runfolder.storage import LOCAL
 from fetchshard.runfolder.view import RunFolder
@@ -169,46 +170,48 @@ def merge(
         watch.planned(plan, len(mine), sum(out.rows for out in mine))
     advanced = watch.advanced if watch else None
     written = reused = 0
-    for out in mine:
-        targets = _targets(paths, out, options.file_format)
-        records = [paths.record(digest, _record_name(out, t)) for t in targets]
-        if all(_finished(t, r) for t, r in zip(targets, records, strict=True)):
-            reused += 1
-            if watch:
-                watch.advanced(out.rows)
-                watch.file_done(out, False)
-            continue
-        names = [str(t.relative_to(root)) for t in targets]
-        if shards and out.kind == DATA:
-            write_shard(
-                out,
-                sources.parts,
-                schemas[DATA],
-                (targets[0], targets[1]),
-                (records[0], records[1]),
-                (names[0], names[1]),
-                first_key=firsts[out.index],
-                key_width=key_width,
-                caption=options.caption,
-                compression=options.compression,
-                dropped=plan.dropped,
-                advanced=advanced,
-            )
-        else:
-            write_file(
-                out,
-                sources.parts,
-                schemas[out.kind],
-                targets[0],
-                records[0],
-                settings,
-                name=names[0],
-                dropped=plan.dropped,
-                advanced=advanced,
-            )
-        written += 1
-        if watch:
-            watch.file_done(out, True)
+    with Sealer() as sealer:
+        for out in mine:
+            targets = _targets(paths, out, options.file_format)
+            records = [paths.record(digest, _record_name(out, t)) for t in targets]
+            if all(_finished(t, r) for t, r in zip(targets, records, strict=True)):
+                reused += 1
+                if watch:
+                    watch.advanced(out.rows)
+                    watch.file_done(out, False)
+                continue
+            names = [str(t.relative_to(root)) for t in targets]
+            if shards and out.kind == DATA:
+                encoded = write_shard(
+                    out,
+                    sources.parts,
+                    schemas[DATA],
+                    (targets[0], targets[1]),
+                    (records[0], records[1]),
+                    (names[0], names[1]),
+                    first_key=firsts[out.index],
+                    key_width=key_width,
+                    caption=options.caption,
+                    compression=options.compression,
+                    dropped=plan.dropped,
+                    advanced=advanced,
+                )
+            else:
+                encoded = write_file(
+                    out,
+                    sources.parts,
+                    schemas[out.kind],
+                    targets[0],
+                    records[0],
+                    settings,
+                    name=names[0],
+                    dropped=plan.dropped,
+                    advanced=advanced,
+                )
+            then = functools.partial(watch.file_done, out, True) if watch else None
+            # sealed (fsync, hash, record, rename) in a thread while the next file is encoded
+            sealer.submit(encoded, (f"merge_{out.kind}", out.index + 1), then)
+            written += 1
     manifest = None
     if _all_there(plan, paths, digest, options.file_format):
         manifest = _finish(folder, sources, plan, paths, digest, schemas, options.file_format)

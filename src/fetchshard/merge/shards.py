@@ -5,7 +5,7 @@ row's metadata, the sidecar's row) and ``KEY.txt`` (the caption column, when one
 adjacent and in that order, as img2dataset, DataComp and NeMo Curator write them. KEY is the
 sample's number in the dataset, zero-padded, with no dot (webdataset splits at the first).
 Members carry the row's fetch time and no owner, so every process writes the same bytes. Both
-files go tmp -> fsync -> record -> rename, as the Parquet files do (writer.py).
+files are sealed as the Parquet files are (writer.seal: fsync, record, rename).
 """
 
 from __future__ import annotations
@@ -24,14 +24,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fetchshard.faults import crash_point
-from fetchshard.merge.documents import FileRecord
 from fetchshard.merge.plan import OutputFile
 from fetchshard.merge.schema import BODY, KEY, to_sidecar
 from fetchshard.merge.sources import SourcePart
-from fetchshard.merge.writer import piece_rows, sha256_of
+from fetchshard.merge.writer import Written, piece_rows
 from fetchshard.runfolder.layout import tmp_of
-from fetchshard.runfolder.storage import LOCAL, fsync_path
 
 # What img2dataset and the webdataset decoders expect, where mimetypes says otherwise.
 _EXTENSIONS = {
@@ -83,9 +80,10 @@ def write_shard(
     compression: str,
     dropped: dict[int, np.ndarray],
     advanced: Callable[[int], None] | None = None,
-) -> list[FileRecord]:
-    """Write shard ``out``: the tar to ``targets[0]``, the sidecar (``schema``) to
-    ``targets[1]``, their records to ``records`` (``names``: their merged-folder paths)."""
+) -> list[Written]:
+    """Encode shard ``out`` into tmp files: the tar for ``targets[0]``, the sidecar
+    (``schema``) for ``targets[1]``; return them, to be sealed (writer.seal) with their
+    records at ``records`` (``names``: their merged-folder paths)."""
     tar_path, sidecar_path = targets
     tar_path.parent.mkdir(parents=True, exist_ok=True)
     tmps = (tmp_of(tar_path), tmp_of(sidecar_path))
@@ -123,19 +121,12 @@ def write_shard(
         for tmp in tmps:
             tmp.unlink(missing_ok=True)
         raise RuntimeError(f"{tar_path.name}: wrote {rows} samples, the plan has {out.rows}")
-    done = []
-    for tmp, record, name, kind in zip(tmps, records, names, ("shard", "sidecar"), strict=True):
-        fsync_path(tmp)
-        found = FileRecord(
-            path=name, kind=kind, rows=rows, bytes=tmp.stat().st_size, sha256=sha256_of(tmp)
+    return [
+        Written(tmp=tmp, target=target, record=record, name=name, kind=kind, rows=rows)
+        for tmp, target, record, name, kind in zip(
+            tmps, targets, records, names, ("shard", "sidecar"), strict=True
         )
-        record.parent.mkdir(parents=True, exist_ok=True)
-        found.write(record, durable=True)
-        done.append(found)
-    crash_point(f"merge_{out.kind}", out.index + 1)  # tests: between record and rename
-    for tmp, target in zip(tmps, targets, strict=True):
-        LOCAL.publish(tmp, target)
-    return done
+    ]
 
 
 def _add_samples(

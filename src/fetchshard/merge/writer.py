@@ -3,15 +3,17 @@
 Rows stream from the parts a source row group at a time and leave in row groups of about
 ``row_group_bytes`` (cut by the rows' content, never by timing), so memory holds a row group
 or two and any process writing the file writes the same bytes. The file is written as
-``.tmp``, fsynced, hashed; its record is written durably, and only then is it renamed: a
-file in place always has its record, and a rerun redoes only what has none.
+``.tmp``, then sealed (``seal``: fsynced, hashed, its record written durably, and only then
+renamed) in a thread while the next file is encoded: a file in place always has its record,
+and a rerun redoes only what has none.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,9 +54,9 @@ def write_file(
     name: str,
     dropped: dict[int, np.ndarray] | None = None,
     advanced: Callable[[int], None] | None = None,
-) -> FileRecord:
-    """Write ``out`` to ``target`` (see the module docstring), its record (``name``: its path
-    in the merged folder) to ``record``; return the record."""
+) -> list[Written]:
+    """Encode ``out`` into ``target``'s tmp file (see the module docstring); return it, to be
+    sealed (``name``: its path in the merged folder, ``record``: where its record goes)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = tmp_of(target)
     convert = to_data if out.kind == DATA else to_errors
@@ -93,19 +95,75 @@ def write_file(
     if rows != out.rows:
         tmp.unlink(missing_ok=True)
         raise RuntimeError(f"{target.name}: wrote {rows} rows, the plan has {out.rows}")
-    fsync_path(tmp)
-    done = FileRecord(
-        path=name,
-        kind=out.kind,
-        rows=rows,
-        bytes=tmp.stat().st_size,
-        sha256=sha256_of(tmp),
-    )
-    record.parent.mkdir(parents=True, exist_ok=True)
-    done.write(record, durable=True)
-    crash_point(f"merge_{out.kind}", out.index + 1)  # tests: between record and rename
-    LOCAL.publish(tmp, target)
+    return [Written(tmp=tmp, target=target, record=record, name=name, kind=out.kind, rows=rows)]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Written:
+    """A finished ``.tmp`` file, to be sealed: its record, then its rename."""
+
+    tmp: Path
+    target: Path
+    record: Path
+    name: str  # its path in the merged folder
+    kind: str  # FileRecord.kind
+    rows: int
+
+
+def seal(files: Sequence[Written], crash: tuple[str, int]) -> list[FileRecord]:
+    """fsync and hash each file, write its record durably, then rename them all into place:
+    a file in place always has its record (``crash``: the test hook between the two)."""
+    done = []
+    for f in files:
+        fsync_path(f.tmp)
+        size, digest = f.tmp.stat().st_size, sha256_of(f.tmp)
+        found = FileRecord(path=f.name, kind=f.kind, rows=f.rows, bytes=size, sha256=digest)
+        f.record.parent.mkdir(parents=True, exist_ok=True)
+        found.write(f.record, durable=True)
+        done.append(found)
+    crash_point(*crash)
+    for f in files:
+        LOCAL.publish(f.tmp, f.target)
     return done
+
+
+class Sealer:
+    """Seals files in a thread while the next is being encoded: one at a time, so at most one
+    finished file waits, and an error surfaces at the next file or at the end."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="fetchshard-seal")
+        self._pending: Future[list[FileRecord]] | None = None
+
+    def submit(
+        self,
+        files: Sequence[Written],
+        crash: tuple[str, int],
+        then: Callable[[], None] | None = None,
+    ) -> None:
+        self.wait()
+
+        def job() -> list[FileRecord]:
+            records = seal(files, crash)
+            if then:
+                then()
+            return records
+
+        self._pending = self._pool.submit(job)
+
+    def wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def __enter__(self) -> Sealer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.wait()
+        finally:
+            self._pool.shutdown(wait=True)
 
 
 def sha256_of(path: Path) -> str:
@@ -136,7 +194,8 @@ def piece_rows(
         for g in np.unique(groups).tolist():
             local = positions[groups == g] - offsets[g]
             table = file.read_row_group(g, columns=columns)
-            yield table.take(pa.array(local))
+            whole = len(local) == table.num_rows  # positions are sorted and unique
+            yield table if whole else table.take(pa.array(local))
 
 
 def _weights(table: pa.Table) -> np.ndarray:
