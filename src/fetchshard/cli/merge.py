@@ -158,8 +158,9 @@ def _merge_here(run_dir: Path, options: Any, rank: int | None, world_size: int |
     state = "complete" if manifest.complete else "PARTIAL"
     typer.echo(
         f"{outcome.root}: {state}, {counts['ok']:,} ok and {counts['failed']:,} failed rows "
-        f"in {len(manifest.files)} files ({manifest.bytes / 1e6:,.1f} MB); "
-        f"{counts['missing']:,} planned items without a row"
+        f"in {len(manifest.files)} files ({manifest.bytes / 1e6:,.1f} MB)"
+        + (f"; {counts['missing']:,} planned items without a row" if counts["missing"] else "")
+        + (f"; {counts['duplicates']:,} duplicates left out" if counts.get("duplicates") else "")
     )
 
 
@@ -204,6 +205,9 @@ class _Watch:
 
     def planned(self, plan: Any, files: int, rows: int) -> None:
         self._files, self._done = files, 0
+        if self._bar is not None:  # a log line would break the bar's line
+            self._bar.update(self._task, total=rows, detail=f"0/{files} files")
+            return
         self._log.info(
             "merge rank %d: %d of the plan's %d files, %s rows",
             self._rank,
@@ -211,8 +215,6 @@ class _Watch:
             len(plan.files),
             f"{rows:,}",
         )
-        if self._bar is not None:
-            self._bar.update(self._task, total=rows, detail=f"0/{files} files")
 
     def advanced(self, rows: int) -> None:
         if self._bar is not None:
