@@ -38,10 +38,11 @@ def _root(
 
 
 def _register() -> None:
-    from fetchshard.cli import merge, run
+    from fetchshard.cli import merge, report, run
 
     app.command("run")(run.run_command)
     app.command("merge")(merge.merge_command)
+    app.command("report")(report.report_command)
 
 
 _register()

@@ -146,7 +146,7 @@ class FetchJob:
             if got is None:
                 break
             if got.fail is not None:
-                self._write_failed(got.item, got.fail, got.message)
+                self._write_failed(got.item, got.fail, got.message, host=got.slot.host)
                 continue
             task = asyncio.create_task(self._fetch_one(got.slot, got.item))
             self.tasks[task] = got.item
@@ -229,9 +229,18 @@ class FetchJob:
                 self._write_failed(item, ErrorKind.BAD_URL, item.error_message)
                 after = item.item_id
 
-    def _write_failed(self, item: WorkItem, kind: ErrorKind, message: str | None) -> None:
+    def _write_failed(
+        self, item: WorkItem, kind: ErrorKind, message: str | None, *, host: str | None = None
+    ) -> None:
         """An item that fails without (another) request: its row skips the stages."""
-        self.stats.count_row(kind.value, None)
+        self.stats.count_row(
+            kind.value,
+            None,
+            http_status=item.http_status,
+            host=host,
+            url=item.url,
+            message=message,
+        )
         self.rows.write(result_row(item, item.attempts, None, self.clock.wall(), kind, message))
 
     async def _fetch_one(self, slot: HostSlot, item: WorkItem) -> None:
@@ -241,7 +250,12 @@ class FetchJob:
         if cfg.robots_txt and not await slot.robots.allows(
             self.client, url, cfg, slot.limiter.acquire
         ):
-            self._write_failed(item, ErrorKind.ROBOTS_TXT, f"disallowed by {slot.host}/robots.txt")
+            self._write_failed(
+                item,
+                ErrorKind.ROBOTS_TXT,
+                f"disallowed by {slot.host}/robots.txt",
+                host=slot.host,
+            )
             self.scheduler.done(slot)
             return
         factor = cfg.final_pass_timeout_factor if self.final else 1.0
@@ -272,7 +286,17 @@ class FetchJob:
         self.stats.count_host(
             events.rate_decreased, events.rate_increased, events.parked, events.died
         )
+        throttled = kind is ErrorKind.HTTP_429 or result.http_status == 503
+        self.stats.count_throttled(slot.host, events.parked_s, throttled)
         if decision.final_row:
-            self.stats.count_row(kind.value if kind is not None else None, result.size)
+            self.stats.count_row(
+                kind.value if kind is not None else None,
+                result.size,
+                http_status=result.http_status,
+                content_type=result.content_type,
+                host=slot.host,
+                url=url,
+                message=result.error_message,
+            )
             row = result_row(item, attempt, result, self.clock.wall(), kind, result.error_message)
             await self.rows.send(row)

@@ -10,7 +10,7 @@ from typing import Any
 from fetchshard.clock import SYSTEM, Clock
 from fetchshard.ranks import RankInfo
 from fetchshard.runfolder.documents import ProgressSnapshot
-from fetchshard.stats import Stats
+from fetchshard.stats import Stats, worst_hosts
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ class Progress:
             world_size=info.world_size,
             started_at=self._started,
             history_step=interval,
+            interval=interval,
         )
         self._bar: Any = None
         self._task: Any = None
@@ -66,10 +67,13 @@ class Progress:
             self._bar.start()
             self._task = self._bar.add_task("planning", total=None, detail="")
 
-    def set_total(self, total: int, committed: int) -> None:
+    def set_total(self, total: int, committed: int, errors: dict[str, int] | None = None) -> None:
+        """The slice's size, and what earlier sessions committed (failures by kind)."""
         self._total = total
         self._committed_before = committed
         self.snapshot.total, self.snapshot.committed = total, committed
+        self.snapshot.errors_before = dict(errors or {})
+        self.snapshot.failed_before = sum(self.snapshot.errors_before.values())
         if self._bar is not None:
             self._bar.update(self._task, description="fetching", total=total, completed=committed)
 
@@ -96,13 +100,18 @@ class Progress:
         if written is not None:
             snap.committed = self._committed_before + written
         wall = self._clock.wall()
+        now = self._clock.monotonic()
         if stats is not None:
             elapsed = max(wall - self._started, 1e-9)
             snap.written, snap.ok, snap.failed = stats.items, stats.ok, stats.failed
             snap.requests, snap.retries, snap.bytes = stats.requests, stats.retries, stats.bytes
             snap.urls_per_s = round(stats.items / elapsed, 1)
             snap.errors = dict(stats.errors)
-        now = self._clock.monotonic()
+            snap.http_status = dict(stats.http_status)
+            snap.content_types = dict(stats.content_types)
+            snap.sizes = dict(stats.sizes)
+            if force or now - self._last_write >= self._interval:  # hosts: only when written
+                snap.hosts = {h: c.to_dict() for h, c in worst_hosts(stats.hosts).items()}
         if self._bar is not None:
             self._refresh_bar(state, stats)
         if force or now - self._last_write >= self._interval:

@@ -126,7 +126,7 @@ def _rank(
             counts.committed,
             counts.pending,
         )
-        progress.set_total(counts.total, counts.committed)
+        progress.set_total(counts.total, counts.committed, ledger.error_counts())
         log.info(
             "one URL can hold this rank at most %.0fs, a host answering only 429/503 at most "
             "%.0fs (README: how long the tail can be)",

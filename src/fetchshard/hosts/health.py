@@ -23,6 +23,7 @@ class HostEvents:
     rate_increased: bool = False
     parked: bool = False
     died: bool = False
+    parked_s: float = 0.0  # how much longer the host is now held back
 
 
 @dataclass(eq=False, slots=True)
@@ -56,6 +57,20 @@ class HostHealth:
     ) -> HostEvents:
         """Update the host from one result (``kind`` None: success) seen at ``now``."""
         events = HostEvents()
+        held = max(self.parked_until, now)
+        self._observe(kind, status, retry_after, now, config, events)
+        events.parked_s = max(0.0, self.parked_until - held)
+        return events
+
+    def _observe(
+        self,
+        kind: ErrorKind | None,
+        status: int | None,
+        retry_after: float | None,
+        now: float,
+        config: FetchConfig,
+        events: HostEvents,
+    ) -> None:
         throttled = kind is ErrorKind.HTTP_429 or status == 503
         if throttled:
             # At most one halving per interval of the current rate: a burst of 429s for
@@ -75,12 +90,12 @@ class HostHealth:
                 self.parked_until, self.parked_why = now + retry_after, "Retry-After"
         if throttled:
             self._throttled(kind, status, now, config, events)
-            return events
+            return
         if kind is None or not kind.host_failure:
             self.failures = 0  # any answer at all shows the host is reachable
-            return events
+            return
         if self.parked_until > now:
-            return events  # requests already in flight when the host was parked
+            return  # requests already in flight when the host was parked
         self.failures += 1
         if self.failures >= config.host_max_failures and self.dead is None:
             self.failures = 0
@@ -93,7 +108,6 @@ class HostHealth:
                 f"(last: {kind.value})",
                 f"cool-down after {kind.value} failures",
             )
-        return events
 
     def _cool_down(
         self,

@@ -187,7 +187,14 @@ class ProgressSnapshot(Document):
     active_hosts: int = 0
     urls_per_s: float = 0.0  # rows written per second over this session
     waiting: str | None = None  # nothing in flight: what the rank waits for
-    errors: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)  # of this session's rows
+    interval: float = 5.0  # seconds between snapshots (run.progress_interval)
+    failed_before: int = 0  # committed failures of earlier sessions
+    errors_before: dict[str, int] = field(default_factory=dict)  # ...by error kind
+    http_status: dict[str, int] = field(default_factory=dict)  # this session's rows
+    content_types: dict[str, int] = field(default_factory=dict)  # this session's successes
+    sizes: dict[str, int] = field(default_factory=dict)  # ...by size bucket (stats.py)
+    hosts: dict[str, dict[str, Any]] = field(default_factory=dict)  # the worst (stats.py)
     # [seconds since started_at, committed, written, bytes], history_step seconds apart
     history: list[list[float]] = field(default_factory=list)
     history_step: float = 5.0

@@ -1,0 +1,248 @@
+"""What ``fetchshard report`` knows of a run: every rank's documents read once, then summed.
+
+A rank is read from its done marker, its stats (written when it stops), its progress
+snapshot and whether its lock is held; the ledger only of a rank that is not running, and
+then read-only. Nothing here writes, waits on a lock or holds a file open, so reading a folder
+in a loop, from any host of a shared filesystem, never slows or changes a running rank.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from fetchshard.ledger import LedgerSummary
+from fetchshard.runfolder.documents import ProgressSnapshot
+from fetchshard.runfolder.view import RankView, RunFolder
+from fetchshard.stats import HostCounts, Stats
+
+# Rank states, in the order the report lists them.
+RUNNING = "running"
+WAITING = "waiting"  # running, nothing in flight: parked hosts, backoff
+PLANNING = "planning"
+DONE = "done"
+STOPPED = "stopped"  # exited on a signal or a time limit, its work committed: rerun it
+DEAD = "dead"  # lock free but not done, or lock held and no snapshot for too long
+NOT_STARTED = "not started"
+RANK_STATES = (RUNNING, WAITING, PLANNING, DONE, STOPPED, DEAD, NOT_STARTED)
+ALIVE = (RUNNING, WAITING, PLANNING)
+
+RATE_WINDOW = 60.0  # seconds of a rank's history that give its rate "now"
+STALE_MIN = 60.0  # a snapshot older than this (and 6 intervals) means a hung rank
+TOP_HOSTS = 10
+
+
+@dataclass(frozen=True)
+class RankLine:
+    """One rank as the report shows it."""
+
+    rank: int
+    state: str  # one of RANK_STATES
+    detail: str  # what it waits on, why it counts as dead or stopped; "" otherwise
+    planned: int | None  # items of its slice (None: not planned yet)
+    committed: int
+    failed: int
+    bytes: int
+    urls_per_s: float  # committed per second, over the last RATE_WINDOW (0 unless alive)
+    updated_at: float | None  # its last snapshot
+    started_at: float | None
+
+    @property
+    def pending(self) -> int | None:
+        return None if self.planned is None else max(self.planned - self.committed, 0)
+
+    @property
+    def seconds_left(self) -> float | None:
+        """At its current rate (None: no rate, or nothing known)."""
+        pending = self.pending
+        if pending == 0:
+            return 0.0
+        if pending is None or self.urls_per_s <= 0:
+            return None
+        return pending / self.urls_per_s
+
+
+@dataclass
+class Collected:
+    """A run folder read at ``now``: one line per rank and what the ranks counted."""
+
+    folder: str
+    world_size: int
+    now: float
+    ranks: list[RankLine]
+    stats: Stats  # summed over the ranks' latest sessions (bytes, requests, content, hosts)
+    errors: Counter[str]  # committed failures by kind, over all sessions where known
+    history: list[tuple[float, float, float]]  # (time, committed, bytes), summed over ranks
+    interval: float  # the ranks' snapshot interval
+    hosts: dict[str, HostCounts] = field(default_factory=dict)
+
+
+def collect(folder: RunFolder, *, now: float | None = None) -> Collected:
+    """Read every rank of ``folder`` (see the module docstring)."""
+    now = time.time() if now is None else now
+    lines = []
+    total = Stats()
+    errors: Counter[str] = Counter()
+    histories: list[tuple[ProgressSnapshot, float]] = []
+    intervals = []
+    for view in folder.ranks():
+        line, stats, rank_errors = _rank(view, now)
+        lines.append(line)
+        total = total + stats
+        errors.update(rank_errors)
+        snap = view.progress
+        if snap is not None:
+            histories.append((snap, snap.started_at))
+            intervals.append(snap.interval)
+    interval = max(intervals) if intervals else 5.0
+    return Collected(
+        folder=str(folder.paths.root),
+        world_size=folder.world_size,
+        now=now,
+        ranks=lines,
+        stats=total,
+        errors=errors,
+        history=_timeline(histories, now),
+        interval=interval,
+        hosts=total.hosts,
+    )
+
+
+def _rank(view: RankView, now: float) -> tuple[RankLine, Stats, Counter[str]]:
+    done, snap, stats = view.done, view.progress, view.stats
+    running = done is None and view.running
+    summary: LedgerSummary | None = None
+    if not running and (stats is None or done is None) and view.started:
+        summary = view.ledger()  # not running: its ledger is still
+    state, detail = _state(view, snap, stats, running, now)
+    counted = stats.stats if stats is not None else _snapshot_stats(snap)
+    if summary is not None:
+        planned: int | None = summary.counts.total
+        committed, failed = summary.counts.committed, summary.counts.failed
+        errors = Counter(summary.errors)
+    elif stats is not None and not running:
+        planned = done.items if done is not None and done.items is not None else None
+        planned = planned if planned is not None else (snap.total if snap else None)
+        committed, failed = stats.stats.items, stats.stats.failed
+        errors = Counter(stats.stats.errors)
+    elif snap is not None:
+        planned = snap.total
+        committed = snap.committed
+        failed = snap.failed_before + snap.failed
+        errors = Counter(snap.errors_before) + Counter(snap.errors)
+    else:
+        planned, committed, failed, errors = None, 0, 0, Counter()
+    if done is not None and done.items is not None:
+        planned = committed = done.items
+    rate = _rate(snap) if state in ALIVE else 0.0
+    line = RankLine(
+        rank=view.rank,
+        state=state,
+        detail=detail,
+        planned=planned,
+        committed=committed,
+        failed=failed,
+        bytes=counted.bytes,
+        urls_per_s=rate,
+        updated_at=snap.updated_at if snap is not None else None,
+        started_at=snap.started_at if snap is not None else None,
+    )
+    return line, counted, errors
+
+
+def _state(
+    view: RankView,
+    snap: ProgressSnapshot | None,
+    stats: object,
+    running: bool,
+    now: float,
+) -> tuple[str, str]:
+    if view.done is not None:
+        return DONE, ""
+    if running:
+        if snap is None:
+            return PLANNING, "starting"
+        age = now - snap.updated_at
+        if age > max(STALE_MIN, 6 * snap.interval):
+            return DEAD, f"its lock is held but its last snapshot is {age:,.0f} s old (hung?)"
+        if snap.state == "planning":
+            return PLANNING, f"{snap.input_rows or 0:,} input rows read"
+        if snap.waiting:
+            return WAITING, snap.waiting
+        return RUNNING, ""
+    if not view.started:
+        return NOT_STARTED, ""
+    if snap is not None and snap.state == "interrupted":
+        return STOPPED, "stopped by a signal or its time limit, work committed: rerun it"
+    last = f"; last snapshot {now - snap.updated_at:,.0f} s ago ({snap.state})" if snap else ""
+    return DEAD, f"its lock is free but it is not done{last}: rerun it"
+
+
+def _snapshot_stats(snap: ProgressSnapshot | None) -> Stats:
+    if snap is None:
+        return Stats()
+    return Stats(
+        items=snap.written,
+        ok=snap.ok,
+        failed=snap.failed,
+        requests=snap.requests,
+        retries=snap.retries,
+        bytes=snap.bytes,
+        errors=Counter(snap.errors),
+        http_status=Counter(snap.http_status),
+        content_types=Counter(snap.content_types),
+        sizes=Counter(snap.sizes),
+        hosts={h: HostCounts.from_dict(c) for h, c in snap.hosts.items()},
+    )
+
+
+def _rate(snap: ProgressSnapshot | None) -> float:
+    """Committed per second over the last RATE_WINDOW seconds of the rank's history."""
+    if snap is None or len(snap.history) < 2:
+        return 0.0
+    history = snap.history
+    end = history[-1]
+    start = next((h for h in reversed(history[:-1]) if end[0] - h[0] >= RATE_WINDOW), history[0])
+    span = end[0] - start[0]
+    return max(end[1] - start[1], 0.0) / span if span > 0 else 0.0
+
+
+def _timeline(
+    histories: Iterable[tuple[ProgressSnapshot, float]], now: float, points: int = 256
+) -> list[tuple[float, float, float]]:
+    """The ranks' histories summed on one time grid: (time, committed, bytes)."""
+    series = [
+        [(started + h[0], h[1], h[3]) for h in snap.history]
+        for snap, started in histories
+        if snap.history
+    ]
+    if not series:
+        return []
+    first = min(s[0][0] for s in series)
+    last = max(max(s[-1][0] for s in series), first)
+    step = (last - first) / (points - 1) if last > first else 1.0
+    grid = [first + i * step for i in range(points)] if last > first else [first]
+    out = []
+    for t in grid:
+        committed = sent = 0.0
+        for s in series:
+            sample = _at(s, t)
+            if sample is not None:
+                committed += sample[1]
+                sent += sample[2]
+        out.append((round(t, 3), committed, sent))
+    return out
+
+
+def _at(series: list[tuple[float, float, float]], t: float) -> tuple[float, float, float] | None:
+    """The last sample at or before ``t`` (the first, before the series starts)."""
+    lo, hi = 0, len(series)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if series[mid][0] <= t:
+            lo = mid + 1
+        else:
+            hi = mid
+    return series[lo - 1] if lo else (series[0][0], series[0][1], 0.0)
