@@ -8,12 +8,12 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from fetchshard.environment import CHILD, CHILD_OVERRIDES, LAUNCHER_PID
+from fetchshard.environment import CHILD, CHILD_OVERRIDES, CHILD_STDERR_LEVEL, LAUNCHER_PID
 from fetchshard.errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError, RankFailedError
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,14 @@ def inherited_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     return data
 
 
-def launch_ranks(config_file: Path | None, overrides: Mapping[str, Any], world_size: int) -> int:
+def launch_ranks(
+    config_file: Path | None,
+    overrides: Mapping[str, Any],
+    world_size: int,
+    *,
+    output: Path | None = None,
+    interactive: bool = False,
+) -> int:
     """Start ranks 0..N-1 as ``python -m fetchshard run [CONFIG] --rank i --world-size N``,
     each given the launcher's ``overrides`` as data (JSON in the environment).
 
@@ -51,13 +58,20 @@ def launch_ranks(config_file: Path | None, overrides: Mapping[str, Any], world_s
     head = [sys.executable, "-m", "fetchshard", "run"]
     if config_file is not None:
         head.append(str(config_file))
-    codes = start_ranks(
-        [
-            [*head, "--ranks", "1", "--rank", str(r), "--world-size", str(world_size)]
-            for r in range(world_size)
-        ],
-        {CHILD_OVERRIDES: json.dumps(shared)},
-    )
+    env = {CHILD_OVERRIDES: json.dumps(shared)}
+    commands = [
+        [*head, "--ranks", "1", "--rank", str(r), "--world-size", str(world_size)]
+        for r in range(world_size)
+    ]
+    if output is None:
+        codes = start_ranks(commands, env)
+    else:
+        from fetchshard.report.live import JobProgress
+
+        if interactive:
+            env[CHILD_STDERR_LEVEL] = "warning"  # their info lines would break the bar
+        with JobProgress(output, world_size, bar=interactive) as progress:
+            codes = start_ranks(commands, env, tick=progress.update)
     failed = [(r, c) for r, c in enumerate(codes) if c not in (EXIT_OK, EXIT_INTERRUPTED)]
     if failed:
         listed = ", ".join(f"rank {r} exited {c}" for r, c in failed)
@@ -65,10 +79,17 @@ def launch_ranks(config_file: Path | None, overrides: Mapping[str, Any], world_s
     return EXIT_INTERRUPTED if EXIT_INTERRUPTED in codes else EXIT_OK
 
 
-def start_ranks(commands: list[list[str]], extra_env: Mapping[str, str]) -> list[int]:
-    """Run one local process per command, each in its own session, and wait for them all;
-    return their exit codes. Signals the launcher receives are forwarded to each; if the
-    launcher dies (SIGKILL included) each gets SIGTERM from the kernel."""
+def start_ranks(
+    commands: list[list[str]],
+    extra_env: Mapping[str, str],
+    *,
+    tick: Callable[[], None] | None = None,
+    every: float = 1.0,
+) -> list[int]:
+    """Run one local process per command, each in its own session, and wait for them all
+    (calling ``tick`` every ``every`` seconds meanwhile); return their exit codes. Signals
+    the launcher receives are forwarded to each; if the launcher dies (SIGKILL included)
+    each gets SIGTERM from the kernel."""
     env = {
         **os.environ,
         **extra_env,
@@ -89,7 +110,13 @@ def start_ranks(commands: list[list[str]], extra_env: Mapping[str, str]) -> list
         log.info("started %d local ranks: pids %s", len(procs), [p.pid for p in procs])
         for proc in procs:
             # A signal interrupts the wait, runs ``forward`` and the wait goes on (PEP 475).
-            proc.wait()
+            while True:
+                try:
+                    proc.wait(timeout=every if tick else None)
+                    break
+                except subprocess.TimeoutExpired:
+                    if tick:
+                        tick()
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)

@@ -11,7 +11,7 @@ from typing import NoReturn
 
 import typer
 
-from fetchshard.environment import CHILD, SLURM_RANK
+from fetchshard.environment import CHILD, CHILD_STDERR_LEVEL, SLURM_RANK
 from fetchshard.errors import FetchshardError, RunError
 
 
@@ -42,7 +42,12 @@ def logging_to_stderr(level: str) -> Iterator[None]:
     if os.environ.get(CHILD) or SLURM_RANK in os.environ:
         prefix += " [pid %(process)d]"
     handler.setFormatter(logging.Formatter(f"{prefix} %(message)s", "%H:%M:%S"))
-    handler.setLevel(level.upper())
+    quiet = os.environ.get(CHILD_STDERR_LEVEL) if os.environ.get(CHILD) else None
+    handler.setLevel(
+        max(logging.getLevelName(level.upper()), logging.getLevelName(quiet.upper()))
+        if quiet
+        else level.upper()
+    )
     logger.addHandler(handler)
     logger.setLevel(level.upper())
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -172,7 +173,13 @@ def _one_rank_or_many(config: Any, config_file: Path | None, overrides: dict[str
         if run_cfg.rank is not None:
             raise ConfigError("--ranks starts every rank itself; do not combine it with --rank")
         validate_inputs(config.input)
-        return launch_ranks(config_file, overrides, run_cfg.ranks)
+        return launch_ranks(
+            config_file,
+            overrides,
+            run_cfg.ranks,
+            output=Path(config.output.dir),
+            interactive=sys.stderr.isatty(),  # one bar of the job's totals (report.live)
+        )
     # Only a rank needs the engine (aiohttp, ~0.25 s to import); --ranks starts its ranks
     # sooner without it.
     from fetchshard.engine.rank import is_interactive, run_rank

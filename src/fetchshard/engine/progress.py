@@ -72,6 +72,7 @@ class Progress:
         self._total = total
         self._committed_before = committed
         self.snapshot.total, self.snapshot.committed = total, committed
+        self.snapshot.committed_before = committed
         self.snapshot.errors_before = dict(errors or {})
         self.snapshot.failed_before = sum(self.snapshot.errors_before.values())
         if self._bar is not None:

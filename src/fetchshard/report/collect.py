@@ -43,9 +43,10 @@ class RankLine:
     detail: str  # what it waits on, why it counts as dead or stopped; "" otherwise
     planned: int | None  # items of its slice (None: not planned yet)
     committed: int
+    fetched: int  # items with a terminal row: committed, or written to a part still open
     failed: int
     bytes: int
-    urls_per_s: float  # committed per second, over the last RATE_WINDOW (0 unless alive)
+    urls_per_s: float  # rows per second over its last RATE_WINDOW seconds (0 unless alive)
     updated_at: float | None  # its last snapshot
     started_at: float | None
 
@@ -56,12 +57,12 @@ class RankLine:
     @property
     def seconds_left(self) -> float | None:
         """At its current rate (None: no rate, or nothing known)."""
-        pending = self.pending
-        if pending == 0:
-            return 0.0
-        if pending is None or self.urls_per_s <= 0:
+        if self.planned is None:
             return None
-        return pending / self.urls_per_s
+        left = max(self.planned - self.fetched, 0)
+        if left == 0:
+            return 0.0
+        return left / self.urls_per_s if self.urls_per_s > 0 else None
 
 
 @dataclass
@@ -74,7 +75,7 @@ class Collected:
     ranks: list[RankLine]
     stats: Stats  # summed over the ranks' latest sessions (bytes, requests, content, hosts)
     errors: Counter[str]  # committed failures by kind, over all sessions where known
-    history: list[tuple[float, float, float]]  # (time, committed, bytes), summed over ranks
+    history: list[tuple[float, float, float, float]]  # (time, committed, fetched, bytes), summed
     interval: float  # the ranks' snapshot interval
     hosts: dict[str, HostCounts] = field(default_factory=dict)
 
@@ -136,6 +137,9 @@ def _rank(view: RankView, now: float) -> tuple[RankLine, Stats, Counter[str]]:
         planned, committed, failed, errors = None, 0, 0, Counter()
     if done is not None and done.items is not None:
         planned = committed = done.items
+    fetched = committed
+    if state in ALIVE and snap is not None:
+        fetched = max(committed, snap.committed_before + snap.written)
     rate = _rate(snap) if state in ALIVE else 0.0
     line = RankLine(
         rank=view.rank,
@@ -143,6 +147,7 @@ def _rank(view: RankView, now: float) -> tuple[RankLine, Stats, Counter[str]]:
         detail=detail,
         planned=planned,
         committed=committed,
+        fetched=fetched,
         failed=failed,
         bytes=counted.bytes,
         urls_per_s=rate,
@@ -169,7 +174,7 @@ def _state(
             return DEAD, f"its lock is held but its last snapshot is {age:,.0f} s old (hung?)"
         if snap.state == "planning":
             return PLANNING, f"{snap.input_rows or 0:,} input rows read"
-        if snap.waiting:
+        if snap.waiting and _rate(snap) == 0:  # between rate-limited requests it runs
             return WAITING, snap.waiting
         return RUNNING, ""
     if not view.started:
@@ -199,22 +204,26 @@ def _snapshot_stats(snap: ProgressSnapshot | None) -> Stats:
 
 
 def _rate(snap: ProgressSnapshot | None) -> float:
-    """Committed per second over the last RATE_WINDOW seconds of the rank's history."""
+    """Rows written per second over the last RATE_WINDOW seconds of the rank's history
+    (rows reach a part at once, and are committed only when it closes)."""
     if snap is None or len(snap.history) < 2:
         return 0.0
     history = snap.history
     end = history[-1]
     start = next((h for h in reversed(history[:-1]) if end[0] - h[0] >= RATE_WINDOW), history[0])
     span = end[0] - start[0]
-    return max(end[1] - start[1], 0.0) / span if span > 0 else 0.0
+    return max(end[2] - start[2], 0.0) / span if span > 0 else 0.0
 
 
 def _timeline(
     histories: Iterable[tuple[ProgressSnapshot, float]], now: float, points: int = 256
-) -> list[tuple[float, float, float]]:
-    """The ranks' histories summed on one time grid: (time, committed, bytes)."""
+) -> list[tuple[float, float, float, float]]:
+    """The ranks' histories summed on one time grid: (time, committed, fetched, bytes)."""
     series = [
-        [(started + h[0], h[1], h[3]) for h in snap.history]
+        [
+            (started + h[0], h[1], max(h[1], snap.committed_before + h[2]), h[3])
+            for h in snap.history
+        ]
         for snap, started in histories
         if snap.history
     ]
@@ -226,17 +235,19 @@ def _timeline(
     grid = [first + i * step for i in range(points)] if last > first else [first]
     out = []
     for t in grid:
-        committed = sent = 0.0
+        committed = fetched = sent = 0.0
         for s in series:
             sample = _at(s, t)
-            if sample is not None:
-                committed += sample[1]
-                sent += sample[2]
-        out.append((round(t, 3), committed, sent))
+            committed += sample[1]
+            fetched += sample[2]
+            sent += sample[3]
+        out.append((round(t, 3), committed, fetched, sent))
     return out
 
 
-def _at(series: list[tuple[float, float, float]], t: float) -> tuple[float, float, float] | None:
+def _at(
+    series: list[tuple[float, float, float, float]], t: float
+) -> tuple[float, float, float, float]:
     """The last sample at or before ``t`` (the first, before the series starts)."""
     lo, hi = 0, len(series)
     while lo < hi:
@@ -245,4 +256,5 @@ def _at(series: list[tuple[float, float, float]], t: float) -> tuple[float, floa
             lo = mid + 1
         else:
             hi = mid
-    return series[lo - 1] if lo else (series[0][0], series[0][1], 0.0)
+    first = series[0]
+    return series[lo - 1] if lo else (first[0], first[1], first[1], 0.0)

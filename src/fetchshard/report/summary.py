@@ -36,12 +36,13 @@ SLOWEST = 10  # ranks listed as the slowest
 class Totals:
     planned: int  # items over all ranks' plans (ranks not planned yet count 0)
     committed: int  # items with a committed row
+    fetched: int  # items with a row: committed, or in a part a running rank has open
     ok: int
     failed: int
     pending: int  # planned - committed
     bytes: int  # body bytes fetched (each rank's latest session)
     success_rate: float | None  # ok / committed
-    urls_per_s_now: float  # committed per second over the last minute, all ranks
+    urls_per_s_now: float  # rows per second over the last minute, all ranks
     urls_per_s_run: float  # over the whole history the snapshots keep
     mb_per_s_now: float
     mb_per_s_run: float
@@ -57,6 +58,7 @@ class RankRow:
     detail: str
     planned: int | None
     committed: int
+    fetched: int
     failed: int
     pending: int | None
     urls_per_s: float
@@ -124,7 +126,8 @@ class Report(Document):
     totals: Totals
     ranks: Ranks
     failures: Failures
-    history: list[list[float]]  # [time, committed, bytes, urls_per_s], all ranks summed
+    # [time, committed, fetched, bytes, rows per second], all ranks summed, up to 256 rows
+    history: list[list[float]]
     content: Content
     notes: list[str] = field(default_factory=list)
 
@@ -179,9 +182,10 @@ def summarize(found: Collected) -> Report:
     for line in found.ranks:
         states[line.state] += 1
     alive = [r for r in rows if r.state in ALIVE]
+    # the most time left at their own rate (one without a rate is "waiting", listed anyway)
     slowest = sorted(
-        (r for r in alive if r.pending),
-        key=lambda r: (-(r.seconds_left if r.seconds_left is not None else float("inf")), r.rank),
+        (r for r in alive if r.seconds_left),
+        key=lambda r: (-(r.seconds_left or 0.0), r.rank),
     )[:SLOWEST]
     attention = [r for r in rows if r.state in (DEAD, STOPPED, "waiting")]
     attention += [r for r in slowest if r not in attention]
@@ -243,6 +247,7 @@ def _row(line: RankLine, now: float) -> RankRow:
         detail=line.detail,
         planned=line.planned,
         committed=line.committed,
+        fetched=line.fetched,
         failed=line.failed,
         pending=line.pending,
         urls_per_s=round(line.urls_per_s, 3),
@@ -255,18 +260,20 @@ def _totals(found: Collected) -> Totals:
     lines = found.ranks
     planned = sum(line.planned or 0 for line in lines)
     committed = sum(line.committed for line in lines)
+    fetched = sum(line.fetched for line in lines)
     failed = sum(line.failed for line in lines)
     pending = max(planned - committed, 0)
     now_rate = sum(line.urls_per_s for line in lines if line.state in ALIVE)
     history = found.history
     elapsed = history[-1][0] - history[0][0] if len(history) > 1 else 0.0
-    run_rate = (history[-1][1] - history[0][1]) / elapsed if elapsed > 0 else 0.0
-    run_mb = (history[-1][2] - history[0][2]) / elapsed / 1e6 if elapsed > 0 else 0.0
+    run_rate = (history[-1][2] - history[0][2]) / elapsed if elapsed > 0 else 0.0
+    run_mb = (history[-1][3] - history[0][3]) / elapsed / 1e6 if elapsed > 0 else 0.0
     now_mb = _recent_mb(history)
     eta, reason = _eta(lines, pending)
     return Totals(
         planned=planned,
         committed=committed,
+        fetched=fetched,
         ok=committed - failed,
         failed=failed,
         pending=pending,
@@ -282,13 +289,13 @@ def _totals(found: Collected) -> Totals:
     )
 
 
-def _recent_mb(history: list[tuple[float, float, float]]) -> float:
+def _recent_mb(history: list[tuple[float, float, float, float]]) -> float:
     if len(history) < 2:
         return 0.0
     end = history[-1]
     start = next((h for h in reversed(history[:-1]) if end[0] - h[0] >= RATE_WINDOW), history[0])
     span = end[0] - start[0]
-    return (end[2] - start[2]) / span / 1e6 if span > 0 else 0.0
+    return (end[3] - start[3]) / span / 1e6 if span > 0 else 0.0
 
 
 def _eta(lines: list[RankLine], pending: int) -> tuple[float | None, str]:
@@ -335,12 +342,12 @@ def _host(name: str, h: Any) -> HostRow:
     )
 
 
-def _history(timeline: list[tuple[float, float, float]]) -> list[list[float]]:
+def _history(timeline: list[tuple[float, float, float, float]]) -> list[list[float]]:
     out: list[list[float]] = []
-    for i, (t, committed, sent) in enumerate(timeline):
+    for i, (t, committed, fetched, sent) in enumerate(timeline):
         rate = 0.0
         if i:
             dt = t - timeline[i - 1][0]
-            rate = (committed - timeline[i - 1][1]) / dt if dt > 0 else 0.0
-        out.append([t, committed, sent, round(rate, 3)])
+            rate = (fetched - timeline[i - 1][2]) / dt if dt > 0 else 0.0
+        out.append([t, committed, fetched, sent, round(rate, 3)])
     return out

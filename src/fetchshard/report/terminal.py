@@ -59,13 +59,14 @@ def _job_style(state: str) -> str:
 
 def _totals(report: Report) -> Panel:
     t = report.totals
-    share = t.committed / t.planned if t.planned else 0.0
+    share = t.fetched / t.planned if t.planned else 0.0
     bar_width = 40
     filled = round(share * bar_width)
     bar = Text("━" * filled, style="green") + Text("━" * (bar_width - filled), style="dim")
     lines = Text()
     lines.append_text(bar)
-    lines.append(f" {share:6.1%}  {t.committed:,} of {t.planned:,} committed\n")
+    lines.append(f" {share:6.1%}  {t.fetched:,} of {t.planned:,} fetched, ")
+    lines.append(f"{t.committed:,} committed\n")
     rate = "" if t.success_rate is None else f" ({t.success_rate:.1%} ok)"
     lines.append(f"ok {t.ok:,}  failed {t.failed:,}{rate}  pending {t.pending:,}  ")
     lines.append(f"{_size(t.bytes)}\n")
@@ -77,7 +78,7 @@ def _totals(report: Report) -> Panel:
     eta = "ETA unknown" if t.eta_s is None else f"ETA {_duration(t.eta_s)}"
     lines.append(f"{eta}: ", style="bold")
     lines.append(t.eta_reason)
-    spark = _sparkline([h[3] for h in report.history])
+    spark = _sparkline([h[4] for h in report.history])
     if spark:
         lines.append("\nURLs/s ", style="dim")
         lines.append(spark, style="green")
@@ -119,7 +120,7 @@ def _attention(report: Report) -> Table:
     table.add_column("why", overflow="fold", ratio=1)
     rows = report.ranks.attention
     for row in rows[:ATTENTION_ROWS]:
-        done = f"{row.committed:,}/{row.planned:,}" if row.planned is not None else "-"
+        done = f"{row.fetched:,}/{row.planned:,}" if row.planned is not None else "-"
         left = "" if row.seconds_left is None else _duration(row.seconds_left)
         table.add_row(
             str(row.rank),

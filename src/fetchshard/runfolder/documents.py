@@ -189,6 +189,7 @@ class ProgressSnapshot(Document):
     waiting: str | None = None  # nothing in flight: what the rank waits for
     errors: dict[str, int] = field(default_factory=dict)  # of this session's rows
     interval: float = 5.0  # seconds between snapshots (run.progress_interval)
+    committed_before: int = 0  # committed by earlier sessions (committed + written: done)
     failed_before: int = 0  # committed failures of earlier sessions
     errors_before: dict[str, int] = field(default_factory=dict)  # ...by error kind
     http_status: dict[str, int] = field(default_factory=dict)  # this session's rows
