@@ -134,3 +134,14 @@ def test_a_success_restarts_the_throttle_window() -> None:
     other = HostHealth(host="h", base_rate=8.0, min_rate=1.0)
     other.observe(ErrorKind.HTTP_5XX, 500, None, 0.0, config)
     assert other.throttled_since is None
+
+
+def test_an_answer_says_how_much_longer_it_holds_the_host_back() -> None:
+    health = HostHealth(host="h", base_rate=1.0, min_rate=0.1)
+    assert health.observe(ErrorKind.HTTP_429, 429, 30.0, 100.0, CONFIG).parked_s == 30.0
+    # a shorter Retry-After inside the first adds nothing; a longer one adds the difference
+    assert health.observe(ErrorKind.HTTP_429, 429, 10.0, 105.0, CONFIG).parked_s == 0.0
+    assert health.observe(ErrorKind.HTTP_429, 429, 40.0, 110.0, CONFIG).parked_s == 20.0
+    # after the park ran out, a new one counts whole
+    assert health.observe(ErrorKind.HTTP_429, 429, 5.0, 200.0, CONFIG).parked_s == 5.0
+    assert health.observe(None, 200, None, 300.0, CONFIG).parked_s == 0.0
