@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from fetchshard.ledger import LedgerSummary
@@ -216,7 +215,7 @@ def _rate(snap: ProgressSnapshot | None) -> float:
 
 
 def _timeline(
-    histories: Iterable[tuple[ProgressSnapshot, float]], now: float, points: int = 256
+    histories: list[tuple[ProgressSnapshot, float]], now: float, points: int = 256
 ) -> list[tuple[float, float, float, float]]:
     """The ranks' histories summed on one time grid: (time, committed, fetched, bytes)."""
     series = [
@@ -231,8 +230,13 @@ def _timeline(
         return []
     first = min(s[0][0] for s in series)
     last = max(max(s[-1][0] for s in series), first)
-    step = (last - first) / (points - 1) if last > first else 1.0
-    grid = [first + i * step for i in range(points)] if last > first else [first]
+    # no finer than the ranks' own samples, or the rate between them would read as 0
+    finest = max(snap.history_step for snap, _ in histories)
+    step = max((last - first) / (points - 1), finest)
+    count = int((last - first) // step) + 1
+    grid = [first + i * step for i in range(count)]
+    if grid[-1] < last:
+        grid.append(last)
     out = []
     for t in grid:
         committed = fetched = sent = 0.0

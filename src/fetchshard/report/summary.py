@@ -37,11 +37,11 @@ class Totals:
     planned: int  # items over all ranks' plans (ranks not planned yet count 0)
     committed: int  # items with a committed row
     fetched: int  # items with a row: committed, or in a part a running rank has open
-    ok: int
+    ok: int  # of the fetched rows
     failed: int
-    pending: int  # planned - committed
+    pending: int  # planned - fetched
     bytes: int  # body bytes fetched (each rank's latest session)
-    success_rate: float | None  # ok / committed
+    success_rate: float | None  # ok / fetched
     urls_per_s_now: float  # rows per second over the last minute, all ranks
     urls_per_s_run: float  # over the whole history the snapshots keep
     mb_per_s_now: float
@@ -262,7 +262,7 @@ def _totals(found: Collected) -> Totals:
     committed = sum(line.committed for line in lines)
     fetched = sum(line.fetched for line in lines)
     failed = sum(line.failed for line in lines)
-    pending = max(planned - committed, 0)
+    pending = max(planned - fetched, 0)
     now_rate = sum(line.urls_per_s for line in lines if line.state in ALIVE)
     history = found.history
     elapsed = history[-1][0] - history[0][0] if len(history) > 1 else 0.0
@@ -274,11 +274,11 @@ def _totals(found: Collected) -> Totals:
         planned=planned,
         committed=committed,
         fetched=fetched,
-        ok=committed - failed,
+        ok=fetched - failed,
         failed=failed,
         pending=pending,
         bytes=found.stats.bytes,
-        success_rate=round((committed - failed) / committed, 4) if committed else None,
+        success_rate=round((fetched - failed) / fetched, 4) if fetched else None,
         urls_per_s_now=round(now_rate, 2),
         urls_per_s_run=round(run_rate, 2),
         mb_per_s_now=round(now_mb, 3),
