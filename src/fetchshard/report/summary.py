@@ -307,7 +307,7 @@ def _eta(lines: list[RankLine], pending: int) -> tuple[float | None, str]:
         first = blocked[0]
         return None, (
             f"{len(blocked)} rank(s) with work left are not running (rank {first.rank}: "
-            f"{first.state}, {first.pending:,} items pending): rerun the job to finish"
+            f"{first.state}, {_items(first.pending)} pending): rerun the job to finish"
         )
     alive = [line for line in lines if line.state in ALIVE and line.pending != 0]
     unplanned = [line for line in lines if line.state not in ALIVE and line.state != DONE]
@@ -325,10 +325,14 @@ def _eta(lines: list[RankLine], pending: int) -> tuple[float | None, str]:
     eta = last.seconds_left or 0.0
     extra = f"; {len(unplanned)} rank(s) not started yet" if unplanned else ""
     return eta, (
-        f"rank {last.rank} has the most left: {last.pending:,} items at "
+        f"rank {last.rank} has the most left: {_items((last.planned or 0) - last.fetched)} at "
         f"{last.urls_per_s:.2f}/s (its last {RATE_WINDOW:.0f} s); ranks share no work, so the "
         f"job ends with it{extra}"
     )
+
+
+def _items(n: int | None) -> str:
+    return "1 item" if n == 1 else f"{n or 0:,} items"
 
 
 def _host(name: str, h: Any) -> HostRow:
