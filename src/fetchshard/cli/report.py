@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from fetchshard.cli.common import user_errors
+
+if TYPE_CHECKING:
+    from fetchshard.report.summary import Report
 
 _UNDER_WAY = ("running", "not started")  # --watch goes on; it ends at done or stopped
 
@@ -25,6 +29,14 @@ def report_command(
     interval: Annotated[
         float, typer.Option(help="Seconds between refreshes with --watch.", min=0.2)
     ] = 2.0,
+    html_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            metavar="PATH",
+            help="Also write the report as one self-contained HTML page (charts, offline).",
+        ),
+    ] = None,
 ) -> None:
     """Show how far a job is, how fast, when it ends, which ranks need a look and what fails.
 
@@ -37,13 +49,32 @@ def report_command(
         from fetchshard.runfolder.view import RunFolder
 
         folder = RunFolder(run_dir)
-        if json_out and not watch:
-            sys.stdout.write(build_report(folder).to_bytes().decode())
-            return
-        if not watch:
-            _show(build_report(folder))
-            return
-        _watch(folder, interval, json_out)
+        if watch:
+            _watch(folder, interval, json_out)
+            if html_out is None:
+                return
+            report = build_report(folder)  # the state the job ended in
+        else:
+            report = build_report(folder)
+            if json_out:
+                sys.stdout.write(report.to_bytes().decode())
+            else:
+                _show(report)
+        if html_out is not None:
+            _write_html(report, html_out, to_stderr=json_out)
+
+
+def _write_html(report: Report, path: Path, *, to_stderr: bool) -> None:
+    """Write the page atomically (a reader never sees half of it) and say where: on stderr
+    when stdout carries the JSON. With --watch, the page is the job's state at the end."""
+    from fetchshard.report.html import render_html
+    from fetchshard.runfolder.storage import write_atomic
+
+    write_atomic(path, render_html(report).encode())
+    mask = os.umask(0)  # mkstemp made it 0600: give it the mode of any new file
+    os.umask(mask)
+    path.chmod(0o666 & ~mask)
+    print(f"wrote the HTML report to {path}", file=sys.stderr if to_stderr else sys.stdout)
 
 
 def _show(report: object) -> None:
@@ -79,3 +110,5 @@ def _watch(folder: object, interval: float, json_out: bool) -> None:
             time.sleep(interval)
             report = build_report(folder)  # type: ignore[arg-type]
             live.update(render(report), refresh=True)
+    if not console.is_terminal:  # Live leaves its last frame without a line end there
+        console.print()

@@ -89,6 +89,7 @@ class Progress:
         written: int | None = None,
         waiting: str | None = None,
         force: bool = False,
+        last: bool = False,
     ) -> None:
         snap = self.snapshot
         snap.state = state
@@ -105,6 +106,8 @@ class Progress:
         if stats is not None:
             elapsed = max(wall - self._started, 1e-9)
             snap.written, snap.ok, snap.failed = stats.items, stats.ok, stats.failed
+            if last:  # stats are the rank's totals then: this session wrote what it added
+                snap.written = snap.committed - snap.committed_before
             snap.requests, snap.retries, snap.bytes = stats.requests, stats.retries, stats.bytes
             snap.urls_per_s = round(stats.items / elapsed, 1)
             snap.errors = dict(stats.errors)
@@ -118,7 +121,7 @@ class Progress:
         if force or now - self._last_write >= self._interval:
             self._last_write = now
             snap.updated_at = wall
-            snap.sample(wall)
+            snap.sample(wall, last=last)
             snap.write(self._path)
         if self._bar is None and state == "fetching" and now - self._last_summary >= SUMMARY_EVERY:
             self._last_summary = now
@@ -146,7 +149,7 @@ class Progress:
     def finish(self, state: str, committed: int, stats: Stats) -> None:
         """The last snapshot of this session (written at once) and the bar's last frame."""
         self._committed_before = self.snapshot.committed = committed
-        self.update(state, stats=stats, force=True)
+        self.update(state, stats=stats, force=True, last=True)
         if self._bar is not None:
             self._bar.update(self._task, completed=committed)
         self.close()

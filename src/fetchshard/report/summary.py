@@ -89,14 +89,14 @@ class HostRow:
 @dataclass(frozen=True, kw_only=True)
 class Failures:
     by_kind: dict[str, int]
-    by_http_status: dict[str, int]
+    by_http_status: dict[str, int]  # rows by the HTTP status of their last answer
     hosts_by_failures: list[HostRow]
     hosts_by_parked: list[HostRow]
 
 
 @dataclass(frozen=True, kw_only=True)
 class Content:
-    sizes: dict[str, int]  # body size bucket label ("<1 KiB", "1-2 KiB", ...) -> successes
+    sizes: dict[str, int]  # size range ("0 B", "1 KiB-2 KiB", ...) -> successes
     content_types: dict[str, int]
 
 

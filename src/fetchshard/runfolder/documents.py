@@ -200,11 +200,14 @@ class ProgressSnapshot(Document):
     history: list[list[float]] = field(default_factory=list)
     history_step: float = 5.0
 
-    def sample(self, now: float) -> None:
-        """Add a history sample if one is due."""
+    def sample(self, now: float, *, last: bool = False) -> None:
+        """Add a history sample if one is due (``last``: the session's end, always kept, in
+        place of a sample too close before it)."""
         t = round(now - self.started_at, 3)
         if self.history and t - self.history[-1][0] < self.history_step:
-            return
+            if not last:
+                return
+            self.history.pop()
         self.history.append([t, self.committed, self.written, self.bytes])
         if len(self.history) > HISTORY_SAMPLES:
             self.history = self.history[(len(self.history) - 1) % 2 :: 2]  # the newest stays
