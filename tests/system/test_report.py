@@ -316,3 +316,43 @@ def test_watch_follows_a_live_run_and_reading_changes_nothing(
     assert reports[-1]["state"] == "done" and reports[-1]["totals"]["committed"] == n
     assert reports[-1]["totals"]["ok"] == n and reads >= 10
     assert assert_exactly_once(out, world_size=2) == n
+
+
+@pytest.mark.timeout(120)
+def test_ranks_on_a_terminal_show_one_bar_of_the_job(
+    server_process: ServerProcess, tmp_path: Path
+) -> None:
+    import os
+    import pty
+
+    n = 300
+    src = tmp_path / "urls.txt"
+    src.write_text("".join(server_process.url(f"/ok/t{i}", host=i % 4) + "\n" for i in range(n)))
+    args = [*FAST, "--set", "fetch.per_host_rate=40", "--set", "fetch.per_host_burst=1"]
+    args += ["--set", "run.progress_interval=0.2", "--ranks", "2"]
+    master, slave = pty.openpty()
+    run = subprocess.Popen(
+        fetchshard_cmd("run", str(src), "-o", str(tmp_path / "out"), *args),
+        stdin=subprocess.DEVNULL,
+        stdout=slave,
+        stderr=slave,
+        env={**os.environ, "COLUMNS": "100", "TERM": "xterm"},
+    )
+    os.close(slave)
+    screen = b""
+    while True:  # until the terminal closes: the launcher and its ranks have exited
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(master)
+    assert run.wait(timeout=60) == 0
+    text = screen.decode(errors="replace")
+    assert "2 ranks" in text and f"{n}/{n}" in text, text[-2000:]
+    assert "2 done" in text
+    # one bar: the ranks' own info lines ("slice: ...", "rank 0 done: ...") stay in their logs
+    assert "INFO" not in text.split("started 2 local ranks", 1)[-1], text[-2000:]
+    assert "slice:" not in text and "rank 0 done" not in text
