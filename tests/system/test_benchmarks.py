@@ -120,3 +120,30 @@ def test_merge_speed_counts_the_same_rows_as_duckdb(tmp_path: Path) -> None:
     assert runs["merge"]["manifest"]["complete"] is True
     assert result["rows_match"] and result["merge_manifest_complete"]
     assert result["merge_time_over_duckdb"] > 0 and result["merge_rss_over_duckdb"] > 0
+
+
+@pytest.mark.timeout(20)
+def test_report_speed_shows_every_rank_as_written(tmp_path: Path) -> None:
+    # benchmarks/report_speed.py on a 20-rank synthetic folder, one round: the report shows
+    # each rank in the state it was written in (live ranks' locks held by its helper). No
+    # timing assertion.
+    out = tmp_path / "report.json"
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "report_speed.py"),
+        *("--ranks", "20", "--repeat", "1", "--items-per-rank", "200"),
+        *("--json", str(out), "--work", str(tmp_path / "work")),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=18, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-4000:]
+    result: dict[str, Any] = json.loads(out.read_text())
+    size = result["sizes"]["20"]
+    expected = {"running": 3, "waiting": 1, "planning": 1, "done": 11, "stopped": 1}
+    expected |= {"dead": 2, "not started": 1}  # one dead, one hung (lock held, stale)
+    assert size["ranks"] == 20 and size["states_expected"] == expected
+    assert size["states_reported"] == expected and size["states_match"]
+    assert size["locks_held"] == 6 and size["ledgers"] == 2  # the stopped and the dead rank
+    run = size["runs"][0]
+    assert run["command"]["exit_code"] == 0 and run["command"]["wall_s"] > 0
+    assert run["command"]["peak_rss_mb"] > 0 and run["in_process"]["total_s"] > 0
+    assert size["target_s"] is None and size["pass"] is None and result["ok"] is True

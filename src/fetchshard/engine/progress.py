@@ -90,6 +90,7 @@ class Progress:
         waiting: str | None = None,
         force: bool = False,
         last: bool = False,
+        hosts: bool = True,
     ) -> None:
         snap = self.snapshot
         snap.state = state
@@ -114,7 +115,9 @@ class Progress:
             snap.http_status = dict(stats.http_status)
             snap.content_types = dict(stats.content_types)
             snap.sizes = dict(stats.sizes)
-            if force or now - self._last_write >= self._interval:  # hosts: only when written
+            if not hosts:  # the rank's stats document carries them from now on
+                snap.hosts = {}
+            elif force or now - self._last_write >= self._interval:  # only when written
                 snap.hosts = {h: c.to_dict() for h, c in worst_hosts(stats.hosts).items()}
         if self._bar is not None:
             self._refresh_bar(state, stats)
@@ -149,7 +152,7 @@ class Progress:
     def finish(self, state: str, committed: int, stats: Stats) -> None:
         """The last snapshot of this session (written at once) and the bar's last frame."""
         self._committed_before = self.snapshot.committed = committed
-        self.update(state, stats=stats, force=True, last=True)
+        self.update(state, stats=stats, force=True, last=True, hosts=False)
         if self._bar is not None:
             self._bar.update(self._task, completed=committed)
         self.close()

@@ -8,9 +8,12 @@ in a loop, from any host of a shared filesystem, never slows or changes a runnin
 
 from __future__ import annotations
 
+import gc
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from fetchshard.ledger import LedgerSummary
 from fetchshard.runfolder.documents import ProgressSnapshot
@@ -81,7 +84,18 @@ class Collected:
 
 def collect(folder: RunFolder, *, now: float | None = None) -> Collected:
     """Read every rank of ``folder`` (see the module docstring)."""
-    now = time.time() if now is None else now
+    # Thousands of documents make millions of small objects and no cycles: the cyclic
+    # collector would walk them again and again (half the time at 4,000 ranks).
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _collect(folder, time.time() if now is None else now)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _collect(folder: RunFolder, now: float) -> Collected:
     lines = []
     total = Stats()
     errors: Counter[str] = Counter()
@@ -90,7 +104,7 @@ def collect(folder: RunFolder, *, now: float | None = None) -> Collected:
     for view in folder.ranks():
         line, stats, rank_errors = _rank(view, now)
         lines.append(line)
-        total = total + stats
+        total += stats
         errors.update(rank_errors)
         snap = view.progress
         if snap is not None:
@@ -217,48 +231,36 @@ def _rate(snap: ProgressSnapshot | None) -> float:
 def _timeline(
     histories: list[tuple[ProgressSnapshot, float]], now: float, points: int = 256
 ) -> list[tuple[float, float, float, float]]:
-    """The ranks' histories summed on one time grid: (time, committed, fetched, bytes)."""
-    series = [
-        [
-            (started + h[0], h[1], max(h[1], snap.committed_before + h[2]), h[3])
-            for h in snap.history
-        ]
-        for snap, started in histories
-        if snap.history
-    ]
+    """The ranks' histories summed on one time grid: (time, committed, fetched, bytes); a
+    rank counts its first sample's values before it starts and its last after it ends."""
+    series = []
+    for snap, started in histories:
+        if not snap.history:
+            continue
+        h = np.asarray(snap.history, dtype=np.float64)[:, :4]
+        fetched = np.maximum(h[:, 1], snap.committed_before + h[:, 2])
+        series.append((started + h[:, 0], h[:, 1], fetched, h[:, 3]))
     if not series:
         return []
-    first = min(s[0][0] for s in series)
-    last = max(max(s[-1][0] for s in series), first)
+    first = min(float(s[0][0]) for s in series)
+    last = max(max(float(s[0][-1]) for s in series), first)
     # no finer than the ranks' own samples, or the rate between them would read as 0
     finest = max(snap.history_step for snap, _ in histories)
     step = max((last - first) / (points - 1), finest)
-    count = int((last - first) // step) + 1
-    grid = [first + i * step for i in range(count)]
+    grid = first + step * np.arange(int((last - first) // step) + 1)
     if grid[-1] < last:
-        grid.append(last)
-    out = []
-    for t in grid:
-        committed = fetched = sent = 0.0
-        for s in series:
-            sample = _at(s, t)
-            committed += sample[1]
-            fetched += sample[2]
-            sent += sample[3]
-        out.append((round(t, 3), committed, fetched, sent))
-    return out
-
-
-def _at(
-    series: list[tuple[float, float, float, float]], t: float
-) -> tuple[float, float, float, float]:
-    """The last sample at or before ``t`` (the first, before the series starts)."""
-    lo, hi = 0, len(series)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if series[mid][0] <= t:
-            lo = mid + 1
-        else:
-            hi = mid
-    first = series[0]
-    return series[lo - 1] if lo else (first[0], first[1], first[1], 0.0)
+        grid = np.append(grid, last)
+    committed = np.zeros(len(grid))
+    fetched = np.zeros(len(grid))
+    sent = np.zeros(len(grid))
+    for times, c, f, b in series:
+        at = np.searchsorted(times, grid, side="right") - 1  # the last sample at or before
+        before = at < 0
+        at = np.maximum(at, 0)
+        committed += c[at]
+        fetched += np.where(before, c[0], f[at])
+        sent += np.where(before, 0.0, b[at])
+    return [
+        (round(float(t), 3), float(x), float(y), float(z))
+        for t, x, y, z in zip(grid, committed, fetched, sent, strict=True)
+    ]

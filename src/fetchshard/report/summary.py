@@ -8,6 +8,7 @@ README.md shows an example. A reader of a newer version refuses it (runfolder/do
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,8 +193,11 @@ def summarize(found: Collected) -> Report:
     plans = [line.planned for line in found.ranks if line.planned]
     imbalance = round(max(plans) / statistics.fmean(plans), 3) if plans else None
     hosts = list(found.hosts.items())
-    by_failures = sorted((h for h in hosts if h[1].failures), key=lambda h: (-h[1].failures, h[0]))
-    by_parked = sorted(
+    by_failures = heapq.nsmallest(
+        TOP_HOSTS, (h for h in hosts if h[1].failures), key=lambda h: (-h[1].failures, h[0])
+    )
+    by_parked = heapq.nsmallest(
+        TOP_HOSTS,
         (h for h in hosts if h[1].parked_s or h[1].throttled),
         key=lambda h: (-h[1].parked_s, -h[1].throttled, h[0]),
     )
