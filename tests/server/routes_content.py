@@ -1,4 +1,5 @@
-"""Routes that answer with well-formed content: ok, image, big, gzip-bomb, headers, robots."""
+"""Routes that answer with well-formed content: ok, image, big, gzip-bomb, headers, robots;
+and ``/as/{what}?ct=TYPE``: a body of one kind under any Content-Type (content checks)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,25 @@ async def ok(request: web.Request) -> web.Response:
     if size > len(body):
         body += b"." * (size - len(body))
     return web.Response(body=body, content_type="text/plain")
+
+
+_BODIES = {
+    "html": b"<!DOCTYPE html><html><head><title>Not Found</title></head><body>gone</body></html>",
+    "pdf": b"%PDF-1.4\n%fake\n",
+    "empty": b"",
+    "text": b"Access denied\n",
+}
+
+
+async def served_as(request: web.Request) -> web.Response:
+    """``/as/html|pdf|empty|text|jpeg?ct=image/jpeg``: that body, declared as ``ct``."""
+    what = request.match_info["what"]
+    body = jpeg_bytes(1, 16, 16) if what == "jpeg" else _BODIES.get(what)
+    if body is None:
+        raise web.HTTPNotFound(text=f"no body {what!r}")
+    resp = web.Response(body=body)
+    resp.headers["Content-Type"] = request.query.get("ct", "image/jpeg")
+    return resp
 
 
 async def image(request: web.Request) -> web.Response:

@@ -16,7 +16,7 @@ import time
 from fetchshard.clock import Clock
 from fetchshard.config import Config
 from fetchshard.engine.progress import Progress
-from fetchshard.engine.retry import Action, decide
+from fetchshard.engine.retry import WRITE, Action, decide
 from fetchshard.engine.rows import interrupted_item, result_row, retry_item
 from fetchshard.engine.stages import Pipeline, Stage, columns_with
 from fetchshard.engine.stop import StopFlag, loop_stop_signals
@@ -24,6 +24,7 @@ from fetchshard.errors import ErrorKind, RunError
 from fetchshard.hosts.scheduler import Scheduler
 from fetchshard.hosts.slot import HostSlot
 from fetchshard.http.client import make_client
+from fetchshard.http.content import content_problem
 from fetchshard.http.request import fetch
 from fetchshard.ledger import Ledger, WorkItem
 from fetchshard.output.extras import deserialize_schema
@@ -34,6 +35,7 @@ from fetchshard.runfolder.layout import RunPaths
 from fetchshard.stats import Stats
 
 log = logging.getLogger("fetchshard")
+BAD_CONTENT = ErrorKind.BAD_CONTENT
 
 TICK = 1.0  # seconds between the commit check and the progress snapshot
 
@@ -263,8 +265,16 @@ class FetchJob:
             self.client, url, cfg, headers=slot.headers or None, timeout_factor=factor
         )
         self.stats.requests += 1
-        kind = result.error_kind
-        decision = decide(kind, attempt, result.retry_after, final=self.final, config=cfg)
+        answered = kind = result.error_kind  # host health hears the answer, not the verdict
+        problem = None
+        if kind is None and result.body is not None:
+            problem = content_problem(result.content_type, result.body, result.http_status)
+        if problem is not None:  # the same bytes would come again: a final failure
+            result.error_kind, result.error_message, result.body = BAD_CONTENT, problem, None
+            kind = BAD_CONTENT
+            decision = WRITE
+        else:
+            decision = decide(kind, attempt, result.retry_after, final=self.final, config=cfg)
         retry: WorkItem | None = None
         if decision.action is Action.RETRY:
             self.stats.retries += 1
@@ -279,7 +289,7 @@ class FetchJob:
             slot,
             retry,
             decision.delay,
-            kind=kind,
+            kind=answered,
             status=result.http_status,
             retry_after=result.retry_after,
         )

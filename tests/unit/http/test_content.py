@@ -1,0 +1,65 @@
+"""http/content.py: what a body really is, and when that contradicts the response."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+from fetchshard.http.content import content_problem, sniff
+
+
+def _image(fmt: str, mode: str = "RGB") -> bytes:
+    out = io.BytesIO()
+    Image.new(mode, (8, 8), 128 if mode == "L" else (10, 20, 30)).save(out, format=fmt)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "kind"),
+    [
+        ("JPEG", "image/jpeg"),
+        ("PNG", "image/png"),
+        ("GIF", "image/gif"),
+        ("WEBP", "image/webp"),
+        ("BMP", "image/bmp"),
+        ("TIFF", "image/tiff"),
+    ],
+)
+def test_images_are_known_by_their_first_bytes(fmt: str, kind: str) -> None:
+    body = _image(fmt)
+    assert sniff(body) == kind
+    assert content_problem(kind, body, 200) is None
+
+
+def test_other_kinds_of_bytes() -> None:
+    assert sniff(b"\xef\xbb\xbf  <!DOCTYPE html><html>") == "text/html"
+    assert sniff(b"\n<HTML><head>") == "text/html"
+    assert sniff(b"%PDF-1.7\n") == "application/pdf"
+    assert sniff(b"PK\x03\x04rest") == "application/zip"
+    assert sniff(b'<?xml version="1.0"?><svg xmlns="...">') == "image/svg+xml"
+    assert sniff(b"just some words\n") == "text/plain"
+    assert sniff(bytes(range(256))) is None
+
+
+def test_what_contradicts_an_image_content_type() -> None:
+    page = b"<!doctype html><title>Not found</title>"
+    assert content_problem("image/jpeg", page, 200) == "an HTML page served as image/jpeg"
+    assert content_problem("IMAGE/PNG; q=1", b"%PDF-1.4", 200) == (
+        "image/png but the bytes are application/pdf"
+    )
+    assert content_problem("image/jpeg", b"Access denied", 200) == (
+        "image/jpeg but the bytes are text/plain"
+    )
+    assert content_problem("image/jpeg", b"", 200) == "empty body (HTTP 200)"
+
+
+def test_what_passes() -> None:
+    png = _image("PNG")
+    assert content_problem("image/jpeg", png, 200) is None  # one image type as another
+    assert content_problem("image/jpeg", bytes(range(256)), 200) is None  # unknown binary
+    assert content_problem("text/html", b"<html></html>", 200) is None  # what it says
+    assert content_problem(None, b"<html></html>", 200) is None
+    assert content_problem("application/octet-stream", b"%PDF-", 200) is None
+    assert content_problem("text/plain", b"", 204) is None  # no body expected
