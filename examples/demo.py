@@ -3,7 +3,8 @@
     python examples/demo.py [-o out/]
 
 It starts the local site, runs exactly ``fetchshard run examples/urls.txt -o out/``, prints
-what landed in the Parquet parts, and stops the site (by its PID).
+what landed in the Parquet parts, stops the site (by its PID), then runs
+``fetchshard report out/`` and ``fetchshard merge out/`` (the dataset in ``out/merged``).
 """
 
 from __future__ import annotations
@@ -59,6 +60,12 @@ def main() -> int:
     for row in sorted(table.to_pylist(), key=lambda r: r["url"]):
         what = f"{row['size']} bytes" if row["status"] == "ok" else row["error_kind"]
         print(f"  {row['status']:6} {what:>12}  attempts={row['attempts']}  {row['url']}")
+    base = cmd[: cmd.index("run")]
+    for step in (["report", args.output], ["merge", args.output]):
+        print(f"\n$ fetchshard {' '.join(step)}", flush=True)
+        code = subprocess.call([*base, *step])
+        if code != 0:
+            return code
     return 0
 
 

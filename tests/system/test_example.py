@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -50,6 +51,11 @@ def test_demo_script(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "29 rows" in done.stdout
     _check(out)
+    # then the report and the merged dataset
+    assert "job done" in done.stdout and "every rank is done" in done.stdout
+    assert f"{out}/merged: complete, 26 ok and 3 failed rows" in done.stdout
+    manifest = json.loads((out / "merged" / "manifest.json").read_text())
+    assert manifest["complete"] and manifest["counts"]["ok"] == 26
 
 
 @pytest.mark.skipif(not _port_free(), reason=f"port {PORT} is in use on this machine")
