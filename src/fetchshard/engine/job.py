@@ -24,7 +24,7 @@ from fetchshard.errors import ErrorKind, RunError
 from fetchshard.hosts.scheduler import Scheduler
 from fetchshard.hosts.slot import HostSlot
 from fetchshard.http.client import make_client
-from fetchshard.http.content import content_problem
+from fetchshard.http.content import content_problem, expected_hash
 from fetchshard.http.request import fetch
 from fetchshard.ledger import Ledger, WorkItem
 from fetchshard.output.extras import deserialize_schema
@@ -36,6 +36,7 @@ from fetchshard.stats import Stats
 
 log = logging.getLogger("fetchshard")
 BAD_CONTENT = ErrorKind.BAD_CONTENT
+HASH_MISMATCH = ErrorKind.HASH_MISMATCH
 
 TICK = 1.0  # seconds between the commit check and the progress snapshot
 
@@ -77,12 +78,14 @@ class FetchJob:
         started = self.clock.monotonic()
         cfg = self.config
         text = self.ledger.get_meta("extras_schema")
+        extras = deserialize_schema(text) if text else None
+        self.expected = expected_hash(cfg.input, extras)
         self.writer = PartWriter(
             self.paths,
             self.info.rank,
             self.ledger,
             cfg.output,
-            deserialize_schema(text) if text else None,
+            extras,
             self.next_part,
             columns=columns_with(self.stages),
             clock=self.clock,
@@ -269,9 +272,14 @@ class FetchJob:
         problem = None
         if kind is None and result.body is not None:
             problem = content_problem(result.content_type, result.body, result.http_status)
+        if problem is None and kind is None and self.expected is not None:
+            problem = self.expected.mismatch(item.extras, result.body, result.sha256)
+            bad = HASH_MISMATCH
+        else:
+            bad = BAD_CONTENT
         if problem is not None:  # the same bytes would come again: a final failure
-            result.error_kind, result.error_message, result.body = BAD_CONTENT, problem, None
-            kind = BAD_CONTENT
+            result.error_kind, result.error_message, result.body = bad, problem, None
+            kind = bad
             decision = WRITE
         else:
             decision = decide(kind, attempt, result.retry_after, final=self.final, config=cfg)

@@ -1,4 +1,5 @@
-"""Whether a body that arrived whole is what its response says it is (every download).
+"""Whether a body that arrived whole is what its response says it is (every download), and
+what the input says it is (``input.hash_column``: its expected hash).
 
 A 200 with an empty body, an HTML page served as an image (a soft 404, a login wall) and
 bytes of another kind under an image Content-Type (a PDF, an archive, text) are
@@ -8,6 +9,14 @@ Pure functions of the bytes: unit-tested without a network.
 """
 
 from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from fetchshard.config import InputConfig
 
 _HEAD = 512  # bytes looked at
 
@@ -67,3 +76,38 @@ def content_problem(content_type: str | None, body: bytes, http_status: int | No
     if found == "text/html":
         return f"an HTML page served as {declared}"
     return f"{declared} but the bytes are {found}"
+
+
+@dataclass(frozen=True)
+class ExpectedHash:
+    """Where an item's expected hash is among its extra columns, and of which algorithm."""
+
+    index: int  # in the extras' JSON array (output/extras.py)
+    algorithm: str  # sha256 or md5
+
+    def mismatch(self, extras: str | None, body: bytes | None, sha256: str | None) -> str | None:
+        """Why ``body`` is not the item's (a ``hash_mismatch`` message), or None: it matches,
+        or the item has no expected hash."""
+        if extras is None or body is None:
+            return None
+        want = json.loads(extras)[self.index]
+        if not isinstance(want, str) or not want.strip():
+            return None
+        want = want.strip().lower()
+        got = sha256 if self.algorithm == "sha256" and sha256 else _digest(self.algorithm, body)
+        return None if got == want else f"{self.algorithm} {got}, the input expects {want}"
+
+
+def _digest(algorithm: str, body: bytes) -> str:
+    return hashlib.new(algorithm, body).hexdigest()
+
+
+def expected_hash(config: InputConfig, extras: pa.Schema | None) -> ExpectedHash | None:
+    """The hash check of a run with ``input.hash_column`` (its extra column, perhaps renamed
+    ``input_<name>`` to stay clear of an output column)."""
+    if config.hash_column is None or extras is None:
+        return None
+    for name in (config.hash_column, f"input_{config.hash_column}"):
+        if name in extras.names:
+            return ExpectedHash(extras.names.index(name), config.hash_algorithm)
+    return None

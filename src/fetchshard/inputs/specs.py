@@ -70,13 +70,16 @@ def _select(path: Path, present: Sequence[str], config: InputConfig) -> tuple[st
         raise _missing(path, config.url_column, "input.url_column", present)
     if config.id_column is not None and config.id_column not in present:
         raise _missing(path, config.id_column, "input.id_column", present)
+    if config.hash_column is not None and config.hash_column not in present:
+        raise _missing(path, config.hash_column, "input.hash_column", present)
     own = {config.url_column, config.id_column}
     if config.extra_columns is None:
         return tuple(name for name in present if name not in own)
     for name in config.extra_columns:
         if name not in present:
             raise _missing(path, name, "input.extra_columns", present)
-    return tuple(dict.fromkeys(name for name in config.extra_columns if name not in own))
+    wanted = [*config.extra_columns, *([config.hash_column] if config.hash_column else [])]
+    return tuple(dict.fromkeys(name for name in wanted if name not in own))
 
 
 def _schema(
@@ -159,6 +162,11 @@ def _inspect_format(
             raise InputError(
                 f"input {path}: a txt file has no columns, so input.extra_columns "
                 f"{', '.join(config.extra_columns)} cannot be used"
+            )
+        if config.hash_column is not None:
+            raise InputError(
+                f"input {path}: a txt file has no columns, so input.hash_column "
+                f"{config.hash_column!r} cannot be used"
             )
         return _FileSpec(path, fmt, compression, None, None, (), None, True)
 

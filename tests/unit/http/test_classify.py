@@ -73,6 +73,7 @@ def test_every_kind_a_request_can_end_with_is_reached() -> None:
         ErrorKind.HOST_UNREACHABLE,  # host health
         ErrorKind.RATE_LIMITED,  # host health
         ErrorKind.INTERRUPTED,  # the rank stopping
+        ErrorKind.HASH_MISMATCH,  # the input's expected hash (http/content.py, in the job)
         *(status_kind(s) for s in (301, 404, 410, 429, 418, 503)),
     }
     assert reached | elsewhere == set(ErrorKind)

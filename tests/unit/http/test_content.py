@@ -63,3 +63,29 @@ def test_what_passes() -> None:
     assert content_problem(None, b"<html></html>", 200) is None
     assert content_problem("application/octet-stream", b"%PDF-", 200) is None
     assert content_problem("text/plain", b"", 204) is None  # no body expected
+
+
+def test_an_expected_hash_matches_or_says_both() -> None:
+    import hashlib
+    import json
+
+    import pyarrow as pa
+
+    from fetchshard.config import InputConfig
+    from fetchshard.http.content import ExpectedHash, expected_hash
+
+    extras = pa.schema([("caption", pa.string()), ("input_sha256", pa.string())])
+    check = expected_hash(InputConfig(hash_column="sha256"), extras)
+    assert check == ExpectedHash(1, "sha256")
+    assert expected_hash(InputConfig(), extras) is None
+    body = b"bytes"
+    sha = hashlib.sha256(body).hexdigest()
+    assert check.mismatch(json.dumps(["c", sha.upper()]), body, sha) is None
+    assert check.mismatch(json.dumps(["c", ""]), body, sha) is None
+    assert check.mismatch(json.dumps(["c", None]), body, sha) is None
+    assert (
+        check.mismatch(json.dumps(["c", "ab"]), body, sha) == f"sha256 {sha}, the input expects ab"
+    )
+    md5 = ExpectedHash(0, "md5")
+    assert md5.mismatch(json.dumps([hashlib.md5(body).hexdigest()]), body, sha) is None
+    assert md5.mismatch(json.dumps(["00"]), body, sha) is not None
