@@ -175,23 +175,9 @@ class _Watch:
         self._bar: Any = None
         self._task: Any = None
         if bar:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
+            from fetchshard.engine.progress import rich_bar
 
-            self._bar = Progress(
-                TextColumn("[bold]merging"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("rows · {task.fields[detail]}"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-            )
+            self._bar = rich_bar("[bold]merging", "rows · {task.fields[detail]}")
 
     def __enter__(self) -> _Watch:
         if self._bar is not None:

@@ -17,6 +17,28 @@ log = logging.getLogger(__name__)
 SUMMARY_EVERY = 30.0  # seconds between one-line summaries when there is no terminal
 
 
+def rich_bar(label: str, detail: str = "{task.fields[detail]}") -> Any:
+    """The one look of every bar (a rank, a merge, a --ranks job): label, bar, n/total,
+    ``detail`` (a rich template over the task), elapsed, remaining."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.progress import Progress as Bar
+
+    return Bar(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(detail),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+
+
 class Progress:
     def __init__(
         self,
@@ -46,24 +68,7 @@ class Progress:
         self._bar: Any = None
         self._task: Any = None
         if interactive:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-            from rich.progress import Progress as Bar
-
-            self._bar = Bar(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[detail]}"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                transient=False,
-            )
+            self._bar = rich_bar("[bold]{task.description}")
             self._bar.start()
             self._task = self._bar.add_task("planning", total=None, detail="")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -219,13 +220,18 @@ def _snapshot_stats(snap: ProgressSnapshot | None) -> Stats:
 def _rate(snap: ProgressSnapshot | None) -> float:
     """Rows written per second over the last RATE_WINDOW seconds of the rank's history
     (rows reach a part at once, and are committed only when it closes)."""
-    if snap is None or len(snap.history) < 2:
+    return recent_rate(snap.history, 2) if snap is not None else 0.0
+
+
+def recent_rate(history: Sequence[Sequence[float]], column: int) -> float:
+    """How fast ``column`` of a history (rows of [time, ...]) grew over its last
+    RATE_WINDOW seconds (all of it, if shorter), per second; never below 0."""
+    if len(history) < 2:
         return 0.0
-    history = snap.history
     end = history[-1]
     start = next((h for h in reversed(history[:-1]) if end[0] - h[0] >= RATE_WINDOW), history[0])
     span = end[0] - start[0]
-    return max(end[2] - start[2], 0.0) / span if span > 0 else 0.0
+    return max(end[column] - start[column], 0.0) / span if span > 0 else 0.0
 
 
 def _timeline(

@@ -18,6 +18,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
+from fetchshard.report import units
 from fetchshard.report.collect import RANK_STATES, RATE_WINDOW
 from fetchshard.report.summary import STATE_LETTERS, HostRow, RankRow, Report
 from fetchshard.stats import SIZE_BUCKETS, size_bucket_label
@@ -142,7 +143,7 @@ def _totals(report: Report) -> str:
     if report.state == "done":
         eta = "done"
     else:
-        eta = "ETA unknown" if t.eta_s is None else f"ETA {_duration(t.eta_s)}"
+        eta = "ETA unknown" if t.eta_s is None else f"ETA {units.duration(t.eta_s)}"
     rate = "–" if t.success_rate is None else f"{t.success_rate:.1%}"
     rows = [
         ("planned", f"{t.planned:,}"),
@@ -152,7 +153,7 @@ def _totals(report: Report) -> str:
         ("failed", f"{t.failed:,}"),
         ("pending", f"{t.pending:,}"),
         ("success rate", rate),
-        ("body bytes", _size(t.bytes)),
+        ("body bytes", units.size(t.bytes)),
     ]
     table = _table(["", ""], [[_e(k), _e(v)] for k, v in rows], cls="kv", header=False)
     stats = [
@@ -160,7 +161,7 @@ def _totals(report: Report) -> str:
         ("URLs/s over the run", f"{t.urls_per_s_run:,.1f}"),
         ("MB/s now", f"{t.mb_per_s_now:,.2f}"),
         ("MB/s over the run", f"{t.mb_per_s_run:,.2f}"),
-        ("elapsed", _duration(t.elapsed_s)),
+        ("elapsed", units.duration(t.elapsed_s)),
     ]
     tiles = "".join(
         f'<div class="stat"><div class="stat-value">{_e(v)}</div>'
@@ -276,7 +277,7 @@ def _throughput_figure(report: Report) -> Any | None:
             y=urls,
             mode="lines",
             line={"color": "#2ca02c", "width": 2.5},
-            name=f"URLs/s over {_duration(window)}",
+            name=f"URLs/s over {units.duration(window)}",
             hovertemplate="%{y:,.1f} URLs/s<extra></extra>",
         )
     )
@@ -363,7 +364,7 @@ def _smoothed(s: _Series, window: float) -> tuple[list[float], list[float]]:
 def _time_layout(fig: Any, title: str) -> None:
     fig.update_layout(
         template="plotly_white",
-        title={"text": title, "x": 0, "xanchor": "left", "font": {"size": 15}},
+        title=_title(title),
         margin={"l": 60, "r": 20, "t": 50, "b": 50},
         hovermode="x unified",
     )
@@ -451,12 +452,7 @@ def _grid_figure(report: Report) -> tuple[Any | None, int]:
     label_every = max(1, math.ceil(nrows / 25))
     fig.update_layout(
         template="plotly_white",
-        title={
-            "text": f"Every rank by state ({len(letters):,}; row start + column = rank)",
-            "x": 0,
-            "xanchor": "left",
-            "font": {"size": 15},
-        },
+        title=_title(f"Every rank by state ({len(letters):,}; row start + column = rank)"),
         margin={"l": 55, "r": 10, "t": 45, "b": 30},
         plot_bgcolor="white",
     )
@@ -512,8 +508,8 @@ def _attention(rows: Sequence[RankRow]) -> str:
                 done,
                 f"{row.failed:,}",
                 f"{row.urls_per_s:,.1f}",
-                "" if row.seconds_left is None else _e(_duration(row.seconds_left)),
-                "" if row.age_s is None else _e(_duration(row.age_s)),
+                "" if row.seconds_left is None else _e(units.duration(row.seconds_left)),
+                "" if row.age_s is None else _e(units.duration(row.age_s)),
                 _e(row.detail),
             ]
         )
@@ -583,12 +579,7 @@ def _status_figure(by_status: dict[str, int], successes: int) -> Any | None:
     )
     fig.update_layout(
         template="plotly_white",
-        title={
-            "text": f"Answers by HTTP status, other than 2xx ({successes:,} were 2xx)",
-            "x": 0,
-            "xanchor": "left",
-            "font": {"size": 15},
-        },
+        title=_title(f"Answers by HTTP status, other than 2xx ({successes:,} were 2xx)"),
         margin={"l": 60, "r": 20, "t": 60, "b": 50},
         showlegend=False,
     )
@@ -619,7 +610,7 @@ def _hosts_table(title: str, hosts: Sequence[HostRow], empty: str) -> str:
                 f"{h.failures:,}",
                 errors,
                 f"{h.throttled:,}",
-                _e(_duration(h.parked_s)) if h.parked_s else "",
+                _e(units.duration(h.parked_s)) if h.parked_s else "",
                 f'<ul class="samples">{samples}</ul>' if samples else "",
             ]
         )
@@ -678,7 +669,7 @@ def _sizes_figure(sizes: dict[str, int]) -> Any | None:
     ticks = [label.split("-")[0] if label in labels[1:-1] else label for label in x]
     fig.update_layout(
         template="plotly_white",
-        title={"text": "Body sizes of successes", "x": 0, "xanchor": "left", "font": {"size": 15}},
+        title=_title("Body sizes of successes"),
         margin={"l": 60, "r": 20, "t": 50, "b": 80},
         bargap=0.08,
         showlegend=False,
@@ -721,7 +712,7 @@ def _hbar(items: Sequence[tuple[str, int]], title: str, colour: str, *, x_title:
     fig.update_layout(bargap=0.45 if len(items) < 4 else 0.25)
     fig.update_layout(
         template="plotly_white",
-        title={"text": title, "x": 0, "xanchor": "left", "font": {"size": 15}},
+        title=_title(title),
         margin={"l": 10, "r": 50, "t": 50, "b": 45},
         showlegend=False,
     )
@@ -780,28 +771,9 @@ def _stamp(seconds: float) -> str:
     return f"{_utc(seconds):%Y-%m-%d %H:%M:%S}"
 
 
-def _size(n: float) -> str:
-    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:,.2f} {unit}"
-    return f"{n:,.0f} B"
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds == 0:
-        return "0 s"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    if seconds < 3600:
-        return f"{seconds // 60:.0f} min {seconds % 60:02.0f} s"
-    if seconds < 86400:
-        return f"{seconds // 3600:.0f} h {seconds % 3600 // 60:02.0f} min"
-    return f"{seconds // 86400:.0f} d {seconds % 86400 // 3600:.0f} h"
+def _title(text: str) -> dict[str, Any]:
+    """A chart's title, as every chart of the page has it: left, 15 px."""
+    return {"text": text, "x": 0, "xanchor": "left", "font": {"size": 15}}
 
 
 # Each chart drew at its div's width while the page was still loading: fit them again once

@@ -25,23 +25,9 @@ class JobProgress:
         self._task: Any = None
         self._last_line = time.monotonic()
         if bar:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
+            from fetchshard.engine.progress import rich_bar
 
-            self._bar = Progress(
-                TextColumn(f"[bold]{world_size} ranks"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[detail]}"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-            )
+            self._bar = rich_bar(f"[bold]{world_size} ranks")
 
     def __enter__(self) -> JobProgress:
         return self

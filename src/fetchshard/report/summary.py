@@ -26,6 +26,7 @@ from fetchshard.report.collect import (
     TOP_HOSTS,
     Collected,
     RankLine,
+    recent_rate,
 )
 from fetchshard.runfolder.documents import Document
 from fetchshard.stats import SIZE_BUCKETS, size_bucket_label
@@ -272,7 +273,7 @@ def _totals(found: Collected) -> Totals:
     elapsed = history[-1][0] - history[0][0] if len(history) > 1 else 0.0
     run_rate = (history[-1][2] - history[0][2]) / elapsed if elapsed > 0 else 0.0
     run_mb = (history[-1][3] - history[0][3]) / elapsed / 1e6 if elapsed > 0 else 0.0
-    now_mb = _recent_mb(history)
+    now_mb = recent_rate(history, 3) / 1e6
     eta, reason = _eta(lines, pending)
     return Totals(
         planned=planned,
@@ -291,15 +292,6 @@ def _totals(found: Collected) -> Totals:
         eta_s=round(eta, 1) if eta is not None else None,
         eta_reason=reason,
     )
-
-
-def _recent_mb(history: list[tuple[float, float, float, float]]) -> float:
-    if len(history) < 2:
-        return 0.0
-    end = history[-1]
-    start = next((h for h in reversed(history[:-1]) if end[0] - h[0] >= RATE_WINDOW), history[0])
-    span = end[0] - start[0]
-    return (end[3] - start[3]) / span / 1e6 if span > 0 else 0.0
 
 
 def _eta(lines: list[RankLine], pending: int) -> tuple[float | None, str]:

@@ -10,6 +10,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from fetchshard.report import units
 from fetchshard.report.summary import STATE_LETTERS, Report
 
 _STYLES = {
@@ -69,13 +70,13 @@ def _totals(report: Report) -> Panel:
     lines.append(f"{t.committed:,} committed\n")
     rate = "" if t.success_rate is None else f" ({t.success_rate:.1%} ok)"
     lines.append(f"ok {t.ok:,}  failed {t.failed:,}{rate}  pending {t.pending:,}  ")
-    lines.append(f"{_size(t.bytes)}\n")
+    lines.append(f"{units.size(t.bytes)}\n")
     lines.append(
         f"now {t.urls_per_s_now:,.1f} URLs/s, {t.mb_per_s_now:,.2f} MB/s · over the run "
-        f"{t.urls_per_s_run:,.1f} URLs/s, {t.mb_per_s_run:,.2f} MB/s · {_duration(t.elapsed_s)}"
-        "\n"
+        f"{t.urls_per_s_run:,.1f} URLs/s, {t.mb_per_s_run:,.2f} MB/s · "
+        f"{units.duration(t.elapsed_s)}\n"
     )
-    eta = "ETA unknown" if t.eta_s is None else f"ETA {_duration(t.eta_s)}"
+    eta = "ETA unknown" if t.eta_s is None else f"ETA {units.duration(t.eta_s)}"
     lines.append(f"{eta}: ", style="bold")
     lines.append(t.eta_reason)
     spark = _sparkline([h[4] for h in report.history])
@@ -109,9 +110,7 @@ _STATE_OF = {letter: state for state, letter in STATE_LETTERS.items()}
 
 
 def _attention(report: Report) -> Table:
-    table = Table(
-        title="ranks to look at", title_justify="left", width=WIDTH, show_edge=False, pad_edge=False
-    )
+    table = _table("ranks to look at", pad_edge=False)
     table.add_column("rank", justify="right")
     table.add_column("state")
     table.add_column("done", justify="right")
@@ -121,7 +120,7 @@ def _attention(report: Report) -> Table:
     rows = report.ranks.attention
     for row in rows[:ATTENTION_ROWS]:
         done = f"{row.fetched:,}/{row.planned:,}" if row.planned is not None else "-"
-        left = "" if row.seconds_left is None else _duration(row.seconds_left)
+        left = "" if row.seconds_left is None else units.duration(row.seconds_left)
         table.add_row(
             str(row.rank),
             Text(row.state, style=_STYLES[row.state]),
@@ -139,7 +138,7 @@ def _failures(report: Report) -> Table | None:
     f = report.failures
     if not f.by_kind and not f.by_http_status:
         return None
-    table = Table(title="failures", title_justify="left", width=WIDTH, show_edge=False)
+    table = _table("failures")
     table.add_column("error kind")
     table.add_column("rows", justify="right")
     table.add_column("HTTP status")
@@ -158,7 +157,7 @@ def _hosts(report: Report) -> Table | None:
     rows = {h.host: h for h in [*f.hosts_by_failures, *f.hosts_by_parked]}
     if not rows:
         return None
-    table = Table(title="hosts", title_justify="left", width=WIDTH, show_edge=False)
+    table = _table("hosts")
     table.add_column("host", overflow="fold", max_width=28)
     table.add_column("failed", justify="right")
     table.add_column("429/503", justify="right")
@@ -166,7 +165,7 @@ def _hosts(report: Report) -> Table | None:
     table.add_column("e.g.", overflow="fold", ratio=1)
     for h in rows.values():
         sample = f"{h.samples[0][0]}: {h.samples[0][1]}" if h.samples else ""
-        held = _duration(h.parked_s) if h.parked_s else ""
+        held = units.duration(h.parked_s) if h.parked_s else ""
         table.add_row(h.host, _count(h.failures), _count(h.throttled), held, sample)
     return table
 
@@ -175,7 +174,7 @@ def _content(report: Report) -> Table | None:
     c = report.content
     if not c.sizes and not c.content_types:
         return None
-    table = Table(title="content", title_justify="left", width=WIDTH, show_edge=False)
+    table = _table("content")
     table.add_column("content type", overflow="fold")
     table.add_column("rows", justify="right")
     table.add_column("size")
@@ -192,11 +191,9 @@ def _content(report: Report) -> Table | None:
     return table
 
 
-def _size(n: float) -> str:
-    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:,.2f} {unit}"
-    return f"{n:,.0f} B"
+def _table(title: str, **options: Any) -> Table:
+    """A section of the view: titled on the left, the view's width, no outer edge."""
+    return Table(title=title, title_justify="left", width=WIDTH, show_edge=False, **options)
 
 
 def _count(value: object) -> str:
@@ -212,14 +209,3 @@ def _sparkline(values: list[float], width: int = 80) -> str:
     if top <= 0:
         return ""
     return "".join(_SPARK[min(len(_SPARK) - 1, int(v / top * (len(_SPARK) - 1)))] for v in points)
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    if seconds < 3600:
-        return f"{seconds // 60:.0f} min {seconds % 60:02.0f} s"
-    if seconds < 86400:
-        return f"{seconds // 3600:.0f} h {seconds % 3600 // 60:02.0f} min"
-    return f"{seconds // 86400:.0f} d {seconds % 86400 // 3600:.0f} h"
