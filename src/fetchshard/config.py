@@ -165,12 +165,35 @@ class RunConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ImagesConfig:
+    """The images stage (images/): off, verify each image, or resize and re-encode it."""
+
+    mode: str = "off"  # off | verify | resize
+    resize_mode: str = "border"  # no | keep_ratio | keep_ratio_largest | center_crop | border
+    image_size: int = 256
+    resize_only_if_bigger: bool = False  # never scale up
+    encode_format: str = "jpeg"  # jpeg | png | webp
+    encode_quality: int = 95  # jpeg and webp, 1..100
+    skip_reencode: bool = False  # keep the original bytes when nothing would change
+    downscale_interpolation: str = "area"
+    upscale_interpolation: str = "bicubic"
+    background: str = "white"  # behind transparency and around "border": a CSS colour
+    max_pixels: int = 100_000_000  # larger images are not decoded (decompression bombs)
+    min_image_size: int = 0  # smaller side below this: filtered
+    max_aspect_ratio: float | None = None  # larger side / smaller side above this: filtered
+    hash: str = "sha256"  # or md5: the hash columns of the original and stored bytes
+    workers: int = 0  # image processes; 0: the rank's CPUs
+    queue_per_worker: int = 4  # images waiting per worker before fetches wait
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     input: InputConfig = field(default_factory=InputConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     partition: PartitionConfig = field(default_factory=PartitionConfig)
     fetch: FetchConfig = field(default_factory=FetchConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    images: ImagesConfig = field(default_factory=ImagesConfig)
 
 
 _SECTION_TYPES: dict[str, type[Any]] = {
@@ -179,6 +202,7 @@ _SECTION_TYPES: dict[str, type[Any]] = {
     "partition": PartitionConfig,
     "fetch": FetchConfig,
     "run": RunConfig,
+    "images": ImagesConfig,
 }
 
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -187,6 +211,12 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "output.compression": ("zstd", "snappy", "gzip", "lz4", "none"),
     "output.body_compression": ("auto", "zstd", "snappy", "gzip", "lz4", "none"),
     "run.log_level": ("debug", "info", "warning", "error"),
+    "images.mode": ("off", "verify", "resize"),
+    "images.resize_mode": ("no", "keep_ratio", "keep_ratio_largest", "center_crop", "border"),
+    "images.encode_format": ("jpeg", "png", "webp"),
+    "images.downscale_interpolation": ("area", "lanczos", "bicubic", "bilinear", "nearest"),
+    "images.upscale_interpolation": ("lanczos", "bicubic", "bilinear", "nearest"),
+    "images.hash": ("sha256", "md5"),
 }
 _POSITIVE = {
     "input.max_url_length",
@@ -217,6 +247,11 @@ _POSITIVE = {
     "run.world_size",
     "run.ranks",
     "run.progress_interval",
+    "images.image_size",
+    "images.encode_quality",
+    "images.max_pixels",
+    "images.max_aspect_ratio",
+    "images.queue_per_worker",
 }
 _NON_NEGATIVE = {
     "fetch.max_redirects",
@@ -227,6 +262,8 @@ _NON_NEGATIVE = {
     "run.rank",
     "run.grace_period",
     "run.lock_wait",
+    "images.min_image_size",
+    "images.workers",
 }
 
 
@@ -366,7 +403,31 @@ def _build(merged: dict[str, dict[str, Any]]) -> Config:
     select_kinds(run.retry_failed)
     if run.rank is not None and run.world_size is not None and run.rank >= run.world_size:
         raise ConfigError(f"run.rank: {run.rank} is not below run.world_size {run.world_size}")
+    _check_images(config.images)
     return config
+
+
+def _check_images(images: ImagesConfig) -> None:
+    if images.encode_quality > 100:
+        raise ConfigError(f"images.encode_quality: must be 1..100, got {images.encode_quality}")
+    if images.max_aspect_ratio is not None and images.max_aspect_ratio < 1:
+        raise ConfigError(
+            f"images.max_aspect_ratio: must be at least 1, got {images.max_aspect_ratio:g}"
+        )
+    background_rgb(images.background)
+
+
+def background_rgb(colour: str) -> tuple[int, int, int]:
+    """``images.background`` as RGB (Pillow's colour names and #rrggbb)."""
+    from PIL import ImageColor
+
+    try:
+        rgb = ImageColor.getrgb(colour)
+    except ValueError:
+        raise ConfigError(
+            f"images.background: {colour!r} is not a colour (a name like white or #rrggbb)"
+        ) from None
+    return rgb[0], rgb[1], rgb[2]
 
 
 def read_yaml(path: Path) -> dict[str, Any]:

@@ -33,6 +33,7 @@ SLURM_CPUS_PER_TASK = "SLURM_CPUS_PER_TASK"
 CHILD = "_FETCHSHARD_CHILD"
 CHILD_OVERRIDES = "_FETCHSHARD_OVERRIDES"
 LAUNCHER_PID = "_FETCHSHARD_LAUNCHER_PID"  # a child ends when this process does
+CPU_SHARE = "_FETCHSHARD_CPUS"  # a child's share of its launcher's CPUs (its image workers)
 # A child's stderr log level when its launcher draws the job's bar (its log file keeps all)
 CHILD_STDERR_LEVEL = "_FETCHSHARD_CHILD_STDERR_LEVEL"
 

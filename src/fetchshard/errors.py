@@ -105,6 +105,8 @@ class ErrorKind(str, enum.Enum):
     HTTP_5XX = "http_5xx"
     BAD_CONTENT = "bad_content"  # broken response: wrong length, reset mid-body, bad encoding
     HASH_MISMATCH = "hash_mismatch"  # the body's hash is not the input's expected one
+    DECODE = "decode"  # the images stage could not read the image (truncated, not an image)
+    FILTERED = "filtered"  # the images stage's size, aspect or pixel-count limits refused it
     OPT_OUT = "opt_out"  # X-Robots-Tag opt-out (noai, ...); the body is not kept
     HOST_UNREACHABLE = "host_unreachable"  # host failed its cool-downs; not tried any more
     RATE_LIMITED = "rate_limited"  # host answered only 429/503 through its cool-downs

@@ -13,8 +13,15 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from fetchshard.environment import CHILD, CHILD_OVERRIDES, CHILD_STDERR_LEVEL, LAUNCHER_PID
+from fetchshard.environment import (
+    CHILD,
+    CHILD_OVERRIDES,
+    CHILD_STDERR_LEVEL,
+    CPU_SHARE,
+    LAUNCHER_PID,
+)
 from fetchshard.errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError, RankFailedError
+from fetchshard.ranks import cpus_available
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +65,10 @@ def launch_ranks(
     head = [sys.executable, "-m", "fetchshard", "run"]
     if config_file is not None:
         head.append(str(config_file))
-    env = {CHILD_OVERRIDES: json.dumps(shared)}
+    env = {
+        CHILD_OVERRIDES: json.dumps(shared),
+        CPU_SHARE: str(max(1, cpus_available(os.environ) // world_size)),
+    }
     commands = [
         [*head, "--ranks", "1", "--rank", str(r), "--world-size", str(world_size)]
         for r in range(world_size)

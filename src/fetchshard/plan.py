@@ -3,6 +3,7 @@ keep this rank's slice in its ledger (DESIGN.md step 2)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,10 +52,18 @@ class PlanResult:
     skipped: bool  # the ledger already held a complete plan
 
 
+_NOT_FINGERPRINTED = ("workers", "queue_per_worker")
+
+
 def fingerprint(config: Config, files: list[Path], world_size: int) -> dict[str, Any]:
     """What must not change between a run and its resumption."""
     inp = config.input
+    stages: dict[str, Any] = {}
+    if config.images.mode != "off":  # what the parts hold; the pool's size may change
+        images = dataclasses.asdict(config.images)
+        stages["images"] = {k: v for k, v in images.items() if k not in _NOT_FINGERPRINTED}
     return {
+        **stages,
         "world_size": world_size,
         "partition": {"spread": config.partition.spread},
         "input": {

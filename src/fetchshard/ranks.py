@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from fetchshard.environment import (
+    CPU_SHARE,
     LAUNCHERS,
     SLURM_CPUS_PER_TASK,
     SLURM_JOB_ID,
@@ -82,13 +83,15 @@ def _checked(info: RankInfo, names: str = "--rank/--world-size") -> RankInfo:
 
 
 def cpus_available(environ: Mapping[str, str]) -> int:
-    """CPUs this rank may use: SLURM_CPUS_PER_TASK, else the affinity mask, else the count."""
-    raw = environ.get(SLURM_CPUS_PER_TASK)
-    if raw:
-        try:
-            return max(1, int(raw))
-        except ValueError as exc:
-            raise RankError(f"{SLURM_CPUS_PER_TASK}={raw!r} is not an integer") from exc
+    """CPUs this rank may use: SLURM_CPUS_PER_TASK, else its share of a ``--ranks``
+    launcher's, else the affinity mask, else the count."""
+    for name in (SLURM_CPUS_PER_TASK, CPU_SHARE):
+        raw = environ.get(name)
+        if raw:
+            try:
+                return max(1, int(raw))
+            except ValueError as exc:
+                raise RankError(f"{name}={raw!r} is not an integer") from exc
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - macOS, Windows

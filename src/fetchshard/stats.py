@@ -156,6 +156,25 @@ class Stats:
                 if url is not None and len(counts.samples) < SAMPLES:
                     counts.samples.append((url, message or error_kind))
 
+    def recount_failure(
+        self,
+        size: int | None,
+        content_type: str | None,
+        error_kind: str,
+        *,
+        host: str,
+        url: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        """A row counted as a success of ``size`` bytes that a stage then failed."""
+        self.ok -= 1
+        self.bytes -= size or 0
+        _take_one(self.sizes, str(size_bucket(size or 0)))
+        if content_type:
+            _take_one(self.content_types, content_type.split(";", 1)[0].strip().lower())
+        self.items -= 1  # count_row counts the item again; its HTTP status stays counted once
+        self.count_row(error_kind, None, host=host, url=url, message=message)
+
     def count_throttled(self, host: str, parked_s: float, throttled: bool) -> None:
         """An answer held ``host`` back ``parked_s`` more seconds, or was a 429/503."""
         if parked_s > 0 or throttled:
@@ -221,3 +240,10 @@ class Stats:
 
 
 _COUNTERS = ("errors", "http_status", "content_types", "sizes")
+
+
+def _take_one(counter: Counter[str], key: str) -> None:
+    if counter[key] > 1:
+        counter[key] -= 1
+    else:
+        counter.pop(key, None)

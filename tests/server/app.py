@@ -64,6 +64,8 @@ def make_app(state: ServerState | None = None) -> web.Application:
             web.get("/ok/{name}", content.ok),
             web.get("/image/{n}", content.image),
             web.get("/as/{what}", content.served_as),
+            web.get("/corpus/{name}", content.corpus),
+            web.get("/large/{n}", content.large),
             web.get("/status/{code}", faults.status),
             web.get("/flaky/{key}/{fails}", faults.flaky),
             web.get("/retry-after/{key}/{seconds}", faults.retry_after),

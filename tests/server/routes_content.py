@@ -1,5 +1,6 @@
 """Routes that answer with well-formed content: ok, image, big, gzip-bomb, headers, robots;
-and ``/as/{what}?ct=TYPE``: a body of one kind under any Content-Type (content checks)."""
+``/as/{what}?ct=TYPE``: a body of one kind under any Content-Type (content checks); the
+image corpus (``/corpus/{name}``) and large photos (``/large/{n}``) for the images stage."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import contextlib
 
 from aiohttp import web
 
+from . import images
 from .bodies import CHUNK, PATTERN, cached_gzip_zeros, gzip_zeros, jpeg_bytes, pattern_chunks
 from .params import header_value, int_match, int_param
 from .state import state_of
@@ -42,6 +44,27 @@ async def served_as(request: web.Request) -> web.Response:
     resp = web.Response(body=body)
     resp.headers["Content-Type"] = request.query.get("ct", "image/jpeg")
     return resp
+
+
+async def corpus(request: web.Request) -> web.Response:
+    """``/corpus/{name}``: a file of the image corpus (images.py), typed by its extension."""
+    name = request.match_info["name"]
+    try:
+        body = images.corpus_bytes(name)
+    except KeyError:
+        raise web.HTTPNotFound(text=f"no corpus file {name!r}") from None
+    resp = web.Response(body=body)
+    resp.headers["Content-Type"] = images.content_type(name)
+    return resp
+
+
+async def large(request: web.Request) -> web.Response:
+    """``/large/{n}?px=N``: a large noisy JPEG (N x N, default 3000; n only varies the URL)."""
+    px = int_param(request, "px", 3000, lo=64)
+    if px > 8000:
+        raise web.HTTPBadRequest(text="image too large")
+    body = await asyncio.get_running_loop().run_in_executor(None, images.large_jpeg, px)
+    return web.Response(body=body, content_type="image/jpeg")
 
 
 async def image(request: web.Request) -> web.Response:

@@ -24,6 +24,7 @@ class BodyLength:
 
     name = "body_length"
     columns = (Column("body_length", pa.int64()),)
+    depth = 16
 
     def __init__(self, fail_on: str | None = None) -> None:
         self.seen: list[str] = []

@@ -337,7 +337,7 @@ def test_to_plain_round_trips_through_json(tmp_path: Path) -> None:
     )
     config = load_config(path, environ={}, overrides={"run.rank": 0, "run.world_size": 2})
     plain = to_plain(config)
-    assert set(plain) == {"input", "output", "partition", "fetch", "run"}
+    assert set(plain) == {"input", "output", "partition", "fetch", "run", "images"}
     decoded = json.loads(json.dumps(plain))
     assert decoded["fetch"]["per_host_rate"] == config.fetch.per_host_rate
     assert decoded["fetch"]["headers"] == {"X-Test": "1"}

@@ -113,6 +113,24 @@ def run_command(
         float | None, typer.Option(help="Requests per second per host, over all ranks.")
     ] = None,
     max_in_flight: Annotated[int | None, typer.Option(help="Concurrent fetches per rank.")] = None,
+    images: Annotated[
+        str | None,
+        typer.Option(
+            help="Image stage (images.mode): verify (decode check, sizes, hashes; the bytes "
+            "kept) or resize."
+        ),
+    ] = None,
+    resize: Annotated[
+        int | None,
+        typer.Option(
+            metavar="PX",
+            help="Resize every image to PX (images.image_size; turns on --images resize).",
+        ),
+    ] = None,
+    resize_mode: Annotated[
+        str | None,
+        typer.Option(help="no, keep_ratio, keep_ratio_largest, center_crop or border."),
+    ] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
     set_: Annotated[
         list[str] | None,
@@ -143,6 +161,9 @@ def run_command(
         "fetch.per_host_rate": per_host_rate,
         "fetch.max_in_flight": max_in_flight,
         "run.log_level": log_level,
+        "images.mode": images or ("resize" if resize is not None else None),
+        "images.image_size": resize,
+        "images.resize_mode": resize_mode,
     }
     with user_errors():
         if retry_failed:

@@ -27,6 +27,7 @@ from fetchshard.http.client import make_client
 from fetchshard.http.content import content_problem, expected_hash
 from fetchshard.http.request import fetch
 from fetchshard.ledger import Ledger, WorkItem
+from fetchshard.output.columns import ResultRow
 from fetchshard.output.extras import deserialize_schema
 from fetchshard.output.parts import PartWriter
 from fetchshard.partition import Partitioner
@@ -90,7 +91,9 @@ class FetchJob:
             columns=columns_with(self.stages),
             clock=self.clock,
         )
-        self.rows = Pipeline(self.stages, self.writer.add, self._failed)
+        self.rows = Pipeline(
+            self.stages, self.writer.add, self._failed, on_stage_failure=self._stage_failed
+        )
         self.scheduler = self._scheduler()
         self.stop.callback = self._on_stop
         ticker = asyncio.create_task(self._tick())
@@ -147,6 +150,9 @@ class FetchJob:
 
     async def _pass(self) -> None:
         while not self.stop:
+            await self.rows.ready()  # the stages are full: no new fetch until they drain
+            if self.stop:
+                break
             got = await self.scheduler.next()
             if got is None:
                 break
@@ -165,6 +171,7 @@ class FetchJob:
 
     def _on_stop(self, count: int) -> None:
         self.scheduler.stop()
+        self.rows.wake()
         if count > 1:
             for task in self.tasks:
                 task.cancel()
@@ -189,6 +196,17 @@ class FetchJob:
             self.fatal = exc
             log.error("stopping: %s", exc, exc_info=exc)
             self.scheduler.stop()
+
+    def _stage_failed(self, fetched: ResultRow, row: ResultRow, host: str) -> None:
+        """A stage failed a fetched row (an image that does not decode): recount it."""
+        self.stats.recount_failure(
+            fetched.size,
+            fetched.content_type,
+            row.error_kind or ErrorKind.INTERNAL.value,
+            host=host,
+            url=row.url,
+            message=row.error_message,
+        )
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         item = self.tasks.pop(task)
@@ -317,4 +335,4 @@ class FetchJob:
                 message=result.error_message,
             )
             row = result_row(item, attempt, result, self.clock.wall(), kind, result.error_message)
-            await self.rows.send(row)
+            await self.rows.send(row, slot.host)

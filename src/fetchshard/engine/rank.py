@@ -14,7 +14,7 @@ from fetchshard.config import Config, to_plain
 from fetchshard.engine.eventloop import run_event_loop
 from fetchshard.engine.progress import Progress
 from fetchshard.engine.retry import throttled_host_bound, url_time_bound
-from fetchshard.engine.stages import Stage, columns_with
+from fetchshard.engine.stages import Stage, columns_with, configured_stages
 from fetchshard.engine.stop import StopFlag, stop_signals
 from fetchshard.environment import CHILD
 from fetchshard.errors import EXIT_INTERRUPTED, EXIT_OK, select_kinds
@@ -48,9 +48,13 @@ def run_rank(
     info: RankInfo,
     *,
     interactive: bool = False,
-    stages: tuple[Stage, ...] = (),
+    stages: tuple[Stage, ...] | None = None,
 ) -> RankOutcome:
-    """Run one rank of a job; safe to call again after any crash (it resumes)."""
+    """Run one rank of a job; safe to call again after any crash (it resumes).
+
+    ``stages``: those between fetch and write; by default the ones the config asks for."""
+    if stages is None:
+        stages = configured_stages(config)
     inputs = open_inputs(config.input, reserved=columns_with(stages).names)
     paths = RunPaths(Path(config.output.dir))
     fp = fingerprint(config, inputs.files, info.world_size)
@@ -95,6 +99,8 @@ def _rank(
 
     rank = info.rank
     log.info("fetchshard %s as %s, %d CPUs", __version__, info.describe, cpus_available(os.environ))
+    for stage in stages:
+        log.info("stage %s: %s", stage.name, getattr(stage, "describe", stage.name))
     progress = Progress(
         paths.progress(rank), info, interactive=interactive, interval=config.run.progress_interval
     )
