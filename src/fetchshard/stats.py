@@ -123,6 +123,7 @@ class Stats:
     content_types: Counter[str] = field(default_factory=Counter)  # successes
     sizes: Counter[str] = field(default_factory=Counter)  # successes by str(size_bucket)
     hosts: dict[str, HostCounts] = field(default_factory=dict)  # hosts something happened to
+    loop_lag_max_ms: float = 0.0  # the event loop's longest late wake-up (engine.lag): a max
 
     def count_row(
         self,
@@ -201,7 +202,7 @@ class Stats:
         if not isinstance(other, Stats):
             return NotImplemented
         values = {
-            f.name: getattr(self, f.name) + getattr(other, f.name)
+            f.name: _combine(f.name, getattr(self, f.name), getattr(other, f.name))
             for f in dataclasses.fields(self)
             if f.name != "hosts"
         }
@@ -217,7 +218,9 @@ class Stats:
             elif isinstance(getattr(self, f.name), Counter):
                 getattr(self, f.name).update(getattr(other, f.name))
             else:
-                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+                setattr(
+                    self, f.name, _combine(f.name, getattr(self, f.name), getattr(other, f.name))
+                )
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -240,6 +243,11 @@ class Stats:
 
 
 _COUNTERS = ("errors", "http_status", "content_types", "sizes")
+_MAXIMA = frozenset({"loop_lag_max_ms"})  # combined by max, every other field adds
+
+
+def _combine(name: str, mine: Any, theirs: Any) -> Any:
+    return max(mine, theirs) if name in _MAXIMA else mine + theirs
 
 
 def _take_one(counter: Counter[str], key: str) -> None:

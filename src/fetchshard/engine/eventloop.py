@@ -1,11 +1,11 @@
-"""The rank's event loop: uvloop where available, and fewer garbage collections."""
+"""The rank's event loop: uvloop where available, fewer garbage collections, its lag."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import gc
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 _T = TypeVar("_T")
@@ -33,3 +33,26 @@ def run_event_loop(coro: Coroutine[Any, Any, _T]) -> _T:
         except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
             return asyncio.run(coro)
         return uvloop.run(coro)
+
+
+class LagProbe:
+    """How late the event loop wakes up: a task sleeps ``every`` seconds and records how much
+    longer it took (a blocked loop shows here first: missed deadlines, stalled fetches)."""
+
+    def __init__(self, monotonic: Callable[[], float], every: float = 0.05) -> None:
+        self._now = monotonic
+        self.every = every
+        self.max_s = 0.0
+        self.late = 0  # wake-ups more than 50 ms late
+        self.samples = 0
+
+    async def run(self) -> None:
+        while True:
+            start = self._now()
+            await asyncio.sleep(self.every)
+            lag = self._now() - start - self.every
+            self.samples += 1
+            if lag > self.max_s:
+                self.max_s = lag
+            if lag > 0.05:
+                self.late += 1

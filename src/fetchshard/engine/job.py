@@ -15,6 +15,7 @@ import time
 
 from fetchshard.clock import Clock
 from fetchshard.config import Config
+from fetchshard.engine.eventloop import LagProbe
 from fetchshard.engine.progress import Progress
 from fetchshard.engine.retry import WRITE, Action, decide
 from fetchshard.engine.rows import interrupted_item, result_row, retry_item
@@ -97,11 +98,22 @@ class FetchJob:
         self.scheduler = self._scheduler()
         self.stop.callback = self._on_stop
         ticker = asyncio.create_task(self._tick())
+        self.lag = LagProbe(self.clock.monotonic)
+        probe = asyncio.create_task(self.lag.run())
         try:
             with loop_stop_signals(loop, self.stop):
                 await self._passes()
         finally:
             ticker.cancel()
+            probe.cancel()
+            self.stats.loop_lag_max_ms = round(self.lag.max_s * 1000, 1)
+            if self.lag.late:
+                log.info(
+                    "event loop: %d of %d wake-ups over 50 ms late, the longest %.0f ms",
+                    self.lag.late,
+                    self.lag.samples,
+                    self.lag.max_s * 1000,
+                )
             self.writer.close()
             await self.rows.aclose()
             self.stop.callback = None

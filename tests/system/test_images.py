@@ -1,0 +1,137 @@
+"""The images stage through real ranks: the generated corpus from the loopback server, the
+pool beside the event loop, and the merged dataset as users load it."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from server import ServerProcess
+from server.images import CASES, corpus_bytes
+from util import FAST, read_current, run_subprocess
+
+
+def corpus_urls(server: ServerProcess, tmp_path: Path, tag: str) -> dict[str, str]:
+    """url -> corpus name, one URL per case (``tag`` keeps URLs apart between tests)."""
+    urls = {server.url(f"/corpus/{c.name}?t={tag}"): c.name for c in CASES}
+    (tmp_path / "urls.txt").write_text("".join(f"{u}\n" for u in urls))
+    return urls
+
+
+@pytest.mark.parametrize(
+    ("mode", "size", "want"),
+    [
+        ("border", 64, lambda w, h: (64, 64)),
+        ("center_crop", 48, lambda w, h: (48, 48)),
+        (
+            "keep_ratio",
+            40,
+            lambda w, h: (40, round(h * 40 / w)) if w <= h else (round(w * 40 / h), 40),
+        ),
+        (
+            "keep_ratio_largest",
+            50,
+            lambda w, h: (50, round(h * 50 / w)) if w >= h else (round(w * 50 / h), 50),
+        ),
+        ("no", 0, lambda w, h: (w, h)),
+    ],
+)
+def test_every_corpus_file_lands_in_its_status_with_the_promised_size(
+    mode: str, size: int, want: object, server_process: ServerProcess, tmp_path: Path
+) -> None:
+    urls = corpus_urls(server_process, tmp_path, f"{mode}{size}")
+    out = tmp_path / "out"
+    resize = ["--resize", str(size)] if size else ["--images", "resize"]
+    done = run_subprocess(
+        "run", str(tmp_path / "urls.txt"), "-o", str(out), *FAST, *resize, "--resize-mode", mode
+    )
+    assert done.returncode == 0, done.stderr
+    rows = {r["url"]: r for r in read_current(out).to_pylist()}
+    assert len(rows) == len(CASES)
+    by_name = {c.name: c for c in CASES}
+    for url, name in urls.items():
+        case, row = by_name[name], rows[url]
+        if case.status != "ok":
+            assert row["status"] == "failed" and row["error_kind"] == case.status, row
+            assert row["body"] is None and row["attempts"] == 1  # never retried
+            continue
+        assert row["status"] == "ok", row
+        w, h = case.size  # type: ignore[misc]
+        assert (row["original_width"], row["original_height"]) == (w, h), name
+        assert row["original_format"] == case.source_format
+        expected = want(w, h)  # type: ignore[operator]
+        assert (row["width"], row["height"]) == expected, name
+        stored = Image.open(io.BytesIO(row["body"]))
+        assert stored.format == "JPEG" and stored.size == expected and stored.mode == "RGB"
+        assert row["content_type"] == "image/jpeg" and row["format"] == "jpeg"
+        assert row["size"] == len(row["body"])
+        assert row["sha256"] == hashlib.sha256(row["body"]).hexdigest()
+        original = corpus_bytes(name)
+        assert row["original_size"] == len(original)
+        assert row["original_sha256"] == hashlib.sha256(original).hexdigest()
+    stats = json.loads(next(out.glob("stats/*.json")).read_text())
+    assert stats["ok"] == sum(c.status == "ok" for c in CASES)  # the stage's failures recounted
+    assert stats["errors"]["decode"] == 1 and stats["errors"]["filtered"] == 1
+
+
+def test_verify_keeps_the_original_bytes_and_md5_is_selectable(
+    server_process: ServerProcess, tmp_path: Path
+) -> None:
+    urls = corpus_urls(server_process, tmp_path, "verify")
+    out = tmp_path / "out"
+    done = run_subprocess(
+        "run",
+        str(tmp_path / "urls.txt"),
+        "-o",
+        str(out),
+        *FAST,
+        "--images",
+        "verify",
+        "--set",
+        "images.hash=md5",
+    )
+    assert done.returncode == 0, done.stderr
+    rows = {r["url"]: r for r in read_current(out).to_pylist()}
+    for url, name in urls.items():
+        case, row = next(c for c in CASES if c.name == name), rows[url]
+        if case.status != "ok":
+            assert row["error_kind"] == case.status, row
+            continue
+        original = corpus_bytes(name)
+        assert row["body"] == original  # stored unchanged
+        assert (
+            (row["width"], row["height"])
+            == case.size
+            == (
+                row["original_width"],
+                row["original_height"],
+            )
+        )
+        assert row["original_md5"] == row["md5"] == hashlib.md5(original).hexdigest()
+        assert row["sha256"] == hashlib.sha256(original).hexdigest()
+
+
+def test_a_resized_run_merges_to_an_image_column_datasets_decodes(
+    server_process: ServerProcess, tmp_path: Path
+) -> None:
+    import datasets
+
+    urls = [server_process.url(f"/image/{i}?w={100 + i}&h={60 + 2 * i}") for i in range(30)]
+    src = tmp_path / "urls.txt"
+    src.write_text("".join(f"{u}\n" for u in urls))
+    out, merged = tmp_path / "out", tmp_path / "merged"
+    done = run_subprocess("run", str(src), "-o", str(out), *FAST, "--resize", "32", "--ranks", "2")
+    assert done.returncode == 0, done.stderr
+    done = run_subprocess("merge", str(out), "-o", str(merged))
+    assert done.returncode == 0, done.stderr
+    train = datasets.load_dataset(str(merged), split="train", cache_dir=str(tmp_path / "cache"))
+    assert train.num_rows == 30
+    for row in train:
+        assert row["image"].size == (32, 32)  # border: every image 32 x 32
+        assert (row["width"], row["height"]) == (32, 32)
+        assert row["original_width"] >= 100 and row["original_height"] >= 60
