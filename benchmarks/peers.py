@@ -87,10 +87,14 @@ def _tool_version(argv: list[str]) -> str:
 # --- fetchshard -------------------------------------------------------------------------
 
 
-def _fetchshard_build(ranks: int) -> Callable[[UrlList, Path, Path], list[str]]:
+# The images stage as a peer runs it: img2dataset's default is a 256 px "border" resize.
+IMAGE_FLAGS = {"": [], "resize": ["--resize", "256"], "verify": ["--images", "verify"]}
+
+
+def _fetchshard_build(ranks: int, images: str = "") -> Callable[[UrlList, Path, Path], list[str]]:
     def build(urls: UrlList, out: Path, work: Path) -> list[str]:
         argv = [sys.executable, "-m", "fetchshard", "run", str(urls.path), "-o", str(out)]
-        argv += [*FETCHSHARD_UNLIMITED, "--log-level", "warning"]
+        argv += [*FETCHSHARD_UNLIMITED, "--log-level", "warning", *IMAGE_FLAGS[images]]
         if ranks > 1:
             argv += ["--ranks", str(ranks)]
         return argv
@@ -193,17 +197,21 @@ def snapshot_fetchshard(rev: str, work: Path) -> tuple[Path, str]:
     return dest / "src", sha
 
 
-def fetchshard_peer(ranks: int, snapshot: tuple[Path, str] | None = None) -> Peer:
+def fetchshard_peer(
+    ranks: int, snapshot: tuple[Path, str] | None = None, images: str = ""
+) -> Peer:
     import fetchshard
 
     name = "fetchshard" if ranks == 1 else f"fetchshard-{ranks}"
+    name += f"-{images}" if images else ""
     where = f"commit {snapshot[1]}" if snapshot else "the installed (live) source"
+    stage = f", images: {' '.join(IMAGE_FLAGS[images])}" if images else ""
     peer = Peer(
         name=name,
         description=f"fetchshard {fetchshard.__version__} ({where}), {ranks} rank(s), "
-        "Parquet with bodies",
-        expected_rate=500.0,
-        build=_fetchshard_build(ranks),
+        f"Parquet with bodies{stage}",
+        expected_rate=200.0 if images else 500.0,
+        build=_fetchshard_build(ranks, images),
         count=count_fetchshard,
         version=fetchshard.__version__,
     )
@@ -231,18 +239,20 @@ def count_bare(urls: UrlList, _out: Path, stdout: Path) -> Counted:
     )
 
 
-def bare_peer() -> Peer:
+def bare_peer(processes: int = 1) -> Peer:
     import aiohttp
 
     return Peer(
-        name="bare",
-        description=f"aiohttp {aiohttp.__version__} + uvloop, 1 process, 512 workers, "
-        "bodies read and discarded",
+        name="bare" if processes == 1 else f"bare-{processes}",
+        description=f"aiohttp {aiohttp.__version__} + uvloop, {processes} process(es) side by "
+        "side, 512 workers each, bodies read and discarded",
         expected_rate=1000.0,
         build=lambda urls, out, work: [
             sys.executable,
             str(HERE / "bare_aiohttp.py"),
             str(urls.path),
+            "--processes",
+            str(processes),
         ],
         count=count_bare,
         version=aiohttp.__version__,
@@ -446,7 +456,11 @@ def img2dataset_peer(work: Path, reencode: bool, log: Callable[[str], None]) -> 
 PEER_NAMES = [
     "fetchshard",
     "fetchshard-2",
+    "fetchshard-resize",
+    "fetchshard-verify",
+    "fetchshard-2-resize",
     "bare",
+    "bare-2",
     "curl",
     "aria2c",
     "img2dataset-noreencode",
@@ -460,12 +474,16 @@ def make_peer(
     log: Callable[[str], None],
     snapshot: tuple[Path, str] | None = None,
 ) -> Peer:
-    if name == "fetchshard":
-        return fetchshard_peer(1, snapshot)
-    if name.startswith("fetchshard-") and name.removeprefix("fetchshard-").isdigit():
-        return fetchshard_peer(int(name.removeprefix("fetchshard-")), snapshot)
+    if name == "fetchshard" or name.startswith("fetchshard-"):
+        words = name.split("-")[1:]
+        ranks = int(words.pop(0)) if words and words[0].isdigit() else 1
+        images = words.pop(0) if words and words[0] in IMAGE_FLAGS else ""
+        if not words:
+            return fetchshard_peer(ranks, snapshot, images)
     if name == "bare":
         return bare_peer()
+    if name == "bare-2":
+        return bare_peer(2)
     if name == "curl":
         return curl_peer()
     if name == "aria2c":

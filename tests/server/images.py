@@ -14,6 +14,10 @@ import io
 import struct
 import zlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 RED, BLUE, GREEN = (220, 20, 20), (20, 20, 220), (20, 200, 20)
 
@@ -26,7 +30,7 @@ class Case:
     source_format: str | None  # the original_format the stage reports
 
 
-def _picture(width: int, height: int, mode: str = "RGB"):  # type: ignore[no-untyped-def]
+def _picture(width: int, height: int, mode: str = "RGB") -> Image.Image:
     """Red top third, green middle, blue bottom third (upright)."""
     from PIL import Image
 
@@ -36,7 +40,7 @@ def _picture(width: int, height: int, mode: str = "RGB"):  # type: ignore[no-unt
     return im.convert(mode) if mode != "RGB" else im
 
 
-def _save(im, fmt: str, **options: object) -> bytes:  # type: ignore[no-untyped-def]
+def _save(im: Image.Image, fmt: str, **options: Any) -> bytes:
     buf = io.BytesIO()
     im.save(buf, fmt, **options)
     return buf.getvalue()
@@ -84,11 +88,11 @@ def _bomb_png(width: int = 20_000, height: int = 20_000) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
 
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + (
-        chunk(b"IEND", b"")
-    )
+    chunks = chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + chunks
 
 
 CASES: tuple[Case, ...] = (
@@ -120,16 +124,14 @@ CONTENT_TYPES = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def corpus_bytes(name: str) -> bytes:
     """The bytes of corpus file ``name`` (KeyError for an unknown name)."""
     if name not in BY_NAME:
         raise KeyError(name)
     makers = {
         "baseline.jpg": lambda: _save(_picture(320, 240), "JPEG", quality=90),
-        "progressive.jpg": lambda: _save(
-            _picture(300, 180), "JPEG", quality=90, progressive=True
-        ),
+        "progressive.jpg": lambda: _save(_picture(300, 180), "JPEG", quality=90, progressive=True),
         "cmyk.jpg": lambda: _save(_picture(200, 150, "CMYK"), "JPEG", quality=90),
         "rotated.jpg": _rotated_jpeg,
         "alpha.png": _alpha_png,
@@ -139,12 +141,16 @@ def corpus_bytes(name: str) -> bytes:
         "animated.webp": lambda: _animated("WEBP", (90, 70)),
         "picture.tif": lambda: _save(_picture(150, 100), "TIFF"),
         "picture.bmp": lambda: _save(_picture(64, 48), "BMP"),
-        "truncated.jpg": lambda: corpus_bytes("baseline.jpg")[: len(corpus_bytes("baseline.jpg")) // 2],
+        "truncated.jpg": lambda: _half(corpus_bytes("baseline.jpg")),
         "page.jpg": lambda: b"<!DOCTYPE html><html><body><h1>Not found</h1></body></html>\n",
         "empty.jpg": lambda: b"",
         "bomb.png": _bomb_png,
     }
     return makers[name]()
+
+
+def _half(data: bytes) -> bytes:
+    return data[: len(data) // 2]
 
 
 def content_type(name: str) -> str:

@@ -210,10 +210,10 @@ def _decode_all(im: Image.Image) -> None:
 def _to_rgb(im: Image.Image, background: tuple[int, int, int]) -> Image.Image:
     """Three 8-bit channels: alpha composited on ``background``, 16-bit scaled down."""
     mode = im.mode
+    if mode in ("P", "RGB", "L") and "transparency" in im.info:  # a palette or colour key
+        im, mode = im.convert("RGBA"), "RGBA"
     if mode == "RGB":
         return im
-    if mode == "P" and "transparency" in im.info:
-        im, mode = im.convert("RGBA"), "RGBA"
     if mode in _ALPHA_MODES:
         rgba = im.convert("RGBA")
         canvas = Image.new("RGB", rgba.size, background)
