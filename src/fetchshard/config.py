@@ -182,7 +182,8 @@ class ImagesConfig:
     min_image_size: int = 0  # smaller side below this: filtered
     max_aspect_ratio: float | None = None  # larger side / smaller side above this: filtered
     hash: str = "sha256"  # or md5: the hash columns of the original and stored bytes
-    workers: int = 0  # image processes; 0: the rank's CPUs
+    workers: int = 0  # image workers; 0: the rank's CPUs
+    pool: str = "threads"  # or processes: a crashing decoder cannot take the rank down
     queue_per_worker: int = 4  # images waiting per worker before fetches wait
 
 
@@ -217,7 +218,9 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "images.downscale_interpolation": ("area", "lanczos", "bicubic", "bilinear", "nearest"),
     "images.upscale_interpolation": ("lanczos", "bicubic", "bilinear", "nearest"),
     "images.hash": ("sha256", "md5"),
+    "images.pool": ("threads", "processes"),
 }
+_OFF_WORDS = frozenset({"images.mode"})  # choices that include "off"
 _POSITIVE = {
     "input.max_url_length",
     "input.batch_rows",
@@ -390,6 +393,8 @@ def _build(merged: dict[str, dict[str, Any]]) -> Config:
         kwargs: dict[str, Any] = {}
         for key, value in merged[section].items():
             full = f"{section}.{key}"
+            if full in _OFF_WORDS and value is False:  # YAML 1.1 reads a bare off as false
+                value = "off"
             kwargs[key] = _coerce(full, value, hints[key])
             _check_value(full, kwargs[key])
         sections[section] = cls(**kwargs)

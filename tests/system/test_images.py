@@ -27,6 +27,7 @@ def corpus_urls(server: ServerProcess, tmp_path: Path, tag: str) -> dict[str, st
     ("mode", "size", "want"),
     [
         ("border", 64, lambda w, h: (64, 64)),
+        ("border+processes", 64, lambda w, h: (64, 64)),  # the same through worker processes
         ("center_crop", 48, lambda w, h: (48, 48)),
         (
             "keep_ratio",
@@ -47,9 +48,9 @@ def test_every_corpus_file_lands_in_its_status_with_the_promised_size(
     urls = corpus_urls(server_process, tmp_path, f"{mode}{size}")
     out = tmp_path / "out"
     resize = ["--resize", str(size)] if size else ["--images", "resize"]
-    done = run_subprocess(
-        "run", str(tmp_path / "urls.txt"), "-o", str(out), *FAST, *resize, "--resize-mode", mode
-    )
+    mode, _, pool = mode.partition("+")
+    resize += ["--set", f"images.pool={pool or 'threads'}", "--resize-mode", mode]
+    done = run_subprocess("run", str(tmp_path / "urls.txt"), "-o", str(out), *FAST, *resize)
     assert done.returncode == 0, done.stderr
     rows = {r["url"]: r for r in read_current(out).to_pylist()}
     assert len(rows) == len(CASES)
@@ -135,3 +136,68 @@ def test_a_resized_run_merges_to_an_image_column_datasets_decodes(
         assert row["image"].size == (32, 32)  # border: every image 32 x 32
         assert (row["width"], row["height"]) == (32, 32)
         assert row["original_width"] >= 100 and row["original_height"] >= 60
+
+
+@pytest.mark.parametrize("pool", ["threads", "processes"])
+def test_fetches_keep_their_deadlines_while_the_pool_is_saturated(
+    pool: str, server_process: ServerProcess, tmp_path: Path
+) -> None:
+    """Large photos keep both image processes busy for seconds; meanwhile requests that take
+    0.5 s of a 1.5 s budget are in flight. None may time out, each must take about its 0.5 s,
+    and the event loop's wake-ups (its lag probe) must stay prompt."""
+    large = [server_process.url(f"/large/{i}?px=3000") for i in range(40)]
+    slow = [server_process.url(f"/slow/0.5?t=lag{i}", host=1) for i in range(40)]
+    src = tmp_path / "urls.txt"
+    src.write_text("".join(f"{u}\n" for u in [*large, *slow]))
+    out = tmp_path / "out"
+    done = run_subprocess(
+        "run",
+        str(src),
+        "-o",
+        str(out),
+        *FAST,
+        "--images",
+        "resize",
+        "--resize-mode",
+        "no",  # a full decode and a full-size encode: ~0.1-0.2 s of CPU per photo
+        "--set",
+        "images.workers=2",
+        "--set",
+        f"images.pool={pool}",
+        "--set",
+        "fetch.total_timeout=1.5",
+        "--set",
+        "fetch.connect_timeout=1",
+        "--set",
+        "fetch.max_attempts=1",
+        "--set",
+        "fetch.final_pass_attempts=0",
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = {r["url"]: r for r in read_current(out).to_pylist()}
+    assert all(rows[u]["status"] == "ok" and rows[u]["width"] == 3000 for u in large)
+    slow_rows = [rows[u] for u in slow]
+    # "slow" is text: fetched in time, then refused by the stage (not an image), never a timeout
+    assert {r["error_kind"] for r in slow_rows} == {"decode"}
+    elapsed = sorted(r["elapsed_ms"] for r in slow_rows)
+    stats = json.loads(next(out.glob("stats/*.json")).read_text())
+    lag_ms = stats["loop_lag_max_ms"]
+
+    def span(row: dict[str, object]) -> tuple[float, float]:
+        end = row["fetched_at"].timestamp()  # type: ignore[attr-defined]
+        return end - row["elapsed_ms"] / 1000, end  # type: ignore[operator]
+
+    started = min(span(r)[0] for r in rows.values())
+    ended = started + stats["seconds"]  # the phase ends when the last photo is stored
+    photos_from = min(span(rows[u])[1] for u in large)  # the pool has work from here on
+    # Fetches kept dispatching as photos finished (new ones wait while the stage is full):
+    # these slow ones ran start to end while the pool was busy.
+    during = [r for r in slow_rows if span(r)[0] >= photos_from and span(r)[1] <= ended - 0.3]
+    print(
+        f"slow fetches {elapsed[0]:.0f}-{elapsed[-1]:.0f} ms, {len(during)} of {len(slow)} "
+        f"while the pool was busy ({ended - photos_from:.1f} s), loop lag max {lag_ms} ms"
+    )
+    assert len(during) >= 10
+    assert elapsed[-1] < 500 + 300
+    assert lag_ms < 200

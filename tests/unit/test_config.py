@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fetchshard import config as cfg
-from fetchshard.config import Config, load_config, to_plain
+from fetchshard.config import Config, background_rgb, load_config, to_plain
 from fetchshard.errors import ConfigError, ErrorKind, UsageError, select_kinds
 
 
@@ -375,7 +376,7 @@ def test_example_config_lists_every_option_with_its_default() -> None:
     data = yaml.safe_load(example.read_text())
     loaded = load_config(example, environ={})
     defaults = Config()
-    for section in ("input", "output", "partition", "fetch", "run"):
+    for section in ("input", "output", "partition", "fetch", "run", "images"):
         names = {f.name for f in dataclasses.fields(getattr(defaults, section))}
         assert set(data[section]) == names, section
         for name in names - {"paths"}:
@@ -393,3 +394,32 @@ def test_retry_failed_words_select_kinds() -> None:
     with pytest.raises(ConfigError, match="unknown error kind 'interrupted'"):
         select_kinds(("interrupted",))  # never a committed row
     assert load_config(overrides={"run.retry_failed": "all"}).run.retry_failed == ("all",)
+
+
+# --- images ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("images.mode", "thumbnail", "images.mode: must be one of off, verify, resize"),
+        ("images.resize_mode", "stretch", "images.resize_mode: must be one of no, keep_ratio"),
+        ("images.image_size", 0, "images.image_size: must be greater than 0"),
+        ("images.encode_quality", 101, "images.encode_quality: must be 1..100"),
+        ("images.encode_format", "gif", "images.encode_format: must be one of jpeg, png, webp"),
+        ("images.background", "not-a-colour", "images.background: 'not-a-colour' is not a colour"),
+        ("images.max_aspect_ratio", 0.5, "images.max_aspect_ratio: must be at least 1"),
+        ("images.hash", "sha1", "images.hash: must be one of sha256, md5"),
+        ("images.workers", -1, "images.workers: must be 0 or more"),
+    ],
+)
+def test_a_bad_images_option_is_one_line_naming_it(key: str, value: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(None, environ={}, overrides={key: value})
+
+
+def test_images_mode_off_may_be_written_bare_in_yaml(tmp_path: Path) -> None:
+    path = _write(tmp_path, "images:\n  mode: off\n  background: '#102030'\n")
+    config = load_config(path, environ={})
+    assert config.images.mode == "off" and config.images.background == "#102030"
+    assert background_rgb(config.images.background) == (16, 32, 48)

@@ -1,62 +1,74 @@
-"""Image work in processes beside the event loop: an awaitable call per image.
+"""Image work beside the event loop: an awaitable call per image, in threads or processes.
 
-Processes, not threads: a decode holds the GIL for part of its time, and the event loop must
-never wait on an image. Workers are spawned (not forked from a process with threads), set up
-once with the run's :class:`ImageOptions`, and started on first use inside the running loop.
-A worker that dies (a crash in a C decoder) breaks the pool: it is replaced, the images it
-held are tried once more, and one that breaks the new pool too fails as ``decode``.
+Threads (the default) cost nothing to hand an image to: Pillow releases the GIL while it
+decodes, resizes and encodes, so the workers run on other cores while the loop fetches; the
+GIL is held only for each image's few Python steps (the loop's lag stays in milliseconds,
+``engine.eventloop.LagProbe`` measures it). Processes isolate a decoder that crashes: the
+image bytes and results are copied between processes, which costs the loop's process about
+half a millisecond per image (benchmarks/README.md). Workers start on first use inside the
+running loop. A process that dies breaks its pool: the pool is replaced, the images it held
+are tried once more, and one that breaks the new pool too fails as ``decode``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from fetchshard.images.transform import DECODE, ImageOptions, ImageResult, process_image
+from fetchshard.images.transform import DECODE, ImageOptions, ImageResult, process_image, setup
 
-_options: ImageOptions | None = None  # a worker's own, from _start_worker
+THREADS, PROCESSES = "threads", "processes"
+_options: ImageOptions | None = None  # a worker process's own, from _start_process
 
 
-def _start_worker(options: ImageOptions) -> None:
-    from fetchshard.images.transform import setup_worker
-
+def _start_process(options: ImageOptions) -> None:
     global _options
     _options = options
-    setup_worker()
+    setup()
 
 
-def _work(data: bytes) -> ImageResult:
+def _in_process(data: bytes) -> ImageResult:
     assert _options is not None, "worker not set up"
     return process_image(data, _options)
 
 
 class ImagePool:
-    """``workers`` processes that run :func:`process_image` with ``options``."""
+    """``workers`` threads or processes that run :func:`process_image` with ``options``."""
 
-    def __init__(self, options: ImageOptions, workers: int) -> None:
+    def __init__(self, options: ImageOptions, workers: int, kind: str = THREADS) -> None:
+        if kind not in (THREADS, PROCESSES):
+            raise ValueError(f"unknown pool kind {kind!r}")
         self.options = options
         self.workers = workers
-        self._executor: ProcessPoolExecutor | None = None
-        self.replaced = 0  # pools replaced after a worker died
+        self.kind = kind
+        self._executor: Executor | None = None
+        self.replaced = 0  # process pools replaced after a worker died
 
-    def _new(self) -> ProcessPoolExecutor:
+    def _new(self) -> Executor:
+        if self.kind == THREADS:
+            setup()
+            return ThreadPoolExecutor(self.workers, thread_name_prefix="fetchshard-image")
         return ProcessPoolExecutor(
             max_workers=self.workers,
+            # spawned, not forked: the rank has threads (the writer's, the resolver's)
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=_start_worker,
+            initializer=_start_process,
             initargs=(self.options,),
         )
 
     async def run(self, data: bytes) -> ImageResult:
         """One image's result; the event loop goes on meanwhile."""
+        loop = asyncio.get_running_loop()
         for _attempt in (1, 2):
             executor = self._executor
             if executor is None:
                 executor = self._executor = self._new()
             try:
-                return await asyncio.wrap_future(executor.submit(_work, data))
+                if self.kind == THREADS:
+                    return await loop.run_in_executor(executor, process_image, data, self.options)
+                return await loop.run_in_executor(executor, _in_process, data)
             except BrokenProcessPool:
                 if self._executor is executor:  # the first to notice replaces it
                     self._executor = None

@@ -72,14 +72,16 @@ class ImageStage:
         self.columns = image_columns(config.hash)
         self.workers = workers
         self.depth = max(2, workers * config.queue_per_worker)  # images in the stage at once
-        self.pool = ImagePool(image_options(config), workers)
-        what = (
-            "verify"
-            if config.mode == "verify"
-            else f"resize to {config.image_size} ({config.resize_mode}), "
-            f"{config.encode_format} q{config.encode_quality}"
-        )
-        self.describe = f"{what}, {workers} processes, hash {config.hash}"
+        self.pool = ImagePool(image_options(config), workers, config.pool)
+        if config.mode == "verify":
+            what = "verify"
+        elif config.resize_mode == "no":
+            what = f"re-encode at the original size as {config.encode_format}"
+        else:
+            what = f"resize to {config.image_size} ({config.resize_mode}) as {config.encode_format}"
+        if config.mode == "resize" and config.encode_format != "png":
+            what += f" q{config.encode_quality}"
+        self.describe = f"{what}, {workers} {config.pool}, hash {config.hash}"
 
     async def process(self, row: ResultRow) -> ResultRow:
         if row.status != STATUS_OK or row.body is None:

@@ -91,10 +91,11 @@ class _Filtered(Exception):
     pass
 
 
-def setup_worker() -> None:
-    """A worker's one-time set-up: our own pixel guard instead of Pillow's warning."""
+def setup() -> None:
+    """Once per process that runs transforms: our own pixel guard instead of Pillow's."""
     Image.MAX_IMAGE_PIXELS = None  # checked against ImageOptions.max_pixels before decoding
-    warnings.simplefilter("ignore")  # Pillow warns of odd EXIF or palettes; the row says all
+    # Pillow warns of odd EXIF, palettes and the like; the row says what matters.
+    warnings.filterwarnings("ignore", module=r"PIL\.")
 
 
 def process_image(data: bytes, options: ImageOptions) -> ImageResult:

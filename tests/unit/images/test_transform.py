@@ -19,7 +19,7 @@ from fetchshard.images.transform import (
     ImageOptions,
     ImageResult,
     process_image,
-    setup_worker,
+    setup,
 )
 from server import images
 from server.images import BLUE, GREEN, RED, Case, corpus_bytes
@@ -38,7 +38,7 @@ TOLERANCE = 30  # per channel, for JPEG error around the corpus colours
 def _worker() -> Iterator[None]:
     """What the pool does in each worker, undone afterwards (Pillow's pixel limit is global)."""
     limit = Image.MAX_IMAGE_PIXELS
-    setup_worker()
+    setup()
     yield
     Image.MAX_IMAGE_PIXELS = limit
 
