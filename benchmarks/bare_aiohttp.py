@@ -61,8 +61,10 @@ def _side_by_side(args: argparse.Namespace) -> dict[str, object]:
     started = time.perf_counter()
     procs = [
         subprocess.Popen(
-            [sys.executable, __file__, args.urls, "--concurrency", str(args.concurrency)]
-            + ["--share", f"{k}/{args.processes}"],
+            [
+                *(sys.executable, __file__, args.urls),
+                *("--concurrency", str(args.concurrency), "--share", f"{k}/{args.processes}"),
+            ],
             stdout=subprocess.PIPE,
             text=True,
         )

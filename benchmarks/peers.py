@@ -197,9 +197,7 @@ def snapshot_fetchshard(rev: str, work: Path) -> tuple[Path, str]:
     return dest / "src", sha
 
 
-def fetchshard_peer(
-    ranks: int, snapshot: tuple[Path, str] | None = None, images: str = ""
-) -> Peer:
+def fetchshard_peer(ranks: int, snapshot: tuple[Path, str] | None = None, images: str = "") -> Peer:
     import fetchshard
 
     name = "fetchshard" if ranks == 1 else f"fetchshard-{ranks}"

@@ -17,6 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 URLS = 1000
+PEERS = ("fetchshard", "bare", "bare-2", "fetchshard-resize")  # two processes; the images stage
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def test_harness_counts_every_url(work: Path, server: str) -> None:
         "--repeat",
         "1",
         "--peers",
-        "fetchshard,bare",
+        ",".join(PEERS),
         "--json",
         str(out),
         "--work",
@@ -50,7 +51,7 @@ def test_harness_counts_every_url(work: Path, server: str) -> None:
     result: dict[str, Any] = json.loads(out.read_text())
     assert result["server"]["kind"] in (("nginx", "aiohttp") if server == "auto" else (server,))
     assert result["server"]["hosts"] == 64
-    for peer in ("fetchshard", "bare"):
+    for peer in PEERS:
         runs = [r for r in result["runs"] if r["peer"] == peer]
         assert len(runs) == 1, runs
         run = runs[0]
