@@ -180,6 +180,7 @@ def test_fetches_keep_their_deadlines_while_the_pool_is_saturated(
     slow_rows = [rows[u] for u in slow]
     # "slow" is text: fetched in time, then refused by the stage (not an image), never a timeout
     assert {r["error_kind"] for r in slow_rows} == {"decode"}
+    assert all("(Content-Type text/plain" in r["error_message"] for r in slow_rows)
     elapsed = sorted(r["elapsed_ms"] for r in slow_rows)
     stats = json.loads(next(out.glob("stats/*.json")).read_text())
     lag_ms = stats["loop_lag_max_ms"]

@@ -16,7 +16,7 @@ from PIL import Image
 
 from fetchshard.config import ImagesConfig, background_rgb
 from fetchshard.images.pool import ImagePool
-from fetchshard.images.transform import ImageOptions, ImageResult
+from fetchshard.images.transform import DECODE, ImageOptions, ImageResult
 from fetchshard.output.columns import STATUS_FAILED, STATUS_OK, Column, ResultRow
 
 _MIME = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
@@ -95,12 +95,11 @@ class ImageStage:
 def apply(row: ResultRow, result: ImageResult, hash_name: str) -> ResultRow:
     """``row`` as stored after ``result``: a failure, or the stored image and its columns."""
     if result.kind is not None:
+        message = result.message
+        if result.kind == DECODE and row.content_type:  # what it was instead, if it said
+            message = f"{message} (Content-Type {row.content_type})"
         return dataclasses.replace(
-            row,
-            status=STATUS_FAILED,
-            error_kind=result.kind,
-            error_message=result.message,
-            body=None,
+            row, status=STATUS_FAILED, error_kind=result.kind, error_message=message, body=None
         )
     original_hash = result.original_md5 if hash_name == "md5" else row.sha256
     more = {
