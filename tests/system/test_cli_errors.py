@@ -29,6 +29,10 @@ def _one_error_line(output: str) -> str:
         (["--set", "fetch.headers=5"], "fetch.headers: expected a mapping"),
         (["--set", "run.retry_failed=[nope]"], "run.retry_failed: unknown error kind 'nope'"),
         (["--retry-failed", "timout"], "'timout' is neither an error kind nor an input"),
+        (["--resize", "0"], "images.image_size: must be greater than 0"),
+        (["--images", "thumbnails"], "images.mode: must be one of off, verify, resize"),
+        (["--images", "verify", "--resize", "64"], "--resize resizes images; it does not go"),
+        (["--resize", "64", "--resize-mode", "fit"], "images.resize_mode: must be one of no"),
     ],
 )
 def test_bad_option_is_one_line_and_exit_2(

@@ -166,6 +166,10 @@ def run_command(
         "images.resize_mode": resize_mode,
     }
     with user_errors():
+        if resize is not None and images not in (None, "resize"):
+            from fetchshard.errors import ConfigError
+
+            raise ConfigError(f"--resize resizes images; it does not go with --images {images}")
         if retry_failed:
             kinds, paths = split_kinds(paths)
             flags["run.retry_failed"] = kinds or ["transient"]
