@@ -5,14 +5,16 @@
 In one process, no network: the benchmark corpus's JPEGs (benchmarks/.work, made by run.py)
 through fetchshard's own transform (Pillow: DCT-scaled draft, area resize, border to 256,
 JPEG q95; and verify), and the same work done with simplejpeg (libjpeg-turbo decode with DCT
-scaling and encode, Pillow's resize between) and with pyvips (``thumbnail_buffer``, shrink-on-
-load), each where importable. A library is worth an optional extra only if it is clearly
+scaling and encode, Pillow's resize between), with OpenCV (reduced decode, INTER_AREA, as
+img2dataset does it) and with pyvips (``thumbnail_buffer``, shrink-on-load), each where
+importable. A library is worth an optional extra only if it is clearly
 cheaper here (issue 17); medians of ``--repeat`` passes over the same files.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import statistics
 import sys
@@ -56,6 +58,39 @@ def _simplejpeg(mode: str) -> Callable[[bytes], object] | str:
         canvas = Image.new("RGB", (SIZE, SIZE), (255, 255, 255))
         canvas.paste(im, ((SIZE - tw) // 2, (SIZE - th) // 2))
         return simplejpeg.encode_jpeg(np.asarray(canvas), quality=95)
+
+    return verify if mode == "verify" else resize
+
+
+def _opencv(mode: str) -> Callable[[bytes], object] | str:
+    try:
+        import cv2
+        import numpy as np
+        from PIL import Image
+    except ImportError as exc:
+        return f"not importable: {exc}"
+    cv2.setNumThreads(1)
+    reduced = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4}
+    reduced[8] = cv2.IMREAD_REDUCED_COLOR_8
+
+    def verify(data: bytes) -> object:
+        return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_REDUCED_COLOR_8)
+
+    def resize(data: bytes) -> object:
+        w, h = Image.open(io.BytesIO(data)).size  # the header only, to pick the DCT scale
+        scale = SIZE / max(w, h)
+        tw, th = max(1, round(w * scale)), max(1, round(h * scale))
+        k = next((k for k in (8, 4, 2) if w // k >= tw and h // k >= th), 1)
+        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), reduced[k])
+        pixels = cv2.resize(pixels, (tw, th), interpolation=cv2.INTER_AREA)
+        top, left = (SIZE - th) // 2, (SIZE - tw) // 2
+        pixels = cv2.copyMakeBorder(
+            pixels,
+            *(top, SIZE - th - top, left, SIZE - tw - left),
+            cv2.BORDER_CONSTANT,
+            value=(255, 255, 255),
+        )
+        return cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, 95])[1]
 
     return verify if mode == "verify" else resize
 
@@ -106,7 +141,8 @@ def main() -> int:
     data = [f.read_bytes() for f in files]
     setup()
     result: dict[str, object] = {"files": len(data), "repeat": args.repeat}
-    for name, make in (("pillow", _pillow), ("simplejpeg", _simplejpeg), ("pyvips", _pyvips)):
+    libraries = (("pillow", _pillow), ("simplejpeg", _simplejpeg), ("opencv", _opencv))
+    for name, make in (*libraries, ("pyvips", _pyvips)):
         for mode in ("resize", "verify"):
             fn = make(mode)
             key = f"{name}-{mode}"

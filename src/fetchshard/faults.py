@@ -2,7 +2,8 @@
 
 ``_FETCHSHARD_FAULT=after_rename:2`` SIGKILLs the process right after part 2 is renamed and
 before its ledger commit; ``plan_batch:3`` after the third planning batch is in the ledger;
-``merge_data:2`` after the second data file's record is written, before its rename.
+``merge_data:2`` after the second data file's record is written, before its rename;
+``image:2`` kills each image worker process (``images.pool: processes``) at its second image.
 The tests use it to hit windows a timed ``kill -9`` cannot aim at. Unset in normal runs.
 """
 

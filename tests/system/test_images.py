@@ -202,3 +202,42 @@ def test_fetches_keep_their_deadlines_while_the_pool_is_saturated(
     assert len(during) >= 10
     assert elapsed[-1] < 500 + 300
     assert lag_ms < 200
+
+
+def test_a_dying_image_process_is_replaced_and_the_rank_completes(
+    server_process: ServerProcess, tmp_path: Path
+) -> None:
+    """Every image process dies at its second image (as a crashing decoder would): the pool
+    is replaced, images it held are tried once more, and the run ends exactly once."""
+    urls = [server_process.url(f"/image/{i}?w={40 + i}&h=30&t=crash") for i in range(12)]
+    src = tmp_path / "urls.txt"
+    src.write_text("".join(f"{u}\n" for u in urls))
+    out = tmp_path / "out"
+    done = run_subprocess(
+        "run",
+        str(src),
+        "-o",
+        str(out),
+        *FAST,
+        "--resize",
+        "24",
+        "--set",
+        "images.pool=processes",
+        "--set",
+        "images.workers=1",
+        env={"_FETCHSHARD_FAULT": "image:2"},
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = {r["url"]: r for r in read_current(out).to_pylist()}
+    assert set(rows) == set(urls)
+    died = [r for r in rows.values() if r["status"] == "failed"]
+    ok = [r for r in rows.values() if r["status"] == "ok"]
+    assert ok, "a fresh process takes its first image"
+    for row in ok:
+        assert (row["width"], row["height"]) == (24, 24)
+    for row in died:  # caught in two crashes in a row
+        assert row["error_kind"] == "decode"
+        assert row["error_message"].startswith("the image process died on this image")
+    log = (out / "logs" / "rank-00000.log").read_text()
+    assert "an image process died (1 so far)" in log

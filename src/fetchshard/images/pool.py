@@ -13,14 +13,18 @@ are tried once more, and one that breaks the new pool too fails as ``decode``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
+from fetchshard.faults import crash_point
 from fetchshard.images.transform import DECODE, ImageOptions, ImageResult, process_image, setup
 
+log = logging.getLogger("fetchshard.images")
 THREADS, PROCESSES = "threads", "processes"
 _options: ImageOptions | None = None  # a worker process's own, from _start_process
+_done = 0  # images this worker process has taken (the crash test hook counts them)
 
 
 def _start_process(options: ImageOptions) -> None:
@@ -30,7 +34,10 @@ def _start_process(options: ImageOptions) -> None:
 
 
 def _in_process(data: bytes) -> ImageResult:
+    global _done
     assert _options is not None, "worker not set up"
+    _done += 1
+    crash_point("image", _done)  # tests: a worker that dies as a crashing decoder would
     return process_image(data, _options)
 
 
@@ -74,6 +81,11 @@ class ImagePool:
                     self._executor = None
                     self.replaced += 1
                     executor.shutdown(wait=False, cancel_futures=True)
+                    log.warning(
+                        "an image process died (%d so far): new processes; the images it "
+                        "held are tried once more",
+                        self.replaced,
+                    )
         return ImageResult(DECODE, "the image process died on this image (twice)")
 
     async def aclose(self) -> None:
