@@ -241,3 +241,36 @@ def test_a_dying_image_process_is_replaced_and_the_rank_completes(
         assert row["error_message"].startswith("the image process died on this image")
     log = (out / "logs" / "rank-00000.log").read_text()
     assert "an image process died (1 so far)" in log
+
+
+def test_resized_images_of_any_format_merge_to_webdataset_jpg_members(
+    server_process: ServerProcess, tmp_path: Path
+) -> None:
+    import tarfile
+
+    wds = pytest.importorskip("webdataset")
+    corpus_urls(server_process, tmp_path, "wds")
+    out, merged = tmp_path / "out", tmp_path / "merged"
+    done = run_subprocess(
+        "run", str(tmp_path / "urls.txt"), "-o", str(out), *FAST, "--resize", "32"
+    )
+    assert done.returncode == 0, done.stderr
+    done = run_subprocess("merge", str(out), "-o", str(merged), "--format", "webdataset")
+    assert done.returncode == 0, done.stderr
+    tars = sorted(merged.glob("*.tar"))
+    names = []
+    for path in tars:
+        with tarfile.open(path) as tar:
+            names += tar.getnames()
+    assert {n.split(".", 1)[1] for n in names} == {"jpg", "json"}  # PNG, GIF, TIFF... as JPEG
+    samples = list(wds.WebDataset([str(t) for t in tars], shardshuffle=False).decode())
+    ok = [c for c in CASES if c.status == "ok"]
+    assert len(samples) == len(ok)
+    formats = set()
+    for sample in samples:
+        meta = json.loads(sample["json"]) if isinstance(sample["json"], bytes) else sample["json"]
+        image = Image.open(io.BytesIO(sample["jpg"]))
+        assert image.format == "JPEG" and image.size == (32, 32)
+        assert (meta["width"], meta["height"], meta["format"]) == (32, 32, "jpeg")
+        formats.add(meta["original_format"])
+    assert formats == {c.source_format for c in ok}
