@@ -6,6 +6,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import signal
+import subprocess
+import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +17,7 @@ from PIL import Image
 
 from server import ServerProcess
 from server.images import CASES, corpus_bytes
-from util import FAST, read_current, run_subprocess
+from util import FAST, assert_exactly_once, fetchshard_cmd, part_files, read_current, run_subprocess
 
 
 def corpus_urls(server: ServerProcess, tmp_path: Path, tag: str) -> dict[str, str]:
@@ -246,8 +250,6 @@ def test_a_dying_image_process_is_replaced_and_the_rank_completes(
 def test_resized_images_of_any_format_merge_to_webdataset_jpg_members(
     server_process: ServerProcess, tmp_path: Path
 ) -> None:
-    import tarfile
-
     wds = pytest.importorskip("webdataset")
     corpus_urls(server_process, tmp_path, "wds")
     out, merged = tmp_path / "out", tmp_path / "merged"
@@ -274,3 +276,37 @@ def test_resized_images_of_any_format_merge_to_webdataset_jpg_members(
         assert (meta["width"], meta["height"], meta["format"]) == (32, 32, "jpeg")
         formats.add(meta["original_format"])
     assert formats == {c.source_format for c in ok}
+
+
+def test_a_run_with_images_killed_mid_way_reruns_to_every_image_once(
+    server_process: ServerProcess, tmp_path: Path
+) -> None:
+    """SIGKILL while images are in the pool and parts are being committed; the rerun stores
+    every image exactly once, resized (rows still in the stage were never committed)."""
+    n = 400
+    urls = [
+        server_process.url(f"/image/{i}?w={60 + i % 50}&h=40&t=kill", host=i % 3) for i in range(n)
+    ]
+    src = tmp_path / "urls.txt"
+    src.write_text("".join(f"{u}\n" for u in urls))
+    out = tmp_path / "out"
+    small = [*FAST, "--resize", "24", "--set", "output.part_max_rows=25"]
+    small += ["--set", "fetch.max_in_flight=8", "--set", "fetch.per_host_rate=100"]
+    proc = subprocess.Popen(
+        fetchshard_cmd("run", str(src), "-o", str(out), *small),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while len(part_files(out)) < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it was killed"
+    assert len(part_files(out)) < n // 25
+    done = run_subprocess("run", str(src), "-o", str(out), *small)
+    assert done.returncode == 0, done.stderr
+    assert assert_exactly_once(out) == n
+    rows = read_current(out).to_pylist()
+    assert len(rows) == n and all(r["status"] == "ok" for r in rows)
+    assert {(r["width"], r["height"]) for r in rows} == {(24, 24)}
