@@ -52,7 +52,7 @@ class PlanResult:
     skipped: bool  # the ledger already held a complete plan
 
 
-_NOT_FINGERPRINTED = ("workers", "queue_per_worker")
+_NOT_FINGERPRINTED = ("workers", "queue_per_worker", "pool")  # how, not what
 
 
 def fingerprint(config: Config, files: list[Path], world_size: int) -> dict[str, Any]:

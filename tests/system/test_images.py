@@ -27,6 +27,14 @@ def corpus_urls(server: ServerProcess, tmp_path: Path, tag: str) -> dict[str, st
     return urls
 
 
+def fetched(
+    src: Path, out: Path, *flags: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> None:
+    """``fetchshard run SRC -o OUT`` with the fast test settings and ``flags``; it must pass."""
+    done = run_subprocess("run", str(src), "-o", str(out), *FAST, *flags, env=env, timeout=timeout)
+    assert done.returncode == 0, done.stderr
+
+
 @pytest.mark.parametrize(
     ("mode", "size", "want"),
     [
@@ -54,8 +62,7 @@ def test_every_corpus_file_lands_in_its_status_with_the_promised_size(
     resize = ["--resize", str(size)] if size else ["--images", "resize"]
     mode, _, pool = mode.partition("+")
     resize += ["--set", f"images.pool={pool or 'threads'}", "--resize-mode", mode]
-    done = run_subprocess("run", str(tmp_path / "urls.txt"), "-o", str(out), *FAST, *resize)
-    assert done.returncode == 0, done.stderr
+    fetched(tmp_path / "urls.txt", out, *resize)
     rows = {r["url"]: r for r in read_current(out).to_pylist()}
     assert len(rows) == len(CASES)
     by_name = {c.name: c for c in CASES}
@@ -89,18 +96,14 @@ def test_verify_keeps_the_original_bytes_and_md5_is_selectable(
 ) -> None:
     urls = corpus_urls(server_process, tmp_path, "verify")
     out = tmp_path / "out"
-    done = run_subprocess(
-        "run",
-        str(tmp_path / "urls.txt"),
-        "-o",
-        str(out),
-        *FAST,
+    fetched(
+        tmp_path / "urls.txt",
+        out,
         "--images",
         "verify",
         "--set",
         "images.hash=md5",
     )
-    assert done.returncode == 0, done.stderr
     rows = {r["url"]: r for r in read_current(out).to_pylist()}
     for url, name in urls.items():
         case, row = next(c for c in CASES if c.name == name), rows[url]
@@ -130,8 +133,7 @@ def test_a_resized_run_merges_to_an_image_column_datasets_decodes(
     src = tmp_path / "urls.txt"
     src.write_text("".join(f"{u}\n" for u in urls))
     out, merged = tmp_path / "out", tmp_path / "merged"
-    done = run_subprocess("run", str(src), "-o", str(out), *FAST, "--resize", "32", "--ranks", "2")
-    assert done.returncode == 0, done.stderr
+    fetched(src, out, "--resize", "32", "--ranks", "2")
     done = run_subprocess("merge", str(out), "-o", str(merged))
     assert done.returncode == 0, done.stderr
     train = datasets.load_dataset(str(merged), split="train", cache_dir=str(tmp_path / "cache"))
@@ -150,16 +152,13 @@ def test_fetches_keep_their_deadlines_while_the_pool_is_saturated(
     0.5 s of a 1.5 s budget are in flight. None may time out, each must take about its 0.5 s,
     and the event loop's wake-ups (its lag probe) must stay prompt."""
     large = [server_process.url(f"/large/{i}?px=3000") for i in range(40)]
-    slow = [server_process.url(f"/slow/0.5?t=lag{i}", host=1) for i in range(40)]
+    slow = [server_process.url(f"/slow/0.5?t=lag{i}", host=1) for i in range(80)]
     src = tmp_path / "urls.txt"
     src.write_text("".join(f"{u}\n" for u in [*large, *slow]))
     out = tmp_path / "out"
-    done = run_subprocess(
-        "run",
-        str(src),
-        "-o",
-        str(out),
-        *FAST,
+    fetched(
+        src,
+        out,
         "--images",
         "resize",
         "--resize-mode",
@@ -178,7 +177,6 @@ def test_fetches_keep_their_deadlines_while_the_pool_is_saturated(
         "fetch.final_pass_attempts=0",
         timeout=300,
     )
-    assert done.returncode == 0, done.stderr
     rows = {r["url"]: r for r in read_current(out).to_pylist()}
     assert all(rows[u]["status"] == "ok" and rows[u]["width"] == 3000 for u in large)
     slow_rows = [rows[u] for u in slow]
@@ -204,7 +202,7 @@ def test_fetches_keep_their_deadlines_while_the_pool_is_saturated(
         f"while the pool was busy ({ended - photos_from:.1f} s), loop lag max {lag_ms} ms"
     )
     assert len(during) >= 10
-    assert elapsed[-1] < 500 + 300
+    assert elapsed[-1] < 500 + 500  # of a 1,500 ms budget
     assert lag_ms < 200
 
 
@@ -217,12 +215,9 @@ def test_a_dying_image_process_is_replaced_and_the_rank_completes(
     src = tmp_path / "urls.txt"
     src.write_text("".join(f"{u}\n" for u in urls))
     out = tmp_path / "out"
-    done = run_subprocess(
-        "run",
-        str(src),
-        "-o",
-        str(out),
-        *FAST,
+    fetched(
+        src,
+        out,
         "--resize",
         "24",
         "--set",
@@ -232,7 +227,6 @@ def test_a_dying_image_process_is_replaced_and_the_rank_completes(
         env={"_FETCHSHARD_FAULT": "image:2"},
         timeout=300,
     )
-    assert done.returncode == 0, done.stderr
     rows = {r["url"]: r for r in read_current(out).to_pylist()}
     assert set(rows) == set(urls)
     died = [r for r in rows.values() if r["status"] == "failed"]
@@ -253,10 +247,7 @@ def test_resized_images_of_any_format_merge_to_webdataset_jpg_members(
     wds = pytest.importorskip("webdataset")
     corpus_urls(server_process, tmp_path, "wds")
     out, merged = tmp_path / "out", tmp_path / "merged"
-    done = run_subprocess(
-        "run", str(tmp_path / "urls.txt"), "-o", str(out), *FAST, "--resize", "32"
-    )
-    assert done.returncode == 0, done.stderr
+    fetched(tmp_path / "urls.txt", out, "--resize", "32")
     done = run_subprocess("merge", str(out), "-o", str(merged), "--format", "webdataset")
     assert done.returncode == 0, done.stderr
     tars = sorted(merged.glob("*.tar"))

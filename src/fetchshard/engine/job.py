@@ -162,9 +162,10 @@ class FetchJob:
 
     async def _pass(self) -> None:
         while not self.stop:
-            await self.rows.ready()  # the stages are full: no new fetch until they drain
-            if self.stop:
-                break
+            if self.rows.blocked:  # the stages are full: no new fetch until they drain
+                await self.rows.ready()
+                if self.stop:
+                    break
             got = await self.scheduler.next()
             if got is None:
                 break

@@ -112,10 +112,14 @@ class Pipeline:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    @property
+    def blocked(self) -> bool:
+        """Fetched rows wait for room in the stages: dispatch nothing new (:meth:`ready`)."""
+        return not self._unblocked.is_set()
+
     async def ready(self) -> None:
         """Wait while fetched rows wait for room in the stages (or until :meth:`wake`)."""
-        if not self._unblocked.is_set():
-            await self._unblocked.wait()
+        await self._unblocked.wait()
 
     def wake(self) -> None:
         """Let :meth:`ready` return (the rank is stopping)."""

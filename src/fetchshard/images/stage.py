@@ -19,8 +19,6 @@ from fetchshard.images.pool import ImagePool
 from fetchshard.images.transform import DECODE, ImageOptions, ImageResult
 from fetchshard.output.columns import STATUS_FAILED, STATUS_OK, Column, ResultRow
 
-_MIME = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
-
 
 def image_columns(hash_name: str) -> tuple[Column, ...]:
     """The stage's columns: the original's and the stored image's size and format, and the
@@ -115,8 +113,7 @@ def apply(row: ResultRow, result: ImageResult, hash_name: str) -> ResultRow:
     if result.data is None:  # the original bytes are stored
         if hash_name != "sha256":
             more[hash_name] = original_hash
-        mime = Image.MIME.get((result.format or "").upper())
-        return dataclasses.replace(row, more=more, content_type=mime or row.content_type)
+        return dataclasses.replace(row, more=more, content_type=_mime(result) or row.content_type)
     if hash_name != "sha256":
         more[hash_name] = result.md5
     return dataclasses.replace(
@@ -124,6 +121,12 @@ def apply(row: ResultRow, result: ImageResult, hash_name: str) -> ResultRow:
         body=result.data,
         size=len(result.data),
         sha256=result.sha256,
-        content_type=_MIME[result.format or "jpeg"],
+        content_type=_mime(result),
         more=more,
     )
+
+
+def _mime(result: ImageResult) -> str | None:
+    """The media type of the stored image's format (Pillow's table)."""
+    Image.init()  # the table fills as plugins load: with worker processes, never here else
+    return Image.MIME.get((result.format or "").upper())

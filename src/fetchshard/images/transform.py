@@ -1,4 +1,4 @@
-"""One image's work, run in a worker process: bytes in, :class:`ImageResult` out (no I/O).
+"""One image's work, run by a worker thread or process: bytes in, :class:`ImageResult` out.
 
 ``verify`` decodes the image (a JPEG at 1/8 scale, which still decodes every coefficient, so a
 truncated or corrupt file fails) and keeps the original bytes. ``resize`` decodes (a JPEG by
@@ -32,7 +32,6 @@ INTERPOLATIONS: dict[str, Image.Resampling] = {
     "area": Image.Resampling.BOX,  # the mean of the source pixels under each target pixel
 }
 ENCODINGS = ("jpeg", "png", "webp")
-_PIL_FORMAT = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
 _JPEG = ("JPEG", "MPO")  # MPO: a JPEG with extra pictures (phone cameras); the first is read
 _ORIENTATION = 0x0112
 # EXIF orientation -> the transposition that makes the image upright (as ImageOps does).
@@ -140,18 +139,17 @@ def _process(data: bytes, o: ImageOptions) -> ImageResult:
     w, h = (raw_h, raw_w) if turned else (raw_w, raw_h)
     _check_filters(w, h, o)
     md5 = hashlib.md5(data).hexdigest() if o.hash == "md5" else None
-    if o.mode == "verify":
-        _decode_all(im)
-        return ImageResult(None, None, None, w, h, fmt, w, h, fmt, original_md5=md5)
-    plan = plan_resize(o.resize_mode, w, h, o.size, o.only_if_bigger)
-    if (
+    plan = (
+        None if o.mode == "verify" else plan_resize(o.resize_mode, w, h, o.size, o.only_if_bigger)
+    )
+    if plan is None or (
         o.skip_reencode
         and plan.identity
         and orientation == 1
         and fmt == o.encode_format
         and im.mode in ("RGB", "L")
         and not getattr(im, "is_animated", False)
-    ):
+    ):  # verify, or nothing would change: decode to check, keep the original bytes
         _decode_all(im)
         return ImageResult(None, None, None, w, h, fmt, w, h, fmt, original_md5=md5)
     if plan.scaled is not None and source in _JPEG:
@@ -249,5 +247,5 @@ def _encode(im: Image.Image, o: ImageOptions) -> bytes:
     if o.encode_format == "png":
         im.save(buf, "PNG")
     else:
-        im.save(buf, _PIL_FORMAT[o.encode_format], quality=o.quality)
+        im.save(buf, o.encode_format.upper(), quality=o.quality)
     return buf.getvalue()
