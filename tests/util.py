@@ -58,6 +58,30 @@ def run_subprocess(
     )
 
 
+# Runs a command and writes its own children's peak RSS (KiB) to argv[1]: the command's alone,
+# whatever other tests' processes this pytest process reaped before.
+_PEAK_RSS_WRAPPER = (
+    "import resource, subprocess, sys; rc = subprocess.call(sys.argv[2:]); "
+    "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)); "
+    "sys.exit(rc)"
+)
+
+
+def run_with_peak_rss(
+    *args: str, rss_file: Path, timeout: float = 120
+) -> tuple[subprocess.CompletedProcess[str], float]:
+    """:func:`run_subprocess`, and the peak RSS of the command's process (MB)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _PEAK_RSS_WRAPPER, str(rss_file), *fetchshard_cmd(*args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    peak_kib = int(rss_file.read_text()) if rss_file.exists() else 0
+    return done, peak_kib / 1024
+
+
 def part_files(out: Path) -> list[Path]:
     return sorted((out / "shards").glob("rank-*/part-*.parquet"))
 
