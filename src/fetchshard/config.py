@@ -51,6 +51,12 @@ class InputConfig:
     # match fails as hash_mismatch (an empty value is not checked). It travels as an extra.
     hash_column: str | None = None
     hash_algorithm: str = "sha256"  # or md5 (GBIF-style archives)
+    # A file list's expected size (bytes) and checksum (hex) of each body: a body that does
+    # not match fails as checksum_mismatch, is removed and fetched again up to
+    # fetch.max_attempts (a transfer cut or corrupted on the way). Empty values are not checked.
+    size_column: str | None = None
+    checksum_column: str | None = None
+    checksum_algorithm: str = "sha256"  # or md5, sha1
     max_url_length: int = 4096
     # 16 Ki rows: planning 1 M rows peaked at 221 MB RSS (245 MB with 64 Ki) at the same speed
     # for small world sizes; at world size 400 (1/400 of the rows kept) 64 Ki is ~10 % faster.
@@ -74,6 +80,15 @@ class OutputConfig:
     # A part is committed at the latest this many seconds after its first row, so a crash
     # never costs more than this much work.
     commit_interval: float = 30.0
+    # "files": every body is written to a file under files/ (named after its URL) and the
+    # row holds its path; "parquet": bodies go in the parts, those above body_file_above
+    # bytes (0: none) to files the same way.
+    mode: str = "parquet"
+    body_file_above: int = 0
+    # Bodies written to files may be this large (0: no limit); fetch.max_body_bytes caps
+    # only the bodies kept in memory.
+    max_file_bytes: int = 0
+    fsync_files: bool = True  # each file (and its folder) fsynced before its row counts
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,6 +134,9 @@ class FetchConfig:
     final_pass_timeout_factor: float = 2.0
     # A transfer slower than min_speed bytes/s over min_speed_window seconds is too_slow.
     min_speed: int = 1024
+    # A body smaller than this (a "suspiciously small" file: an error page) is too_small,
+    # retried like a transient failure; 0: no check.
+    min_body_bytes: int = 0
     min_speed_window: float = 30.0
     # 429/503 halve a host's rate on this rank, down to this floor (req/s over all ranks).
     per_host_min_rate: float = 0.1
@@ -209,6 +227,8 @@ _SECTION_TYPES: dict[str, type[Any]] = {
 _CHOICES: dict[str, tuple[str, ...]] = {
     "input.format": ("auto", "txt", "csv", "tsv", "jsonl", "parquet"),
     "input.hash_algorithm": ("sha256", "md5"),
+    "input.checksum_algorithm": ("sha256", "md5", "sha1"),
+    "output.mode": ("parquet", "files"),
     "output.compression": ("zstd", "snappy", "gzip", "lz4", "none"),
     "output.body_compression": ("auto", "zstd", "snappy", "gzip", "lz4", "none"),
     "run.log_level": ("debug", "info", "warning", "error"),
@@ -261,6 +281,9 @@ _NON_NEGATIVE = {
     "fetch.final_pass_attempts",
     "fetch.final_pass_delay",
     "fetch.min_speed",
+    "fetch.min_body_bytes",
+    "output.body_file_above",
+    "output.max_file_bytes",
     "fetch.host_max_cooldowns",
     "run.rank",
     "run.grace_period",
@@ -409,6 +432,10 @@ def _build(merged: dict[str, dict[str, Any]]) -> Config:
     if run.rank is not None and run.world_size is not None and run.rank >= run.world_size:
         raise ConfigError(f"run.rank: {run.rank} is not below run.world_size {run.world_size}")
     _check_images(config.images)
+    if config.output.mode == "files" and not config.output.store_body:
+        raise ConfigError(
+            "output.store_body: must be true with output.mode files (files are bodies)"
+        )
     return config
 
 

@@ -12,7 +12,8 @@ Exceptions (things that stop a command) form one tree::
     │   └── RunFolderError          not a fetchshard output folder, or a document unreadable
     │       └── NewerFormatError    a document written by a newer fetchshard than this one
     └── RunError                    exit 1: something failed while working
-        └── RankFailedError         a local rank process exited non-zero
+        ├── RankFailedError         a local rank process exited non-zero
+        └── StorageError            the output folder's disk refused a write (full, read-only)
 
 A failed URL is never an exception that escapes a rank: it becomes a row whose
 ``error_kind`` is one of :class:`ErrorKind`.
@@ -78,6 +79,14 @@ class RankFailedError(RunError):
     """One or more local rank processes failed."""
 
 
+class StorageError(RunError):
+    """Writing a body's file failed (disk full, read-only, no permission): the rank stops.
+
+    Never a failed row: the next URL would fail the same way. What was committed stays
+    committed; a rerun once the disk is fixed goes on from there.
+    """
+
+
 class ErrorKind(str, enum.Enum):
     """Why a URL failed. ``transient`` kinds are retried, the others fail at once.
 
@@ -105,6 +114,8 @@ class ErrorKind(str, enum.Enum):
     HTTP_5XX = "http_5xx"
     BAD_CONTENT = "bad_content"  # broken response: wrong length, reset mid-body, bad encoding
     HASH_MISMATCH = "hash_mismatch"  # the body's hash is not the input's expected one
+    CHECKSUM_MISMATCH = "checksum_mismatch"  # size or checksum not the input's (retried)
+    TOO_SMALL = "too_small"  # below fetch.min_body_bytes: an error page, most likely (retried)
     DECODE = "decode"  # the images stage could not read the image (truncated, not an image)
     FILTERED = "filtered"  # the images stage's size, aspect or pixel-count limits refused it
     OPT_OUT = "opt_out"  # X-Robots-Tag opt-out (noai, ...); the body is not kept
@@ -133,6 +144,8 @@ _TRANSIENT = frozenset(
         ErrorKind.HTTP_429,
         ErrorKind.HTTP_5XX,
         ErrorKind.BAD_CONTENT,
+        ErrorKind.CHECKSUM_MISMATCH,
+        ErrorKind.TOO_SMALL,
         ErrorKind.INTERRUPTED,
         ErrorKind.RATE_LIMITED,
     }

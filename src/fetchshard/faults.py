@@ -3,12 +3,16 @@
 ``_FETCHSHARD_FAULT=after_rename:2`` SIGKILLs the process right after part 2 is renamed and
 before its ledger commit; ``plan_batch:3`` after the third planning batch is in the ledger;
 ``merge_data:2`` after the second data file's record is written, before its rename;
-``image:2`` kills each image worker process (``images.pool: processes``) at its second image.
-The tests use it to hit windows a timed ``kill -9`` cannot aim at. Unset in normal runs.
+``image:2`` kills each image worker process (``images.pool: processes``) at its second image;
+``enospc:5`` makes the fifth and every later write of a body's file fail as a full disk would
+(where a test cannot mount a small filesystem). The tests use it to hit windows a timed
+``kill -9`` cannot aim at. Unset in normal runs.
 """
 
 from __future__ import annotations
 
+import errno
+import itertools
 import os
 import signal
 
@@ -30,3 +34,12 @@ def crash_point(point: str, count: int) -> None:
     """SIGKILL ourselves if the configured fault is ``point`` at ``count``."""
     if _FAULT is not None and (point, count) == _FAULT:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+_calls = itertools.count(1)
+
+
+def fault_after(point: str) -> None:
+    """Raise ENOSPC from the configured ``enospc:N`` write on (``point`` is the write kind)."""
+    if _FAULT is not None and _FAULT[0] == "enospc" and next(_calls) >= _FAULT[1]:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), point)

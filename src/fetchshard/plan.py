@@ -62,6 +62,9 @@ def fingerprint(config: Config, files: list[Path], world_size: int) -> dict[str,
     if config.images.mode != "off":  # what the parts hold; the pool's size may change
         images = dataclasses.asdict(config.images)
         stages["images"] = {k: v for k, v in images.items() if k not in _NOT_FINGERPRINTED}
+    out = config.output
+    if out.mode == "files" or out.body_file_above > 0:  # which bodies are files: the columns
+        stages["files"] = {"mode": out.mode, "body_file_above": out.body_file_above}
     return {
         **stages,
         "world_size": world_size,

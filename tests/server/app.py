@@ -10,6 +10,7 @@ from aiohttp import web
 from . import routes_content as content
 from . import routes_control as control
 from . import routes_faults as faults
+from . import routes_files as files
 from .state import STATE_KEY, ServerState, state_of
 
 
@@ -89,6 +90,9 @@ def make_app(state: ServerState | None = None) -> web.Application:
             web.get("/redirect-to", faults.redirect_to),
             web.get("/robots.txt", content.robots_txt),
             web.get("/private/{name:.+}", content.private),
+            web.get("/file/{n}/{name}", files.serve_file),
+            web.put("/file-version/{v}", files.set_version),
+            web.get("/file-bytes", files.bytes_sent),
             web.get("/requests", control.get_requests),
             web.delete("/requests", control.delete_requests),
         ]

@@ -201,6 +201,17 @@ class ServerProcess:
         """Scale the sleep of every later ``/paced`` request (``PUT /pace/{factor}``)."""
         self._send("PUT", f"/pace/{factor}")
 
+    def set_file_version(self, version: int) -> None:
+        """Change every ``/file/`` (new bytes, new ETag): ``PUT /file-version/{v}``."""
+        self._send("PUT", f"/file-version/{version}")
+
+    def file_bytes(self) -> dict[str, int]:
+        """Body bytes each ``/file/`` path has sent since the log was last cleared."""
+        req = urllib.request.Request(self.url("/file-bytes"))
+        with _no_proxy_opener().open(req, timeout=10) as resp:
+            data: dict[str, int] = json.loads(resp.read())
+        return data
+
     def _send(self, method: str, path: str) -> None:
         req = urllib.request.Request(self.url(path), method=method)
         with _no_proxy_opener().open(req, timeout=10) as resp:

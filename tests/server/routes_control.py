@@ -10,7 +10,7 @@ from .state import state_of
 
 def is_control(path: str) -> bool:
     """True for the paths of this module's routes, which the request log leaves out."""
-    return path == "/requests" or path.startswith("/pace/")
+    return path in ("/requests", "/file-bytes") or path.startswith(("/pace/", "/file-version/"))
 
 
 async def set_pace(request: web.Request) -> web.Response:

@@ -43,6 +43,10 @@ class ServerState:
     robots_txt: str | None = DEFAULT_ROBOTS_TXT
     #: multiplies the sleep of ``/paced``: a test makes a slow input fast halfway through
     pace: float = 1.0
+    #: the version of every /file/ (routes_files.py): a new one is a changed file
+    file_version: int = 0
+    #: body bytes /file/ sent, by path
+    file_bytes: dict[str, int] = field(default_factory=dict)
 
     def record(self, entry: dict[str, Any]) -> None:
         if self.keep_log:
@@ -56,6 +60,7 @@ class ServerState:
 
     def clear(self) -> None:
         self.log.clear()
+        self.file_bytes.clear()
         if self.log_file is not None:
             self.log_file.seek(0)
             self.log_file.truncate(0)

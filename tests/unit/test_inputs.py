@@ -383,7 +383,7 @@ def test_parquet_non_text_url_column_is_rejected(tmp_path: Path) -> None:
 
 def test_reserved_names_are_renamed(tmp_path: Path) -> None:
     assert {"item_id", "url", "status", "body", "fetched_at", "sha256"} <= RESERVED_COLUMNS
-    assert len(RESERVED_COLUMNS) == 14
+    assert len(RESERVED_COLUMNS) == 15 and "path" in RESERVED_COLUMNS  # 14 base + path
     data = b"url,status,item_id,input_size,size,title\nhttp://a/1,s,7,is,z,t\n"
     extras = all_extras(read_all(cfg(write_bytes(tmp_path / "in.csv", data))))
     assert extras.column_names == [

@@ -131,6 +131,14 @@ def run_command(
         str | None,
         typer.Option(help="no, keep_ratio, keep_ratio_largest, center_crop or border."),
     ] = None,
+    files: Annotated[
+        bool,
+        typer.Option(
+            "--files",
+            help="Write every body as a file under OUT/files/HOST/PATH (output.mode files); "
+            "the parts hold each file's path, size, hashes and status.",
+        ),
+    ] = False,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
     set_: Annotated[
         list[str] | None,
@@ -164,6 +172,7 @@ def run_command(
         "images.mode": images or ("resize" if resize is not None else None),
         "images.image_size": resize,
         "images.resize_mode": resize_mode,
+        "output.mode": "files" if files else None,
     }
     with user_errors():
         if resize is not None and images not in (None, "resize"):

@@ -9,6 +9,7 @@ stages', how a part becomes durable the part writer's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -25,11 +26,19 @@ from fetchshard.errors import ErrorKind, RunError
 from fetchshard.hosts.scheduler import Scheduler
 from fetchshard.hosts.slot import HostSlot
 from fetchshard.http.client import make_client
-from fetchshard.http.content import content_problem, expected_hash
-from fetchshard.http.request import fetch
+from fetchshard.http.content import content_problem, expected_file, expected_hash
+from fetchshard.http.request import FetchResult, fetch
+from fetchshard.http.sink import BodySink, MemorySink
 from fetchshard.ledger import Ledger, WorkItem
 from fetchshard.output.columns import ResultRow
 from fetchshard.output.extras import deserialize_schema
+from fetchshard.output.files import (
+    FileSink,
+    FileStore,
+    checked_algorithms,
+    file_columns,
+    uses_files,
+)
 from fetchshard.output.parts import PartWriter
 from fetchshard.partition import Partitioner
 from fetchshard.ranks import RankInfo
@@ -39,6 +48,8 @@ from fetchshard.stats import Stats
 log = logging.getLogger("fetchshard")
 BAD_CONTENT = ErrorKind.BAD_CONTENT
 HASH_MISMATCH = ErrorKind.HASH_MISMATCH
+CHECKSUM_MISMATCH = ErrorKind.CHECKSUM_MISMATCH
+TOO_SMALL = ErrorKind.TOO_SMALL
 
 TICK = 1.0  # seconds between the commit check and the progress snapshot
 
@@ -82,6 +93,9 @@ class FetchJob:
         text = self.ledger.get_meta("extras_schema")
         extras = deserialize_schema(text) if text else None
         self.expected = expected_hash(cfg.input, extras)
+        self.expected_file = expected_file(cfg.input, extras)
+        self.algorithms = checked_algorithms(cfg)
+        self.files: FileStore | None = None
         self.writer = PartWriter(
             self.paths,
             self.info.rank,
@@ -89,7 +103,7 @@ class FetchJob:
             cfg.output,
             extras,
             self.next_part,
-            columns=columns_with(self.stages),
+            columns=columns_with(self.stages).extended(file_columns(cfg)),
             clock=self.clock,
         )
         self.rows = Pipeline(
@@ -123,8 +137,11 @@ class FetchJob:
     async def _passes(self) -> None:
         cfg = self.config.fetch
         self._write_unfetchable()
-        async with make_client(cfg) as client:
-            self.client = client
+        async with contextlib.AsyncExitStack() as resources:
+            self.client = await resources.enter_async_context(make_client(cfg))
+            if uses_files(self.config):
+                store = FileStore(self.paths, self.info.rank, self.config.output, self.algorithms)
+                self.files = await resources.enter_async_context(store)
             await self._pass()
             self._save_deferred()
             if not self.stop and cfg.final_pass_attempts > 0:
@@ -279,6 +296,50 @@ class FetchJob:
         )
         self.rows.write(result_row(item, item.attempts, None, self.clock.wall(), kind, message))
 
+    def _check(self, item: WorkItem, result: FetchResult) -> tuple[str | None, ErrorKind]:
+        """Why a body that arrived whole is not the item's, and the kind of that failure."""
+        head = result.body if result.body is not None else result.head
+        problem = content_problem(result.content_type, head, result.http_status, result.size)
+        if problem is not None:
+            return problem, BAD_CONTENT
+        if self.expected is not None:
+            problem = self.expected.mismatch(
+                item.extras, result.body, result.sha256, result.digests
+            )
+            if problem is not None:
+                return problem, HASH_MISMATCH
+        if self.expected_file is not None:
+            problem = self.expected_file.mismatch(
+                item.extras, result.size, result.sha256, result.digests
+            )
+            if problem is not None:
+                return problem, CHECKSUM_MISMATCH
+        least = self.config.fetch.min_body_bytes
+        if least and result.size is not None and result.size < least:
+            return f"{result.size:,} bytes, below fetch.min_body_bytes ({least:,})", TOO_SMALL
+        return None, BAD_CONTENT
+
+    async def _settle_file(
+        self,
+        item: WorkItem,
+        url: str,
+        result: FetchResult,
+        sink: FileSink,
+        kind: ErrorKind | None,
+        final: bool,
+    ) -> None:
+        """A body in a ``.part``: placed if good, dropped if it failed a check; an item that
+        ends failed leaves no file (output/files.py)."""
+        assert self.files is not None
+        in_file = result.path is not None
+        if in_file and kind is None:
+            result.path = await self.files.place(sink)
+        elif in_file:
+            result.path = None
+            await self.files.discard(sink)
+        if kind is not None and final:
+            await self.files.forget(item.item_id, url)
+
     async def _fetch_one(self, slot: HostSlot, item: WorkItem) -> None:
         attempt = item.attempts + 1
         cfg = self.config.fetch
@@ -295,25 +356,26 @@ class FetchJob:
             self.scheduler.done(slot)
             return
         factor = cfg.final_pass_timeout_factor if self.final else 1.0
+        sink: BodySink | None = None
+        if self.files is not None:
+            sink = self.files.sink(item.item_id, url)
+        elif self.algorithms:
+            sink = MemorySink(self.algorithms)
         result = await fetch(
-            self.client, url, cfg, headers=slot.headers or None, timeout_factor=factor
+            self.client, url, cfg, headers=slot.headers or None, timeout_factor=factor, sink=sink
         )
         self.stats.requests += 1
         answered = kind = result.error_kind  # host health hears the answer, not the verdict
-        problem = None
-        if kind is None and result.body is not None:
-            problem = content_problem(result.content_type, result.body, result.http_status)
-        if problem is None and kind is None and self.expected is not None:
-            problem = self.expected.mismatch(item.extras, result.body, result.sha256)
-            bad = HASH_MISMATCH
-        else:
-            bad = BAD_CONTENT
-        if problem is not None:  # the same bytes would come again: a final failure
+        problem, bad = self._check(item, result) if kind is None else (None, BAD_CONTENT)
+        if problem is not None:
             result.error_kind, result.error_message, result.body = bad, problem, None
             kind = bad
+        if problem is not None and not bad.transient:  # the same bytes would come again
             decision = WRITE
         else:
             decision = decide(kind, attempt, result.retry_after, final=self.final, config=cfg)
+        if isinstance(sink, FileSink):
+            await self._settle_file(item, url, result, sink, kind, decision.final_row)
         retry: WorkItem | None = None
         if decision.action is Action.RETRY:
             self.stats.retries += 1

@@ -20,6 +20,7 @@ from fetchshard.environment import CHILD
 from fetchshard.errors import EXIT_INTERRUPTED, EXIT_OK, select_kinds
 from fetchshard.inputs import InputSet, open_inputs
 from fetchshard.ledger import Ledger
+from fetchshard.output.files import clear_partial
 from fetchshard.output.parts import recover
 from fetchshard.plan import Interrupted, fingerprint, plan
 from fetchshard.ranks import RankInfo, cpus_available
@@ -158,6 +159,7 @@ def _rank(
         ).write(paths.stats(rank), durable=True)
         progress.finish("done" if complete else "interrupted", counts.committed, totals)
         if complete:
+            clear_partial(paths, rank)  # every item committed: nothing of it is unfinished
             DoneMarker(
                 rank=rank, world_size=info.world_size, items=counts.total, completed_at=now
             ).write(paths.done(rank), durable=True)

@@ -34,7 +34,18 @@ def result_row(
         fetched_at=now if result else None,
         elapsed_ms=result.elapsed_ms if result else None,
         body=result.body if result else None,
+        more=_file_values(result) if result is not None else None,
     )
+
+
+def _file_values(result: FetchResult) -> dict[str, str] | None:
+    """The file columns' values (output/files.py): the file's path, the checked hashes."""
+    if result.path is None and not result.digests:
+        return None
+    values = dict(result.digests) if result.digests else {}
+    if result.path is not None:
+        values["path"] = result.path
+    return values
 
 
 def retry_item(item: WorkItem, attempt: int, due: float, result: FetchResult) -> WorkItem:

@@ -1,5 +1,6 @@
 """Whether a body that arrived whole is what its response says it is (every download), and
-what the input says it is (``input.hash_column``: its expected hash).
+what the input says it is (``input.hash_column``: its expected hash; ``input.size_column`` and
+``input.checksum_column``: a file list's expected size and checksum).
 
 A 200 with an empty body, an HTML page served as an image (a soft 404, a login wall) and
 bytes of another kind under an image Content-Type (a PDF, an archive, text) are
@@ -62,10 +63,12 @@ def sniff(body: bytes) -> str | None:
     return None
 
 
-def content_problem(content_type: str | None, body: bytes, http_status: int | None) -> str | None:
+def content_problem(
+    content_type: str | None, body: bytes, http_status: int | None, size: int | None = None
+) -> str | None:
     """Why this whole body is not what the response says (a ``bad_content`` message), or
-    None when nothing contradicts it."""
-    if not body:
+    None when nothing contradicts it. ``body`` may be only its first bytes, with ``size``."""
+    if (size == 0) if size is not None else not body:
         return f"empty body (HTTP {http_status})" if http_status == 200 else None
     declared = (content_type or "").split(";", 1)[0].strip().lower()
     if not declared.startswith("image/"):
@@ -85,21 +88,96 @@ class ExpectedHash:
     index: int  # in the extras' JSON array (output/extras.py)
     algorithm: str  # sha256 or md5
 
-    def mismatch(self, extras: str | None, body: bytes | None, sha256: str | None) -> str | None:
-        """Why ``body`` is not the item's (a ``hash_mismatch`` message), or None: it matches,
-        or the item has no expected hash."""
-        if extras is None or body is None:
+    def mismatch(
+        self,
+        extras: str | None,
+        body: bytes | None,
+        sha256: str | None,
+        digests: dict[str, str] | None = None,
+    ) -> str | None:
+        """Why the body is not the item's (a ``hash_mismatch`` message), or None: it matches,
+        or the item has no expected hash. A body in a file comes with its ``digests``."""
+        if extras is None:
             return None
-        want = json.loads(extras)[self.index]
-        if not isinstance(want, str) or not want.strip():
+        want = _wanted(extras, self.index)
+        if want is None:
             return None
-        want = want.strip().lower()
-        got = sha256 if self.algorithm == "sha256" and sha256 else _digest(self.algorithm, body)
+        got = _digest(self.algorithm, body, sha256, digests)
+        if got is None:
+            return None
         return None if got == want else f"{self.algorithm} {got}, the input expects {want}"
 
 
-def _digest(algorithm: str, body: bytes) -> str:
-    return hashlib.new(algorithm, body).hexdigest()
+def _wanted(extras: str, index: int) -> str | None:
+    value = json.loads(extras)[index]
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(int(value))
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return value.strip().lower()
+
+
+def _digest(
+    algorithm: str, body: bytes | None, sha256: str | None, digests: dict[str, str] | None
+) -> str | None:
+    if algorithm == "sha256" and sha256:
+        return sha256
+    if digests and algorithm in digests:
+        return digests[algorithm]
+    return hashlib.new(algorithm, body).hexdigest() if body is not None else None
+
+
+@dataclass(frozen=True)
+class ExpectedFile:
+    """Where an item's expected size and checksum are among its extra columns
+    (``input.size_column``, ``input.checksum_column``): a ``checksum_mismatch`` if not met."""
+
+    size_index: int | None
+    checksum_index: int | None
+    algorithm: str  # sha256, md5 or sha1
+
+    def mismatch(
+        self,
+        extras: str | None,
+        size: int | None,
+        sha256: str | None,
+        digests: dict[str, str] | None,
+    ) -> str | None:
+        """Why the body is not the item's, or None (it matches, or nothing is expected)."""
+        if extras is None:
+            return None
+        if self.size_index is not None:
+            want = _wanted(extras, self.size_index)
+            if want is not None and want.isdigit() and size is not None and size != int(want):
+                return f"{size:,} bytes, the input expects {int(want):,}"
+        if self.checksum_index is not None:
+            want = _wanted(extras, self.checksum_index)
+            got = _digest(self.algorithm, None, sha256, digests)
+            if want is not None and got is not None and got != want:
+                return f"{self.algorithm} {got}, the input expects {want}"
+        return None
+
+
+def _index(names: list[str], column: str | None) -> int | None:
+    if column is None:
+        return None
+    for name in (column, f"input_{column}"):
+        if name in names:
+            return names.index(name)
+    return None
+
+
+def expected_file(config: InputConfig, extras: pa.Schema | None) -> ExpectedFile | None:
+    """The size and checksum checks of a run with ``input.size_column`` or
+    ``input.checksum_column``."""
+    if extras is None or (config.size_column is None and config.checksum_column is None):
+        return None
+    names = list(extras.names)
+    return ExpectedFile(
+        _index(names, config.size_column),
+        _index(names, config.checksum_column),
+        config.checksum_algorithm,
+    )
 
 
 def expected_hash(config: InputConfig, extras: pa.Schema | None) -> ExpectedHash | None:

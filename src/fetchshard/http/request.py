@@ -17,12 +17,12 @@ import aiohttp
 from yarl import URL
 
 from fetchshard.config import FetchConfig
-from fetchshard.errors import ErrorKind
+from fetchshard.errors import ErrorKind, StorageError
 from fetchshard.http.classify import classify, describe, status_kind
 from fetchshard.http.client import BlockedAddress, Client, client_timeout, is_private_address
 from fetchshard.http.deadlines import Guard, Tripped
 from fetchshard.http.headers import opt_out, parse_retry_after
-from fetchshard.http.sink import BodySink, MemorySink, SinkFactory
+from fetchshard.http.sink import BodySink, MemorySink
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
@@ -44,6 +44,8 @@ class FetchResult:
     size: int | None = None
     elapsed_ms: float = 0.0
     retry_after: float | None = None
+    head: bytes = b""  # the body's first bytes (http/sink.py HEAD), for the content checks
+    digests: dict[str, str] | None = None  # the body's md5/sha1 when the input checks them
 
     @property
     def ok(self) -> bool:
@@ -81,17 +83,26 @@ async def fetch(
     *,
     headers: Mapping[str, str] | None = None,
     timeout_factor: float = 1.0,
-    sink: SinkFactory = MemorySink,
+    sink: BodySink | None = None,
 ) -> FetchResult:
-    """GET ``url`` once (following redirects), its body into a new ``sink()``; never raises for
-    anything the network does."""
+    """GET ``url`` once (following redirects), its body into ``sink`` (a new MemorySink by
+    default); never raises for anything the network does. A :class:`StorageError` from the
+    sink (the disk is full) is not the network's and propagates."""
     started = time.perf_counter()
+    if sink is None:
+        sink = MemorySink()
+    else:
+        asked = sink.request_headers()
+        if asked:
+            headers = {**headers, **asked} if headers else asked
     state: dict[str, Any] = {"status": None, "final_url": None, "content_type": None}
     guard = client.watch.start(config, timeout_factor)
     try:
         return await _fetch(
             client, request_url(url), config, headers, timeout_factor, started, guard, state, sink
         )
+    except StorageError:
+        raise
     except asyncio.CancelledError:
         if guard.tripped is None or _still_cancelled():
             raise  # the rank is stopping, not our deadline
@@ -134,7 +145,7 @@ async def _fetch(
     started: float,
     guard: Guard,
     state: dict[str, Any],
-    sink: SinkFactory,
+    sink: BodySink,
 ) -> FetchResult:
     # The guard holds the whole chain to one total deadline; aiohttp only times connecting,
     # whose session default is left alone unless the final pass lengthens it.
@@ -161,6 +172,11 @@ async def _fetch(
                 except ValueError as exc:
                     raise aiohttp.InvalidUrlRedirectClientError(location, str(exc)) from exc
                 continue
+            problem = await sink.begin(status, resp.headers)
+            if problem is not None:  # a resumed transfer the server would not continue
+                return FetchResult(
+                    ErrorKind.BAD_CONTENT, problem, status, state["final_url"], content_type
+                )
             kind = status_kind(status)
             if kind is not None:
                 return FetchResult(
@@ -183,7 +199,7 @@ async def _fetch(
                     elapsed_ms=_ms(started),
                 )
             return await _read_body(
-                resp, config, started, guard, state["final_url"], content_type, sink()
+                resp, config, started, guard, state["final_url"], content_type, sink
             )
     raise aiohttp.TooManyRedirects(
         resp.request_info, resp.history, message=f"more than {config.max_redirects} redirects"
@@ -199,7 +215,7 @@ async def _read_body(
     content_type: str | None,
     sink: BodySink,
 ) -> FetchResult:
-    limit = config.max_body_bytes
+    limit = sink.limit(config.max_body_bytes)
     declared = resp.content_length
     if declared is not None and declared > limit:
         sink.abort()
@@ -214,10 +230,10 @@ async def _read_body(
             if size > limit:
                 sink.abort()
                 return _too_large("body", limit, resp, started)
-            sink.write(chunk)
+            await sink.write(chunk)
         if guard.tripped is not None:
             raise Tripped()
-        stored = sink.finish()
+        stored = await sink.finish()
     except BaseException:
         sink.abort()
         raise
@@ -232,6 +248,8 @@ async def _read_body(
         sha256=stored.sha256,
         size=stored.size,
         elapsed_ms=_ms(started),
+        head=stored.head,
+        digests=stored.digests,
     )
 
 

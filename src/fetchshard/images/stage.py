@@ -101,6 +101,7 @@ def apply(row: ResultRow, result: ImageResult, hash_name: str) -> ResultRow:
         )
     original_hash = result.original_md5 if hash_name == "md5" else row.sha256
     more = {
+        **(row.more or {}),
         "original_width": result.original_width,
         "original_height": result.original_height,
         "original_format": result.original_format,

@@ -23,10 +23,10 @@ from fetchshard.inputs.values import (
     _output_type,
     _sanitize,
 )
-from fetchshard.output.columns import BASE_COLUMNS
+from fetchshard.output.columns import BASE_COLUMNS, PATH_COLUMN
 
 # The names fetchshard writes (output/columns.py); a run with stages reserves theirs too.
-RESERVED_COLUMNS: frozenset[str] = BASE_COLUMNS.names
+RESERVED_COLUMNS: frozenset[str] = BASE_COLUMNS.names | {PATH_COLUMN}
 
 
 # The jsonl extras schema is inferred from this many rows (or _JSONL_SAMPLE_BYTES of lines).
@@ -64,21 +64,28 @@ def _missing(path: Path, column: str, role: str, present: Sequence[str]) -> Inpu
     )
 
 
+def _checked(config: InputConfig) -> list[tuple[str, str]]:
+    """The columns the content checks read (they travel as extra columns): (key, column)."""
+    keys = ("hash_column", "size_column", "checksum_column")
+    return [(key, getattr(config, key)) for key in keys if getattr(config, key) is not None]
+
+
 def _select(path: Path, present: Sequence[str], config: InputConfig) -> tuple[str, ...]:
     """Check the url/id/extra columns exist in ``present``; return the extra source columns."""
     if config.url_column not in present:
         raise _missing(path, config.url_column, "input.url_column", present)
     if config.id_column is not None and config.id_column not in present:
         raise _missing(path, config.id_column, "input.id_column", present)
-    if config.hash_column is not None and config.hash_column not in present:
-        raise _missing(path, config.hash_column, "input.hash_column", present)
+    for role, column in _checked(config):
+        if column not in present:
+            raise _missing(path, column, f"input.{role}", present)
     own = {config.url_column, config.id_column}
     if config.extra_columns is None:
         return tuple(name for name in present if name not in own)
     for name in config.extra_columns:
         if name not in present:
             raise _missing(path, name, "input.extra_columns", present)
-    wanted = [*config.extra_columns, *([config.hash_column] if config.hash_column else [])]
+    wanted = [*config.extra_columns, *(column for _, column in _checked(config))]
     return tuple(dict.fromkeys(name for name in wanted if name not in own))
 
 
@@ -163,10 +170,10 @@ def _inspect_format(
                 f"input {path}: a txt file has no columns, so input.extra_columns "
                 f"{', '.join(config.extra_columns)} cannot be used"
             )
-        if config.hash_column is not None:
+        for role, column in _checked(config):
             raise InputError(
-                f"input {path}: a txt file has no columns, so input.hash_column "
-                f"{config.hash_column!r} cannot be used"
+                f"input {path}: a txt file has no columns, so input.{role} "
+                f"{column!r} cannot be used"
             )
         return _FileSpec(path, fmt, compression, None, None, (), None, True)
 

@@ -122,4 +122,7 @@ class ColumnTable:
         return [n for n in self.schema(extras).names if n not in skip]
 
 
+# The column of a body written to a file (output/files.py adds it when files are in play);
+# reserved against input names in every run, so a file list's "path" is always input_path.
+PATH_COLUMN = "path"
 BASE_COLUMNS = ColumnTable(*(tuple(part) for part in _own_columns()))

@@ -259,3 +259,38 @@ class DoneMarker(Document):
             items=data.get("items"),
             completed_at=data.get("completed_at"),
         )
+
+
+@dataclass(kw_only=True)
+class PartialTransfer:
+    """Beside an unfinished ``.part`` (``partial/rank-N/<item>.json``): what its bytes are of,
+    so a resume asks for the rest only of the same file (``If-Range``)."""
+
+    url: str  # the URL requested
+    etag: str | None  # the response's ETag, if any (a weak one is not used to resume)
+    last_modified: str | None  # its Last-Modified, if any
+
+    def validator(self) -> str | None:
+        """The If-Range value: a strong ETag, else Last-Modified, else None (no resume)."""
+        if self.etag and not self.etag.startswith("W/"):
+            return self.etag
+        return self.last_modified
+
+    def to_bytes(self) -> bytes:
+        doc = {"kind": "partial", "version": 1, "url": self.url, "etag": self.etag}
+        doc["last_modified"] = self.last_modified
+        return json.dumps(doc, sort_keys=True).encode()
+
+    @classmethod
+    def read(cls, path: Path) -> PartialTransfer | None:
+        """The record at ``path``; None when missing or unreadable (the part then restarts:
+        a resume is an optimisation, never needed for correctness)."""
+        try:
+            raw = json.loads(path.read_bytes())
+            if raw.get("kind") != "partial" or raw.get("version") != 1:
+                return None
+            return cls(
+                url=str(raw["url"]), etag=raw.get("etag"), last_modified=raw.get("last_modified")
+            )
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None

@@ -75,6 +75,19 @@ class RunPaths:
         """Held by the process running the rank (runfolder/lock.py); never removed."""
         return self.root / "locks" / f"{rank_name(rank)}.lock"
 
+    @property
+    def files_dir(self) -> Path:
+        """Bodies written as files (output.mode files), named by output/filenames.py."""
+        return self.root / "files"
+
+    def file(self, relative: str) -> Path:
+        """A body's file from the path its row holds (relative to the output folder)."""
+        return self.root / relative
+
+    def partial_dir(self, rank: int) -> Path:
+        """The rank's unfinished transfers: ``<item id>.part`` and ``<item id>.json``."""
+        return self.root / "partial" / rank_name(rank)
+
     def done(self, rank: int) -> Path:
         return self.root / "done" / rank_name(rank)
 

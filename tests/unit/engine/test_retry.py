@@ -21,6 +21,8 @@ RETRIED = {
     "http_429",
     "http_5xx",
     "bad_content",
+    "checksum_mismatch",
+    "too_small",
     "interrupted",
     "rate_limited",
 }

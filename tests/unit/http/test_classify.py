@@ -74,6 +74,8 @@ def test_every_kind_a_request_can_end_with_is_reached() -> None:
         ErrorKind.RATE_LIMITED,  # host health
         ErrorKind.INTERRUPTED,  # the rank stopping
         ErrorKind.HASH_MISMATCH,  # the input's expected hash (http/content.py, in the job)
+        ErrorKind.CHECKSUM_MISMATCH,  # the input's expected size and checksum (likewise)
+        ErrorKind.TOO_SMALL,  # fetch.min_body_bytes, in the job
         ErrorKind.DECODE,  # the images stage (images/transform.py)
         ErrorKind.FILTERED,  # the images stage's limits
         *(status_kind(s) for s in (301, 404, 410, 429, 418, 503)),

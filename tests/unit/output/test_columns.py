@@ -10,7 +10,7 @@ import pytest
 
 from fetchshard.config import InputConfig
 from fetchshard.inputs import RESERVED_COLUMNS, open_inputs
-from fetchshard.output.columns import BASE_COLUMNS, Column, ResultRow
+from fetchshard.output.columns import BASE_COLUMNS, PATH_COLUMN, Column, ResultRow
 from fetchshard.output.table import rows_to_table
 from util import ok_row
 
@@ -68,7 +68,8 @@ def test_extra_input_columns_go_after_url() -> None:
 
 
 def test_the_reserved_input_names_are_the_table_s() -> None:
-    assert RESERVED_COLUMNS == BASE_COLUMNS.names == {name for name, _ in PART_COLUMNS}
+    assert BASE_COLUMNS.names == {name for name, _ in PART_COLUMNS}
+    assert RESERVED_COLUMNS == BASE_COLUMNS.names | {PATH_COLUMN}  # the files' column too
 
 
 def test_a_stage_s_columns_go_before_the_body_and_are_reserved() -> None:

@@ -1,0 +1,415 @@
+"""Bodies as files: streamed to a ``.part``, hashed on the way, resumed with Range, placed
+under ``files/`` by rename once the job has checked them.
+
+A transfer writes ``partial/rank-N/<item id>.part`` (and, once the response is known, a
+:class:`PartialTransfer` beside it with its ETag and Last-Modified). The chunks are gathered
+into 1 MiB writes done by the store's threads, one at a time per transfer, so memory stays
+flat whatever the size; each write also feeds the hashes, so the body is never read twice.
+A transfer cut short keeps its ``.part``: the next attempt, in this run or after a crash,
+asks for the rest (``Range``, with ``If-Range`` so a changed file comes whole). Only when
+the job has checked the body (content, expected size and checksum, minimum size) is the
+``.part`` fsynced, renamed into place and its folder fsynced; the row that names the file
+is committed after that. So after any crash a file in place is whole, and an item whose row
+was not committed is fetched again into the same name.
+
+Any error of the disk (full, read-only, permissions) is a :class:`StorageError`: the rank
+stops, nothing is recorded as the URL's failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import hashlib
+import logging
+import os
+import re
+import shutil
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path, PurePosixPath
+from types import TracebackType
+from typing import Any, TypeVar
+
+import pyarrow as pa
+
+from fetchshard.config import Config, OutputConfig
+from fetchshard.errors import StorageError
+from fetchshard.faults import fault_after
+from fetchshard.http.sink import HEAD, StoredBody
+from fetchshard.output.columns import PATH_COLUMN, Column
+from fetchshard.output.filenames import clash_path, file_path
+from fetchshard.runfolder.documents import PartialTransfer
+from fetchshard.runfolder.layout import RunPaths
+from fetchshard.runfolder.storage import fsync_path
+
+log = logging.getLogger("fetchshard.files")
+_T = TypeVar("_T")
+FLUSH_BYTES = 1024 * 1024  # gathered per write; two of these per transfer at most
+THREADS = 4
+_CLASH_ERRORS = frozenset({errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ENOTEMPTY})
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+_IDENTITY = {"Accept-Encoding": "identity"}  # the bytes as stored, so a Range means them
+
+
+def uses_files(config: Config) -> bool:
+    """Whether bodies (all, or the large ones) go to files."""
+    return config.output.mode == "files" or config.output.body_file_above > 0
+
+
+def checked_algorithms(config: Config) -> tuple[str, ...]:
+    """The hashes besides sha256 the input's checks need (``md5`` or ``sha1``)."""
+    wanted = []
+    if config.input.checksum_column is not None:
+        wanted.append(config.input.checksum_algorithm)
+    if config.input.hash_column is not None:
+        wanted.append(config.input.hash_algorithm)
+    return tuple(dict.fromkeys(a for a in wanted if a != "sha256"))
+
+
+def file_columns(config: Config) -> tuple[Column, ...]:
+    """The columns of body files: ``path`` (relative to the output folder) and the checked
+    hashes other than sha256."""
+    columns = [Column(PATH_COLUMN, pa.string(), statistics=False)] if uses_files(config) else []
+    if config.input.checksum_column is not None and config.input.checksum_algorithm != "sha256":
+        columns.append(Column(config.input.checksum_algorithm, pa.string(), statistics=False))
+    return tuple(columns)
+
+
+def _storage_error(exc: OSError, what: str) -> StorageError:
+    if exc.errno == errno.ENOSPC or exc.errno == errno.EDQUOT:
+        return StorageError(f"disk full writing {what} ({exc.strerror}): free space and rerun")
+    return StorageError(f"cannot write {what}: {exc.strerror or exc}")
+
+
+def clear_partial(paths: RunPaths, rank: int) -> None:
+    """The rank's slice is complete: no unfinished transfer of it is left."""
+    shutil.rmtree(paths.partial_dir(rank), ignore_errors=True)
+
+
+class FileStore:
+    """A rank's body files: the threads that write them, where they go, what is unfinished."""
+
+    def __init__(
+        self, paths: RunPaths, rank: int, output: OutputConfig, algorithms: tuple[str, ...]
+    ) -> None:
+        self.paths = paths
+        self.partial = paths.partial_dir(rank)
+        self.root = paths.files_dir
+        self.output = output
+        self.algorithms = algorithms  # besides sha256
+        self.all_files = output.mode == "files"
+        self._executor: ThreadPoolExecutor | None = None
+        self.resumed_bytes = 0  # bytes not fetched again thanks to a .part (stats)
+
+    async def __aenter__(self) -> FileStore:
+        await self.run(self._prepare)
+        self._executor = ThreadPoolExecutor(THREADS, thread_name_prefix="fetchshard-files")
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            await asyncio.get_running_loop().run_in_executor(None, executor.shutdown)
+
+    def _prepare(self) -> None:
+        try:
+            self.partial.mkdir(parents=True, exist_ok=True)
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _storage_error(exc, str(self.partial)) from exc
+        self._root_real = os.path.realpath(self.root)
+
+    def submit(self, fn: Callable[..., _T], *args: Any) -> Future[_T]:
+        executor = self._executor
+        if executor is None:  # before __aenter__ or after __aexit__: a bug
+            raise RuntimeError("the file store is not open")
+        return executor.submit(fn, *args)
+
+    async def run(self, fn: Callable[..., _T], *args: Any) -> _T:
+        if self._executor is None:
+            return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+        return await asyncio.wrap_future(self.submit(fn, *args))
+
+    def sink(self, item_id: int, url: str) -> FileSink:
+        """The sink of one attempt at ``item_id``: every body to a file in files mode; in
+        Parquet mode only a body above ``output.body_file_above`` bytes."""
+        threshold = 0 if self.all_files else self.output.body_file_above
+        return FileSink(self, item_id, url, threshold)
+
+    def part_of(self, item_id: int) -> tuple[Path, Path]:
+        return self.partial / f"{item_id}.part", self.partial / f"{item_id}.json"
+
+    async def place(self, sink: FileSink) -> str:
+        """Put a checked body in its place; the path its row holds (relative to the folder)."""
+        return await self.run(self._place, sink)
+
+    def _place(self, sink: FileSink) -> str:
+        relative = file_path(sink.url)
+        try:
+            target = self._into(relative, sink.part)
+        except OSError as exc:
+            if exc.errno not in _CLASH_ERRORS:
+                raise _storage_error(exc, str(self.root / relative)) from exc
+            clash = clash_path(sink.url, relative)
+            log.info("%s: %s is taken by a folder or file, placed as %s", sink.url, relative, clash)
+            try:
+                target = self._into(clash, sink.part)
+            except OSError as exc2:
+                raise _storage_error(exc2, str(self.root / clash)) from exc2
+            relative = clash
+        sink.meta.unlink(missing_ok=True)
+        return target.relative_to(self.paths.root).as_posix()
+
+    def _into(self, relative: PurePosixPath, part: Path) -> Path:
+        target = self.root.joinpath(*relative.parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # A folder made a symlink by someone else must not lead the file out of files/.
+        real = os.path.realpath(target.parent)
+        if os.path.commonpath([real, self._root_real]) != self._root_real:
+            raise StorageError(
+                f"{target.parent} leads outside {self.root}: refusing to write there"
+            )
+        if target.is_dir():
+            raise OSError(errno.EISDIR, "is a folder", str(target))
+        os.replace(part, target)
+        if self.output.fsync_files:
+            fsync_path(target.parent)
+        return target
+
+    async def discard(self, sink: FileSink) -> None:
+        """Drop a body that failed its checks: the next attempt starts from nothing."""
+        await self.run(sink.remove_part)
+
+    async def forget(self, item_id: int, url: str) -> None:
+        """An item that ends failed: no ``.part`` and no file of it is left."""
+        await self.run(self._forget, item_id, url)
+
+    def _forget(self, item_id: int, url: str) -> None:
+        for path in self.part_of(item_id):
+            path.unlink(missing_ok=True)
+        relative = file_path(url)
+        for candidate in (relative, clash_path(url, relative)):
+            target = self.root.joinpath(*candidate.parts)
+            if target.is_file() and not target.is_symlink():
+                target.unlink()
+
+
+class FileSink:
+    """One attempt's body: in memory up to ``threshold`` bytes (0: none), then to the item's
+    ``.part`` through the store's threads."""
+
+    def __init__(self, store: FileStore, item_id: int, url: str, threshold: int) -> None:
+        self.store = store
+        self.url = url
+        self.part, self.meta = store.part_of(item_id)
+        self.threshold = threshold
+        self.resume_from = 0
+        self.validator: str | None = None
+        try:
+            have = self.part.stat().st_size
+        except FileNotFoundError:
+            have = 0
+        if have > 0:
+            record = PartialTransfer.read(self.meta)
+            if record is not None and record.url == url:
+                self.validator = record.validator()
+                self.resume_from = have if self.validator is not None else 0
+        self.offset = 0  # where this response's bytes start in the file
+        self.size = 0  # bytes of the body so far, resumed ones included
+        self._memory: list[bytes] | None = None
+        self._chunks: list[bytes] = []
+        self._gathered = 0
+        self._head = b""
+        self._pending: Future[None] | None = None
+        self._fh: Any = None
+        self._hashes: dict[str, Any] = {}
+        self._closed = False
+        self._record: PartialTransfer | None = None
+
+    def request_headers(self) -> Mapping[str, str]:
+        if self.resume_from <= 0 or self.validator is None:
+            return _IDENTITY
+        return {**_IDENTITY, "Range": f"bytes={self.resume_from}-", "If-Range": self.validator}
+
+    def limit(self, default: int) -> int:
+        cap = self.store.output.max_file_bytes
+        return cap - self.offset if cap > 0 else 1 << 62
+
+    async def begin(self, status: int, headers: Mapping[str, str]) -> str | None:
+        if status == 416 and self.resume_from > 0:
+            await self.store.run(self.remove_part)
+            return (
+                f"the server would not resume at byte {self.resume_from} (HTTP 416): starting over"
+            )
+        if not 200 <= status < 300:
+            return None
+        if status == 206:
+            if self.resume_from <= 0:
+                return "HTTP 206 (a part) to a request for the whole body"
+            match = _CONTENT_RANGE.fullmatch((headers.get("Content-Range") or "").strip())
+            start = int(match.group(1)) if match else None
+            if start != self.resume_from:
+                await self.store.run(self.remove_part)
+                return (
+                    f"HTTP 206 from byte {start}, asked for {self.resume_from} "
+                    f"(Content-Range {headers.get('Content-Range')!r}): starting over"
+                )
+            self.offset = self.resume_from
+            self.store.resumed_bytes += self.offset
+        record = PartialTransfer(
+            url=self.url, etag=headers.get("ETag"), last_modified=headers.get("Last-Modified")
+        )
+        declared = headers.get("Content-Length")
+        small = (
+            self.offset == 0
+            and self.threshold > 0
+            and declared is not None
+            and declared.isdigit()
+            and int(declared) <= self.threshold
+        )
+        if small or (self.offset == 0 and self.threshold > 0 and declared is None):
+            self._memory = []  # to a file only if it grows past the threshold
+            self._record = record
+            return None
+        await self.store.run(self._open, record)
+        return None
+
+    def _open(self, record: PartialTransfer) -> None:
+        self._hashes = {
+            "sha256": hashlib.sha256(),
+            **{a: hashlib.new(a) for a in self.store.algorithms},
+        }
+        fh: Any
+        try:
+            self.meta.write_bytes(record.to_bytes())
+            if self.offset > 0:
+                fh = open(self.part, "r+b")  # noqa: SIM115 - closed by _close
+                self._hash_prefix(fh)
+                fh.truncate(self.offset)
+                fh.seek(self.offset)
+            else:
+                fh = open(self.part, "wb")  # noqa: SIM115 - closed by _close
+        except OSError as exc:
+            raise _storage_error(exc, str(self.part)) from exc
+        self._fh = fh
+        self.size = self.offset
+
+    def _hash_prefix(self, fh: Any) -> None:
+        """The bytes already in the ``.part``, read once: the hashes cover the whole file."""
+        left = self.offset
+        while left > 0:
+            block = fh.read(min(FLUSH_BYTES, left))
+            if not block:
+                raise OSError(errno.EIO, f"{self.part} is shorter than {self.offset} bytes")
+            if len(self._head) < HEAD:
+                self._head += block[: HEAD - len(self._head)]
+            for h in self._hashes.values():
+                h.update(block)
+            left -= len(block)
+
+    async def write(self, chunk: bytes) -> None:
+        if self._memory is not None:
+            self._memory.append(chunk)
+            self._gathered += len(chunk)
+            if self._gathered > self.threshold:  # it is a large body after all
+                chunks, self._memory = self._memory, None
+                self._gathered = 0
+                assert self._record is not None  # set with _memory in begin()
+                await self.store.run(self._open, self._record)
+                for piece in chunks:
+                    await self._add(piece)
+            return
+        await self._add(chunk)
+
+    async def _add(self, chunk: bytes) -> None:
+        if len(self._head) < HEAD:
+            self._head += chunk[: HEAD - len(self._head)]
+        self._chunks.append(chunk)
+        self._gathered += len(chunk)
+        if self._gathered >= FLUSH_BYTES:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if self._pending is not None:
+            await asyncio.wrap_future(self._pending)
+            self._pending = None
+        if self._chunks:
+            chunks, self._chunks, self._gathered = self._chunks, [], 0
+            self._pending = self.store.submit(self._write_chunks, chunks)
+
+    def _write_chunks(self, chunks: list[bytes]) -> None:
+        data = b"".join(chunks) if len(chunks) > 1 else chunks[0]
+        for h in self._hashes.values():
+            h.update(data)
+        try:
+            fault_after("file-write")  # tests: a disk that fills up at the Nth write
+            self._fh.write(data)
+        except OSError as exc:
+            raise _storage_error(exc, str(self.part)) from exc
+        self.size += len(data)
+
+    async def finish(self) -> StoredBody:
+        if self._memory is not None:  # small enough for the row
+            body = b"".join(self._memory)
+            self._memory = []
+            digests = {a: hashlib.new(a, body).hexdigest() for a in self.store.algorithms}
+            return StoredBody(
+                len(body),
+                hashlib.sha256(body).hexdigest(),
+                data=body,
+                head=body[:HEAD],
+                digests=digests,
+            )
+        if self._fh is None:  # no body at all (a 204, say): an empty file
+            await self.store.run(
+                self._open, PartialTransfer(url=self.url, etag=None, last_modified=None)
+            )
+        await self._flush()
+        await self._flush()  # the last gathered chunks, then wait for them
+        await self.store.run(self._close, self.store.output.fsync_files)
+        digests = {a: self._hashes[a].hexdigest() for a in self.store.algorithms}
+        return StoredBody(
+            self.size,
+            self._hashes["sha256"].hexdigest(),
+            path=str(file_path(self.url)),
+            head=self._head,
+            digests=digests,
+        )
+
+    def _close(self, durable: bool) -> None:
+        fh, self._fh = self._fh, None
+        if fh is None or self._closed:
+            return
+        self._closed = True
+        try:
+            fh.flush()
+            if durable:
+                os.fsync(fh.fileno())
+            fh.close()
+        except OSError as exc:
+            raise _storage_error(exc, str(self.part)) from exc
+
+    def abort(self) -> None:
+        """The transfer failed: close the ``.part`` (kept, to resume) once its write is done."""
+        self._memory = None
+        pending, self._pending = self._pending, None
+        if self._fh is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the store closing: the exit closes the file
+            self.store.submit(self._close_after, pending)
+
+    def _close_after(self, pending: Future[None] | None) -> None:
+        if pending is not None:
+            with contextlib.suppress(Exception):
+                pending.result()
+        with contextlib.suppress(StorageError):
+            self._close(False)
+
+    def remove_part(self) -> None:
+        self._close_after(None)
+        self.part.unlink(missing_ok=True)
+        self.meta.unlink(missing_ok=True)
