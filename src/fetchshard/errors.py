@@ -22,6 +22,7 @@ A failed URL is never an exception that escapes a rank: it becomes a row whose
 from __future__ import annotations
 
 import enum
+import errno
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -85,6 +86,21 @@ class StorageError(RunError):
     Never a failed row: the next URL would fail the same way. What was committed stays
     committed; a rerun once the disk is fixed goes on from there.
     """
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def storage_error(exc: BaseException, what: str) -> StorageError | None:
+    """The :class:`StorageError` for a failed write of ``what`` (an OSError, or SQLite's
+    "database or disk is full"), or None when ``exc`` is not the disk's."""
+    if isinstance(exc, StorageError):
+        return exc
+    if isinstance(exc, OSError) and exc.errno in _FULL or "disk is full" in str(exc):
+        return StorageError(f"disk full writing {what}: free space and rerun")
+    if isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return StorageError(f"cannot write {what}: {exc.strerror}")
+    return None
 
 
 class ErrorKind(str, enum.Enum):

@@ -90,7 +90,7 @@ def make_app(state: ServerState | None = None) -> web.Application:
             web.get("/redirect-to", faults.redirect_to),
             web.get("/robots.txt", content.robots_txt),
             web.get("/private/{name:.+}", content.private),
-            web.get("/file/{n}/{name}", files.serve_file),
+            web.get("/file/{n}/{name:.+}", files.serve_file),
             web.put("/file-version/{v}", files.set_version),
             web.get("/file-bytes", files.bytes_sent),
             web.get("/requests", control.get_requests),

@@ -4,8 +4,9 @@
 version (``PUT /file-version/{v}``), with ``ETag: "n-v"``. It answers ``Range: bytes=S-`` (or
 ``S-E``) with 206, unless ``If-Range`` names another version (then 200, the whole file), and
 416 past the end. ``?norange=1`` ignores Range like a server that cannot seek; ``?pace=S``
-sleeps S seconds per MiB. Every body byte sent is counted per path (``GET /file-bytes``), so
-a test can tell a resumed transfer from a restarted one.
+takes S seconds per 64 KiB block (slept in steps of at least 5 ms). Every body byte sent is
+counted per path (``GET /file-bytes``), so a test can tell a resumed transfer from a
+restarted one.
 """
 
 from __future__ import annotations
@@ -102,6 +103,7 @@ async def serve_file(request: web.Request) -> web.StreamResponse:
     await resp.prepare(request)
     pos = start
     key = request.path
+    owed = 0.0
     while pos < end:
         index, within = divmod(pos, BLOCK)
         piece = _block(version, index)[within : within + min(BLOCK - within, end - pos)]
@@ -109,7 +111,9 @@ async def serve_file(request: web.Request) -> web.StreamResponse:
             return resp
         state.file_bytes[key] = state.file_bytes.get(key, 0) + len(piece)
         pos += len(piece)
-        if pace and index % 16 == 15 and within + len(piece) == BLOCK:
-            await asyncio.sleep(pace)
+        owed += pace
+        if owed >= 0.005:
+            await asyncio.sleep(owed)
+            owed = 0.0
     await resp.write_eof()
     return resp

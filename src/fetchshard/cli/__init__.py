@@ -6,6 +6,7 @@ Heavy imports live inside the commands so ``fetchshard --help`` answers at once.
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -50,4 +51,8 @@ _register()
 
 def main() -> None:
     hold_stop_signals()
+    if sys.argv[1:2] == ["run"]:
+        from fetchshard.cli.run import skip_pandas
+
+        skip_pandas()
     app()

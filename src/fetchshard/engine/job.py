@@ -22,7 +22,7 @@ from fetchshard.engine.retry import WRITE, Action, decide
 from fetchshard.engine.rows import interrupted_item, result_row, retry_item
 from fetchshard.engine.stages import Pipeline, Stage, columns_with
 from fetchshard.engine.stop import StopFlag, loop_stop_signals
-from fetchshard.errors import ErrorKind, RunError
+from fetchshard.errors import ErrorKind, RunError, StorageError
 from fetchshard.hosts.scheduler import Scheduler
 from fetchshard.hosts.slot import HostSlot
 from fetchshard.http.client import make_client
@@ -224,7 +224,8 @@ class FetchJob:
         """A bug (in a fetch task or a stage): stop the rank, report it once."""
         if self.fatal is None:
             self.fatal = exc
-            log.error("stopping: %s", exc, exc_info=exc)
+            # A full disk is not a bug: one line, no traceback.
+            log.error("stopping: %s", exc, exc_info=None if isinstance(exc, StorageError) else exc)
             self.scheduler.stop()
 
     def _stage_failed(self, fetched: ResultRow, row: ResultRow, host: str) -> None:

@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 import pyarrow as pa
 
 from fetchshard.config import Config, OutputConfig
-from fetchshard.errors import StorageError
+from fetchshard.errors import StorageError, storage_error
 from fetchshard.faults import fault_after
 from fetchshard.http.sink import HEAD, StoredBody
 from fetchshard.output.columns import PATH_COLUMN, Column
@@ -78,9 +78,7 @@ def file_columns(config: Config) -> tuple[Column, ...]:
 
 
 def _storage_error(exc: OSError, what: str) -> StorageError:
-    if exc.errno == errno.ENOSPC or exc.errno == errno.EDQUOT:
-        return StorageError(f"disk full writing {what} ({exc.strerror}): free space and rerun")
-    return StorageError(f"cannot write {what}: {exc.strerror or exc}")
+    return storage_error(exc, what) or StorageError(f"cannot write {what}: {exc.strerror or exc}")
 
 
 def clear_partial(paths: RunPaths, rank: int) -> None:

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from fetchshard.clock import SYSTEM, Clock
 from fetchshard.config import OutputConfig
+from fetchshard.errors import StorageError, storage_error
 from fetchshard.faults import crash_point
 from fetchshard.ledger import Ledger
 from fetchshard.output.codecs import body_codec
@@ -207,7 +208,10 @@ class PartWriter:
         last = self._last()
         if last is not None:
             # asyncio.wait, unlike awaiting the future, never cancels the job if we are.
-            await asyncio.wait({asyncio.wrap_future(last)})
+            waited = asyncio.wrap_future(last)
+            await asyncio.wait({waited})
+            if waited.done() and not waited.cancelled():
+                waited.exception()  # seen here (else asyncio logs it); reap() raises it
         self.reap()
 
     def close(self) -> None:
@@ -244,12 +248,17 @@ class PartWriter:
     def _guarded(self, job: Callable[..., Any], *args: Any) -> Any:
         # After one failure no later job may run: renaming a part that misses a row group
         # would commit items whose rows are not in it.
+        if isinstance(self._failed, StorageError):  # the disk's error, not a bug: say it again
+            raise StorageError(str(self._failed)) from self._failed
         if self._failed is not None:
             raise RuntimeError("an earlier write failed") from self._failed
         try:
             return job(*args)
         except BaseException as exc:
-            self._failed = exc
+            full = storage_error(exc, f"the parts of rank {self._rank}")
+            self._failed = full or exc
+            if full is not None:
+                raise full from exc
             raise
 
     def _write_group(self, part: int, rows: list[ResultRow]) -> None:

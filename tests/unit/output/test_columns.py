@@ -69,7 +69,7 @@ def test_extra_input_columns_go_after_url() -> None:
 
 def test_the_reserved_input_names_are_the_table_s() -> None:
     assert BASE_COLUMNS.names == {name for name, _ in PART_COLUMNS}
-    assert RESERVED_COLUMNS == BASE_COLUMNS.names | {PATH_COLUMN}  # the files' column too
+    assert BASE_COLUMNS.names | {PATH_COLUMN} == RESERVED_COLUMNS  # the files' column too
 
 
 def test_a_stage_s_columns_go_before_the_body_and_are_reserved() -> None:
