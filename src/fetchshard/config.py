@@ -436,6 +436,10 @@ def _build(merged: dict[str, dict[str, Any]]) -> Config:
         raise ConfigError(
             "output.store_body: must be true with output.mode files (files are bodies)"
         )
+    if config.output.mode == "files" and config.images.mode != "off":
+        raise ConfigError(
+            "images.mode: the images stage needs bodies in memory, not with output.mode files"
+        )
     return config
 
 

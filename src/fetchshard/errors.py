@@ -96,7 +96,7 @@ def storage_error(exc: BaseException, what: str) -> StorageError | None:
     "database or disk is full"), or None when ``exc`` is not the disk's."""
     if isinstance(exc, StorageError):
         return exc
-    if isinstance(exc, OSError) and exc.errno in _FULL or "disk is full" in str(exc):
+    if (isinstance(exc, OSError) and exc.errno in _FULL) or "disk is full" in str(exc):
         return StorageError(f"disk full writing {what}: free space and rerun")
     if isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         return StorageError(f"cannot write {what}: {exc.strerror}")

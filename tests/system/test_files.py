@@ -177,7 +177,9 @@ def test_a_wrong_checksum_or_size_fails_as_checksum_mismatch_after_every_attempt
     ]  # fmt: skip
     done = run_subprocess("run", str(src), "-o", str(out), *FILES, *settings)
     assert done.returncode == 0, done.stderr
-    expected = {u: (n, hashlib.sha256(file_bytes(n)).hexdigest()) for u, n in zip(urls, sizes, strict=True)}
+    expected = {
+        u: (n, hashlib.sha256(file_bytes(n)).hexdigest()) for u, n in zip(urls, sizes, strict=True)
+    }
     rows = _check_files(out, expected)
     assert [rows[u]["status"] for u in urls] == ["ok", "failed", "failed", "ok"]
     for url in urls[1:3]:

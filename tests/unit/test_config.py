@@ -423,3 +423,34 @@ def test_images_mode_off_may_be_written_bare_in_yaml(tmp_path: Path) -> None:
     config = load_config(path, environ={})
     assert config.images.mode == "off" and config.images.background == "#102030"
     assert background_rgb(config.images.background) == (16, 32, 48)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"output.mode": "zip"}, "output.mode: must be one of parquet, files, got 'zip'"),
+        ({"output.body_file_above": -1}, "output.body_file_above: must be 0 or more, got -1"),
+        ({"output.max_file_bytes": -5}, "output.max_file_bytes: must be 0 or more, got -5"),
+        ({"fetch.min_body_bytes": -1}, "fetch.min_body_bytes: must be 0 or more, got -1"),
+        (
+            {"input.checksum_algorithm": "crc32"},
+            "input.checksum_algorithm: must be one of sha256, md5, sha1, got 'crc32'",
+        ),
+        (
+            {"output.mode": "files", "output.store_body": False},
+            "output.store_body: must be true with output.mode files (files are bodies)",
+        ),
+        (
+            {"output.mode": "files", "images.mode": "verify"},
+            "images.mode: the images stage needs bodies in memory, not with output.mode files",
+        ),
+    ],
+)
+def test_files_options_are_checked(overrides: dict[str, Any], message: str) -> None:
+    assert _error(overrides=overrides) == message
+
+
+def test_files_mode_is_off_by_default_and_set_by_one_key() -> None:
+    assert load_config(None, environ={}).output.mode == "parquet"
+    config = load_config(None, environ={"FETCHSHARD_OUTPUT_MODE": "files"})
+    assert config.output.mode == "files" and config.output.fsync_files

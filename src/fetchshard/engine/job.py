@@ -50,6 +50,9 @@ BAD_CONTENT = ErrorKind.BAD_CONTENT
 HASH_MISMATCH = ErrorKind.HASH_MISMATCH
 CHECKSUM_MISMATCH = ErrorKind.CHECKSUM_MISMATCH
 TOO_SMALL = ErrorKind.TOO_SMALL
+# A body that contradicts its response or the input's hash would come back the same; a file
+# whose size or checksum is wrong, or that is suspiciously small, was perhaps cut: retried.
+_FINAL_PROBLEMS = frozenset({BAD_CONTENT, HASH_MISMATCH})
 
 TICK = 1.0  # seconds between the commit check and the progress snapshot
 
@@ -371,7 +374,7 @@ class FetchJob:
         if problem is not None:
             result.error_kind, result.error_message, result.body = bad, problem, None
             kind = bad
-        if problem is not None and not bad.transient:  # the same bytes would come again
+        if problem is not None and bad in _FINAL_PROBLEMS:  # the same bytes would come again
             decision = WRITE
         else:
             decision = decide(kind, attempt, result.retry_after, final=self.final, config=cfg)
