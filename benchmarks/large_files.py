@@ -9,13 +9,12 @@ folder wiped and ``sync`` called before each run (outside the timing). Every cli
 the files to disk; each is counted from what it left: files of the right size (fetchshard:
 its rows too, and each file's sha256 against the corpus's). Wall time is Popen to reaped.
 
-| name | what runs |
-|---|---|
-| `fetchshard` | `fetchshard run LIST -o OUT --files` with limits that cannot bind on loopback (each file fsynced before its row counts, the default) |
-| `fetchshard-nofsync` | the same with `output.fsync_files=false` (what curl and aria2c do: no fsync) |
-| `curl` | `curl --parallel --parallel-max N -s -S --fail --config FILE` (`url =`/`output =` per file) |
-| `aria2c` | `aria2c -j N -x 1 --auto-save-interval=0 --file-allocation=none -i LIST -d OUT` |
-| `aria2c-x4` | the same with `-x 4 -s 4 -k 8M`: four ranges per file, aria2's way with big files |
+- `fetchshard`: `fetchshard run LIST -o OUT --files`, with limits that cannot bind on
+  loopback (each file fsynced before its row counts, the default);
+- `fetchshard-nofsync`: the same with `output.fsync_files=false` (curl and aria2c do not fsync);
+- `curl`: `curl --parallel --parallel-max N -s -S --fail --config FILE` (`url =`/`output =`);
+- `aria2c`: `aria2c -j N -x 1 --auto-save-interval=0 --file-allocation=none -i LIST -d OUT`;
+- `aria2c-x4`: the same with `-x 4 -s 4 -k 8M`: four ranges per file, aria2's way with big files.
 """
 
 from __future__ import annotations
