@@ -282,3 +282,71 @@ def test_a_file_list_killed_at_random_moments_ends_with_every_file_once(
     assert assert_exactly_once(out) == len(urls)
     rows = _check_files(out, {u: (n, file_sha256(n)) for u, n in zip(urls, sizes, strict=True)})
     assert all(r["status"] == "ok" for r in rows.values())
+
+
+def _pattern_sha(n: int) -> str:
+    from server.bodies import PATTERN, pattern_chunks
+
+    digest = hashlib.sha256()
+    for size in pattern_chunks(n):
+        digest.update(PATTERN[:size])
+    return digest.hexdigest()
+
+
+def test_in_parquet_mode_only_bodies_above_the_threshold_go_to_files(
+    server_process: ServerProcess, url_file: Callable[..., Path], tmp_path: Path
+) -> None:
+    small = server_process.url("/big/50000?t=small")
+    large = server_process.url("/big/3000000?t=large")
+    streamed = server_process.url("/big-nolength/2000000?t=streamed")  # no Content-Length
+    out = tmp_path / "out"
+    done = run_subprocess(
+        "run", str(url_file([small, large, streamed])), "-o", str(out), *FAST,
+        "--set", "output.body_file_above=1000000",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = {r["url"]: r for r in read_current(out).to_pylist()}
+    assert rows[small]["body"] is not None and rows[small]["path"] is None
+    assert hashlib.sha256(rows[small]["body"]).hexdigest() == _pattern_sha(50000)
+    expected = {
+        large: (3_000_000, _pattern_sha(3_000_000)),
+        streamed: (2_000_000, _pattern_sha(2_000_000)),
+    }
+    for url in (large, streamed):
+        assert rows[url]["body"] is None and rows[url]["path"] is not None
+    assert _files_under(out) == {rows[large]["path"], rows[streamed]["path"]}
+    for url, (size, sha) in expected.items():
+        path = out / rows[url]["path"]
+        assert path.stat().st_size == rows[url]["size"] == size
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == rows[url]["sha256"] == sha
+
+
+def test_retry_failed_and_merge_work_on_files_as_on_parts(
+    server_process: ServerProcess, url_file: Callable[..., Path], tmp_path: Path
+) -> None:
+    import pyarrow.parquet as pq
+
+    fine = server_process.url("/file/40000/fine.bin")
+    flaky = server_process.url("/flaky/files-retry/1")  # 503 once, then "ok"
+    src, out = url_file([fine, flaky]), tmp_path / "out"
+    first = run_subprocess("run", str(src), "-o", str(out), *FILES, *ONE_ATTEMPT)
+    assert first.returncode == 0, first.stderr
+    rows = _check_files(out, {fine: (40000, file_sha256(40000))})
+    assert rows[flaky]["error_kind"] == "http_5xx" and rows[flaky]["path"] is None
+    server_process.clear_requests()
+    again = run_subprocess(
+        "run", str(src), "-o", str(out), *FILES, *ONE_ATTEMPT, "--retry-failed", "all"
+    )
+    assert again.returncode == 0, again.stderr
+    assert [r["path"] for r in server_process.requests()] == ["/flaky/files-retry/1"]
+    rows = _check_files(
+        out,
+        {fine: (40000, file_sha256(40000)), flaky: (2, hashlib.sha256(b"ok").hexdigest())},
+    )
+    assert rows[flaky]["status"] == "ok"  # one current row per item, the failure superseded
+    merged = run_subprocess("merge", str(out))
+    assert merged.returncode == 0, merged.stderr
+    data = pq.read_table(next((out / "merged" / "data").glob("*.parquet"))).to_pylist()
+    assert sorted((r["url"], r["path"]) for r in data) == sorted(
+        (u, rows[u]["path"]) for u in (fine, flaky)
+    )
