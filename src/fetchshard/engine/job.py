@@ -268,7 +268,13 @@ class FetchJob:
                 stats=self.stats,
                 written=self.writer.rows_committed,
                 waiting=waiting,
+                received=self._received(),
             )
+
+    def _received(self) -> int | None:
+        """Body bytes received so far this session (None before the client exists)."""
+        client = getattr(self, "client", None)  # made in _passes, after the ticker starts
+        return client.watch.received if client is not None else None
 
     def _say_why(self, waiting: str | None) -> None:
         """Log what the rank waits for when that changes (its countdowns aside)."""

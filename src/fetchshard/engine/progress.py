@@ -4,6 +4,7 @@ atomically for ``report`` on any host), a bar on a terminal, one-line summaries 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,32 @@ def rich_bar(label: str, detail: str = "{task.fields[detail]}") -> Any:
     )
 
 
+class _Speed:
+    """Bytes received, as the bodies stream (a 5 GB file moves the bar before it is a row),
+    and their rate over the last few ticks."""
+
+    WINDOW = 10.0  # seconds
+
+    def __init__(self) -> None:
+        self.samples: deque[tuple[float, int]] = deque()
+
+    def add(self, now: float, received: int) -> None:
+        self.samples.append((now, received))
+        while len(self.samples) > 2 and now - self.samples[0][0] > self.WINDOW:
+            self.samples.popleft()
+
+    def text(self, sep: str = " · ") -> str:
+        if not self.samples:
+            return ""
+        (t0, b0), (t1, b1) = self.samples[0], self.samples[-1]
+        rate = (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
+        return f"{sep}{_mb(b1)} received at {_mb(rate)}/s"
+
+
+def _mb(n: float) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
+
+
 class Progress:
     def __init__(
         self,
@@ -53,6 +80,7 @@ class Progress:
         self._info = info
         self._interval = interval
         self._clock = clock
+        self._speed = _Speed()
         self._started = clock.wall()
         self._last_write = float("-inf")
         self._last_summary = clock.monotonic()
@@ -96,8 +124,11 @@ class Progress:
         force: bool = False,
         last: bool = False,
         hosts: bool = True,
+        received: int | None = None,
     ) -> None:
         snap = self.snapshot
+        if received is not None:
+            self._speed.add(self._clock.monotonic(), received)
         snap.state = state
         snap.waiting = waiting
         if input_rows is not None:
@@ -140,6 +171,7 @@ class Progress:
         return (
             f"rank {self._info.rank}: {d.committed}/{self._total} committed, "
             f"{d.ok} ok, {d.failed} failed, {d.in_flight} in flight, {d.urls_per_s} URLs/s"
+            + self._speed.text(", ")
             + (f"; waiting: {d.waiting}" if d.waiting else "")
         )
 
@@ -152,6 +184,7 @@ class Progress:
         detail = ""
         if stats is not None:
             detail = f"ok {stats.ok} · failed {stats.failed} · {self.snapshot.in_flight} in flight"
+            detail += self._speed.text()
         self._bar.update(self._task, completed=done, detail=detail)
 
     def finish(self, state: str, committed: int, stats: Stats) -> None:

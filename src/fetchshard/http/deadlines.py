@@ -124,6 +124,7 @@ class Watch:
 
     def __init__(self) -> None:
         self._guards: set[Guard] = set()
+        self._finished_bytes = 0  # body bytes of the transfers that ended
         self._handle: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -139,7 +140,14 @@ class Watch:
         return guard
 
     def stop(self, guard: Guard) -> None:
-        self._guards.discard(guard)
+        if guard in self._guards:
+            self._guards.discard(guard)
+            self._finished_bytes += guard.bytes
+
+    @property
+    def received(self) -> int:
+        """Body bytes received so far, those of the transfers in flight included."""
+        return self._finished_bytes + sum(g.bytes for g in self._guards)
 
     def _tick(self) -> None:
         loop = self._loop
