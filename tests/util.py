@@ -6,14 +6,16 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from typer.testing import CliRunner, Result
 
 from fetchshard.cli import app
@@ -43,6 +45,19 @@ def cli(*args: str, env: dict[str, str] | None = None) -> Result:
 
 def fetchshard_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "fetchshard", *args]
+
+
+def wait_for(predicate: Callable[[], bool], proc: subprocess.Popen[Any], timeout: float) -> None:
+    """Poll until ``predicate()``; fail (killing ``proc``) if it ends or time runs out first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"run ended (rc={proc.returncode}) before the moment to kill it")
+        time.sleep(0.01)
+    proc.kill()
+    pytest.fail("the moment to kill the run never came")
 
 
 def run_subprocess(

@@ -14,7 +14,7 @@ import pytest
 
 from fetchshard.errors import EXIT_INTERRUPTED
 from server import ServerProcess
-from util import FAST, assert_exactly_once, fetchshard_cmd, part_files, run_subprocess
+from util import FAST, assert_exactly_once, fetchshard_cmd, part_files, run_subprocess, wait_for
 
 # Small parts so that a run commits several of them before it is killed.
 SMALL_PARTS = [
@@ -33,15 +33,7 @@ def _urls(server: ServerProcess, tag: str, n: int, route: str = "/slow/0.02") ->
 
 
 def _wait_for(predicate: Callable[[], bool], proc: subprocess.Popen[str], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        if proc.poll() is not None:
-            pytest.fail(f"run ended (rc={proc.returncode}) before the moment to kill it")
-        time.sleep(0.02)
-    proc.kill()
-    pytest.fail("the moment to kill the run never came")
+    wait_for(predicate, proc, timeout)
 
 
 def _rerun_completes(src: Path, out: Path, expected: int) -> None:

@@ -28,6 +28,7 @@ from util import (
     read_current,
     run_subprocess,
     run_with_peak_rss,
+    wait_for,
 )
 
 MiB = 1024 * 1024
@@ -51,18 +52,10 @@ def _partial_bytes(out: Path) -> int:
 
 def _kill_when(proc: subprocess.Popen[str], ready: Callable[[], bool], timeout: float = 60) -> None:
     """SIGKILL ``proc`` once ``ready()``; fail if it ends first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if ready():
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-            assert proc.returncode == -signal.SIGKILL
-            return
-        if proc.poll() is not None:
-            pytest.fail(f"the run ended (rc={proc.returncode}) before the moment to kill it")
-        time.sleep(0.01)
-    proc.kill()
-    pytest.fail("the moment to kill the run never came")
+    wait_for(ready, proc, timeout)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
 
 
 def _start(src: Path, out: Path, *extra: str) -> subprocess.Popen[str]:
@@ -82,8 +75,9 @@ def _files_under(out: Path) -> set[str]:
 def _check_files(out: Path, expected: dict[str, tuple[int, str]]) -> dict[str, dict[str, object]]:
     """Every ok row's file is in place, whole, its own, named as documented; nothing else is
     under files/ and no transfer is left unfinished. ``expected``: url -> (size, sha256)."""
-    rows = {r["url"]: r for r in read_current(out).drop_columns(["body"]).to_pylist()}
+    rows = {r["url"]: r for r in read_current(out).to_pylist()}
     ok = {url: row for url, row in rows.items() if row["status"] == "ok"}
+    assert all(row["body"] is None for row in ok.values()), "a file's body is in a part"
     assert _files_under(out) == {row["path"] for row in ok.values()}
     root = (out / "files").resolve()
     for url, row in ok.items():
@@ -93,7 +87,6 @@ def _check_files(out: Path, expected: dict[str, tuple[int, str]]) -> dict[str, d
         size, sha = expected[url]
         assert row["size"] == size == path.stat().st_size
         assert row["sha256"] == sha == hashlib.sha256(path.read_bytes()).hexdigest()
-        assert row["body"] is None if "body" in row else True
     assert not list((out / "partial").glob("rank-*/*")), "an unfinished transfer was left"
     return rows
 
