@@ -143,7 +143,13 @@ class FetchJob:
         async with contextlib.AsyncExitStack() as resources:
             self.client = await resources.enter_async_context(make_client(cfg))
             if uses_files(self.config):
-                store = FileStore(self.paths, self.info.rank, self.config.output, self.algorithms)
+                store = FileStore(
+                    self.paths,
+                    self.info.rank,
+                    self.config.output,
+                    self.algorithms,
+                    one_item_per_url=self.config.input.id_column is None,
+                )
                 self.files = await resources.enter_async_context(store)
             await self._pass()
             self._save_deferred()

@@ -108,9 +108,17 @@ class FileStore:
     """A rank's body files: the threads that write them, where they go, what is unfinished."""
 
     def __init__(
-        self, paths: RunPaths, rank: int, output: OutputConfig, algorithms: tuple[str, ...]
+        self,
+        paths: RunPaths,
+        rank: int,
+        output: OutputConfig,
+        algorithms: tuple[str, ...],
+        *,
+        one_item_per_url: bool = True,
     ) -> None:
         self.paths = paths
+        # Without an id column an item is its URL; with one, items of one URL share its file.
+        self.one_item_per_url = one_item_per_url
         self.partial = paths.partial_dir(rank)
         self.root = paths.files_dir
         self.output = output
@@ -207,6 +215,8 @@ class FileStore:
     def _forget(self, item_id: int, url: str) -> None:
         for path in self.part_of(item_id):
             path.unlink(missing_ok=True)
+        if not self.one_item_per_url:  # another item (another id) may own the URL's file
+            return
         relative = file_path(url)
         for candidate in (relative, clash_path(url, relative)):
             target = self.root.joinpath(*candidate.parts)
