@@ -1,0 +1,158 @@
+"""Which rank fetches which host's items, from the hosts' item counts: balanced whatever the skew.
+
+Issue 19. A fixed ``spread`` cannot be right for a skewed input: with 10 M URLs over 200,000
+hosts in a Zipf(1.3) shape and 400 ranks, ``spread: 16`` gives the busiest rank 9.3 × the
+mean. Here each host's spread comes from its share of the work, derived by every rank alike
+from the counts alone (no communication, no clock, no randomness):
+
+- the mean load is ``m = items / world_size``; a host with ``c`` items is cut into
+  ``ceil(c / m)`` pieces (at most the world size) by its URLs' hash: a host with fewer items
+  than a rank's mean is one piece, on one rank (one pool, its whole rate, exact politeness);
+- every piece of a host above ``m / TINY`` items, largest first (ties by host hash), goes to
+  the rank with the least work so far (LPT scheduling);
+- the *tiny* hosts, in host-hash order, then fill what each rank lacks of ``m`` (water-filling
+  over the cumulative counts, vectorized): each is at most 1 % of a rank, so every rank ends
+  within a tiny host of the mean;
+- a rank's share of a host's rate is the host's rate × (its pieces on that rank / pieces), so
+  the shares of every host sum to its configured rate exactly.
+
+Hashes are the partition's (``fetchshard.partition.hash64``: XXH3-64 of the normalized host and
+of the item key). Pure: unit-tested on generated Zipf inputs (tests/unit/test_assignment.py).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+TINY = 100  # a host of at most mean / TINY items is placed by its hash alone
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """Host pieces to ranks. ``pieces[h]`` lists the rank of each piece of host hash ``h``;
+    the tiny hosts' ranks are ``tiny_ranks`` beside their sorted hashes ``tiny_hosts``; a
+    host in neither (not counted) lives on ``h mod world_size``."""
+
+    world_size: int
+    pieces: dict[int, tuple[int, ...]]
+    tiny_hosts: np.ndarray  # uint64, sorted
+    tiny_ranks: np.ndarray  # int64, beside them
+
+    @classmethod
+    def from_counts(
+        cls, host_hashes: np.ndarray, counts: np.ndarray, world_size: int
+    ) -> Assignment:
+        """The assignment for hosts (``host_hashes``, uint64, distinct) with ``counts`` items."""
+        if world_size < 1:
+            raise ValueError("world_size must be at least 1")
+        hashes = np.asarray(host_hashes, dtype=np.uint64)
+        counts = np.asarray(counts, dtype=np.int64)
+        total = int(counts.sum())
+        none = np.zeros(0, np.uint64), np.zeros(0, np.int64)
+        if world_size == 1 or total == 0:
+            return cls(world_size, {}, *none)
+        mean = total / world_size
+        tiny = counts <= mean / TINY
+        heap = [(0.0, rank) for rank in range(world_size)]
+        big_hashes, big_counts = hashes[~tiny], counts[~tiny]
+        n_pieces = np.minimum(np.ceil(big_counts / mean), world_size).astype(np.int64)
+        n_pieces = np.maximum(n_pieces, 1)
+        size = big_counts / n_pieces
+        # Largest pieces first; ties by host hash: the same order on every machine.
+        order = np.lexsort((big_hashes, -size))
+        pieces: dict[int, list[int]] = {}
+        loads = np.zeros(world_size)
+        for i in order:
+            host, k, piece_size = int(big_hashes[i]), int(n_pieces[i]), float(size[i])
+            ranks = pieces.setdefault(host, [])
+            for _ in range(k):
+                load, rank = heapq.heappop(heap)
+                ranks.append(rank)
+                loads[rank] = load + piece_size
+                heapq.heappush(heap, (load + piece_size, rank))
+        tiny_order = np.argsort(hashes[tiny], kind="stable")
+        tiny_hosts, tiny_counts = hashes[tiny][tiny_order], counts[tiny][tiny_order]
+        tiny_ranks = _fill(loads, tiny_counts, mean)
+        return cls(world_size, {h: tuple(r) for h, r in pieces.items()}, tiny_hosts, tiny_ranks)
+
+    def rank_of(self, host_hash: int, key_hash: int) -> int:
+        """The rank of the item with key hash ``key_hash`` of host ``host_hash``."""
+        ranks = self.pieces.get(host_hash)
+        if ranks is not None:
+            return ranks[key_hash % len(ranks)]
+        return self._tiny_rank(host_hash)
+
+    def _tiny_rank(self, host_hash: int) -> int:
+        at = int(np.searchsorted(self.tiny_hosts, np.uint64(host_hash)))
+        if at < len(self.tiny_hosts) and int(self.tiny_hosts[at]) == host_hash:
+            return int(self.tiny_ranks[at])
+        return host_hash % self.world_size
+
+    def ranks_of(self, host_hashes: np.ndarray, key_hashes: np.ndarray) -> np.ndarray:
+        """:meth:`rank_of` of many items at once (uint64 arrays of equal length)."""
+        hosts = np.asarray(host_hashes, dtype=np.uint64)
+        keys = np.asarray(key_hashes, dtype=np.uint64)
+        out: np.ndarray = (hosts % np.uint64(self.world_size)).astype(np.int64)
+        if len(self.tiny_hosts):
+            at = np.minimum(np.searchsorted(self.tiny_hosts, hosts), len(self.tiny_hosts) - 1)
+            found = self.tiny_hosts[at] == hosts
+            out[found] = self.tiny_ranks[at[found]]
+        if self.pieces:
+            big = np.fromiter(self.pieces, dtype=np.uint64, count=len(self.pieces))
+            order = np.argsort(big)
+            big = big[order]
+            lists = [self.pieces[int(h)] for h in big]
+            n = np.array([len(r) for r in lists], dtype=np.int64)
+            starts = np.concatenate(([0], np.cumsum(n)[:-1]))
+            flat = np.fromiter((r for rs in lists for r in rs), dtype=np.int64, count=int(n.sum()))
+            at = np.minimum(np.searchsorted(big, hosts), len(big) - 1)
+            hit = big[at] == hosts
+            which = at[hit]
+            piece = (keys[hit] % n[which].astype(np.uint64)).astype(np.int64)
+            out[hit] = flat[starts[which] + piece]
+        return out
+
+    def spread_of(self, host_hash: int) -> int:
+        """Over how many pieces the host is cut (1: a single rank)."""
+        return len(self.pieces.get(host_hash, (0,)))
+
+    def ranks_of_host(self, host_hash: int) -> frozenset[int]:
+        """The ranks that fetch some of the host's items."""
+        return frozenset(self.pieces.get(host_hash, (self._tiny_rank(host_hash),)))
+
+    def share(self, host_hash: int, rank: int) -> Fraction:
+        """The exact fraction of the host's items, and of its rate, that ``rank`` takes."""
+        ranks = self.pieces.get(host_hash)
+        if ranks is None:
+            return Fraction(1 if self._tiny_rank(host_hash) == rank else 0)
+        return Fraction(ranks.count(rank), len(ranks))
+
+    def rate_share(self, host_hash: int, rank: int, rate: float) -> float:
+        """``rank``'s share of the host's global ``rate`` (they sum to ``rate`` exactly)."""
+        return rate * float(self.share(host_hash, rank))
+
+
+def _fill(loads: np.ndarray, counts: np.ndarray, mean: float) -> np.ndarray:
+    """The ranks of tiny hosts (``counts``, in order) filling each rank up to ``mean``."""
+    if not len(counts):
+        return np.zeros(0, np.int64)
+    room = np.maximum(mean - loads, 0.0)
+    if room.sum() <= 0:  # every rank is full already: spread them evenly
+        room = np.ones_like(room)
+    bounds = np.cumsum(room) * (counts.sum() / room.sum())
+    middles = np.cumsum(counts) - counts / 2.0
+    ranks = np.searchsorted(bounds, middles, side="right")
+    result: np.ndarray = np.minimum(ranks, len(loads) - 1).astype(np.int64)
+    return result
+
+
+def pieces_needed(count: int, total: int, world_size: int) -> int:
+    """How many pieces a host of ``count`` items is cut into (see the module's rules)."""
+    if world_size <= 1 or total == 0:
+        return 1
+    return max(1, min(world_size, math.ceil(count / (total / world_size))))
