@@ -36,7 +36,10 @@ def fetched(
         url = server_process.url(f"/image/{n}?w={SIDE}&h={SIDE}&t=w{n}", host=n % 3)
         rows.append({"url": url, "caption": f"picture nº {n}", "n": n})
     for n in range(REPEATS):
-        url = server_process.url(f"/image/{n}?w={SIDE}&h={SIDE}&t=again{n}", host=3)
+        # Spread over the hosts: samples go by host, and `datasets` infers a webdataset's
+        # features from its first 5 samples, so a host of caption-less rows sorted first
+        # (its port decides) made caption a null column (README: "Webdataset").
+        url = server_process.url(f"/image/{n}?w={SIDE}&h={SIDE}&t=again{n}", host=n % 3)
         rows.append({"url": url, "caption": None, "n": 1000 + n})
     for i in range(5):
         rows.append({"url": server_process.url(f"/status/404?t=w404-{i}"), "caption": "x", "n": -i})
