@@ -97,6 +97,37 @@ def run_with_peak_rss(
     return done, peak_kib / 1024
 
 
+def run_with_peak_memory(*args: str, timeout: float = 120) -> tuple[int, str, float, float]:
+    """Run ``fetchshard ARGS``; its exit code, stderr, and the peaks of its private memory
+    (RssAnon + RssShmem) and of its RSS (VmHWM), in MB, sampled every 10 ms.
+
+    RSS also counts the pages of the shared libraries mapped from files, and how many of those
+    a process maps depends on the page cache: the same imports are 50 MB of them from an old
+    venv and 87 MB from one pip has just written (large folios), 43 MB private either way."""
+    proc = subprocess.Popen(
+        fetchshard_cmd(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    peak_private = peak_rss = 0.0
+    deadline = time.monotonic() + timeout
+    status = Path(f"/proc/{proc.pid}/status")
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            fields = dict(
+                line.split(":", 1) for line in status.read_text().splitlines() if ":" in line
+            )
+        except (FileNotFoundError, ProcessLookupError):
+            break
+        kib = {k: int(v.split()[0]) for k, v in fields.items() if v.strip().endswith("kB")}
+        private = kib.get("RssAnon", 0) + kib.get("RssShmem", 0)
+        peak_private = max(peak_private, private / 1024)
+        peak_rss = max(peak_rss, kib.get("VmHWM", 0) / 1024)
+        time.sleep(0.01)
+    if proc.poll() is None:
+        proc.kill()
+    _, stderr = proc.communicate(timeout=30)
+    return proc.returncode, stderr, peak_private, peak_rss
+
+
 def part_files(out: Path) -> list[Path]:
     return sorted((out / "shards").glob("rank-*/part-*.parquet"))
 

@@ -27,7 +27,7 @@ from util import (
     fetchshard_cmd,
     read_current,
     run_subprocess,
-    run_with_peak_rss,
+    run_with_peak_memory,
     wait_for,
 )
 
@@ -98,11 +98,15 @@ def test_a_1_gb_file_is_fetched_in_flat_memory(
     n = 1024 * MiB
     url = server_process.url(f"/file/{n}/big.bin")
     out = tmp_path / "out"
-    done, peak = run_with_peak_rss(
-        "run", str(url_file([url])), "-o", str(out), *FILES, rss_file=tmp_path / "rss", timeout=300
+    code, stderr, private, rss = run_with_peak_memory(
+        "run", str(url_file([url])), "-o", str(out), *FILES, timeout=300
     )
-    assert done.returncode == 0, done.stderr
-    assert peak < 150, f"peak RSS {peak:.0f} MB for a 1 GiB body"
+    assert code == 0, stderr
+    # The rank's own memory (a 1 GiB body would be 1,024 MB of it); its RSS also counts
+    # shared-library pages mapped from the page cache: 120-122 MB here, 150-158 in a venv
+    # pip has just written (util.run_with_peak_memory), the same 43 MB private at import.
+    assert private < 150, f"peak private memory {private:.0f} MB (RSS {rss:.0f} MB)"
+    assert rss < 200, f"peak RSS {rss:.0f} MB (private {private:.0f} MB)"
     _check_files(out, {url: (n, file_sha256(n))})
 
 
