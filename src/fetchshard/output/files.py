@@ -125,7 +125,6 @@ class FileStore:
         self.algorithms = algorithms  # besides sha256
         self.all_files = output.mode == "files"
         self._executor: ThreadPoolExecutor | None = None
-        self.resumed_bytes = 0  # bytes not fetched again thanks to a .part (stats)
 
     async def __aenter__(self) -> FileStore:
         await self.run(self._prepare)
@@ -286,7 +285,6 @@ class FileSink:
                     f"(Content-Range {headers.get('Content-Range')!r}): starting over"
                 )
             self.offset = self.resume_from
-            self.store.resumed_bytes += self.offset
         record = PartialTransfer(
             url=self.url, etag=headers.get("ETag"), last_modified=headers.get("Last-Modified")
         )
