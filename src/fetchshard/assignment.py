@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
@@ -42,6 +42,12 @@ class Assignment:
     pieces: dict[int, tuple[int, ...]]
     tiny_hosts: np.ndarray  # uint64, sorted
     tiny_ranks: np.ndarray  # int64, beside them
+    # ``pieces`` as arrays for ranks_of, made once: the heavy hosts sorted, each one's piece
+    # count and the start of its ranks in one flat array.
+    big_hosts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
+    big_pieces: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    big_starts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    big_ranks: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     @classmethod
     def from_counts(
@@ -78,7 +84,19 @@ class Assignment:
         tiny_order = np.argsort(hashes[tiny], kind="stable")
         tiny_hosts, tiny_counts = hashes[tiny][tiny_order], counts[tiny][tiny_order]
         tiny_ranks = _fill(loads, tiny_counts, mean)
-        return cls(world_size, {h: tuple(r) for h, r in pieces.items()}, tiny_hosts, tiny_ranks)
+        big = np.sort(np.fromiter(pieces, dtype=np.uint64, count=len(pieces)))
+        lists = [pieces[int(h)] for h in big]
+        counts_of = np.array([len(r) for r in lists], dtype=np.int64)
+        return cls(
+            world_size,
+            {h: tuple(r) for h, r in pieces.items()},
+            tiny_hosts,
+            tiny_ranks,
+            big,
+            counts_of,
+            np.concatenate(([0], np.cumsum(counts_of)[:-1])).astype(np.int64),
+            np.fromiter((r for rs in lists for r in rs), np.int64, int(counts_of.sum())),
+        )
 
     def rank_of(self, host_hash: int, key_hash: int) -> int:
         """The rank of the item with key hash ``key_hash`` of host ``host_hash``."""
@@ -102,19 +120,13 @@ class Assignment:
             at = np.minimum(np.searchsorted(self.tiny_hosts, hosts), len(self.tiny_hosts) - 1)
             found = self.tiny_hosts[at] == hosts
             out[found] = self.tiny_ranks[at[found]]
-        if self.pieces:
-            big = np.fromiter(self.pieces, dtype=np.uint64, count=len(self.pieces))
-            order = np.argsort(big)
-            big = big[order]
-            lists = [self.pieces[int(h)] for h in big]
-            n = np.array([len(r) for r in lists], dtype=np.int64)
-            starts = np.concatenate(([0], np.cumsum(n)[:-1]))
-            flat = np.fromiter((r for rs in lists for r in rs), dtype=np.int64, count=int(n.sum()))
+        if len(self.big_hosts):
+            big, n = self.big_hosts, self.big_pieces
             at = np.minimum(np.searchsorted(big, hosts), len(big) - 1)
             hit = big[at] == hosts
             which = at[hit]
             piece = (keys[hit] % n[which].astype(np.uint64)).astype(np.int64)
-            out[hit] = flat[starts[which] + piece]
+            out[hit] = self.big_ranks[self.big_starts[which] + piece]
         return out
 
     def spread_of(self, host_hash: int) -> int:

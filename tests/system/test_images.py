@@ -9,7 +9,6 @@ import json
 import signal
 import subprocess
 import tarfile
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,15 @@ from PIL import Image
 
 from server import ServerProcess
 from server.images import CASES, corpus_bytes
-from util import FAST, assert_exactly_once, fetchshard_cmd, part_files, read_current, run_subprocess
+from util import (
+    FAST,
+    assert_exactly_once,
+    fetchshard_cmd,
+    part_files,
+    read_current,
+    run_subprocess,
+    wait_for,
+)
 
 
 def corpus_urls(server: ServerProcess, tmp_path: Path, tag: str) -> dict[str, str]:
@@ -288,9 +295,7 @@ def test_a_run_with_images_killed_mid_way_reruns_to_every_image_once(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 60
-    while len(part_files(out)) < 3 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(lambda: len(part_files(out)) >= 3, proc, 60)
     proc.kill()
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL, "the run ended before it was killed"

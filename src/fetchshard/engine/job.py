@@ -26,7 +26,12 @@ from fetchshard.errors import ErrorKind, RunError, StorageError
 from fetchshard.hosts.scheduler import Scheduler
 from fetchshard.hosts.slot import HostSlot
 from fetchshard.http.client import make_client
-from fetchshard.http.content import content_problem, expected_file, expected_hash
+from fetchshard.http.content import (
+    checked_algorithms,
+    content_problem,
+    expected_file,
+    expected_hash,
+)
 from fetchshard.http.request import FetchResult, fetch
 from fetchshard.http.sink import BodySink, MemorySink
 from fetchshard.ledger import Ledger, WorkItem
@@ -35,7 +40,6 @@ from fetchshard.output.extras import deserialize_schema
 from fetchshard.output.files import (
     FileSink,
     FileStore,
-    checked_algorithms,
     file_columns,
     uses_files,
 )
@@ -97,7 +101,7 @@ class FetchJob:
         extras = deserialize_schema(text) if text else None
         self.expected = expected_hash(cfg.input, extras)
         self.expected_file = expected_file(cfg.input, extras)
-        self.algorithms = checked_algorithms(cfg)
+        self.algorithms = checked_algorithms(cfg.input)
         self.files: FileStore | None = None
         self.writer = PartWriter(
             self.paths,

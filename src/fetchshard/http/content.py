@@ -167,6 +167,17 @@ def _index(names: list[str], column: str | None) -> int | None:
     return None
 
 
+def checked_algorithms(config: InputConfig) -> tuple[str, ...]:
+    """The hashes besides sha256 the input's checks need (``md5`` or ``sha1``), which a sink
+    takes as the body streams."""
+    wanted = []
+    if config.checksum_column is not None:
+        wanted.append(config.checksum_algorithm)
+    if config.hash_column is not None:
+        wanted.append(config.hash_algorithm)
+    return tuple(dict.fromkeys(a for a in wanted if a != "sha256"))
+
+
 def expected_file(config: InputConfig, extras: pa.Schema | None) -> ExpectedFile | None:
     """The size and checksum checks of a run with ``input.size_column`` or
     ``input.checksum_column``."""
@@ -183,9 +194,7 @@ def expected_file(config: InputConfig, extras: pa.Schema | None) -> ExpectedFile
 def expected_hash(config: InputConfig, extras: pa.Schema | None) -> ExpectedHash | None:
     """The hash check of a run with ``input.hash_column`` (its extra column, perhaps renamed
     ``input_<name>`` to stay clear of an output column)."""
-    if config.hash_column is None or extras is None:
+    if extras is None:
         return None
-    for name in (config.hash_column, f"input_{config.hash_column}"):
-        if name in extras.names:
-            return ExpectedHash(extras.names.index(name), config.hash_algorithm)
-    return None
+    index = _index(list(extras.names), config.hash_column)
+    return None if index is None else ExpectedHash(index, config.hash_algorithm)

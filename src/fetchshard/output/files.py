@@ -76,16 +76,6 @@ def uses_files(config: Config) -> bool:
     return config.output.mode == "files" or config.output.body_file_above > 0
 
 
-def checked_algorithms(config: Config) -> tuple[str, ...]:
-    """The hashes besides sha256 the input's checks need (``md5`` or ``sha1``)."""
-    wanted = []
-    if config.input.checksum_column is not None:
-        wanted.append(config.input.checksum_algorithm)
-    if config.input.hash_column is not None:
-        wanted.append(config.input.hash_algorithm)
-    return tuple(dict.fromkeys(a for a in wanted if a != "sha256"))
-
-
 def file_columns(config: Config) -> tuple[Column, ...]:
     """The columns of body files: ``path`` (relative to the output folder) and the checked
     hashes other than sha256."""
@@ -395,10 +385,6 @@ class FileSink:
                 data=body,
                 head=body[:HEAD],
                 digests=digests,
-            )
-        if self._fh is None:  # no body at all (a 204, say): an empty file
-            await self.store.run(
-                self._open, PartialTransfer(url=self.url, etag=None, last_modified=None)
             )
         await self._flush()
         await self._flush()  # the last gathered chunks, then wait for them
