@@ -6,8 +6,10 @@ mean. Here each host's spread comes from its share of the work, derived by every
 from the counts alone (no communication, no clock, no randomness):
 
 - the mean load is ``m = items / world_size``; a host with ``c`` items is cut into
-  ``ceil(c / m)`` pieces (at most the world size) by its URLs' hash: a host with fewer items
-  than a rank's mean is one piece, on one rank (one pool, its whole rate, exact politeness);
+  ``ceil(c / m)`` pieces (at most the world size) by ranges of its URLs' hash (piece
+  ``key_hash * pieces >> 64``: in (host, key) hash order a piece is one run): a host with
+  fewer items than a rank's mean is one piece, on one rank (one pool, its whole rate,
+  exact politeness);
 - every piece of a host above ``m / TINY`` items, largest first (ties by host hash), goes to
   the rank with the least work so far (LPT scheduling);
 - the *tiny* hosts, in host-hash order, then fill what each rank lacks of ``m`` (water-filling
@@ -102,7 +104,7 @@ class Assignment:
         """The rank of the item with key hash ``key_hash`` of host ``host_hash``."""
         ranks = self.pieces.get(host_hash)
         if ranks is not None:
-            return ranks[key_hash % len(ranks)]
+            return ranks[(key_hash * len(ranks)) >> 64]
         return self._tiny_rank(host_hash)
 
     def _tiny_rank(self, host_hash: int) -> int:
@@ -125,8 +127,38 @@ class Assignment:
             at = np.minimum(np.searchsorted(big, hosts), len(big) - 1)
             hit = big[at] == hosts
             which = at[hit]
-            piece = (keys[hit] % n[which].astype(np.uint64)).astype(np.int64)
+            piece = scaled(keys[hit], n[which].astype(np.uint64))
             out[hit] = self.big_ranks[self.big_starts[which] + piece]
+        return out
+
+    def reaches(self, host_hashes: np.ndarray, rank: int) -> np.ndarray:
+        """Whether some item of each host may land on ``rank`` (no key needed to rule it out)."""
+        hosts = np.asarray(host_hashes, dtype=np.uint64)
+        out: np.ndarray = (hosts % np.uint64(self.world_size)).astype(np.int64) == rank
+        if len(self.tiny_hosts):
+            at = np.minimum(np.searchsorted(self.tiny_hosts, hosts), len(self.tiny_hosts) - 1)
+            found = self.tiny_hosts[at] == hosts
+            out[found] = self.tiny_ranks[at[found]] == rank
+        if len(self.big_hosts):
+            big = self.big_hosts
+            at = np.minimum(np.searchsorted(big, hosts), len(big) - 1)
+            hit = big[at] == hosts
+            out[hit] = np.isin(at[hit], self._big_on(rank))
+        return out
+
+    def _big_on(self, rank: int) -> np.ndarray:
+        """Indices into ``big_hosts`` of the heavy hosts with a piece on ``rank``."""
+        owner = np.repeat(np.arange(len(self.big_hosts)), self.big_pieces)
+        return np.unique(owner[self.big_ranks == rank])
+
+    def split_shares(self, rank: int) -> dict[int, Fraction]:
+        """``rank``'s share of each host it fetches only part of (host hash -> share)."""
+        out: dict[int, Fraction] = {}
+        for index in self._big_on(rank).tolist():
+            host = int(self.big_hosts[index])
+            share = self.share(host, rank)
+            if share != 1:
+                out[host] = share
         return out
 
     def spread_of(self, host_hash: int) -> int:
@@ -161,6 +193,15 @@ def _fill(loads: np.ndarray, counts: np.ndarray, mean: float) -> np.ndarray:
     ranks = np.searchsorted(bounds, middles, side="right")
     result: np.ndarray = np.minimum(ranks, len(loads) - 1).astype(np.int64)
     return result
+
+
+def scaled(keys: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """``(keys * n) >> 64`` for uint64 ``keys`` and ``n`` below 2**32, exactly (the piece of
+    each key among ``n`` equal hash ranges)."""
+    low32 = np.uint64(0xFFFFFFFF)
+    hi, lo = keys >> np.uint64(32), keys & low32
+    out: np.ndarray = ((hi * n + ((lo * n) >> np.uint64(32))) >> np.uint64(32)).astype(np.int64)
+    return out
 
 
 def pieces_needed(count: int, total: int, world_size: int) -> int:

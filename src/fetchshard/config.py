@@ -35,7 +35,6 @@ DEFAULT_TOTAL_TIMEOUT = 120.0
 DEFAULT_MAX_BODY_BYTES = 64 * MiB
 DEFAULT_MAX_REDIRECTS = 10
 DEFAULT_MAX_ATTEMPTS = 3
-DEFAULT_SPREAD = 16
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,9 +92,10 @@ class OutputConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class PartitionConfig:
-    """How URLs are spread over ranks; see DESIGN.md "Partition"."""
+    """How URLs are spread over ranks (placement.py): ``auto``, each host over as many ranks
+    as its item count needs (counted while planning), or a fixed number of hash buckets."""
 
-    spread: int = DEFAULT_SPREAD
+    spread: int | str = "auto"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -377,6 +377,10 @@ def _coerce_section(key: str, value: Any, cls: Any) -> Any:
 
 
 def _check_value(key: str, value: Any) -> None:
+    if key == "partition.spread" and isinstance(value, str):
+        if value != "auto":
+            raise ConfigError(f"{key}: must be auto or a number of ranks, got {value!r}")
+        return
     if key in _CHOICES and value not in _CHOICES[key]:
         raise ConfigError(f"{key}: must be one of {', '.join(_CHOICES[key])}, got {value!r}")
     if value is None or isinstance(value, bool):

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from fractions import Fraction
 from urllib.parse import urlsplit, urlunsplit
 
+import numpy as np
 import xxhash
 
 _h64 = xxhash.xxh3_64_intdigest
@@ -120,3 +122,25 @@ class Partitioner:
     def rate_share(self, host: str, rank: int, rate: float) -> float:
         """This rank's exact share of a host's global rate."""
         return rate * self.owned_buckets(host, rank) / self.spread
+
+    # The same rule on hashes (``hash64`` of the host and of the key), as planning uses it.
+
+    def ranks_of(self, host_hashes: np.ndarray, key_hashes: np.ndarray) -> np.ndarray:
+        """:meth:`rank_of` of many items at once (uint64 arrays of equal length)."""
+        world = np.uint64(self.world_size)
+        buckets = np.asarray(key_hashes, dtype=np.uint64) % np.uint64(self.spread)
+        offsets = np.asarray(host_hashes, dtype=np.uint64) % world
+        out: np.ndarray = ((offsets + buckets) % world).astype(np.int64)
+        return out
+
+    def reaches(self, host_hashes: np.ndarray, rank: int) -> np.ndarray:
+        """Whether some bucket of each host lands on ``rank``: ranks offset .. offset+spread-1."""
+        offsets = (np.asarray(host_hashes, dtype=np.uint64) % np.uint64(self.world_size)).astype(
+            np.int64
+        )
+        out: np.ndarray = (rank - offsets) % self.world_size < self.spread
+        return out
+
+    def share_of(self, host: str, rank: int) -> Fraction:
+        """The exact fraction of a host's items, and of its rate, that ``rank`` takes."""
+        return Fraction(self.owned_buckets(host, rank), self.spread)

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
+from fetchshard.assignment import Assignment
 from fetchshard.config import Config
 from fetchshard.errors import ErrorKind, RunMismatchError
 from fetchshard.faults import crash_point
@@ -24,12 +25,20 @@ from fetchshard.ledger import NO_HOST, Ledger
 from fetchshard.output.extras import extras_json, serialize_schema
 from fetchshard.partition import (
     BadUrl,
+    ParsedUrl,
     Partitioner,
     canonical_host,
     hash64,
     item_id,
     item_key,
     normalize_url,
+)
+from fetchshard.placement import (
+    Placement,
+    RankShares,
+    is_counted,
+    partition_fingerprint,
+    split_by_host_id,
 )
 from fetchshard.ranks import RankInfo
 from fetchshard.runfolder.layout import items_file
@@ -68,7 +77,7 @@ def fingerprint(config: Config, files: list[Path], world_size: int) -> dict[str,
     return {
         **stages,
         "world_size": world_size,
-        "partition": {"spread": config.partition.spread},
+        "partition": partition_fingerprint(config.partition.spread),
         "input": {
             "files": fingerprint_files(files),
             "format": inp.format,
@@ -89,6 +98,7 @@ def plan(
     *,
     should_stop: Callable[[], bool] = lambda: False,
     on_batch: Callable[[int], None] | None = None,
+    on_count: Callable[[int], None] | None = None,
 ) -> PlanResult:
     """Stream the input once and insert this rank's slice into the ledger (idempotent).
 
@@ -112,14 +122,27 @@ def plan(
         ledger.set_meta("fingerprint", fp)
 
     inp = config.input
-    slicer = _Slicer(
-        Partitioner(rank.world_size, config.partition.spread), rank.rank, inp.max_url_length
-    )
+    inputs = inputs or open_inputs(inp)
+    spread = config.partition.spread
+    placement: Placement
+    shares = RankShares(rank.rank)
+    if not is_counted(spread):
+        placement = Partitioner(rank.world_size, int(spread))
+    elif rank.world_size == 1:
+        placement = Partitioner(1, 1)
+    else:
+        hosts, counts = count_hosts(
+            inputs, inp.max_url_length, should_stop=should_stop, on_batch=on_count
+        )
+        assignment = Assignment.from_counts(hosts, counts, rank.world_size)
+        placement = assignment
+        shares = RankShares(rank.rank, split=split_by_host_id(assignment.split_shares(rank.rank)))
+    slicer = _Slicer(placement, rank.rank, inp.max_url_length)
     rows = kept = bad = 0
     schema_seen = ledger.get_meta("extras_schema") is not None
     ledger.begin_plan()
     try:
-        for batches, batch in enumerate(read_ahead((inputs or open_inputs(inp)).batches()), 1):
+        for batches, batch in enumerate(read_ahead(inputs.batches()), 1):
             if should_stop():
                 raise Interrupted("planning interrupted")
             meta: dict[str, Any] = {}
@@ -137,7 +160,7 @@ def plan(
             crash_point("plan_batch", batches)
             if on_batch is not None:
                 on_batch(rows)
-        new = ledger.finish_plan(meta={"planned": True})
+        new = ledger.finish_plan(meta={"planned": True, "host_shares": shares.to_json()})
     finally:
         ledger.discard_plan()
     log.info(
@@ -149,6 +172,73 @@ def plan(
         bad,
     )
     return PlanResult(rows=rows, kept=kept, new=new, bad=bad, skipped=False)
+
+
+def rank_shares(ledger: Ledger, config: Config, rank: RankInfo) -> RankShares:
+    """The rank's share of each host's rate, as its plan placed the hosts."""
+    spread = config.partition.spread
+    if not is_counted(spread):
+        return RankShares(rank.rank, Partitioner(rank.world_size, int(spread)))
+    return RankShares.from_json(rank.rank, ledger.get_meta("host_shares"))
+
+
+def count_hosts(
+    inputs: InputSet,
+    max_url_length: int,
+    *,
+    should_stop: Callable[[], bool] = lambda: False,
+    on_batch: Callable[[int], None] | None = None,
+    fast: bool | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The counting pass: the input rows of every host (``hash64`` of the host, sorted, and
+    its count; rows that are no fetchable URL count under ``hash64("")``)."""
+    slicer = _Slicer(Partitioner(1, 1), 0, max_url_length)
+    counter = HostCounter()
+    rows = 0
+    for batch in read_ahead(inputs.batches()):
+        if should_stop():
+            raise Interrupted("planning interrupted while counting hosts")
+        counter.add(slicer.host_hashes(batch, fast=FAST_PATH if fast is None else fast))
+        rows += len(batch.urls)
+        if on_batch is not None:
+            on_batch(rows)
+    return counter.result()
+
+
+class HostCounter:
+    """Rows per host hash, added a batch at a time in memory bounded by the hosts seen."""
+
+    _FOLD = 1 << 20  # pending (hash, count) pairs folded together past this many
+
+    def __init__(self) -> None:
+        self._hashes: list[np.ndarray] = []
+        self._counts: list[np.ndarray] = []
+        self._pending = 0
+
+    def add(self, host_hashes: np.ndarray) -> None:
+        if not len(host_hashes):
+            return
+        hashes, counts = np.unique(host_hashes, return_counts=True)
+        self.add_counts(hashes, counts)
+
+    def add_counts(self, hashes: np.ndarray, counts: np.ndarray) -> None:
+        self._hashes.append(np.asarray(hashes, dtype=np.uint64))
+        self._counts.append(np.asarray(counts, dtype=np.int64))
+        self._pending += len(hashes)
+        if self._pending > self._FOLD and len(self._hashes) > 1:
+            self._fold()
+
+    def _fold(self) -> None:
+        hashes = np.concatenate(self._hashes)
+        unique, inverse = np.unique(hashes, return_inverse=True)
+        counts = np.bincount(inverse, weights=np.concatenate(self._counts)).astype(np.int64)
+        self._hashes, self._counts, self._pending = [unique], [counts], len(unique)
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        if not self._hashes:
+            return np.zeros(0, np.uint64), np.zeros(0, np.int64)
+        self._fold()
+        return self._hashes[0], self._counts[0]
 
 
 # -------------------------------------------------------------------------- one batch
@@ -168,11 +258,14 @@ _h64 = xxhash.xxh3_64_intdigest
 _EMPTY = np.zeros(0, dtype=np.int64)
 
 
+_NO_HOST = hash64("")  # the "host" of rows that are no fetchable URL, as the partition sees it
+
+
 @dataclass(frozen=True, slots=True)
 class _Origin:
     host: str
     host_id: int
-    offset: int  # hash64(host) mod world_size
+    host_hash: int  # hash64(host)
 
 
 @dataclass(slots=True)
@@ -287,10 +380,10 @@ def _is_slash(data: np.ndarray) -> np.ndarray:
 
 
 class _Slicer:
-    """Picks this rank's rows of each batch."""
+    """Picks this rank's rows of each batch under a placement; also tells each row's host."""
 
-    def __init__(self, partitioner: Partitioner, rank: int, max_url_length: int) -> None:
-        self.partitioner = partitioner
+    def __init__(self, placement: Placement, rank: int, max_url_length: int) -> None:
+        self.placement = placement
         self.rank = rank
         self.max_url_length = max_url_length
         self._origins: dict[str, _Origin | None] = {}
@@ -300,16 +393,43 @@ class _Slicer:
         n = len(batch.urls)
         slow_rows: Any = range(n)
         if fast and n:
-            ids = None
-            if batch.ids is not None:
-                try:
-                    ids = pa.array(batch.ids, type=pa.string())
-                except (pa.ArrowException, UnicodeError):
-                    fast = False
-            if fast:
+            usable, ids = _ids(batch)
+            if usable:
                 slow_rows = self._select_canonical(batch.urls, ids, out)
         self._select_rows(batch, slow_rows, out)
         return out
+
+    def host_hashes(self, batch: InputBatch, *, fast: bool = True) -> np.ndarray:
+        """``hash64`` of every row's host (of "" for a row that is no fetchable URL)."""
+        n = len(batch.urls)
+        out = np.empty(n, dtype=np.uint64)
+        slow: Any = range(n)
+        if fast and n:
+            mask = _canonical(batch.urls, self.max_url_length)
+            rows = np.flatnonzero(mask)
+            if len(rows):
+                per_row, _, usable, hashes, has_path = self._canonical_origins(batch.urls, rows)
+                good = usable[per_row] & has_path
+                out[rows[good]] = hashes[per_row[good]]
+                mask[rows[~good]] = False
+            slow = np.flatnonzero(~mask).tolist()
+        texts = batch.urls.take(pa.array(slow, type=pa.int64())).to_pylist()
+        for index, text in zip(slow, texts, strict=True):
+            parsed = self._parse(text)[1]
+            out[index] = hash64(parsed.host) if parsed is not None else _NO_HOST
+        return out
+
+    def _parse(self, text: str | None) -> tuple[str | None, ParsedUrl | None]:
+        """(why the row is no URL, or None; its parse, or None)."""
+        max_length = self.max_url_length
+        try:
+            if text is None:
+                raise BadUrl("URL is missing or not valid UTF-8")
+            if len(text) > max_length:
+                raise BadUrl(f"URL longer than input.max_url_length={max_length}")
+            return None, normalize_url(text)
+        except BadUrl as exc:
+            return str(exc), None
 
     def _origin(self, origin: str) -> _Origin | None:
         if origin in self._origins:
@@ -317,11 +437,24 @@ class _Slicer:
         host = canonical_host(origin)
         found = None
         if host is not None:
-            found = _Origin(host, item_id(host) or 1, hash64(host) % self.partitioner.world_size)
+            found = _Origin(host, item_id(host) or 1, hash64(host))
         if len(self._origins) >= _ORIGIN_CACHE_LIMIT:
             self._origins.clear()
         self._origins[origin] = found
         return found
+
+    def _canonical_origins(
+        self, urls: pa.Array, rows: np.ndarray
+    ) -> tuple[np.ndarray, list[_Origin | None], np.ndarray, np.ndarray, np.ndarray]:
+        """For canonical ``rows``: each row's origin index, the origins, which are usable,
+        their host hashes, and whether each row has a path."""
+        spans, has_path = _origins(urls, rows)
+        encoded = spans.dictionary_encode()  # every dictionary value occurs
+        per_row = encoded.indices.to_numpy().astype(np.int64)
+        origins = [self._origin(origin) for origin in encoded.dictionary.to_pylist()]
+        usable = np.array([o is not None for o in origins], dtype=bool)
+        hashes = np.array([o.host_hash if o else 0 for o in origins], dtype=np.uint64)
+        return per_row, origins, usable, hashes, has_path
 
     def _select_canonical(self, urls: pa.Array, ids: pa.Array | None, out: _Selected) -> Any:
         """Select this rank's canonical rows into ``out``; return the other rows' indices."""
@@ -329,16 +462,9 @@ class _Slicer:
         rows = np.flatnonzero(mask)
         if not len(rows):
             return list(range(len(urls)))
-        spans, has_path = _origins(urls, rows)
-        encoded = spans.dictionary_encode()  # every dictionary value occurs
-        per_row = encoded.indices.to_numpy().astype(np.int64)
-        origins = [self._origin(origin) for origin in encoded.dictionary.to_pylist()]
-        world, spread = self.partitioner.world_size, self.partitioner.spread
-        usable = np.array([o is not None for o in origins], dtype=bool)
-        offsets = np.array([o.offset if o else 0 for o in origins], dtype=np.int64)
-        # A host's buckets land on ranks offset .. offset+spread-1 (mod world_size): rows of
-        # hosts that never reach this rank need no key hash.
-        reach = usable & ((self.rank - offsets) % world < spread)
+        per_row, origins, usable, host_hashes, has_path = self._canonical_origins(urls, rows)
+        # Rows of hosts that never reach this rank need no key hash.
+        reach = usable & self.placement.reaches(host_hashes, self.rank)
         cand = np.flatnonzero(reach[per_row] & has_path)
         if len(cand):
             keys = _take(urls, rows[cand])
@@ -349,8 +475,7 @@ class _Slicer:
             hashes = np.fromiter(
                 map(_h64, keys.cast(pa.binary()).to_pylist()), dtype=np.uint64, count=len(cand)
             )
-            buckets = (hashes % np.uint64(spread)).astype(np.int64)
-            ranks = (offsets[per_row[cand]] + buckets) % world
+            ranks = self.placement.ranks_of(host_hashes[per_row[cand]], hashes)
             mine = ranks == self.rank
             picked = cand[mine]
             out.fast_rows = rows[picked]
@@ -367,43 +492,52 @@ class _Slicer:
         return np.flatnonzero(slow).tolist()
 
     def _select_rows(self, batch: InputBatch, indices: Any, out: _Selected) -> None:
-        """The per-row reference: normalize_url and Partitioner.rank_of on each row."""
-        partitioner, me, max_length = self.partitioner, self.rank, self.max_url_length
+        """The per-row reference: normalize_url on each row, then the placement's ranks."""
         ids = batch.ids
         texts = batch.urls.take(pa.array(indices, type=pa.int64())).to_pylist()
-        for index, text in zip(indices, texts, strict=True):
+        parsed_rows = []
+        host_hashes = np.empty(len(texts), dtype=np.uint64)
+        key_hashes = np.empty(len(texts), dtype=np.uint64)
+        for i, (index, text) in enumerate(zip(indices, texts, strict=True)):
             user_id = ids[index] if ids is not None else None
             row_no = batch.first_row + index
-            try:
-                if text is None:
-                    raise BadUrl("URL is missing or not valid UTF-8")
-                if len(text) > max_length:
-                    raise BadUrl(f"URL longer than input.max_url_length={max_length}")
-                parsed = normalize_url(text)
-            except BadUrl as exc:
+            error, parsed = self._parse(text)
+            if parsed is None:
                 key = item_key(text if text is not None else f"\x00row {row_no}", user_id)
-                if partitioner.rank_of("", key) != me:
-                    continue
-                shown = (text or "")[:max_length]
-                out.slow_rows.append(index)
+                host_hashes[i] = _NO_HOST
+            else:
+                key = item_key(parsed.url, user_id)
+                host_hashes[i] = hash64(parsed.host)
+            key_hashes[i] = hash64(key)
+            parsed_rows.append((index, text, key, error, parsed, row_no))
+        if not parsed_rows:
+            return
+        ranks = self.placement.ranks_of(host_hashes, key_hashes).tolist()
+        for (index, text, key, error, parsed, row_no), rank in zip(parsed_rows, ranks, strict=True):
+            if rank != self.rank:
+                continue
+            out.slow_rows.append(index)
+            if parsed is None:
+                shown = (text or "")[: self.max_url_length]
+                message = f"input row {row_no}: {error}"
                 out.slow.append(
-                    (
-                        item_id(key),
-                        NO_HOST,
-                        shown,
-                        None,
-                        ErrorKind.BAD_URL.value,
-                        f"input row {row_no}: {exc}",
-                    )
+                    (item_id(key), NO_HOST, shown, None, ErrorKind.BAD_URL.value, message)
                 )
                 out.bad += 1
-                continue
-            key = item_key(parsed.url, user_id)
-            if partitioner.rank_of(parsed.host, key) != me:
                 continue
             # Host ids are hashes too, so no lookup is needed while planning; 0 is reserved.
             host_id = item_id(parsed.host) or 1
             fetch_url = parsed.url if parsed.url != text else None
-            out.slow_rows.append(index)
             out.slow.append((item_id(key), host_id, text, fetch_url, None, None))
             out.hosts.add((host_id, parsed.host))
+
+
+def _ids(batch: InputBatch) -> tuple[bool, pa.Array | None]:
+    """The batch's id column as Arrow strings (None without one); False: ids Arrow cannot
+    hold as strings, which only the per-row path handles."""
+    if batch.ids is None:
+        return True, None
+    try:
+        return True, pa.array(batch.ids, type=pa.string())
+    except (pa.ArrowException, UnicodeError):
+        return False, None

@@ -7,7 +7,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from fetchshard.assignment import Assignment, pieces_needed
+from fetchshard.assignment import Assignment, pieces_needed, scaled
 from fetchshard.partition import Partitioner, hash64
 
 HOSTS = 200_000
@@ -105,3 +105,63 @@ def test_edge_cases() -> None:
     assert sorted(one_host.pieces[int(hosts[0])]) == [0, 1, 2, 3]
     with pytest.raises(ValueError):
         Assignment.from_counts(hosts, np.array([1, 1, 1]), 0)
+
+
+def test_scaled_is_the_exact_high_word_of_the_product() -> None:
+    rng = np.random.default_rng(7)
+    keys = np.concatenate(
+        [rng.integers(0, 2**64, 20_000, dtype=np.uint64), np.array([0, 2**64 - 1], np.uint64)]
+    )
+    n = rng.integers(1, 2**32, len(keys), dtype=np.uint64)
+    n[-1] = 2**32 - 1
+    got = scaled(keys, n)
+    assert got.tolist() == [(int(k) * int(m)) >> 64 for k, m in zip(keys, n, strict=True)]
+    assert ((got >= 0) & (got < n.astype(np.int64))).all()
+
+
+def test_a_heavy_hosts_pieces_are_ranges_of_its_key_hashes() -> None:
+    """In (host, key) hash order each piece of a host is one run (a plan reads it as one)."""
+    hosts = _hosts(1)
+    one_host = Assignment.from_counts(hosts, np.array([1000]), 8)
+    keys = np.sort(np.random.default_rng(8).integers(0, 2**64, 5000, dtype=np.uint64))
+    ranks = one_host.ranks_of(np.repeat(hosts, len(keys)), keys)
+    runs = 1 + int(np.count_nonzero(np.diff(ranks)))
+    assert runs == 8 and sorted(set(ranks.tolist())) == list(range(8))
+
+
+@pytest.mark.parametrize("world_size", [8, 400])
+def test_reaches_and_split_shares_agree_with_the_items(world_size: int) -> None:
+    items = 400_000
+    counts = _zipf_counts(items, 1.3, seed=9)
+    hosts = _hosts(len(counts))
+    plan = Assignment.from_counts(hosts, counts, world_size)
+    item_hosts = np.repeat(hosts, counts)
+    keys = np.random.default_rng(10).integers(0, 2**64, items, dtype=np.uint64)
+    ranks = plan.ranks_of(item_hosts, keys)
+    strangers = np.array([hash64(f"never-counted{k}.org") for k in range(50)], np.uint64)
+    for rank in (0, world_size // 2, world_size - 1):
+        on_rank = set(item_hosts[ranks == rank].tolist())
+        reached = plan.reaches(hosts, rank)
+        # Never a false "no": every host with an item there is reached.
+        assert on_rank <= set(hosts[reached].tolist())
+        assert (reached == [plan.share(int(h), rank) > 0 for h in hosts]).all()
+        assert (plan.reaches(strangers, rank) == (strangers % np.uint64(world_size) == rank)).all()
+        split = plan.split_shares(rank)
+        assert all(0 < s < 1 for s in split.values())
+        assert split == {
+            int(h): plan.share(int(h), rank) for h in hosts if 0 < plan.share(int(h), rank) < 1
+        }
+
+
+def test_the_fixed_spread_on_hashes_is_its_rule_on_strings() -> None:
+    fixed = Partitioner(7, 3)
+    names = [f"h{k}.org" for k in range(300)]
+    keys = [f"http://h{k}.org/{k * 7}" for k in range(300)]
+    host_hashes = np.array([hash64(h) for h in names], np.uint64)
+    key_hashes = np.array([hash64(k) for k in keys], np.uint64)
+    ranks = fixed.ranks_of(host_hashes, key_hashes)
+    assert ranks.tolist() == [fixed.rank_of(h, k) for h, k in zip(names, keys, strict=True)]
+    for rank in range(7):
+        reached = fixed.reaches(host_hashes, rank)
+        assert reached.tolist() == [fixed.owned_buckets(h, rank) > 0 for h in names]
+        assert sum(fixed.share_of(names[0], r) for r in range(7)) == 1

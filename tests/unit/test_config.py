@@ -46,7 +46,7 @@ def test_defaults_when_nothing_is_given() -> None:
     assert config.fetch.connect_timeout == cfg.DEFAULT_CONNECT_TIMEOUT
     assert config.fetch.total_timeout == cfg.DEFAULT_TOTAL_TIMEOUT
     assert config.fetch.max_attempts == cfg.DEFAULT_MAX_ATTEMPTS
-    assert config.partition.spread == cfg.DEFAULT_SPREAD
+    assert config.partition.spread == "auto"
     assert config.input.paths == ()
     assert config.input.format == "auto"
     assert config.output.dir == "out"
@@ -224,6 +224,15 @@ def test_zero_is_rejected_for_positive_keys(key: str) -> None:
     assert message.startswith(f"{key}:")
 
 
+def test_spread_is_auto_or_a_positive_number() -> None:
+    assert load_config(None, environ={}, overrides={"partition.spread": 8}).partition.spread == 8
+    env = {"FETCHSHARD_PARTITION_SPREAD": "auto"}
+    assert load_config(None, environ=env).partition.spread == "auto"
+    assert load_config(None, environ={"FETCHSHARD_PARTITION_SPREAD": "12"}).partition.spread == 12
+    message = _error(overrides={"partition.spread": "wide"})
+    assert message == "partition.spread: must be auto or a number of ranks, got 'wide'"
+
+
 def test_negative_rank_is_rejected_but_zero_is_fine() -> None:
     assert "run.rank" in _error(overrides={"run.rank": -1})
     assert (
@@ -353,7 +362,7 @@ def test_to_plain_round_trips_through_json(tmp_path: Path) -> None:
 def test_to_plain_of_defaults_is_json_serializable() -> None:
     plain = to_plain(Config())
     decoded = json.loads(json.dumps(plain))
-    assert decoded["partition"] == {"spread": cfg.DEFAULT_SPREAD}
+    assert decoded["partition"] == {"spread": "auto"}
     assert decoded["input"]["paths"] == []
     assert decoded["input"]["extra_columns"] is None
     assert decoded["fetch"]["headers"] == {}

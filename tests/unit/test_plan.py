@@ -11,16 +11,19 @@ import json
 import random
 import re
 import sqlite3
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
 from fetchshard import plan as plan_module
+from fetchshard.assignment import Assignment
 from fetchshard.config import Config, load_config
 from fetchshard.errors import ErrorKind, RunMismatchError
 from fetchshard.inputs import iter_batches
@@ -31,6 +34,7 @@ from fetchshard.partition import (
     BadUrl,
     Partitioner,
     canonical_host,
+    hash64,
     item_id,
     item_key,
     normalize_url,
@@ -240,7 +244,7 @@ def _ids(n: int, seed: int) -> list[str | None]:
     ]
 
 
-def _config(path: Path, spread: int, batch_rows: int, **input_options: Any) -> Config:
+def _config(path: Path, spread: int | str, batch_rows: int, **input_options: Any) -> Config:
     overrides: dict[str, Any] = {
         "input.paths": [str(path)],
         "input.max_url_length": MAX,
@@ -306,7 +310,7 @@ def _oracle(
 ) -> tuple[dict[int, tuple[Any, ...]], list[str], int, int]:
     """The original per-row plan, with INSERT OR IGNORE and host numbering done by hand."""
     max_length = config.input.max_url_length
-    partitioner = Partitioner(world, config.partition.spread)
+    rank_of = _oracle_placement(config, world)
     items: dict[int, tuple[Any, ...]] = {}
     hosts: list[str] = []
     known: set[str] = set()
@@ -330,7 +334,7 @@ def _oracle(
                 parsed = normalize_url(text)
             except BadUrl as exc:
                 key = item_key(text if text is not None else f"\x00row {row_no}", user_id)
-                if partitioner.rank_of("", key) != rank:
+                if rank_of("", key) != rank:
                     continue
                 kept += 1
                 bad += 1
@@ -345,7 +349,7 @@ def _oracle(
                 items.setdefault(item_id(key), row)
                 continue
             key = item_key(parsed.url, user_id)
-            if partitioner.rank_of(parsed.host, key) != rank:
+            if rank_of(parsed.host, key) != rank:
                 continue
             kept += 1
             fetch_url = parsed.url if parsed.url != text else None
@@ -356,6 +360,26 @@ def _oracle(
             hosts.append(host)
             known.add(host)
     return items, hosts, kept, bad
+
+
+def _oracle_placement(config: Config, world: int) -> Callable[[str, str], int]:
+    """rank_of(host, key): the fixed spread's, or the assignment from hosts counted by hand."""
+    spread = config.partition.spread
+    if spread != "auto" or world == 1:
+        return Partitioner(world, 1 if spread == "auto" else int(spread)).rank_of
+    counts: Counter[int] = Counter()
+    for batch in iter_batches(config.input):
+        for text in batch.urls.to_pylist():
+            try:
+                if text is None or len(text) > config.input.max_url_length:
+                    raise BadUrl("")
+                host = normalize_url(text).host
+            except BadUrl:
+                host = ""
+            counts[hash64(host)] += 1
+    hashes = np.array(sorted(counts), dtype=np.uint64)
+    assignment = Assignment.from_counts(hashes, np.array([counts[int(h)] for h in hashes]), world)
+    return lambda host, key: assignment.rank_of(hash64(host), hash64(key))
 
 
 def _write_parquet(path: Path, urls: Sequence[str | None], ids: Sequence[str | None]) -> Path:
@@ -376,12 +400,17 @@ def _write_parquet(path: Path, urls: Sequence[str | None], ids: Sequence[str | N
 
 
 CASES = [(1, 1), (1, 16), (2, 1), (3, 2), (8, 16), (16, 4), (5, 40)]
+CASES += [(1, "auto"), (2, "auto"), (5, "auto"), (16, "auto")]
 
 
 @pytest.mark.parametrize(("world", "spread"), CASES)
 @pytest.mark.parametrize("with_id", [False, True], ids=["url-key", "id-column"])
 def test_fast_path_gives_the_reference_ledger(
-    world: int, spread: int, with_id: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    world: int,
+    spread: int | str,
+    with_id: bool,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     urls = _urls()
     src = _write_parquet(tmp_path / "in.parquet", urls, _ids(len(urls), 11))

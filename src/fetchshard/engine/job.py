@@ -44,7 +44,7 @@ from fetchshard.output.files import (
     uses_files,
 )
 from fetchshard.output.parts import PartWriter
-from fetchshard.partition import Partitioner
+from fetchshard.plan import rank_shares
 from fetchshard.ranks import RankInfo
 from fetchshard.runfolder.layout import RunPaths
 from fetchshard.stats import Stats
@@ -184,7 +184,7 @@ class FetchJob:
         return Scheduler(
             self.ledger,
             cfg.fetch,
-            Partitioner(self.info.world_size, cfg.partition.spread),
+            rank_shares(self.ledger, cfg, self.info),
             self.info.rank,
             clock=self.clock,
             after=after,

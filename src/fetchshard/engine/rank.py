@@ -22,7 +22,7 @@ from fetchshard.inputs import InputSet, open_inputs
 from fetchshard.ledger import Ledger
 from fetchshard.output.files import clear_partial
 from fetchshard.output.parts import recover
-from fetchshard.plan import Interrupted, fingerprint, plan
+from fetchshard.plan import Interrupted, fingerprint, plan, rank_shares
 from fetchshard.ranks import RankInfo, cpus_available
 from fetchshard.runfolder.documents import DoneMarker, RankStats
 from fetchshard.runfolder.layout import RunPaths
@@ -138,7 +138,7 @@ def _rank(
             "one URL can hold this rank at most %.0fs, a host answering only 429/503 at most "
             "%.0fs (README: how long the tail can be)",
             url_time_bound(config.fetch),
-            throttled_host_bound(config.fetch, config.partition.spread),
+            throttled_host_bound(config.fetch, rank_shares(ledger, config, info).widest),
         )
         session = Stats()
         if counts.pending and not stop:

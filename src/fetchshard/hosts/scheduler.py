@@ -33,7 +33,7 @@ from fetchshard.hosts.slot import (
     host_matches,
 )
 from fetchshard.ledger import Ledger, WorkItem
-from fetchshard.partition import Partitioner
+from fetchshard.placement import RankShares
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class Scheduler:
         self,
         ledger: Ledger,
         config: FetchConfig,
-        partitioner: Partitioner,
+        shares: RankShares,
         rank: int,
         *,
         clock: Clock | None = None,
@@ -66,7 +66,7 @@ class Scheduler:
         ledger.fold_commits()
         self._ledger = ledger
         self._config = config
-        self._partitioner = partitioner
+        self._shares = shares
         self._rank = rank
         # By default the loop's own clock, which the timers of next() run on.
         clock = clock or Clock(monotonic=asyncio.get_running_loop().time, wall=time.time)
@@ -152,15 +152,15 @@ class Scheduler:
     def _new_slot(self, host_id: int, host: str) -> HostSlot:
         cfg = self._config
         override = find_override(host, cfg.hosts) or HostOverride()
-        part, rank = self._partitioner, self._rank
-        if not part.owned_buckets(host, rank):
-            raise RuntimeError(f"{host} has no bucket on rank {rank}: a ledger of another plan")
-        rate = part.rate_share(host, rank, override.rate or cfg.per_host_rate)
-        burst = part.rate_share(host, rank, override.burst or cfg.per_host_burst)
+        share = float(self._shares.of(host_id, host))
+        if not share:
+            raise RuntimeError(
+                f"{host} has no share on rank {self._rank}: a ledger of another plan"
+            )
+        rate = share * (override.rate or cfg.per_host_rate)
+        burst = share * (override.burst or cfg.per_host_burst)
         health = HostHealth(
-            host=host,
-            base_rate=rate,
-            min_rate=min(rate, part.rate_share(host, rank, cfg.per_host_min_rate)),
+            host=host, base_rate=rate, min_rate=min(rate, share * cfg.per_host_min_rate)
         )
         slot = HostSlot(
             host_id=host_id,
