@@ -102,11 +102,13 @@ def _parse_json_line(line: bytes, path: Path, lineno: int) -> dict[str, Any]:
 
 
 def _iter_json_rows(
-    path: Path, compression: str | None
+    path: Path, compression: str | None, *, stream: Any = None
 ) -> Generator[tuple[dict[str, Any], int], None, None]:
-    """Every JSON object of a jsonl file with its line's size in bytes (blank lines skipped)."""
-    with _open_stream(path, compression) as stream:
-        for lineno, (line, truncated) in enumerate(_iter_lines(stream, _MAX_JSON_LINE), 1):
+    """Every JSON object of a jsonl file (or of ``stream``, a slice of it) with its line's
+    size in bytes (blank lines skipped)."""
+    source = stream if stream is not None else _open_stream(path, compression)
+    with source:
+        for lineno, (line, truncated) in enumerate(_iter_lines(source, _MAX_JSON_LINE), 1):
             if truncated:
                 raise InputError(f"input {path} line {lineno}: longer than {_MAX_JSON_LINE} bytes")
             if line.strip():

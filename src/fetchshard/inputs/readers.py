@@ -18,6 +18,7 @@ from fetchshard.config import InputConfig
 from fetchshard.errors import InputError
 from fetchshard.inputs.files import _one_line, resolve_inputs
 from fetchshard.inputs.lines import _decode_prefix, _iter_json_rows, _iter_lines, _open_stream
+from fetchshard.inputs.slices import LineRange, Piece, header_line, needed_columns, slice_of
 from fetchshard.inputs.specs import (
     _CONVERT_ERRORS,
     _CSV_BLOCK,
@@ -62,6 +63,16 @@ class InputBatch:
     ids: list[str | None] | None  # the id column as text; None when no id column is configured
     extras: pa.Table | None  # the extra columns of exactly these rows; None when there are none
     first_row: int  # 0-based index of the first row in the whole input (all files, in order)
+    # A plan slice's batch: where its rows come from, and the first one's row in that piece
+    # (first_row is then an order key, not a row number).
+    origin: str | None = None
+    origin_row: int = 0
+
+    def where(self, index: int) -> str:
+        """Where row ``index`` of the batch is in the input, for messages."""
+        if self.origin is None:
+            return f"input row {self.first_row + index}"
+        return f"{self.origin}, row {self.origin_row + index}"
 
 
 @dataclass(frozen=True)
@@ -83,6 +94,77 @@ class InputSet:
             for urls, ids, extras in _read_file(spec, self.config):
                 yield InputBatch(urls=urls, ids=ids, extras=extras, first_row=row)
                 row += len(urls)
+
+    def slice(self, rank: int, world_size: int) -> InputSlice:
+        """The rows rank ``rank`` of ``world_size`` reads in the plan step (inputs/slices.py)."""
+        return InputSlice(self, rank, world_size, tuple(slice_of(self.specs, rank, world_size)))
+
+
+# A plan slice's rows are ordered by (file, slice, row in the slice) in one int64.
+_ROW_BITS = 36
+MAX_SLICE_ROWS = 1 << _ROW_BITS
+
+
+@dataclass
+class InputSlice:
+    """The input rows one rank of the plan step reads, and how many bytes it read for them."""
+
+    inputs: InputSet
+    rank: int
+    world_size: int
+    pieces: tuple[Piece, ...]
+    bytes_read: int = 0
+
+    def batches(self) -> Iterator[InputBatch]:
+        """The slice's rows in bounded batches; ``first_row`` orders rows as the input does."""
+        for piece in self.pieces:
+            spec = self.inputs.specs[piece.file]
+            base = (piece.file * self.world_size + self.rank) << _ROW_BITS
+            origin = f"input {spec.path}" + (
+                f" from byte {piece.start}" if piece.kind == "bytes" and piece.start else ""
+            )
+            row = 0
+            source, chunks = self._open(spec, piece)
+            try:
+                for urls, ids, extras in chunks:
+                    if row + len(urls) > MAX_SLICE_ROWS:
+                        raise InputError(f"{origin}: more than {MAX_SLICE_ROWS} rows in one slice")
+                    yield InputBatch(urls, ids, extras, base + row, origin=origin, origin_row=row)
+                    row += len(urls)
+            finally:
+                if source is not None:
+                    self.bytes_read += source.bytes_read
+                    source.close()
+
+    def _open(self, spec: _FileSpec, piece: Piece) -> tuple[LineRange | None, Iterator[_Chunk]]:
+        config = self.inputs.config
+        if piece.kind == "row_groups":
+            self.bytes_read += _row_group_bytes(spec, piece.start, piece.stop)
+            groups = range(piece.start, piece.stop)
+            return None, _read_file(spec, config, row_groups=groups)
+        if piece.kind == "whole":
+            self.bytes_read += spec.path.stat().st_size
+            return None, _read_file(spec, config)
+        header = b""
+        if spec.fmt in ("csv", "tsv") and piece.start > 0:
+            header = header_line(spec.path)
+            self.bytes_read += len(header)
+        source = LineRange(spec.path, piece.start, piece.stop, header=header)
+        return source, _read_file(spec, config, source=source)
+
+
+def _row_group_bytes(spec: _FileSpec, start: int, stop: int) -> int:
+    """What reading the needed columns of row groups ``start .. stop-1`` reads: their column
+    chunks and the footer."""
+    wanted = set(needed_columns(spec))
+    meta = pq.ParquetFile(str(spec.path)).metadata
+    total = int(meta.serialized_size) + 8
+    for g in range(start, stop):
+        group = meta.row_group(g)
+        for c in range(group.num_columns):
+            if group.column(c).path_in_schema.split(".")[0] in wanted:
+                total += group.column(c).total_compressed_size
+    return total
 
 
 def open_inputs(config: InputConfig, *, reserved: frozenset[str] = RESERVED_COLUMNS) -> InputSet:
@@ -123,11 +205,16 @@ def _rechunk(batches: Iterable[pa.RecordBatch], size: int) -> Iterator[pa.Table]
         yield pa.Table.from_batches(buffered)
 
 
-def _read_txt(spec: _FileSpec, config: InputConfig) -> Iterator[_Chunk]:
+def _stream(spec: _FileSpec, source: Any) -> Any:
+    """The file's (decompressing) stream, or the given slice of it."""
+    return _open_stream(spec.path, spec.compression) if source is None else source
+
+
+def _read_txt(spec: _FileSpec, config: InputConfig, source: Any = None) -> Iterator[_Chunk]:
     max_length = config.max_url_length
     cap = 4 * (max_length + 1)  # enough bytes for max_length + 1 characters of any width
     urls: list[str | None] = []
-    with _open_stream(spec.path, spec.compression) as stream:
+    with _stream(spec, source) as stream:
         for line, truncated in _iter_lines(stream, cap):
             url: str | None
             if truncated:
@@ -174,20 +261,19 @@ def _csv_extra(column: pa.ChunkedArray) -> pa.ChunkedArray:
         return pa.chunked_array([pa.array(_text_values(column, "replace"), type=pa.string())])
 
 
-def _read_csv(spec: _FileSpec, config: InputConfig) -> Iterator[_Chunk]:
+def _read_csv(spec: _FileSpec, config: InputConfig, source: Any = None) -> Iterator[_Chunk]:
     if not spec.known:
         return
     assert spec.url_column is not None
-    needed = list(dict.fromkeys([spec.url_column, spec.id_column, *spec.extra_sources]))
-    columns = [name for name in needed if name is not None]
+    columns = needed_columns(spec)
     convert = pacsv.ConvertOptions(
         column_types={name: pa.binary() for name in columns},
         include_columns=columns,
         strings_can_be_null=False,
     )
-    with _open_stream(spec.path, spec.compression) as stream:
+    with _stream(spec, source) as stream:
         reader = pacsv.open_csv(
-            stream,
+            stream if source is None else pa.PythonFile(stream, mode="r"),
             read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK),
             parse_options=_csv_parse_options(spec.fmt),
             convert_options=convert,
@@ -197,15 +283,18 @@ def _read_csv(spec: _FileSpec, config: InputConfig) -> Iterator[_Chunk]:
             yield _table_chunk(spec, table, config, extras)
 
 
-def _read_parquet(spec: _FileSpec, config: InputConfig) -> Iterator[_Chunk]:
+def _read_parquet(
+    spec: _FileSpec, config: InputConfig, row_groups: range | None = None
+) -> Iterator[_Chunk]:
     assert spec.url_column is not None
-    needed = list(dict.fromkeys([spec.url_column, spec.id_column, *spec.extra_sources]))
-    columns = [name for name in needed if name is not None]
+    columns = needed_columns(spec)
     schema = spec.extras_schema
     # pre_buffer (pyarrow's default) caches every row group it reads until the file is
     # closed: the whole compressed file ends up in memory (381 MB for a 30 M-row input)
     with pq.ParquetFile(str(spec.path), buffer_size=_PARQUET_BUFFER, pre_buffer=False) as pf:
-        batches = pf.iter_batches(batch_size=config.batch_rows, columns=columns)
+        batches = pf.iter_batches(
+            batch_size=config.batch_rows, columns=columns, row_groups=row_groups
+        )
         for table in _rechunk(batches, config.batch_rows):
             extras: list[pa.ChunkedArray] = []
             if schema is not None:
@@ -250,7 +339,7 @@ def _json_column(values: list[Any], tp: pa.DataType, name: str, where: str) -> p
     ) from error
 
 
-def _read_jsonl(spec: _FileSpec, config: InputConfig) -> Iterator[_Chunk]:
+def _read_jsonl(spec: _FileSpec, config: InputConfig, source: Any = None) -> Iterator[_Chunk]:
     if not spec.known:
         return
     url_column = spec.url_column
@@ -295,7 +384,7 @@ def _read_jsonl(spec: _FileSpec, config: InputConfig) -> Iterator[_Chunk]:
         return _url_array(urls), ids, extras
 
     rows: list[dict[str, Any]] = []
-    for row, _ in _iter_json_rows(spec.path, spec.compression):
+    for row, _ in _iter_json_rows(spec.path, spec.compression, stream=source):
         rows.append(row)
         row_no += 1
         if len(rows) >= config.batch_rows:
@@ -305,7 +394,7 @@ def _read_jsonl(spec: _FileSpec, config: InputConfig) -> Iterator[_Chunk]:
         yield chunk(rows)
 
 
-_READERS = {
+_READERS: dict[str, Any] = {
     "txt": _read_txt,
     "csv": _read_csv,
     "tsv": _read_csv,
@@ -314,9 +403,11 @@ _READERS = {
 }
 
 
-def _read_file(spec: _FileSpec, config: InputConfig) -> Iterator[_Chunk]:
+def _read_file(spec: _FileSpec, config: InputConfig, **part: Any) -> Iterator[_Chunk]:
+    """The file's rows; ``part``: ``source=`` a slice of a text file, ``row_groups=`` some
+    row groups of a Parquet file."""
     try:
-        yield from _READERS[spec.fmt](spec, config)
+        yield from _READERS[spec.fmt](spec, config, **part)
     except _READ_ERRORS as exc:
         raise InputError(f"cannot read input {spec.path}: {_one_line(exc)}") from exc
 
