@@ -181,6 +181,42 @@ class Assignment:
         return rate * float(self.share(host_hash, rank))
 
 
+class HostCounter:
+    """Rows per host hash, added a batch at a time in memory bounded by the hosts seen."""
+
+    _FOLD = 1 << 20  # pending (hash, count) pairs folded together past this many
+
+    def __init__(self) -> None:
+        self._hashes: list[np.ndarray] = []
+        self._counts: list[np.ndarray] = []
+        self._pending = 0
+
+    def add(self, host_hashes: np.ndarray) -> None:
+        if not len(host_hashes):
+            return
+        hashes, counts = np.unique(host_hashes, return_counts=True)
+        self.add_counts(hashes, counts)
+
+    def add_counts(self, hashes: np.ndarray, counts: np.ndarray) -> None:
+        self._hashes.append(np.asarray(hashes, dtype=np.uint64))
+        self._counts.append(np.asarray(counts, dtype=np.int64))
+        self._pending += len(hashes)
+        if self._pending > self._FOLD and len(self._hashes) > 1:
+            self._fold()
+
+    def _fold(self) -> None:
+        hashes = np.concatenate(self._hashes)
+        unique, inverse = np.unique(hashes, return_inverse=True)
+        counts = np.bincount(inverse, weights=np.concatenate(self._counts)).astype(np.int64)
+        self._hashes, self._counts, self._pending = [unique], [counts], len(unique)
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        if not self._hashes:
+            return np.zeros(0, np.uint64), np.zeros(0, np.int64)
+        self._fold()
+        return self._hashes[0], self._counts[0]
+
+
 def _fill(loads: np.ndarray, counts: np.ndarray, mean: float) -> np.ndarray:
     """The ranks of tiny hosts (``counts``, in order) filling each rank up to ``mean``."""
     if not len(counts):

@@ -8,6 +8,7 @@ Exceptions (things that stop a command) form one tree::
     │   ├── InputError              missing or unreadable input file, unknown format
     │   ├── RankError               inconsistent rank / world size (e.g. sbatch without srun)
     │   ├── RunMismatchError        output folder belongs to a different run
+    │   ├── PlanError               the plan step's files are incomplete or of another run
     │   ├── RankLockedError         another process holds this rank of this output folder
     │   └── RunFolderError          not a fetchshard output folder, or a document unreadable
     │       └── NewerFormatError    a document written by a newer fetchshard than this one
@@ -58,6 +59,11 @@ class RankError(UsageError):
 
 class RunMismatchError(UsageError):
     """The output folder holds a different run (other inputs, world size or partition)."""
+
+
+class PlanError(UsageError):
+    """The output folder's plan (``fetchshard plan``) is incomplete or was made for another
+    input or world size."""
 
 
 class RankLockedError(UsageError):

@@ -51,8 +51,9 @@ def launch_ranks(
     *,
     output: Path | None = None,
     interactive: bool = False,
+    command: str = "run",
 ) -> int:
-    """Start ranks 0..N-1 as ``python -m fetchshard run [CONFIG] --rank i --world-size N``,
+    """Start ranks 0..N-1 as ``python -m fetchshard COMMAND [CONFIG] --rank i --world-size N``,
     each given the launcher's ``overrides`` as data (JSON in the environment).
 
     Signals the launcher receives are forwarded to every rank (each in its own session, so a
@@ -62,7 +63,7 @@ def launch_ranks(
     failed.
     """
     shared = {k: v for k, v in overrides.items() if k not in _PER_RANK}
-    head = [sys.executable, "-m", "fetchshard", "run"]
+    head = [sys.executable, "-m", "fetchshard", command]
     if config_file is not None:
         head.append(str(config_file))
     env = {

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
-from fetchshard.assignment import Assignment
+from fetchshard.assignment import Assignment, HostCounter
 from fetchshard.config import Config
 from fetchshard.errors import ErrorKind, RunMismatchError
 from fetchshard.faults import crash_point
@@ -40,8 +40,15 @@ from fetchshard.placement import (
     partition_fingerprint,
     split_by_host_id,
 )
+from fetchshard.planstep.reader import (
+    check_plan,
+    count_bad,
+    ledger_columns,
+    plan_assignment,
+    rank_tables,
+)
 from fetchshard.ranks import RankInfo
-from fetchshard.runfolder.layout import items_file
+from fetchshard.runfolder.layout import PlanPaths, items_file
 from fetchshard.runfolder.prepare import fingerprint_difference
 from fetchshard.strings import byte_positions, rows_with_bytes, string_buffers
 
@@ -64,8 +71,11 @@ class PlanResult:
 _NOT_FINGERPRINTED = ("workers", "queue_per_worker", "pool")  # how, not what
 
 
-def fingerprint(config: Config, files: list[Path], world_size: int) -> dict[str, Any]:
-    """What must not change between a run and its resumption."""
+def fingerprint(
+    config: Config, files: list[Path], world_size: int, *, planned: bool = False
+) -> dict[str, Any]:
+    """What must not change between a run and its resumption (``planned``: its ranks read
+    a plan step's files, not the input)."""
     inp = config.input
     stages: dict[str, Any] = {}
     if config.images.mode != "off":  # what the parts hold; the pool's size may change
@@ -74,6 +84,8 @@ def fingerprint(config: Config, files: list[Path], world_size: int) -> dict[str,
     out = config.output
     if out.mode == "files" or out.body_file_above > 0:  # which bodies are files: the columns
         stages["files"] = {"mode": out.mode, "body_file_above": out.body_file_above}
+    if planned:
+        stages["plan"] = "step"
     return {
         **stages,
         "world_size": world_size,
@@ -89,6 +101,25 @@ def fingerprint(config: Config, files: list[Path], world_size: int) -> dict[str,
     }
 
 
+_PLANNED_BY = ("world_size", "partition", "input")  # what a plan step's slices depend on
+
+
+def plan_fingerprint(config: Config, files: list[Path], world_size: int) -> dict[str, Any]:
+    """What a plan step's files were made for (``plan/plan.json``)."""
+    whole = fingerprint(config, files, world_size)
+    return {key: whole[key] for key in _PLANNED_BY}
+
+
+def plan_in_use(config: Config, files: list[Path], world_size: int) -> PlanPaths | None:
+    """The output folder's plan step, checked complete and made for this run; None when the
+    folder has none (planning then reads the input). Raises PlanError otherwise."""
+    paths = PlanPaths(Path(config.output.dir))
+    if not paths.manifest.exists():
+        return None
+    check_plan(paths, plan_fingerprint(config, files, world_size))
+    return paths
+
+
 def plan(
     ledger: Ledger,
     config: Config,
@@ -99,11 +130,13 @@ def plan(
     should_stop: Callable[[], bool] = lambda: False,
     on_batch: Callable[[int], None] | None = None,
     on_count: Callable[[int], None] | None = None,
+    from_plan: PlanPaths | None = None,
 ) -> PlanResult:
     """Stream the input once and insert this rank's slice into the ledger (idempotent).
 
     ``inputs``: the files the run resolved and checked (and fingerprinted); by default they
-    are resolved from ``config.input`` here."""
+    are resolved from ``config.input`` here. ``from_plan``: read the slice from the plan
+    step's files instead (planstep/), which the caller has checked."""
     recorded = ledger.get_meta("fingerprint")
     if recorded is not None and recorded != fp:
         raise RunMismatchError(
@@ -123,6 +156,8 @@ def plan(
 
     inp = config.input
     inputs = inputs or open_inputs(inp)
+    if from_plan is not None:
+        return _plan_from_slices(ledger, rank, inputs, from_plan, should_stop, on_batch)
     spread = config.partition.spread
     placement: Placement
     shares = RankShares(rank.rank)
@@ -174,6 +209,53 @@ def plan(
     return PlanResult(rows=rows, kept=kept, new=new, bad=bad, skipped=False)
 
 
+def _plan_from_slices(
+    ledger: Ledger,
+    rank: RankInfo,
+    inputs: InputSet,
+    paths: PlanPaths,
+    should_stop: Callable[[], bool],
+    on_batch: Callable[[int], None] | None,
+) -> PlanResult:
+    """Planning from a plan step: this rank's runs of every slice into the ledger."""
+    assignment = plan_assignment(paths, rank.world_size)
+    shares = RankShares(rank.rank, split=split_by_host_id(assignment.split_shares(rank.rank)))
+    rows = bad = 0
+    ledger.begin_plan()
+    try:
+        meta: dict[str, Any] = {"extras_schema": extras_schema_of(inputs)}
+        for table in rank_tables(paths, rank.world_size, rank.rank, assignment):
+            if should_stop():
+                raise Interrupted("planning interrupted")
+            columns, positions, hosts = ledger_columns(table)
+            ledger.insert_planned(hosts, [(to_batch(columns, len(table)), positions)], meta=meta)
+            meta = {}
+            rows += len(table)
+            bad += count_bad(table)
+            if on_batch is not None:
+                on_batch(rows)
+        if meta:
+            ledger.set_meta("extras_schema", meta["extras_schema"])
+        new = ledger.finish_plan(meta={"planned": True, "host_shares": shares.to_json()})
+    finally:
+        ledger.discard_plan()
+    log.info(
+        "planned %d rows for this rank from the plan in %s (%d new, %d duplicates, %d bad URLs)",
+        rows,
+        paths.folder,
+        new,
+        rows - new,
+        bad,
+    )
+    return PlanResult(rows=rows, kept=rows, new=new, bad=bad, skipped=False)
+
+
+def extras_schema_of(inputs: InputSet) -> str:
+    """The extras schema the ledger records ("" without extras), as the batches carry it."""
+    schema = inputs.specs[0].extras_schema if inputs.specs else None
+    return serialize_schema(schema) if schema is not None else ""
+
+
 def rank_shares(ledger: Ledger, config: Config, rank: RankInfo) -> RankShares:
     """The rank's share of each host's rate, as its plan placed the hosts."""
     spread = config.partition.spread
@@ -203,42 +285,6 @@ def count_hosts(
         if on_batch is not None:
             on_batch(rows)
     return counter.result()
-
-
-class HostCounter:
-    """Rows per host hash, added a batch at a time in memory bounded by the hosts seen."""
-
-    _FOLD = 1 << 20  # pending (hash, count) pairs folded together past this many
-
-    def __init__(self) -> None:
-        self._hashes: list[np.ndarray] = []
-        self._counts: list[np.ndarray] = []
-        self._pending = 0
-
-    def add(self, host_hashes: np.ndarray) -> None:
-        if not len(host_hashes):
-            return
-        hashes, counts = np.unique(host_hashes, return_counts=True)
-        self.add_counts(hashes, counts)
-
-    def add_counts(self, hashes: np.ndarray, counts: np.ndarray) -> None:
-        self._hashes.append(np.asarray(hashes, dtype=np.uint64))
-        self._counts.append(np.asarray(counts, dtype=np.int64))
-        self._pending += len(hashes)
-        if self._pending > self._FOLD and len(self._hashes) > 1:
-            self._fold()
-
-    def _fold(self) -> None:
-        hashes = np.concatenate(self._hashes)
-        unique, inverse = np.unique(hashes, return_inverse=True)
-        counts = np.bincount(inverse, weights=np.concatenate(self._counts)).astype(np.int64)
-        self._hashes, self._counts, self._pending = [unique], [counts], len(unique)
-
-    def result(self) -> tuple[np.ndarray, np.ndarray]:
-        if not self._hashes:
-            return np.zeros(0, np.uint64), np.zeros(0, np.int64)
-        self._fold()
-        return self._hashes[0], self._counts[0]
 
 
 # -------------------------------------------------------------------------- one batch
@@ -276,10 +322,17 @@ class _Selected:
     fast_ids: np.ndarray = field(default_factory=lambda: _EMPTY)  # item ids
     fast_hosts: np.ndarray = field(default_factory=lambda: _EMPTY)  # host ids
     fast_urls: pa.Array | None = None
+    # The full hashes of the fast rows' hosts and keys, and each row's origin (the plan step
+    # keeps them; see plan_rows).
+    fast_host_hashes: np.ndarray = field(default_factory=lambda: _EMPTY)
+    fast_key_hashes: np.ndarray = field(default_factory=lambda: _EMPTY)
+    fast_origins: np.ndarray = field(default_factory=lambda: _EMPTY)
+    origins: list[_Origin | None] = field(default_factory=list)
     slow_rows: list[int] = field(default_factory=list)
     slow: list[tuple[int, int, str, str | None, str | None, str | None]] = field(
         default_factory=list
     )  # (item_id, host_id, url, fetch_url, error_kind, error_message)
+    slow_hashes: list[tuple[int, int, str | None]] = field(default_factory=list)  # +host
     hosts: set[tuple[int, str]] = field(default_factory=set)
     bad: int = 0
 
@@ -310,6 +363,32 @@ class _Selected:
                 columns["extras"] = _encode(extras, rows)
             out.append((to_batch(columns, len(rows)), first_row + rows))
         return out
+
+    def plan_rows(self, extras: pa.Table | None, first_row: int) -> pa.Table:
+        """The rows as the plan step writes them (planstep/slicefiles.py ITEMS)."""
+        tables = []
+        for batch, positions in self.batches(extras, first_row):
+            tables.append(pa.Table.from_batches([batch]).append_column("position", [positions]))
+        table = pa.concat_tables(tables)
+        names = pa.array([o.host if o else None for o in self.origins], pa.string())
+        hashes = [
+            np.asarray(self.fast_host_hashes, np.uint64),
+            np.array([h for h, _, _ in self.slow_hashes], np.uint64),
+        ]
+        keys = [
+            np.asarray(self.fast_key_hashes, np.uint64),
+            np.array([k for _, k, _ in self.slow_hashes], np.uint64),
+        ]
+        fast_names = names.take(pa.array(self.fast_origins, pa.int64())) if len(names) else None
+        host_names = pa.concat_arrays(
+            [
+                fast_names if fast_names is not None else pa.array([], pa.string()),
+                pa.array([name for _, _, name in self.slow_hashes], pa.string()),
+            ]
+        )
+        table = table.append_column("host_hash", [np.concatenate(hashes)])
+        table = table.append_column("key_hash", [np.concatenate(keys)])
+        return table.append_column("host", [host_names])
 
 
 def _encode(extras: pa.Table, rows: np.ndarray) -> pa.Array:
@@ -483,6 +562,10 @@ class _Slicer:
             host_ids = np.array([o.host_id if o else 0 for o in origins], dtype=np.int64)
             out.fast_hosts = host_ids[per_row[picked]]
             out.fast_urls = _take(urls, rows[picked])
+            out.fast_host_hashes = host_hashes[per_row[picked]]
+            out.fast_key_hashes = hashes[mine]
+            out.fast_origins = per_row[picked]
+            out.origins = origins
             for index in _distinct(per_row[picked])[0].tolist():
                 origin = origins[index]
                 assert origin is not None
@@ -513,13 +596,17 @@ class _Slicer:
         if not parsed_rows:
             return
         ranks = self.placement.ranks_of(host_hashes, key_hashes).tolist()
-        for (index, text, key, error, parsed, row_no), rank in zip(parsed_rows, ranks, strict=True):
+        for i, ((index, text, key, error, parsed, _), rank) in enumerate(
+            zip(parsed_rows, ranks, strict=True)
+        ):
             if rank != self.rank:
                 continue
             out.slow_rows.append(index)
+            host = parsed.host if parsed is not None else None
+            out.slow_hashes.append((int(host_hashes[i]), int(key_hashes[i]), host))
             if parsed is None:
                 shown = (text or "")[: self.max_url_length]
-                message = f"input row {row_no}: {error}"
+                message = f"{batch.where(index)}: {error}"
                 out.slow.append(
                     (item_id(key), NO_HOST, shown, None, ErrorKind.BAD_URL.value, message)
                 )

@@ -1,4 +1,6 @@
-"""Issue 19, acceptance 2: `--ranks 8` on a Zipf input, placed by the counted assignment."""
+"""Issue 19: the counted assignment through real ranks (acceptance 2), and the plan step
+(acceptance 4): `fetchshard plan` then `fetchshard run`, each item once, where the assignment
+says, a killed plan rank redone alone, an incomplete plan refused."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -14,22 +17,62 @@ from fetchshard.config import load_config
 from fetchshard.inputs import open_inputs
 from fetchshard.partition import hash64, item_id, normalize_url
 from fetchshard.plan import count_hosts
+from fetchshard.runfolder.documents import PlanSliceDone
 from server import ServerProcess
 from util import assert_exactly_once, run_subprocess
 
 WORLD = 8
 HOSTS = 120
 ITEMS = 6000
+FAST = ["--set", "fetch.per_host_rate=2000", "--set", "fetch.per_host_burst=200"]
 
 
-def _zipf_urls(base_urls: list[str], seed: int) -> list[str]:
-    """ITEMS distinct URLs whose hosts follow Zipf(1.3), in random order, a few repeated."""
+def _zipf_urls(base_urls: list[str], seed: int, items: int = ITEMS) -> list[str]:
+    """``items`` distinct URLs whose hosts follow Zipf(1.3), in random order, a few repeated."""
     weights = 1.0 / np.arange(1, len(base_urls) + 1) ** 1.3
     rng = np.random.default_rng(seed)
-    counts = rng.multinomial(ITEMS, weights / weights.sum())
+    counts = rng.multinomial(items, weights / weights.sum())
     urls = [f"{base}/ok/z{h}-{i}" for h, base in enumerate(base_urls) for i in range(counts[h])]
     rng.shuffle(urls)
     return urls + urls[:50]  # repeats: rows, not items
+
+
+def _check_placement(out: Path, src: Path, urls: list[str], world: int) -> list[int]:
+    """Each rank's parts hold exactly the items the code's own assignment gives it (from the
+    whole input's host counts), balanced; small hosts on one rank. Returns items per rank."""
+    config = load_config(environ={}, overrides={"input.paths": [str(src)]})
+    hosts, counts = count_hosts(open_inputs(config.input), config.input.max_url_length)
+    assert int(counts.sum()) == len(urls)
+    assignment = Assignment.from_counts(hosts, counts, world)
+    parsed = [normalize_url(u) for u in sorted(set(urls))]
+    want = assignment.ranks_of(
+        np.array([hash64(p.host) for p in parsed], np.uint64),
+        np.array([hash64(p.url) for p in parsed], np.uint64),
+    )
+    by_id = {item_id(p.url): int(r) for p, r in zip(parsed, want, strict=True)}
+    per_rank = []
+    for rank in range(world):
+        parts = sorted((out / "shards" / f"rank-{rank:05d}").glob("*.parquet"))
+        ids = [i for p in parts for i in pq.read_table(p, columns=["item_id"])["item_id"]]
+        assert {by_id[i.as_py()] for i in ids} == {rank}
+        per_rank.append(len(ids))
+    assert per_rank == np.bincount(want, minlength=world).tolist()
+    mean = len(parsed) / world
+    assert max(per_rank) / mean <= 1.05, per_rank
+    host_of = {item_id(p.url): p.host for p in parsed}
+    ranks_of_host: dict[str, set[int]] = {}
+    for item, rank in by_id.items():
+        ranks_of_host.setdefault(host_of[item], set()).add(rank)
+    size = Counter(p.host for p in parsed)
+    assert max(size.values()) > 2 * mean, "the input has a host heavier than two ranks"
+    for host, ranks in ranks_of_host.items():
+        assert len(ranks) == 1 or size[host] >= mean, (host, size[host], ranks)
+    return per_rank
+
+
+def _served_once(srv: ServerProcess, urls: list[str]) -> None:
+    served = Counter(r["path"] for r in srv.requests() if r["path"].startswith("/ok/z"))
+    assert served == Counter({u[u.index("/ok/") :]: 1 for u in set(urls)})
 
 
 @pytest.mark.timeout(300)
@@ -41,44 +84,101 @@ def test_eight_ranks_on_a_zipf_input_fetch_each_item_once_where_the_assignment_s
         src = tmp_path / "urls.txt"
         src.write_text("".join(f"{u}\n" for u in urls), encoding="utf-8")
         out = tmp_path / "out"
-        settings = ["--set", "fetch.per_host_rate=2000", "--set", "fetch.per_host_burst=200"]
         done = run_subprocess(
-            "run", str(src), "-o", str(out), "--ranks", str(WORLD), *settings, timeout=240
+            "run", str(src), "-o", str(out), "--ranks", str(WORLD), *FAST, timeout=240
         )
         assert done.returncode == 0, done.stderr[-3000:]
-        served = Counter(r["path"] for r in srv.requests() if r["path"].startswith("/ok/z"))
+        _served_once(srv, urls)
+    assert assert_exactly_once(out, WORLD) == len(set(urls))
+    _check_placement(out, src, urls, WORLD)
 
-    unique = sorted(set(urls))
-    # Each item fetched exactly once, one row each.
-    assert assert_exactly_once(out, WORLD) == len(unique)
-    assert served == Counter({u[u.index("/ok/") :]: 1 for u in unique})
 
-    # Per rank: exactly the items the code's own assignment puts there, and balanced.
-    config = load_config(environ={}, overrides={"input.paths": [str(src)]})
-    hosts, counts = count_hosts(open_inputs(config.input), config.input.max_url_length)
-    assert int(counts.sum()) == len(urls)
-    assignment = Assignment.from_counts(hosts, counts, WORLD)
-    parsed = [normalize_url(u) for u in unique]
-    want = assignment.ranks_of(
-        np.array([hash64(p.host) for p in parsed], np.uint64),
-        np.array([hash64(p.url) for p in parsed], np.uint64),
-    )
-    by_id = {item_id(p.url): int(r) for p, r in zip(parsed, want, strict=True)}
-    per_rank = []
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("fmt", ["txt", "parquet"])
+def test_plan_then_run_reads_the_plan_and_places_items_as_without_it(
+    fmt: str, tmp_path: Path
+) -> None:
+    with ServerProcess(hosts=HOSTS, address_mode="addresses") as srv:
+        urls = _zipf_urls(list(srv.base_urls), seed=23)
+        if fmt == "txt":
+            src = tmp_path / "urls.txt"
+            src.write_text("".join(f"{u}\n" for u in urls), encoding="utf-8")
+        else:
+            src = tmp_path / "urls.parquet"
+            table = pa.table({"url": urls, "n": list(range(len(urls)))})
+            pq.write_table(table, src, row_group_size=200)
+        out = tmp_path / "out"
+        planned = run_subprocess("plan", str(src), "-o", str(out), "--ranks", str(WORLD))
+        assert planned.returncode == 0, planned.stderr[-3000:]
+        # Each plan rank read its 1/W of the input and at most a line (read 4 KiB at a time)
+        # or a row group more; together they read every row once.
+        size = src.stat().st_size
+        if fmt == "parquet":
+            meta = pq.ParquetFile(src).metadata
+            slack = (
+                meta.serialized_size
+                + 8
+                + max(
+                    meta.row_group(g).column(0).total_compressed_size
+                    for g in range(meta.num_row_groups)
+                )
+            )
+        else:
+            slack = 2 * (4096 + max(len(u) for u in urls))
+        docs = [
+            PlanSliceDone.read(out / "plan" / "done" / f"rank-{r:05d}.json") for r in range(WORLD)
+        ]
+        assert sum(d.rows for d in docs if d) == len(urls)
+        for doc in docs:
+            assert doc is not None and doc.bytes_read <= size / WORLD + slack, (doc, size)
+        run = run_subprocess(
+            "run", str(src), "-o", str(out), "--ranks", str(WORLD), *FAST, timeout=240
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
+        _served_once(srv, urls)
+    assert assert_exactly_once(out, WORLD) == len(set(urls))
+    _check_placement(out, src, urls, WORLD)
     for rank in range(WORLD):
-        parts = sorted((out / "shards" / f"rank-{rank:05d}").glob("*.parquet"))
-        ids = [i for p in parts for i in pq.read_table(p, columns=["item_id"])["item_id"]]
-        assert {by_id[i.as_py()] for i in ids} == {rank}
-        per_rank.append(len(ids))
-    assert per_rank == np.bincount(want, minlength=WORLD).tolist()
-    mean = len(unique) / WORLD
-    assert max(per_rank) / mean <= 1.05, per_rank
-    # Hosts below a rank's mean share sit on one rank; the rest on no more than they need.
-    host_of = {item_id(p.url): p.host for p in parsed}
-    ranks_of_host: dict[str, set[int]] = {}
-    for item, rank in by_id.items():
-        ranks_of_host.setdefault(host_of[item], set()).add(rank)
-    size = Counter(p.host for p in parsed)
-    assert max(size.values()) > 2 * mean, "the input has a host heavier than two ranks"
-    for host, ranks in ranks_of_host.items():
-        assert len(ranks) == 1 or size[host] >= mean, (host, size[host], ranks)
+        assert "from the plan in" in (out / "logs" / f"rank-{rank:05d}.log").read_text()
+
+
+@pytest.mark.timeout(300)
+def test_a_killed_plan_rank_is_redone_alone_and_run_refuses_an_incomplete_plan(
+    tmp_path: Path,
+) -> None:
+    urls = _zipf_urls([f"http://127.0.0.{k}:9" for k in range(2, 40)], seed=29, items=20_000)
+    src = tmp_path / "urls.txt"
+    src.write_text("".join(f"{u}\n" for u in urls), encoding="utf-8")
+    out = tmp_path / "out"
+    world = 4
+    small = ["--set", "input.batch_rows=500"]
+    killed = run_subprocess(
+        "plan", str(src), "-o", str(out), "--rank", "2", "--world-size", str(world), *small,
+        env={"_FETCHSHARD_FAULT": "plan_step_batch:3"},
+    )  # fmt: skip
+    assert killed.returncode == -9
+    for rank in (0, 1, 3):
+        ok = run_subprocess(
+            "plan", str(src), "-o", str(out), "--rank", str(rank), "--world-size", str(world)
+        )
+        assert ok.returncode == 0, ok.stderr[-2000:]
+    done = out / "plan" / "done"
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in done.iterdir()}
+    assert sorted(before) == ["rank-00000.json", "rank-00001.json", "rank-00003.json"]
+
+    refused = run_subprocess("run", str(src), "-o", str(out), "--ranks", str(world))
+    assert refused.returncode == 2
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and "incomplete" in lines[0] and "rank 2" in lines[0], lines
+    assert not (out / "ledger").exists(), "nothing was started"
+
+    again = run_subprocess("plan", str(src), "-o", str(out), "--ranks", str(world))
+    assert again.returncode == 0, again.stderr[-2000:]
+    after = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in done.iterdir()}
+    assert {k: after[k] for k in before} == before, "a finished plan rank was redone"
+    assert "rank-00002.json" in after
+
+    other = run_subprocess("run", str(src), "-o", str(out), "--ranks", "3")
+    assert other.returncode == 2
+    lines = other.stderr.strip().splitlines()
+    assert len(lines) == 1 and "world size 4" in lines[0], lines

@@ -39,8 +39,9 @@ def _root(
 
 
 def _register() -> None:
-    from fetchshard.cli import merge, report, run
+    from fetchshard.cli import merge, plan, report, run
 
+    app.command("plan")(plan.plan_command)
     app.command("run")(run.run_command)
     app.command("merge")(merge.merge_command)
     app.command("report")(report.report_command)
@@ -51,7 +52,7 @@ _register()
 
 def main() -> None:
     hold_stop_signals()
-    if sys.argv[1:2] == ["run"]:
+    if sys.argv[1:2] in (["run"], ["plan"]):
         from fetchshard.cli.run import skip_pandas
 
         skip_pandas()

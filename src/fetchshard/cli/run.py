@@ -223,7 +223,9 @@ def _one_rank_or_many(config: Any, config_file: Path | None, overrides: dict[str
     if run_cfg.ranks > 1:
         if run_cfg.rank is not None:
             raise ConfigError("--ranks starts every rank itself; do not combine it with --rank")
-        validate_inputs(config.input)
+        from fetchshard.plan import plan_in_use
+
+        plan_in_use(config, validate_inputs(config.input), run_cfg.ranks)  # complete, its own
         return launch_ranks(
             config_file,
             overrides,

@@ -22,10 +22,10 @@ from fetchshard.inputs import InputSet, open_inputs
 from fetchshard.ledger import Ledger
 from fetchshard.output.files import clear_partial
 from fetchshard.output.parts import recover
-from fetchshard.plan import Interrupted, fingerprint, plan, rank_shares
+from fetchshard.plan import Interrupted, fingerprint, plan, plan_in_use, rank_shares
 from fetchshard.ranks import RankInfo, cpus_available
 from fetchshard.runfolder.documents import DoneMarker, RankStats
-from fetchshard.runfolder.layout import RunPaths
+from fetchshard.runfolder.layout import PlanPaths, RunPaths
 from fetchshard.runfolder.lock import rank_lock
 from fetchshard.runfolder.prepare import prepare_output
 from fetchshard.runfolder.storage import LOCAL, fsync_path
@@ -58,7 +58,8 @@ def run_rank(
         stages = configured_stages(config)
     inputs = open_inputs(config.input, reserved=columns_with(stages).names)
     paths = RunPaths(Path(config.output.dir))
-    fp = fingerprint(config, inputs.files, info.world_size)
+    from_plan = plan_in_use(config, inputs.files, info.world_size)
+    fp = fingerprint(config, inputs.files, info.world_size, planned=from_plan is not None)
     # Held for the rank's whole life: exactly-once rests on one writer per rank.
     with rank_lock(
         paths.lock(info.rank), info.rank, wait=config.run.lock_wait, on_wait=log.warning
@@ -68,7 +69,7 @@ def run_rank(
         try:
             stop = StopFlag()
             with stop_signals(stop):
-                return _rank(config, info, paths, fp, inputs, stop, interactive, stages)
+                return _rank(config, info, paths, fp, inputs, stop, interactive, stages, from_plan)
         finally:
             logging.getLogger("fetchshard").removeHandler(handler)
             handler.close()
@@ -95,6 +96,7 @@ def _rank(
     stop: StopFlag,
     interactive: bool,
     stages: tuple[Stage, ...],
+    from_plan: PlanPaths | None,
 ) -> RankOutcome:
     from fetchshard.engine.job import FetchJob  # the fetch engine: aiohttp, ~0.25 s
 
@@ -116,6 +118,8 @@ def _rank(
                 inputs=inputs,
                 should_stop=lambda: bool(stop),
                 on_batch=lambda rows: progress.update(state="planning", input_rows=rows),
+                on_count=lambda rows: progress.update(state="planning", input_rows=rows),
+                from_plan=from_plan,
             )
         except Interrupted:
             progress.update(state="interrupted", force=True)

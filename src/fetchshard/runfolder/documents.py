@@ -7,6 +7,8 @@ RunManifest        ``run.json``                by every rank at start (same byte
 ProgressSnapshot   ``progress/rank-N.json``    by its rank, every ``run.progress_interval``
 RankStats          ``stats/rank-N.json``       by its rank when it stops (done or interrupted)
 DoneMarker         ``done/rank-N``             by its rank last, once its whole slice is committed
+PlanManifest       ``plan/plan.json``          by every rank of the plan step (same bytes)
+PlanSliceDone      ``plan/done/rank-N.json``   by plan rank N last, once its slice's files are in
 =================  ==========================  ====================================================
 
 Every document carries ``kind`` and ``version``. A reader accepts its own version and older
@@ -258,6 +260,64 @@ class DoneMarker(Document):
             world_size=data.get("world_size"),
             items=data.get("items"),
             completed_at=data.get("completed_at"),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlanManifest(Document):
+    """What the plan step was made for (``plan/plan.json``): world size, input, placement."""
+
+    KIND: ClassVar[str] = "plan"
+    VERSION: ClassVar[int] = 1
+
+    fingerprint: dict[str, Any]
+    fetchshard_version: str
+
+    @property
+    def world_size(self) -> int:
+        return int(self.fingerprint["world_size"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"fingerprint": self.fingerprint, "fetchshard_version": self.fetchshard_version}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], path: Path) -> PlanManifest:
+        fingerprint = data["fingerprint"]
+        if not isinstance(fingerprint, dict) or "world_size" not in fingerprint:
+            raise ValueError("the fingerprint has no world size")
+        return cls(fingerprint=fingerprint, fetchshard_version=str(data["fetchshard_version"]))
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlanSliceDone(Document):
+    """Plan rank N's slice is complete: its files are in place (written last)."""
+
+    KIND: ClassVar[str] = "plan_slice"
+    VERSION: ClassVar[int] = 1
+
+    rank: int
+    world_size: int
+    rows: int  # input rows read
+    items: int  # rows written (every row: duplicates are dropped by the run's ledger)
+    hosts: int
+    bytes_read: int  # of the input
+    seconds: float
+    completed_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], path: Path) -> PlanSliceDone:
+        return cls(
+            rank=int(data["rank"]),
+            world_size=int(data["world_size"]),
+            rows=int(data["rows"]),
+            items=int(data["items"]),
+            hosts=int(data["hosts"]),
+            bytes_read=int(data["bytes_read"]),
+            seconds=float(data["seconds"]),
+            completed_at=float(data["completed_at"]),
         )
 
 

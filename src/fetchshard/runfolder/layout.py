@@ -127,6 +127,52 @@ class RunPaths:
         return int(digits) if digits.isdigit() else None
 
 
+# ------------------------------------------------------------------ the plan step
+
+
+@dataclass(frozen=True)
+class PlanPaths:
+    """``OUT/plan``: what ``fetchshard plan`` rank N wrote of its slice of the input (the files
+    of planstep/slicefiles.py), read by every rank of ``fetchshard run``."""
+
+    root: Path  # the output folder
+
+    @property
+    def folder(self) -> Path:
+        return self.root / "plan"
+
+    @property
+    def manifest(self) -> Path:
+        return self.folder / "plan.json"
+
+    def hosts(self, rank: int) -> Path:
+        """Rows per host in the slice (host hash, rows), sorted by host hash."""
+        return self.folder / f"{rank_name(rank)}.hosts.arrow"
+
+    def items(self, rank: int) -> Path:
+        """The slice's items, sorted by (host hash, key hash)."""
+        return self.folder / f"{rank_name(rank)}.items.arrow"
+
+    def index(self, rank: int) -> Path:
+        """Every INDEX_STRIDE-th (host hash, key hash) of the items, to find a range fast."""
+        return self.folder / f"{rank_name(rank)}.index.arrow"
+
+    def done(self, rank: int) -> Path:
+        """The slice's PlanSliceDone, written last."""
+        return self.folder / "done" / f"{rank_name(rank)}.json"
+
+    def lock(self, rank: int) -> Path:
+        return self.folder / "locks" / f"{rank_name(rank)}.lock"
+
+    def log(self, rank: int) -> Path:
+        return self.folder / "logs" / f"{rank_name(rank)}.log"
+
+    def slice_files(self, rank: int) -> list[Path]:
+        """Every file of one plan rank but its lock (for --restart and a redo)."""
+        data = [self.hosts(rank), self.items(rank), self.index(rank)]
+        return [self.done(rank), *data, *(tmp_of(p) for p in data)]
+
+
 # ------------------------------------------------------------------ the merged dataset
 
 DATA_SPLIT = "train"

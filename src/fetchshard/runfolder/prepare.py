@@ -16,6 +16,8 @@ def fingerprint_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
     """What differs between two run fingerprints, in a few words for an error message."""
     if old.get("world_size") != new.get("world_size"):
         return f"world size {old.get('world_size')} -> {new.get('world_size')}"
+    if old.get("plan") != new.get("plan"):
+        return "planned with a plan step" if new.get("plan") else "planned without a plan step"
     if old.get("partition") != new.get("partition"):
         return f"partition {old.get('partition')} -> {new.get('partition')}"
     old_files = {f["path"]: f for f in old.get("input", {}).get("files", [])}
