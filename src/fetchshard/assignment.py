@@ -11,10 +11,12 @@ from the counts alone (no communication, no clock, no randomness):
   fewer items than a rank's mean is one piece, on one rank (one pool, its whole rate,
   exact politeness);
 - every piece of a host above ``m / TINY`` items, largest first (ties by host hash), goes to
-  the rank with the least work so far (LPT scheduling);
+  the rank with the least work so far (LPT scheduling), except a one-piece host that would
+  take even that rank over the mean: it joins the tiny hosts;
 - the *tiny* hosts, in host-hash order, then fill what each rank lacks of ``m`` (water-filling
-  over the cumulative counts, vectorized): each is at most 1 % of a rank, so every rank ends
-  within a tiny host of the mean;
+  over the cumulative counts, vectorized): nearly all are at most 1 % of a rank (the others
+  were too big for the room left, so small too), and every rank ends within about one of
+  them of the mean; in host-hash order, a rank's tiny hosts are one interval of hashes;
 - a rank's share of a host's rate is the host's rate × (its pieces on that rank / pieces), so
   the shares of every host sum to its configured rate exactly.
 
@@ -75,14 +77,22 @@ class Assignment:
         order = np.lexsort((big_hashes, -size))
         pieces: dict[int, list[int]] = {}
         loads = np.zeros(world_size)
+        fill = tiny.copy()
+        big_index = np.flatnonzero(~tiny)
         for i in order:
             host, k, piece_size = int(big_hashes[i]), int(n_pieces[i]), float(size[i])
+            if k == 1 and heap[0][0] + piece_size > mean:
+                # No rank has room for this whole host: it joins the small ones that fill
+                # what each rank lacks, rather than push the least loaded over the mean.
+                fill[big_index[i]] = True
+                continue
             ranks = pieces.setdefault(host, [])
             for _ in range(k):
                 load, rank = heapq.heappop(heap)
                 ranks.append(rank)
                 loads[rank] = load + piece_size
                 heapq.heappush(heap, (load + piece_size, rank))
+        tiny = fill
         tiny_order = np.argsort(hashes[tiny], kind="stable")
         tiny_hosts, tiny_counts = hashes[tiny][tiny_order], counts[tiny][tiny_order]
         tiny_ranks = _fill(loads, tiny_counts, mean)
@@ -160,6 +170,25 @@ class Assignment:
             if share != 1:
                 out[host] = share
         return out
+
+    def planned_loads(self, host_hashes: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """The rows each rank is planned to get from these counts: a piece of a heavy host
+        counts as the host's rows / pieces (the items in it vary with their URLs' hashes)."""
+        hosts = np.asarray(host_hashes, dtype=np.uint64)
+        counts = np.asarray(counts, dtype=np.float64)
+        loads = np.zeros(self.world_size)
+        at = np.searchsorted(self.big_hosts, hosts) if len(self.big_hosts) else None
+        heavy = np.zeros(len(hosts), dtype=bool)
+        if at is not None:
+            at = np.minimum(at, len(self.big_hosts) - 1)
+            heavy = self.big_hosts[at] == hosts
+            for host_at, rows in zip(at[heavy].tolist(), counts[heavy].tolist(), strict=True):
+                n, start = int(self.big_pieces[host_at]), int(self.big_starts[host_at])
+                np.add.at(loads, self.big_ranks[start : start + n], rows / n)
+        light = ~heavy
+        ranks = self.ranks_of(hosts[light], np.zeros(int(light.sum()), np.uint64))
+        np.add.at(loads, ranks, counts[light])
+        return loads
 
     def spread_of(self, host_hash: int) -> int:
         """Over how many pieces the host is cut (1: a single rank)."""

@@ -57,8 +57,14 @@ def _check_placement(out: Path, src: Path, urls: list[str], world: int) -> list[
         assert {by_id[i.as_py()] for i in ids} == {rank}
         per_rank.append(len(ids))
     assert per_rank == np.bincount(want, minlength=world).tolist()
+    # Balanced as planned: the plan within 1.05 of the mean; the items themselves within the
+    # noise of URL hashes in the pieces of the heavy hosts (a piece of ~600 of these 6,000
+    # items varies by ~20, ~2.7 % of a rank; 300 simulated draws of the ports: at most 1.084).
+    # At the sizes that noise is ~0.1 % (tests/unit/test_assignment.py: <= 1.05).
+    planned = assignment.planned_loads(hosts, counts)
+    assert planned.max() / planned.mean() <= 1.05, planned
     mean = len(parsed) / world
-    assert max(per_rank) / mean <= 1.05, per_rank
+    assert max(per_rank) / mean <= 1.10, per_rank
     host_of = {item_id(p.url): p.host for p in parsed}
     ranks_of_host: dict[str, set[int]] = {}
     for item, rank in by_id.items():

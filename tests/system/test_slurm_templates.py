@@ -189,11 +189,13 @@ def test_step_template_resubmits_after_time_limit_then_merges(
     with ServerProcess(hosts=N_HOSTS, log_path=tmp_path / "requests.jsonl") as srv:
         serve_urls(srv, tmp_path)
         started = time.monotonic()
+        # FS_PLAN=1: each job's first step is `fetchshard plan` (the first job plans every
+        # slice, the next ones find them done), so this one submission is plan -> run -> merge.
         first_rc, job_id, first_took = submit_then_speed_up(
             srv,
             script,
             tmp_path,
-            job_env("out", merge),
+            {**job_env("out", merge), "FS_PLAN": "1"},
             lambda job: "srun exited" in text_of(logs / f"{job_name}-{job}.out"),
         )
         first_log = (logs / f"{job_name}-{job_id}.out").read_text()
@@ -208,13 +210,22 @@ def test_step_template_resubmits_after_time_limit_then_merges(
         text = (logs / f"{job_name}-{chain[-1]}.out").read_text()
     assert len(chain) >= 2, first_log
     assert f"srun exited 0; {WORLD} of {WORLD} ranks done" in text, text
+    plan_docs = sorted(p.name for p in (tmp_path / "out" / "plan" / "done").iterdir())
+    assert plan_docs == [f"{name}.json" for name in rank_names(WORLD)]
     for number, job in enumerate(chain, 1):
         job_log = (logs / f"{job_name}-{job}.out").read_text()
         assert f"job {job} ({number} of at most" in job_log, job_log
+        assert "plan step exited 0" in job_log, job_log
+        for rank in range(WORLD):
+            plan_log = (logs / f"{job_name}-{job}-{rank}.plan.out").read_text()
+            if number > 1:
+                assert "already planned" in plan_log, plan_log[-2000:]
         # the step's per-rank logs: logs/%x-%j-%t.out
         rank_logs = [(logs / f"{job_name}-{job}-{r}.out").read_text() for r in range(WORLD)]
         for rank, rank_log in enumerate(rank_logs):
             assert f"rank {rank} of {WORLD} (from SLURM)" in rank_log, rank_log[-2000:]
+            if number == 1:
+                assert "from the plan in" in rank_log, rank_log[-2000:]
             # a rank either finished its slice or was stopped by the limit's SIGUSR1
             assert f"rank {rank} done" in rank_log or "received SIGUSR1" in rank_log, rank_log
         if job != chain[-1]:

@@ -165,3 +165,15 @@ def test_the_fixed_spread_on_hashes_is_its_rule_on_strings() -> None:
         reached = fixed.reaches(host_hashes, rank)
         assert reached.tolist() == [fixed.owned_buckets(h, rank) > 0 for h in names]
         assert sum(fixed.share_of(names[0], r) for r in range(7)) == 1
+
+
+def test_planned_loads_are_the_pieces_expected_rows() -> None:
+    counts = _zipf_counts(200_000, 1.3, seed=11)
+    hosts = _hosts(len(counts))
+    plan = Assignment.from_counts(hosts, counts, 16)
+    loads = plan.planned_loads(hosts, counts)
+    assert loads.sum() == pytest.approx(counts.sum())
+    assert loads.max() / loads.mean() <= 1.01
+    keys = np.random.default_rng(12).integers(0, 2**64, int(counts.sum()), dtype=np.uint64)
+    actual = np.bincount(plan.ranks_of(np.repeat(hosts, counts), keys), minlength=16)
+    assert np.abs(actual - loads).max() / loads.mean() < 0.02  # URL-hash noise only

@@ -29,6 +29,7 @@ from fetchshard.inputs.specs import (
     _csv_parse_options,
     _FileSpec,
     _inspect,
+    parquet_footer,
 )
 from fetchshard.inputs.values import (
     _clean_url,
@@ -157,7 +158,7 @@ def _row_group_bytes(spec: _FileSpec, start: int, stop: int) -> int:
     """What reading the needed columns of row groups ``start .. stop-1`` reads: their column
     chunks and the footer."""
     wanted = set(needed_columns(spec))
-    meta = pq.ParquetFile(str(spec.path)).metadata
+    meta = parquet_footer(spec.path)
     total = int(meta.serialized_size) + 8
     for g in range(start, stop):
         group = meta.row_group(g)
@@ -291,7 +292,10 @@ def _read_parquet(
     schema = spec.extras_schema
     # pre_buffer (pyarrow's default) caches every row group it reads until the file is
     # closed: the whole compressed file ends up in memory (381 MB for a 30 M-row input)
-    with pq.ParquetFile(str(spec.path), buffer_size=_PARQUET_BUFFER, pre_buffer=False) as pf:
+    footer = parquet_footer(spec.path)
+    with pq.ParquetFile(
+        str(spec.path), metadata=footer, buffer_size=_PARQUET_BUFFER, pre_buffer=False
+    ) as pf:
         batches = pf.iter_batches(
             batch_size=config.batch_rows, columns=columns, row_groups=row_groups
         )

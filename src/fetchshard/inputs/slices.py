@@ -20,9 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
-from fetchshard.inputs.specs import _FileSpec
+from fetchshard.inputs.specs import _FileSpec, parquet_footer
 
 _SCAN = 64 * 1024  # bytes read at a time (the header)
 _TAIL = 4096  # bytes read at a time to find a line's end: where a slice starts and ends
@@ -48,7 +46,7 @@ def _units(index: int, spec: _FileSpec) -> list[tuple[str, int, int, int]]:
     """The file's cuttable units: (kind, start, stop, weight in bytes)."""
     size = spec.path.stat().st_size
     if spec.fmt == "parquet":
-        meta = pq.ParquetFile(str(spec.path)).metadata
+        meta = parquet_footer(spec.path)
         wanted = set(needed_columns(spec))
         units = []
         for g in range(meta.num_row_groups):

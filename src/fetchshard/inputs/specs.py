@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,18 @@ class _FileSpec:
     extra_sources: tuple[str, ...]
     extras_schema: pa.Schema | None  # output names and types; None when there are no extras
     known: bool  # False for an empty csv/jsonl file, whose columns cannot be known
+
+
+def parquet_footer(path: Path) -> pq.FileMetaData:
+    """A Parquet file's footer, read once per process (per size and modification time): with
+    many row groups it is large, and inspecting, slicing and reading would each read it."""
+    stat = path.stat()
+    return _footer(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _footer(path: str, size: int, mtime_ns: int) -> pq.FileMetaData:
+    return pq.read_metadata(path)
 
 
 def _missing(path: Path, column: str, role: str, present: Sequence[str]) -> InputError:
@@ -217,7 +230,7 @@ def _inspect_format(
             f"input {path}: a compressed Parquet file cannot be read in a stream; "
             "decompress it (Parquet compresses its own data)"
         )
-    with pq.ParquetFile(str(path)) as pf:
+    with pq.ParquetFile(str(path), metadata=parquet_footer(path)) as pf:
         arrow_schema = pf.schema_arrow
     names = list(arrow_schema.names)
     sources = _select(path, names, config)

@@ -124,21 +124,31 @@ def _piece_start(i: int, n: int) -> int:
     return -((-i << 64) // n)  # ceil(i * 2**64 / n)
 
 
+_YIELD_ROWS = 1 << 16  # rows gathered from the slices' runs before they go to the ledger
+
+
 def rank_tables(
     paths: PlanPaths, world_size: int, rank: int, assignment: Assignment
 ) -> Iterator[pa.Table]:
-    """This rank's rows of every slice, slice by slice (each checked against the assignment)."""
+    """This rank's rows of every slice, in slice order, about _YIELD_ROWS at a time (a rank
+    has a few runs in each of W slices: many small ones), checked against the assignment."""
     runs = RankRuns.of(assignment, rank)
+    gathered: list[pa.Table] = []
+    count = 0
     for slice_rank in range(world_size):
         with SliceItems.open(paths, slice_rank) as items:
             for start, stop in runs.spans(items):
-                table = items.read(start, stop)
-                got = assignment.ranks_of(
-                    table.column("host_hash").to_numpy(), table.column("key_hash").to_numpy()
-                )
-                if not (got == rank).all():
-                    raise PlanError(f"{items.path}: rows of other ranks in rank {rank}'s runs")
-                yield table
+                gathered.append(items.read(start, stop).combine_chunks())
+                count += stop - start
+        if count >= _YIELD_ROWS or (slice_rank == world_size - 1 and count):
+            table = pa.concat_tables(gathered).combine_chunks()
+            got = assignment.ranks_of(
+                table.column("host_hash").to_numpy(), table.column("key_hash").to_numpy()
+            )
+            if not (got == rank).all():
+                raise PlanError(f"{paths.folder}: rows of other ranks in rank {rank}'s runs")
+            yield table
+            gathered, count = [], 0
 
 
 def ledger_columns(table: pa.Table) -> tuple[dict[str, Any], np.ndarray, set[tuple[int, str]]]:

@@ -97,8 +97,12 @@ class SliceItems:
 
     path: Path
     rows: int
-    _reader: ipc.RecordBatchFileReader
     _source: pa.MemoryMappedFile
+    _batches: list[pa.RecordBatch]
+    # Per batch, its host_hash and key_hash columns as numpy views of the mapped file: a
+    # search touches only the pages it looks at.
+    _hosts: list[np.ndarray]
+    _keys: list[np.ndarray]
     _index_hosts: np.ndarray
     _index_keys: np.ndarray
 
@@ -108,12 +112,14 @@ class SliceItems:
             index = ipc.open_file(source).read_all()
         source = pa.memory_map(str(paths.items(rank)))
         reader = ipc.open_file(source)
-        rows = sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
+        batches = [reader.get_batch(i) for i in range(reader.num_record_batches)]
         return cls(
             paths.items(rank),
-            rows,
-            reader,
+            sum(b.num_rows for b in batches),
             source,
+            batches,
+            [b.column(0).to_numpy() for b in batches],
+            [b.column(1).to_numpy() for b in batches],
             index.column("host_hash").to_numpy().astype(np.uint64),
             index.column("key_hash").to_numpy().astype(np.uint64),
         )
@@ -129,13 +135,9 @@ class SliceItems:
 
     def _columns(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """host_hash and key_hash of rows start..stop-1 (within one batch)."""
-        batch = self._reader.get_batch(start // BATCH_ROWS)
-        offset = start % BATCH_ROWS
-        part = batch.slice(offset, stop - start)
-        return (
-            part.column(0).to_numpy(zero_copy_only=False),
-            part.column(1).to_numpy(zero_copy_only=False),
-        )
+        number, offset = divmod(start, BATCH_ROWS)
+        end = offset + stop - start
+        return self._hosts[number][offset:end], self._keys[number][offset:end]
 
     def lower_bound(self, host: int, key: int = 0) -> int:
         """The first row whose (host hash, key hash) is at least (host, key)."""
@@ -157,7 +159,7 @@ class SliceItems:
         while start < stop:
             batch_no, offset = divmod(start, BATCH_ROWS)
             take = min(stop - start, BATCH_ROWS - offset)
-            pieces.append(self._reader.get_batch(batch_no).slice(offset, take))
+            pieces.append(self._batches[batch_no].slice(offset, take))
             start += take
         return pa.Table.from_batches(pieces, schema=ITEMS)
 

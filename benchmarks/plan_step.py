@@ -1,0 +1,334 @@
+"""The plan step at scale (issue 19, acceptance 3): 10^8 rows, world size 400, sampled ranks.
+
+    python benchmarks/plan_step.py [--rows 100000000] [--world 400] [--format parquet|txt]
+                                   [--sample 0,101,257,399] [--work /tmp/fetchshard-plan-step]
+                                   [--json benchmarks/results/plan-step-latest.json]
+
+1. Writes a Zipf(1.3) input over 200,000 hosts (random order, no repeats), once per shape.
+2. The single-rank planning rate: ``plan()`` at world size 1 over a 10^7-row file of the
+   same shape, in-process (rows / wall second).
+3. The plan step of every rank (``fetchshard plan --rank r --world-size W``): the sampled
+   ranks as their own processes, timed from start to exit, with the bytes they read of the
+   input (their own count, and the kernel's ``rchar`` from /proc/self/io around the work);
+   the others in this process, since a run needs every slice.
+4. The run's planning of each sampled rank from the plan (its own process: start, then
+   ``plan()`` into a fresh ledger), timed and with the bytes it read of the plan.
+5. The same rank without a plan step: ``plan()`` reading the whole input (counting pass,
+   then selection), timed, with its bytes read.
+6. Balance over the whole input: items per rank under the counted assignment and under the
+   fixed ``spread: 16`` (and 64), from every row's hashes in the slices.
+
+Checks, per sampled rank: input bytes read <= 1.1 x (input bytes / W) + one row group (or
+8 MB for text), and plan step + run planning wall <= 3 x (its rows / single-rank rate) + 5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "src"))
+
+HOSTS = 200_000
+ZIPF = 1.3
+CHUNK = 2_000_000
+
+
+def _rchar() -> int:
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    return 0
+
+
+def make_input(path: Path, rows: int, fmt: str, seed: int = 0) -> None:
+    """``rows`` URLs, hosts Zipf(1.3) over HOSTS, written in chunks (bounded memory)."""
+    if path.exists():
+        return
+    weights = 1.0 / np.arange(1, HOSTS + 1) ** ZIPF
+    cdf = np.cumsum(weights / weights.sum())
+    rng = np.random.default_rng(seed)
+    tmp = path.with_name(path.name + ".tmp")
+    writer: Any = None
+    out = open(tmp, "wb") if fmt == "txt" else None  # noqa: SIM115
+    try:
+        for start in range(0, rows, CHUNK):
+            n = min(CHUNK, rows - start)
+            hosts = np.minimum(np.searchsorted(cdf, rng.random(n)), HOSTS - 1)
+            ids = np.arange(start, start + n)
+            urls = pc.binary_join_element_wise(
+                "https://s",
+                pa.array(hosts).cast(pa.string()),
+                ".example.org/img/",
+                pa.array(ids).cast(pa.string()),
+                ".jpg",
+                "",
+            )
+            if out is not None:
+                out.write(("\n".join(urls.to_pylist()) + "\n").encode())
+            else:
+                table = pa.table({"url": urls})
+                if writer is None:
+                    writer = pq.ParquetWriter(str(tmp), table.schema, compression="zstd")
+                writer.write_table(table, row_group_size=100_000)
+    finally:
+        if writer is not None:
+            writer.close()
+        if out is not None:
+            out.close()
+    tmp.rename(path)
+
+
+def _config(src: Path, out: Path) -> Any:
+    from fetchshard.config import load_config
+
+    return load_config(environ={}, overrides={"input.paths": [str(src)], "output.dir": str(out)})
+
+
+def child(kind: str, src: Path, out: Path, rank: int, world: int) -> None:
+    """One sampled rank's work in its own process; prints JSON."""
+    from fetchshard.ledger import Ledger
+    from fetchshard.plan import plan, plan_in_use
+    from fetchshard.planstep.step import plan_step_rank
+    from fetchshard.ranks import RankInfo
+
+    config = _config(src, out)
+    info = RankInfo(rank, world, "benchmark")
+    warm = _warm_up(src.suffix.lstrip("."), out.parent)
+    before, started = _rchar(), time.perf_counter()
+    result: dict[str, Any] = {}
+    if kind == "plan":
+        done = plan_step_rank(config, info)
+        result = {"rows": done.rows, "bytes_read": done.bytes_read}
+    else:
+        from fetchshard.inputs import open_inputs
+
+        inputs = open_inputs(config.input)
+        from_plan = plan_in_use(config, inputs.files, world) if kind == "run" else None
+        ledger_dir = out / f"bench-{kind}"
+        ledger_dir.mkdir(parents=True, exist_ok=True)
+        path = ledger_dir / f"rank-{rank:05d}.sqlite"
+        for old in ledger_dir.glob(f"rank-{rank:05d}*"):
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
+        with Ledger(path) as ledger:
+            got = plan(ledger, config, info, {"fp": kind}, inputs, from_plan=from_plan)
+        result = {"rows": got.rows, "kept": got.kept}
+    result["work_seconds"] = time.perf_counter() - started
+    result["rchar"] = _rchar() - before
+    result["warm_up_seconds"] = warm
+    print(json.dumps(result))
+
+
+def _warm_up(fmt: str, work: Path) -> float:
+    """Plan a tiny input both ways first, so that the bytes counted next are the input's and
+    the plan's, not those of modules imported on first use; returns the seconds it took."""
+    from fetchshard.ledger import Ledger
+    from fetchshard.plan import plan, plan_in_use
+    from fetchshard.planstep.step import plan_step_rank
+    from fetchshard.ranks import RankInfo
+
+    started = time.perf_counter()
+    tiny = work / f"warm.{fmt}"
+    make_input(tiny, 2000, fmt, seed=2)
+    scratch = work / f"warm-{os.getpid()}"
+    config = _config(tiny, scratch)
+    info = RankInfo(0, 2, "benchmark")
+    plan_step_rank(config, info)
+    plan_step_rank(config, RankInfo(1, 2, "benchmark"))
+    for name, from_plan in (("a", plan_in_use(config, [tiny], 2)), ("b", None)):
+        with Ledger(scratch / f"{name}.sqlite") as ledger:
+            plan(ledger, config, info, {"fp": name}, from_plan=from_plan)
+    shutil.rmtree(scratch)
+    return time.perf_counter() - started
+
+
+def _timed_child(kind: str, src: Path, out: Path, rank: int, world: int) -> dict[str, Any]:
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", kind, "--rank", str(rank), "--world", str(world),
+         "--src", str(src), "--out", str(out)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    # The process's life but the warm-up (an artefact of counting bytes, not of the rank).
+    result["wall_seconds"] = round(time.perf_counter() - started - result["warm_up_seconds"], 3)
+    return result
+
+
+def single_rank_rate(work: Path, fmt: str) -> dict[str, float]:
+    from fetchshard.ledger import Ledger
+    from fetchshard.plan import plan
+    from fetchshard.ranks import RankInfo
+
+    src = work / f"rate-1e7.{fmt}"
+    make_input(src, 10_000_000, fmt, seed=1)
+    ledger_dir = work / "rate-ledger"
+    shutil.rmtree(ledger_dir, ignore_errors=True)
+    ledger_dir.mkdir(parents=True)
+    config = _config(src, work / "rate-out")
+    started = time.perf_counter()
+    with Ledger(ledger_dir / "rank-00000.sqlite") as ledger:
+        got = plan(ledger, config, RankInfo(0, 1, "benchmark"), {"fp": 1})
+    seconds = time.perf_counter() - started
+    shutil.rmtree(ledger_dir)
+    return {"rows": got.rows, "seconds": round(seconds, 2), "rows_per_s": got.rows / seconds}
+
+
+def balance(out: Path, world: int, spreads: tuple[int, ...]) -> dict[str, Any]:
+    """Items per rank over every row of the slices: the assignment against fixed spreads."""
+    from fetchshard.partition import Partitioner
+    from fetchshard.planstep.reader import plan_assignment
+    from fetchshard.planstep.slicefiles import SliceItems
+    from fetchshard.runfolder.layout import PlanPaths
+
+    paths = PlanPaths(out)
+    started = time.perf_counter()
+    assignment = plan_assignment(paths, world)
+    assign_seconds = time.perf_counter() - started
+    loads = {"auto": np.zeros(world, np.int64)} | {
+        f"spread {s}": np.zeros(world, np.int64) for s in spreads
+    }
+    for rank in range(world):
+        with SliceItems.open(paths, rank) as items:
+            table = items.read(0, items.rows)
+        hosts = table.column("host_hash").to_numpy()
+        keys = table.column("key_hash").to_numpy()
+        loads["auto"] += np.bincount(assignment.ranks_of(hosts, keys), minlength=world)
+        for s in spreads:
+            ranks = Partitioner(world, s).ranks_of(hosts, keys)
+            loads[f"spread {s}"] += np.bincount(ranks, minlength=world)
+    out_rows: dict[str, Any] = {"assignment_seconds": round(assign_seconds, 2)}
+    for name, load in loads.items():
+        mean = load.sum() / world
+        out_rows[name] = {
+            "max_over_mean": round(float(load.max() / mean), 3),
+            "min_over_mean": round(float(load.min() / mean), 3),
+        }
+    return out_rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=100_000_000)
+    parser.add_argument("--world", type=int, default=400)
+    parser.add_argument("--format", choices=["parquet", "txt"], default="parquet")
+    parser.add_argument("--sample", default="0,101,257,399")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/fetchshard-plan-step"))
+    parser.add_argument("--json", type=Path, default=HERE / "results" / "plan-step-latest.json")
+    parser.add_argument("--no-baseline", action="store_true", help="skip step 5 (slow)")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the slices of an earlier run but the sampled ranks' (redone and timed)",
+    )
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--rank", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--src", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.src, args.out, args.rank, args.world)
+        return
+    from fetchshard.planstep.step import plan_step_rank
+    from fetchshard.ranks import RankInfo
+
+    world, work = args.world, args.work
+    work.mkdir(parents=True, exist_ok=True)
+    src = work / f"input-{args.rows}.{args.format}"
+    t0 = time.perf_counter()
+    make_input(src, args.rows, args.format)
+    print(f"input {src}: {src.stat().st_size:,} bytes ({time.perf_counter() - t0:.0f} s)")
+    rate = single_rank_rate(work, args.format)
+    print(f"single-rank planning rate: {rate['rows_per_s']:,.0f} rows/s")
+    out = work / f"out-{args.rows}-{world}-{args.format}"
+    sample = [int(r) for r in args.sample.split(",")]
+    if not args.reuse:
+        shutil.rmtree(out, ignore_errors=True)
+    else:
+        from fetchshard.runfolder.layout import PlanPaths
+
+        for rank in sample:
+            for path in PlanPaths(out).slice_files(rank):
+                path.unlink(missing_ok=True)
+    ranks: dict[int, dict[str, Any]] = {}
+    config = _config(src, out)
+    t0 = time.perf_counter()
+    for rank in range(world):
+        if rank in sample:
+            ranks[rank] = {"plan": _timed_child("plan", src, out, rank, world)}
+        else:
+            plan_step_rank(config, RankInfo(rank, world, "benchmark"))
+    print(f"plan step of {world} ranks: {time.perf_counter() - t0:.0f} s")
+    size = src.stat().st_size
+    slack = 8 * 2**20
+    if args.format == "parquet":
+        meta = pq.ParquetFile(src).metadata
+        slack = max(
+            meta.row_group(g).column(0).total_compressed_size for g in range(meta.num_row_groups)
+        )
+    report: dict[str, Any] = {
+        "rows": args.rows,
+        "world_size": world,
+        "format": args.format,
+        "input_bytes": size,
+        "share_bytes": size / world,
+        "allowed_bytes": 1.1 * size / world + slack,
+        "single_rank_rate": rate,
+        "ranks": ranks,
+    }
+    for rank in sample:
+        ranks[rank]["run_planning"] = _timed_child("run", src, out, rank, world)
+        entry = ranks[rank]
+        total_wall = entry["plan"]["wall_seconds"] + entry["run_planning"]["wall_seconds"]
+        allowed_wall = 3 * (entry["plan"]["rows"] / rate["rows_per_s"]) + 5
+        entry["total_planning_wall"] = round(total_wall, 2)
+        entry["allowed_wall"] = round(allowed_wall, 2)
+        entry["bytes_ok"] = entry["plan"]["bytes_read"] <= report["allowed_bytes"]
+        entry["wall_ok"] = total_wall <= allowed_wall
+        print(
+            f"rank {rank}: plan {entry['plan']['wall_seconds']:.2f} s "
+            f"({entry['plan']['bytes_read']:,} B, rchar {entry['plan']['rchar']:,}), run planning "
+            f"{entry['run_planning']['wall_seconds']:.2f} s ({entry['run_planning']['kept']:,} "
+            f"rows, rchar {entry['run_planning']['rchar']:,}); total {total_wall:.2f} s "
+            f"<= {allowed_wall:.2f}: {entry['wall_ok']}; bytes <= "
+            f"{report['allowed_bytes']:,.0f}: {entry['bytes_ok']}"
+        )
+    if not args.no_baseline:
+        base = _timed_child("noplan", src, out, sample[0], world)
+        report["without_plan_step"] = {"rank": sample[0], **base}
+        print(
+            f"rank {sample[0]} without the plan step: {base['wall_seconds']:.1f} s, "
+            f"rchar {base['rchar']:,} ({base['rchar'] / size:.2f} x the input)"
+        )
+    plan_dir = out / "plan"
+    files = {kind: sum(p.stat().st_size for p in plan_dir.glob(f"rank-*.{kind}.arrow"))
+             for kind in ("hosts", "index", "items")}  # fmt: skip
+    report["plan_files"] = {
+        **files,
+        "items_bytes_per_row": files["items"] / max(args.rows, 1),
+        # What a run rank reads of them: every hosts and index file (memory-mapped, so the
+        # kernel's rchar does not see it) and its own rows of the items.
+        "per_run_rank": files["hosts"] + files["index"] + files["items"] / world,
+    }
+    report["balance"] = balance(out, world, (16, 64))
+    print(json.dumps(report["balance"]))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
