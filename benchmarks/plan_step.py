@@ -11,6 +11,7 @@
    ranks as their own processes, timed from start to exit, with the bytes they read of the
    input (their own count, and the kernel's ``rchar`` from /proc/self/io around the work);
    the others in this process, since a run needs every slice.
+   With ``--cold`` the page cache is dropped before each sampled rank's process.
 4. The run's planning of each sampled rank from the plan (its own process: start, then
    ``plan()`` into a fresh ledger), timed and with the bytes it read of the plan.
 5. The same rank without a plan step: ``plan()`` reading the whole input (counting pass,
@@ -155,7 +156,17 @@ def _warm_up(fmt: str, work: Path) -> float:
     return time.perf_counter() - started
 
 
+COLD = False  # --cold: the page cache dropped before each sampled rank (root only)
+
+
+def _drop_caches() -> None:
+    subprocess.run(["sync"], check=True)
+    Path("/proc/sys/vm/drop_caches").write_text("3\n")
+
+
 def _timed_child(kind: str, src: Path, out: Path, rank: int, world: int) -> dict[str, Any]:
+    if COLD:
+        _drop_caches()
     started = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, __file__, "--child", kind, "--rank", str(rank), "--world", str(world),
@@ -230,6 +241,12 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=HERE / "results" / "plan-step-latest.json")
     parser.add_argument("--no-baseline", action="store_true", help="skip step 5 (slow)")
     parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="drop the page cache before each sampled rank, as a shared filesystem would "
+        "have it (needs root)",
+    )
+    parser.add_argument(
         "--reuse",
         action="store_true",
         help="keep the slices of an earlier run but the sampled ranks' (redone and timed)",
@@ -245,6 +262,8 @@ def main() -> None:
     from fetchshard.planstep.step import plan_step_rank
     from fetchshard.ranks import RankInfo
 
+    global COLD
+    COLD = args.cold
     world, work = args.world, args.work
     work.mkdir(parents=True, exist_ok=True)
     src = work / f"input-{args.rows}.{args.format}"
@@ -280,6 +299,7 @@ def main() -> None:
             meta.row_group(g).column(0).total_compressed_size for g in range(meta.num_row_groups)
         )
     report: dict[str, Any] = {
+        "cold_cache": args.cold,
         "rows": args.rows,
         "world_size": world,
         "format": args.format,

@@ -188,3 +188,9 @@ def test_a_killed_plan_rank_is_redone_alone_and_run_refuses_an_incomplete_plan(
     assert other.returncode == 2
     lines = other.stderr.strip().splitlines()
     assert len(lines) == 1 and "world size 4" in lines[0], lines
+    with src.open("a") as f:  # the input changed since the plan was made
+        f.write("http://127.0.0.2:9/ok/late\n")
+    changed = run_subprocess("run", str(src), "-o", str(out), "--rank", "0", "--world-size", "4")
+    assert changed.returncode == 2
+    lines = changed.stderr.strip().splitlines()
+    assert len(lines) == 1 and "another input" in lines[0], lines

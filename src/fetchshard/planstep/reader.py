@@ -78,6 +78,8 @@ class RankRuns:
 
     @classmethod
     def of(cls, assignment: Assignment, rank: int) -> RankRuns:
+        if assignment.world_size == 1:  # every host, whole (the assignment lists none)
+            return cls((0, 2**64 - 1))
         mine = np.flatnonzero(assignment.tiny_ranks == rank)
         small = None
         skip: tuple[int, ...] = ()
