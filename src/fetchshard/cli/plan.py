@@ -56,7 +56,8 @@ def plan_command(
     Then `fetchshard run` with the same world size, input and options reads each rank's share
     from there instead of reading the whole input. Run it as its own job step before the run
     (`srun -n W fetchshard plan config.yaml`, or `--ranks W`); rerunning it redoes only the
-    ranks that did not finish. Exit codes: 0 done, 1 failure, 2 bad usage or config.
+    ranks that did not finish. Exit codes: 0 done, 1 failure, 2 bad usage or config, 75
+    interrupted (rerun to go on).
     """
     from fetchshard.config import load_config
     from fetchshard.launch import inherited_overrides
