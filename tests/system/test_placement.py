@@ -76,9 +76,17 @@ def _check_placement(out: Path, src: Path, urls: list[str], world: int) -> list[
     return per_rank
 
 
-def _served_once(srv: ServerProcess, urls: list[str]) -> None:
+def _run_and_check(srv: ServerProcess, src: Path, out: Path, urls: list[str]) -> None:
+    """`fetchshard run --ranks 8`: each item fetched once (counted at the server), one row
+    each, on the rank the assignment names."""
+    done = run_subprocess(
+        "run", str(src), "-o", str(out), "--ranks", str(WORLD), *FAST, timeout=240
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
     served = Counter(r["path"] for r in srv.requests() if r["path"].startswith("/ok/z"))
     assert served == Counter({u[u.index("/ok/") :]: 1 for u in set(urls)})
+    assert assert_exactly_once(out, WORLD) == len(set(urls))
+    _check_placement(out, src, urls, WORLD)
 
 
 @pytest.mark.timeout(300)
@@ -90,13 +98,7 @@ def test_eight_ranks_on_a_zipf_input_fetch_each_item_once_where_the_assignment_s
         src = tmp_path / "urls.txt"
         src.write_text("".join(f"{u}\n" for u in urls), encoding="utf-8")
         out = tmp_path / "out"
-        done = run_subprocess(
-            "run", str(src), "-o", str(out), "--ranks", str(WORLD), *FAST, timeout=240
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-        _served_once(srv, urls)
-    assert assert_exactly_once(out, WORLD) == len(set(urls))
-    _check_placement(out, src, urls, WORLD)
+        _run_and_check(srv, src, out, urls)
 
 
 @pytest.mark.timeout(300)
@@ -137,13 +139,7 @@ def test_plan_then_run_reads_the_plan_and_places_items_as_without_it(
         assert sum(d.rows for d in docs if d) == len(urls)
         for doc in docs:
             assert doc is not None and doc.bytes_read <= size / WORLD + slack, (doc, size)
-        run = run_subprocess(
-            "run", str(src), "-o", str(out), "--ranks", str(WORLD), *FAST, timeout=240
-        )
-        assert run.returncode == 0, run.stderr[-3000:]
-        _served_once(srv, urls)
-    assert assert_exactly_once(out, WORLD) == len(set(urls))
-    _check_placement(out, src, urls, WORLD)
+        _run_and_check(srv, src, out, urls)
     for rank in range(WORLD):
         assert "from the plan in" in (out / "logs" / f"rank-{rank:05d}.log").read_text()
 

@@ -7,12 +7,50 @@ import logging
 import os
 import sys
 from collections.abc import Iterator
-from typing import NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
 from fetchshard.environment import CHILD, CHILD_STDERR_LEVEL, SLURM_RANK
 from fetchshard.errors import FetchshardError, RunError
+
+# Options that `run` and `plan` share (the input is read the same way by both).
+OutputOption = Annotated[
+    str | None, typer.Option("-o", "--output", help="Output folder (output.dir).")
+]
+RankOption = Annotated[int | None, typer.Option(help="This process's rank (with --world-size).")]
+WorldSizeOption = Annotated[int | None, typer.Option(help="Number of ranks in the job.")]
+UrlColumnOption = Annotated[str | None, typer.Option(help="Column holding the URL.")]
+IdColumnOption = Annotated[str | None, typer.Option(help="Column holding your own item id.")]
+ExtraColumnsOption = Annotated[
+    list[str] | None,
+    typer.Option("--extra-column", help="Input column to carry into the output (repeatable)."),
+]
+FormatOption = Annotated[
+    str | None, typer.Option("--format", help="Input format (default: from the file name).")
+]
+LogLevelOption = Annotated[str | None, typer.Option(help="debug, info, warning or error.")]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Any option as SECTION.KEY=VALUE, e.g. fetch.max_attempts=5."),
+]
+
+
+def input_flags(
+    url_column: str | None,
+    id_column: str | None,
+    extra_columns: list[str] | None,
+    input_format: str | None,
+    log_level: str | None,
+) -> dict[str, Any]:
+    """The config keys of the shared input options."""
+    return {
+        "input.url_column": url_column,
+        "input.id_column": id_column,
+        "input.extra_columns": extra_columns,
+        "input.format": input_format,
+        "run.log_level": log_level,
+    }
 
 
 def fail(exc: FetchshardError) -> NoReturn:

@@ -9,7 +9,20 @@ from typing import Annotated, Any
 
 import typer
 
-from fetchshard.cli.common import logging_to_stderr, user_errors
+from fetchshard.cli.common import (
+    ExtraColumnsOption,
+    FormatOption,
+    IdColumnOption,
+    LogLevelOption,
+    OutputOption,
+    RankOption,
+    SetOption,
+    UrlColumnOption,
+    WorldSizeOption,
+    input_flags,
+    logging_to_stderr,
+    user_errors,
+)
 
 CONFIG_SUFFIXES = (".yaml", ".yml")
 
@@ -87,17 +100,13 @@ def run_command(
             show_default=False,
         ),
     ] = None,
-    output: Annotated[
-        str | None, typer.Option("-o", "--output", help="Output folder (output.dir).")
-    ] = None,
+    output: OutputOption = None,
     ranks: Annotated[
         int | None,
         typer.Option(help="Start N local rank processes (the laptop's way to use all cores)."),
     ] = None,
-    rank: Annotated[
-        int | None, typer.Option(help="This process's rank (with --world-size).")
-    ] = None,
-    world_size: Annotated[int | None, typer.Option(help="Number of ranks in the job.")] = None,
+    rank: RankOption = None,
+    world_size: WorldSizeOption = None,
     restart: Annotated[
         bool,
         typer.Option(
@@ -114,15 +123,10 @@ def run_command(
             "transient ones. Nothing else is fetched again.",
         ),
     ] = False,
-    url_column: Annotated[str | None, typer.Option(help="Column holding the URL.")] = None,
-    id_column: Annotated[str | None, typer.Option(help="Column holding your own item id.")] = None,
-    extra_columns: Annotated[
-        list[str] | None,
-        typer.Option("--extra-column", help="Input column to carry into the output (repeatable)."),
-    ] = None,
-    input_format: Annotated[
-        str | None, typer.Option("--format", help="Input format (default: from the file name).")
-    ] = None,
+    url_column: UrlColumnOption = None,
+    id_column: IdColumnOption = None,
+    extra_columns: ExtraColumnsOption = None,
+    input_format: FormatOption = None,
     contact: Annotated[
         str | None, typer.Option(help="Contact (URL or e-mail) put in the User-Agent.")
     ] = None,
@@ -156,11 +160,8 @@ def run_command(
             "the parts hold each file's path, size, hashes and status.",
         ),
     ] = False,
-    log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Any option as SECTION.KEY=VALUE, e.g. fetch.max_attempts=5."),
-    ] = None,
+    log_level: LogLevelOption = None,
+    set_: SetOption = None,
 ) -> None:
     """Fetch every URL of the inputs into Parquet parts under the output folder.
 
@@ -168,8 +169,6 @@ def run_command(
     environment variables, then these flags. Exit codes: 0 done, 1 failure, 2 bad usage or
     config, 75 interrupted (rerun the same command to resume).
     """
-    from fetchshard.config import load_config
-    from fetchshard.launch import inherited_overrides
 
     config_file, paths = split_inputs(inputs or [])
     flags: dict[str, Any] = {
@@ -178,14 +177,10 @@ def run_command(
         "run.rank": rank,
         "run.world_size": world_size,
         "run.restart": True if restart else None,
-        "input.url_column": url_column,
-        "input.id_column": id_column,
-        "input.extra_columns": extra_columns,
-        "input.format": input_format,
+        **input_flags(url_column, id_column, extra_columns, input_format, log_level),
         "fetch.contact": contact,
         "fetch.per_host_rate": per_host_rate,
         "fetch.max_in_flight": max_in_flight,
-        "run.log_level": log_level,
         "images.mode": images or ("resize" if resize is not None else None),
         "images.image_size": resize,
         "images.resize_mode": resize_mode,
@@ -199,30 +194,47 @@ def run_command(
         if retry_failed:
             kinds, paths = split_kinds(paths)
             flags["run.retry_failed"] = kinds or ["transient"]
-        # A rank started by --ranks gets its launcher's command line as data, below its own.
-        overrides = inherited_overrides(os.environ)
-        overrides.update({k: v for k, v in flags.items() if v is not None})
-        if paths:
-            overrides["input.paths"] = [os.path.abspath(p) for p in paths]
-        overrides.update(_set_pairs(set_ or []))
-        config = load_config(config_file, overrides=overrides)
+        config, overrides = rank_command_config(config_file, paths, flags, set_)
         with logging_to_stderr(config.run.log_level):
             code = _one_rank_or_many(config, config_file, overrides)
     raise typer.Exit(code)
 
 
-def _one_rank_or_many(config: Any, config_file: Path | None, overrides: dict[str, Any]) -> int:
-    """One rank in this process, or (``run.ranks`` > 1) N rank processes launched from here."""
+def rank_command_config(
+    config_file: Path | None, paths: list[str], flags: dict[str, Any], set_: list[str] | None
+) -> tuple[Any, dict[str, Any]]:
+    """The config of a command whose processes are ranks (run, plan), and the overrides a
+    launcher hands its ranks: flags, input paths and --set over the config file; a rank
+    started by --ranks gets its launcher's command line as data, below its own."""
+    from fetchshard.config import load_config
+    from fetchshard.launch import inherited_overrides
+
+    overrides = inherited_overrides(os.environ)
+    overrides.update({k: v for k, v in flags.items() if v is not None})
+    if paths:
+        overrides["input.paths"] = [os.path.abspath(p) for p in paths]
+    overrides.update(_set_pairs(set_ or []))
+    return load_config(config_file, overrides=overrides), overrides
+
+
+def check_rank_options(config: Any) -> None:
+    """An input, and --ranks without --rank."""
     from fetchshard.errors import ConfigError
-    from fetchshard.inputs import validate_inputs
-    from fetchshard.launch import launch_ranks
 
     if not config.input.paths:
         raise ConfigError("no input: give URL files on the command line or input.paths in a config")
+    if config.run.ranks > 1 and config.run.rank is not None:
+        raise ConfigError("--ranks starts every rank itself; do not combine it with --rank")
+
+
+def _one_rank_or_many(config: Any, config_file: Path | None, overrides: dict[str, Any]) -> int:
+    """One rank in this process, or (``run.ranks`` > 1) N rank processes launched from here."""
+    from fetchshard.inputs import validate_inputs
+    from fetchshard.launch import launch_ranks
+
+    check_rank_options(config)
     run_cfg = config.run
     if run_cfg.ranks > 1:
-        if run_cfg.rank is not None:
-            raise ConfigError("--ranks starts every rank itself; do not combine it with --rank")
         from fetchshard.plan import plan_in_use
 
         plan_in_use(config, validate_inputs(config.input), run_cfg.ranks)  # complete, its own

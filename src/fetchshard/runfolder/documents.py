@@ -93,11 +93,8 @@ class Document:
 
 
 @dataclass(frozen=True, kw_only=True)
-class RunManifest(Document):
-    """What must not change between a run and its resumption (``run.json``)."""
-
-    KIND: ClassVar[str] = "run"
-    VERSION: ClassVar[int] = 1
+class _Fingerprinted(Document):
+    """A document of what a folder was made for: a fingerprint with its world size."""
 
     fingerprint: dict[str, Any]
     fetchshard_version: str
@@ -110,11 +107,22 @@ class RunManifest(Document):
         return {"fingerprint": self.fingerprint, "fetchshard_version": self.fetchshard_version}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], path: Path) -> RunManifest:
+    def from_dict(cls: type[_F], data: dict[str, Any], path: Path) -> _F:
         fingerprint = data["fingerprint"]
         if not isinstance(fingerprint, dict) or "world_size" not in fingerprint:
             raise ValueError("the fingerprint has no world size")
         return cls(fingerprint=fingerprint, fetchshard_version=str(data["fetchshard_version"]))
+
+
+_F = TypeVar("_F", bound=_Fingerprinted)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunManifest(_Fingerprinted):
+    """What must not change between a run and its resumption (``run.json``)."""
+
+    KIND: ClassVar[str] = "run"
+    VERSION: ClassVar[int] = 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -264,28 +272,11 @@ class DoneMarker(Document):
 
 
 @dataclass(frozen=True, kw_only=True)
-class PlanManifest(Document):
+class PlanManifest(_Fingerprinted):
     """What the plan step was made for (``plan/plan.json``): world size, input, placement."""
 
     KIND: ClassVar[str] = "plan"
     VERSION: ClassVar[int] = 1
-
-    fingerprint: dict[str, Any]
-    fetchshard_version: str
-
-    @property
-    def world_size(self) -> int:
-        return int(self.fingerprint["world_size"])
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"fingerprint": self.fingerprint, "fetchshard_version": self.fetchshard_version}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], path: Path) -> PlanManifest:
-        fingerprint = data["fingerprint"]
-        if not isinstance(fingerprint, dict) or "world_size" not in fingerprint:
-            raise ValueError("the fingerprint has no world size")
-        return cls(fingerprint=fingerprint, fetchshard_version=str(data["fetchshard_version"]))
 
 
 @dataclass(frozen=True, kw_only=True)
