@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import os
 import socket
+import struct
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -107,16 +108,23 @@ def rank_lock(
         os.close(fd)  # releases the lock (the OS does the same if we die)
 
 
+# struct flock (fcntl(2)): l_type, l_whence, l_start, l_len, l_pid, with C's padding.
+_FLOCK = "hhqqixxxx"
+
+
 def is_locked(path: Path) -> bool:
-    """Whether some process holds the lock at ``path`` now (for merge and report)."""
+    """Whether some process holds the lock at ``path`` now (for merge and report).
+
+    It asks (F_GETLK) rather than tries: a probe that took the lock for a moment made every
+    other prober see it held (four merge processes, one saw a finished rank "still
+    running")."""
     try:
         fd = os.open(path, os.O_RDWR)
     except FileNotFoundError:
         return False
     try:
-        if not _try_lock(fd):
-            return True
-        fcntl.lockf(fd, fcntl.LOCK_UN)
-        return False
+        query = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+        answer = fcntl.fcntl(fd, fcntl.F_GETLK, query)
+        return bool(struct.unpack(_FLOCK, answer)[0] != fcntl.F_UNLCK)
     finally:
         os.close(fd)

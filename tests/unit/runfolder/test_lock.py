@@ -78,3 +78,36 @@ def test_a_second_process_waits_for_one_that_is_ending(tmp_path: Path) -> None:
 
 def test_no_lock_file_is_no_holder(tmp_path: Path) -> None:
     assert not is_locked(tmp_path / "locks" / "rank-00000.lock")
+
+
+PROBE = """
+import sys
+from pathlib import Path
+from fetchshard.runfolder.lock import is_locked
+print(sum(is_locked(Path(sys.argv[1])) for _ in range(3000)))
+"""
+
+
+def test_probes_never_see_each_other_as_a_holder(tmp_path: Path) -> None:
+    """Merge and report processes ask at once whether a finished rank still runs: the answer
+    is no for every one (a probe that took the lock a moment made the others see it held)."""
+    path = tmp_path / "locks" / "rank-00000.lock"
+    with rank_lock(path, 0, wait=0):
+        pass  # the file exists, nobody holds it
+    probes = [
+        subprocess.Popen(
+            [sys.executable, "-c", PROBE, str(path)], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
+    seen = [int(p.communicate(timeout=60)[0]) for p in probes]
+    assert seen == [0, 0, 0]
+    proc = holder(path, 60)
+    try:
+        probe = subprocess.run(
+            [sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True, check=True
+        )
+        assert int(probe.stdout) == 3000
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
