@@ -112,3 +112,33 @@ def test_each_rank_s_runs_are_exactly_its_rows(world: int, tmp_path: Path) -> No
                 want = np.flatnonzero(ranks == rank).tolist()
                 got = [i for start, stop in runs.spans(items) for i in range(start, stop)]
                 assert sorted(got) == want and len(set(got)) == len(got), (rank, s)
+
+
+def test_a_slice_of_an_older_plan_does_not_complete_a_new_one(tmp_path: Path) -> None:
+    from fetchshard.config import Config, load_config
+    from fetchshard.errors import PlanError
+    from fetchshard.plan import plan_in_use
+    from fetchshard.planstep.step import plan_step_rank
+    from fetchshard.ranks import RankInfo
+
+    src = tmp_path / "urls.txt"
+    out = tmp_path / "out"
+
+    def config(restart: bool = False) -> Config:
+        overrides = {"input.paths": [str(src)], "output.dir": str(out), "run.restart": restart}
+        return load_config(environ={}, overrides=overrides)
+
+    src.write_text("".join(f"http://h{i % 7}.org/{i}\n" for i in range(500)))
+    for rank in (0, 1):
+        plan_step_rank(config(), RankInfo(rank, 2, "test"))
+    assert plan_in_use(config(), [src], 2) is not None
+    src.write_text("".join(f"http://h{i % 5}.org/new/{i}\n" for i in range(400)))
+    with pytest.raises(PlanError, match="another input"):
+        plan_step_rank(config(), RankInfo(0, 2, "test"))
+    plan_step_rank(config(restart=True), RankInfo(0, 2, "test"))
+    # Rank 1's done document is of the old plan: the new one is not complete.
+    with pytest.raises(PlanError, match=r"incomplete: 1 of 2 plan ranks .*rank 1\)"):
+        plan_in_use(config(), [src], 2)
+    kept = plan_step_rank(config(), RankInfo(1, 2, "test"))
+    assert kept.rows > 0
+    assert plan_in_use(config(), [src], 2) is not None

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from fetchshard.assignment import Assignment, HostCounter
 from fetchshard.errors import PlanError
 from fetchshard.planstep.slicefiles import SliceItems, read_hosts
-from fetchshard.runfolder.documents import PlanManifest
+from fetchshard.runfolder.documents import PlanManifest, PlanSliceDone
 from fetchshard.runfolder.layout import PlanPaths
 
 _ID_MASK = (1 << 63) - 1
@@ -49,7 +49,7 @@ def check_plan(paths: PlanPaths, fp: dict[str, Any]) -> PlanManifest:
             f"{paths.folder} was planned for another input or input options; rerun "
             "fetchshard plan with --restart"
         )
-    missing = [r for r in range(world) if not paths.done(r).exists()]
+    missing = [r for r in range(world) if not _slice_done(paths, r, manifest.digest)]
     if missing:
         shown = ", ".join(str(r) for r in missing[:5]) + (" ..." if len(missing) > 5 else "")
         raise PlanError(
@@ -57,6 +57,12 @@ def check_plan(paths: PlanPaths, fp: dict[str, Any]) -> PlanManifest:
             f"have not finished (rank {shown}); rerun fetchshard plan before fetchshard run"
         )
     return manifest
+
+
+def _slice_done(paths: PlanPaths, rank: int, digest: str) -> bool:
+    """Whether plan rank ``rank``'s slice of this plan (not an older one's) is complete."""
+    done = PlanSliceDone.read(paths.done(rank))
+    return done is not None and done.plan == digest
 
 
 def plan_assignment(paths: PlanPaths, world_size: int) -> Assignment:

@@ -50,14 +50,14 @@ def plan_step_rank(
     with rank_lock(
         paths.lock(info.rank), info.rank, wait=config.run.lock_wait, on_wait=log.warning
     ):
-        _claim(paths, fp, info, restart=config.run.restart, storage=storage)
+        manifest = _claim(paths, fp, info, restart=config.run.restart, storage=storage)
         done = PlanSliceDone.read(paths.done(info.rank))
-        if done is not None:
+        if done is not None and done.plan == manifest.digest:
             log.info("plan rank %d: slice already planned (%d rows); kept", info.rank, done.rows)
             return done
         for path in paths.slice_files(info.rank):  # an interrupted slice is redone whole
             storage.remove(path)
-        return _plan_slice(config, info, paths, inputs, should_stop, storage)
+        return _plan_slice(config, info, paths, inputs, manifest.digest, should_stop, storage)
 
 
 def check_plan_config(config: Config) -> None:
@@ -70,9 +70,10 @@ def check_plan_config(config: Config) -> None:
 
 def _claim(
     paths: PlanPaths, fp: dict[str, Any], info: RankInfo, *, restart: bool, storage: Storage
-) -> None:
+) -> PlanManifest:
     """Refuse a plan folder made for another input or world size (unless ``restart``: then
-    this rank's files go, and rank 0's also those of ranks beyond the world size)."""
+    this rank's files go, and rank 0's also those of ranks beyond the world size); write
+    and return the manifest."""
     old = PlanManifest.read(paths.manifest)
     if old is not None and old.fingerprint != fp:
         if not restart:
@@ -86,10 +87,12 @@ def _claim(
             for other in range(info.world_size, old.world_size):
                 for path in paths.slice_files(other):
                     storage.remove(path)
-    data = PlanManifest(fingerprint=fp, fetchshard_version=__version__).to_bytes()
+    manifest = PlanManifest(fingerprint=fp, fetchshard_version=__version__)
+    data = manifest.to_bytes()
     current = paths.manifest.read_bytes() if paths.manifest.exists() else None
     if current != data:
         storage.write_atomic(paths.manifest, data, durable=True)
+    return manifest
 
 
 def _difference(old: dict[str, Any], new: dict[str, Any]) -> str:
@@ -103,6 +106,7 @@ def _plan_slice(
     info: RankInfo,
     paths: PlanPaths,
     inputs: InputSet,
+    digest: str,
     should_stop: Any,
     storage: Storage,
 ) -> PlanSliceDone:
@@ -125,6 +129,7 @@ def _plan_slice(
     done = PlanSliceDone(
         rank=info.rank,
         world_size=info.world_size,
+        plan=digest,
         rows=rows,
         items=written,
         hosts=hosts,

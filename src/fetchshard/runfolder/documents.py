@@ -20,6 +20,7 @@ Unknown keys are ignored: a version adds keys, a new version number means reader
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -278,6 +279,12 @@ class PlanManifest(_Fingerprinted):
     KIND: ClassVar[str] = "plan"
     VERSION: ClassVar[int] = 1
 
+    @property
+    def digest(self) -> str:
+        """A short name of the fingerprint, which each slice's PlanSliceDone carries."""
+        text = json.dumps(self.fingerprint, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
 
 @dataclass(frozen=True, kw_only=True)
 class PlanSliceDone(Document):
@@ -288,6 +295,7 @@ class PlanSliceDone(Document):
 
     rank: int
     world_size: int
+    plan: str  # PlanManifest.digest of the plan it belongs to: a slice of an older one is not
     rows: int  # input rows read
     items: int  # rows written (every row: duplicates are dropped by the run's ledger)
     hosts: int
@@ -303,6 +311,7 @@ class PlanSliceDone(Document):
         return cls(
             rank=int(data["rank"]),
             world_size=int(data["world_size"]),
+            plan=str(data["plan"]),
             rows=int(data["rows"]),
             items=int(data["items"]),
             hosts=int(data["hosts"]),
