@@ -24,6 +24,7 @@ from util import assert_exactly_once, run_subprocess
 WORLD = 8
 HOSTS = 120
 ITEMS = 6000
+ITEMS_BALANCED = 30_000  # enough for the items themselves to be within 1.05 (see below)
 FAST = ["--set", "fetch.per_host_rate=2000", "--set", "fetch.per_host_burst=200"]
 
 
@@ -37,9 +38,12 @@ def _zipf_urls(base_urls: list[str], seed: int, items: int = ITEMS) -> list[str]
     return urls + urls[:50]  # repeats: rows, not items
 
 
-def _check_placement(out: Path, src: Path, urls: list[str], world: int) -> list[int]:
+def _check_placement(
+    out: Path, src: Path, urls: list[str], world: int, *, slack: float = 1.10
+) -> list[int]:
     """Each rank's parts hold exactly the items the code's own assignment gives it (from the
-    whole input's host counts), balanced; small hosts on one rank. Returns items per rank."""
+    whole input's host counts), balanced (max/mean <= ``slack``); small hosts on one rank.
+    Returns items per rank."""
     config = load_config(environ={}, overrides={"input.paths": [str(src)]})
     hosts, counts = count_hosts(open_inputs(config.input), config.input.max_url_length)
     assert int(counts.sum()) == len(urls)
@@ -58,13 +62,13 @@ def _check_placement(out: Path, src: Path, urls: list[str], world: int) -> list[
         per_rank.append(len(ids))
     assert per_rank == np.bincount(want, minlength=world).tolist()
     # Balanced as planned: the plan within 1.05 of the mean; the items themselves within the
-    # noise of URL hashes in the pieces of the heavy hosts (a piece of ~600 of these 6,000
-    # items varies by ~20, ~2.7 % of a rank; 300 simulated draws of the ports: at most 1.084).
-    # At the issue's sizes that noise is ~0.1 % (tests/unit/test_assignment.py: <= 1.05).
+    # noise of URL hashes in the pieces of the heavy hosts: a piece of ~600 of 6,000 items
+    # varies by ~20, ~2.7 % of a rank (400 simulated draws of the ports: at most 1.084); of
+    # 30,000 items at most 1.037 (hence ITEMS_BALANCED and 1.05 for acceptance 2).
     planned = assignment.planned_loads(hosts, counts)
     assert planned.max() / planned.mean() <= 1.05, planned
     mean = len(parsed) / world
-    assert max(per_rank) / mean <= 1.10, per_rank
+    assert max(per_rank) / mean <= slack, per_rank
     host_of = {item_id(p.url): p.host for p in parsed}
     ranks_of_host: dict[str, set[int]] = {}
     for item, rank in by_id.items():
@@ -76,7 +80,9 @@ def _check_placement(out: Path, src: Path, urls: list[str], world: int) -> list[
     return per_rank
 
 
-def _run_and_check(srv: ServerProcess, src: Path, out: Path, urls: list[str]) -> None:
+def _run_and_check(
+    srv: ServerProcess, src: Path, out: Path, urls: list[str], *, slack: float = 1.10
+) -> None:
     """`fetchshard run --ranks 8`: each item fetched once (counted at the server), one row
     each, on the rank the assignment names."""
     done = run_subprocess(
@@ -86,7 +92,7 @@ def _run_and_check(srv: ServerProcess, src: Path, out: Path, urls: list[str]) ->
     served = Counter(r["path"] for r in srv.requests() if r["path"].startswith("/ok/z"))
     assert served == Counter({u[u.index("/ok/") :]: 1 for u in set(urls)})
     assert assert_exactly_once(out, WORLD) == len(set(urls))
-    _check_placement(out, src, urls, WORLD)
+    _check_placement(out, src, urls, WORLD, slack=slack)
 
 
 @pytest.mark.timeout(300)
@@ -94,11 +100,11 @@ def test_eight_ranks_on_a_zipf_input_fetch_each_item_once_where_the_assignment_s
     tmp_path: Path,
 ) -> None:
     with ServerProcess(hosts=HOSTS, address_mode="addresses") as srv:
-        urls = _zipf_urls(list(srv.base_urls), seed=19)
+        urls = _zipf_urls(list(srv.base_urls), seed=19, items=ITEMS_BALANCED)
         src = tmp_path / "urls.txt"
         src.write_text("".join(f"{u}\n" for u in urls), encoding="utf-8")
         out = tmp_path / "out"
-        _run_and_check(srv, src, out, urls)
+        _run_and_check(srv, src, out, urls, slack=1.05)
 
 
 @pytest.mark.timeout(300)
