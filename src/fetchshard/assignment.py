@@ -128,38 +128,29 @@ class Assignment:
         hosts = np.asarray(host_hashes, dtype=np.uint64)
         keys = np.asarray(key_hashes, dtype=np.uint64)
         out: np.ndarray = (hosts % np.uint64(self.world_size)).astype(np.int64)
-        if len(self.tiny_hosts):
-            at = np.minimum(np.searchsorted(self.tiny_hosts, hosts), len(self.tiny_hosts) - 1)
-            found = self.tiny_hosts[at] == hosts
-            out[found] = self.tiny_ranks[at[found]]
-        if len(self.big_hosts):
-            big, n = self.big_hosts, self.big_pieces
-            at = np.minimum(np.searchsorted(big, hosts), len(big) - 1)
-            hit = big[at] == hosts
-            which = at[hit]
-            piece = scaled(keys[hit], n[which].astype(np.uint64))
-            out[hit] = self.big_ranks[self.big_starts[which] + piece]
+        at, found = _find(self.tiny_hosts, hosts)
+        out[found] = self.tiny_ranks[at[found]]
+        at, hit = _find(self.big_hosts, hosts)
+        which = at[hit]
+        piece = scaled(keys[hit], self.big_pieces[which].astype(np.uint64))
+        out[hit] = self.big_ranks[self.big_starts[which] + piece]
         return out
 
     def reaches(self, host_hashes: np.ndarray, rank: int) -> np.ndarray:
         """Whether some item of each host may land on ``rank`` (no key needed to rule it out)."""
         hosts = np.asarray(host_hashes, dtype=np.uint64)
         out: np.ndarray = (hosts % np.uint64(self.world_size)).astype(np.int64) == rank
-        if len(self.tiny_hosts):
-            at = np.minimum(np.searchsorted(self.tiny_hosts, hosts), len(self.tiny_hosts) - 1)
-            found = self.tiny_hosts[at] == hosts
-            out[found] = self.tiny_ranks[at[found]] == rank
-        if len(self.big_hosts):
-            big = self.big_hosts
-            at = np.minimum(np.searchsorted(big, hosts), len(big) - 1)
-            hit = big[at] == hosts
-            out[hit] = np.isin(at[hit], self._big_on(rank))
+        at, found = _find(self.tiny_hosts, hosts)
+        out[found] = self.tiny_ranks[at[found]] == rank
+        at, hit = _find(self.big_hosts, hosts)
+        out[hit] = np.isin(at[hit], self._big_on(rank))
         return out
 
     def _big_on(self, rank: int) -> np.ndarray:
         """Indices into ``big_hosts`` of the heavy hosts with a piece on ``rank``."""
-        owner = np.repeat(np.arange(len(self.big_hosts)), self.big_pieces)
-        return np.unique(owner[self.big_ranks == rank])
+        pieces = np.flatnonzero(self.big_ranks == rank)  # into the flat big_ranks
+        owners: np.ndarray = np.unique(np.searchsorted(self.big_starts, pieces, "right") - 1)
+        return owners
 
     def split_shares(self, rank: int) -> dict[int, Fraction]:
         """``rank``'s share of each host it fetches only part of (host hash -> share)."""
@@ -177,14 +168,10 @@ class Assignment:
         hosts = np.asarray(host_hashes, dtype=np.uint64)
         counts = np.asarray(counts, dtype=np.float64)
         loads = np.zeros(self.world_size)
-        at = np.searchsorted(self.big_hosts, hosts) if len(self.big_hosts) else None
-        heavy = np.zeros(len(hosts), dtype=bool)
-        if at is not None:
-            at = np.minimum(at, len(self.big_hosts) - 1)
-            heavy = self.big_hosts[at] == hosts
-            for host_at, rows in zip(at[heavy].tolist(), counts[heavy].tolist(), strict=True):
-                n, start = int(self.big_pieces[host_at]), int(self.big_starts[host_at])
-                np.add.at(loads, self.big_ranks[start : start + n], rows / n)
+        at, heavy = _find(self.big_hosts, hosts)
+        for host_at, rows in zip(at[heavy].tolist(), counts[heavy].tolist(), strict=True):
+            n, start = int(self.big_pieces[host_at]), int(self.big_starts[host_at])
+            np.add.at(loads, self.big_ranks[start : start + n], rows / n)
         light = ~heavy
         ranks = self.ranks_of(hosts[light], np.zeros(int(light.sum()), np.uint64))
         np.add.at(loads, ranks, counts[light])
@@ -244,6 +231,15 @@ class HostCounter:
             return np.zeros(0, np.uint64), np.zeros(0, np.int64)
         self._fold()
         return self._hashes[0], self._counts[0]
+
+
+def _find(table: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each of ``values``: its index in the sorted ``table``, and whether it is there."""
+    if not len(table):
+        return np.zeros(len(values), np.int64), np.zeros(len(values), bool)
+    at = np.minimum(np.searchsorted(table, values), len(table) - 1)
+    found: np.ndarray = table[at] == values
+    return at, found
 
 
 def _fill(loads: np.ndarray, counts: np.ndarray, mean: float) -> np.ndarray:

@@ -15,7 +15,7 @@ import numpy as np
 import xxhash
 
 _h64 = xxhash.xxh3_64_intdigest
-_ID_MASK = (1 << 63) - 1
+ID_MASK = (1 << 63) - 1  # item and host ids: the low 63 bits of a hash
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Characters that make a URL ambiguous or dangerous to put on the wire as-is.
 _FORBIDDEN = frozenset(chr(c) for c in range(0x21)) | {"\x7f"}
@@ -89,7 +89,7 @@ def canonical_host(origin: str) -> str | None:
 
 def item_id(key: str) -> int:
     """A stable non-negative 63-bit id (fits SQLite INTEGER and Parquet int64)."""
-    return hash64(key) & _ID_MASK
+    return hash64(key) & ID_MASK
 
 
 def item_key(url: str, user_id: str | None) -> str:

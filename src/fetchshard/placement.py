@@ -16,7 +16,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from fetchshard.partition import Partitioner
+from fetchshard.assignment import Assignment
+from fetchshard.partition import ID_MASK, Partitioner
 
 AUTO = "auto"
 ASSIGNMENT_VERSION = 1  # the counted assignment's rules (assignment.py); in the fingerprint
@@ -71,14 +72,13 @@ class RankShares:
         return {str(h): [s.numerator, s.denominator] for h, s in sorted(self.split.items())}
 
     @classmethod
+    def counted(cls, assignment: Assignment, rank: int) -> RankShares:
+        """The rank's shares under the counted assignment, by host id (the ledger's key: the
+        low bits of the host hash the assignment keys by, as partition.item_id)."""
+        split = assignment.split_shares(rank)
+        return cls(rank, split={(h & ID_MASK) or 1: s for h, s in split.items()})
+
+    @classmethod
     def from_json(cls, rank: int, data: Mapping[str, Any] | None) -> RankShares:
         split = {int(h): Fraction(int(n), int(d)) for h, (n, d) in (data or {}).items()}
         return cls(rank, split=split)
-
-
-def split_by_host_id(shares: Mapping[int, Fraction]) -> dict[int, Fraction]:
-    """Shares keyed by host hash (the assignment's) re-keyed by host id (the ledger's)."""
-    return {(h & _ID_MASK) or 1: s for h, s in shares.items()}  # as partition.item_id(host)
-
-
-_ID_MASK = (1 << 63) - 1

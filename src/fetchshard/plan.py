@@ -24,6 +24,7 @@ from fetchshard.itemfile import to_batch
 from fetchshard.ledger import NO_HOST, Ledger
 from fetchshard.output.extras import extras_json, serialize_schema
 from fetchshard.partition import (
+    ID_MASK,
     BadUrl,
     ParsedUrl,
     Partitioner,
@@ -38,7 +39,6 @@ from fetchshard.placement import (
     RankShares,
     is_counted,
     partition_fingerprint,
-    split_by_host_id,
 )
 from fetchshard.planstep.reader import (
     check_plan,
@@ -171,7 +171,7 @@ def plan(
         )
         assignment = Assignment.from_counts(hosts, counts, rank.world_size)
         placement = assignment
-        shares = RankShares(rank.rank, split=split_by_host_id(assignment.split_shares(rank.rank)))
+        shares = RankShares.counted(assignment, rank.rank)
     slicer = _Slicer(placement, rank.rank, inp.max_url_length)
     rows = kept = bad = 0
     schema_seen = ledger.get_meta("extras_schema") is not None
@@ -219,7 +219,7 @@ def _plan_from_slices(
 ) -> PlanResult:
     """Planning from a plan step: this rank's runs of every slice into the ledger."""
     assignment = plan_assignment(paths, rank.world_size)
-    shares = RankShares(rank.rank, split=split_by_host_id(assignment.split_shares(rank.rank)))
+    shares = RankShares.counted(assignment, rank.rank)
     rows = bad = 0
     ledger.begin_plan()
     try:
@@ -298,7 +298,7 @@ def count_hosts(
 
 FAST_PATH = True
 
-_ID_MASK = np.uint64((1 << 63) - 1)
+_ID_MASK = np.uint64(ID_MASK)
 _ORIGIN_CACHE_LIMIT = 1 << 16  # origins whose facts are kept (a few MB)
 _h64 = xxhash.xxh3_64_intdigest
 _EMPTY = np.zeros(0, dtype=np.int64)
@@ -379,10 +379,9 @@ class _Selected:
             np.asarray(self.fast_key_hashes, np.uint64),
             np.array([k for _, k, _ in self.slow_hashes], np.uint64),
         ]
-        fast_names = names.take(pa.array(self.fast_origins, pa.int64())) if len(names) else None
         host_names = pa.concat_arrays(
             [
-                fast_names if fast_names is not None else pa.array([], pa.string()),
+                names.take(pa.array(self.fast_origins, pa.int64())),
                 pa.array([name for _, _, name in self.slow_hashes], pa.string()),
             ]
         )

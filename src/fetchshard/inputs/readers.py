@@ -18,7 +18,14 @@ from fetchshard.config import InputConfig
 from fetchshard.errors import InputError
 from fetchshard.inputs.files import _one_line, resolve_inputs
 from fetchshard.inputs.lines import _decode_prefix, _iter_json_rows, _iter_lines, _open_stream
-from fetchshard.inputs.slices import LineRange, Piece, header_line, needed_columns, slice_of
+from fetchshard.inputs.slices import (
+    LineRange,
+    Piece,
+    header_line,
+    needed_columns,
+    row_group_bytes,
+    slice_of,
+)
 from fetchshard.inputs.specs import (
     _CONVERT_ERRORS,
     _CSV_BLOCK,
@@ -157,15 +164,8 @@ class InputSlice:
 def _row_group_bytes(spec: _FileSpec, start: int, stop: int) -> int:
     """What reading the needed columns of row groups ``start .. stop-1`` reads: their column
     chunks and the footer."""
-    wanted = set(needed_columns(spec))
-    meta = parquet_footer(spec.path)
-    total = int(meta.serialized_size) + 8
-    for g in range(start, stop):
-        group = meta.row_group(g)
-        for c in range(group.num_columns):
-            if group.column(c).path_in_schema.split(".")[0] in wanted:
-                total += group.column(c).total_compressed_size
-    return total
+    footer = int(parquet_footer(spec.path).serialized_size) + 8
+    return footer + sum(row_group_bytes(spec, g) for g in range(start, stop))
 
 
 def open_inputs(config: InputConfig, *, reserved: frozenset[str] = RESERVED_COLUMNS) -> InputSet:

@@ -42,22 +42,23 @@ def needed_columns(spec: _FileSpec) -> list[str]:
     return [n for n in dict.fromkeys(names) if n is not None]
 
 
+def row_group_bytes(spec: _FileSpec, group: int) -> int:
+    """The compressed bytes of the needed columns of one row group: what reading it reads."""
+    wanted = set(needed_columns(spec))
+    meta = parquet_footer(spec.path).row_group(group)
+    return sum(
+        meta.column(c).total_compressed_size
+        for c in range(meta.num_columns)
+        if meta.column(c).path_in_schema.split(".")[0] in wanted
+    )
+
+
 def _units(index: int, spec: _FileSpec) -> list[tuple[str, int, int, int]]:
     """The file's cuttable units: (kind, start, stop, weight in bytes)."""
     size = spec.path.stat().st_size
     if spec.fmt == "parquet":
-        meta = parquet_footer(spec.path)
-        wanted = set(needed_columns(spec))
-        units = []
-        for g in range(meta.num_row_groups):
-            group = meta.row_group(g)
-            weight = sum(
-                group.column(c).total_compressed_size
-                for c in range(group.num_columns)
-                if group.column(c).path_in_schema.split(".")[0] in wanted
-            )
-            units.append(("row_groups", g, g + 1, weight))
-        return units
+        groups = parquet_footer(spec.path).num_row_groups
+        return [("row_groups", g, g + 1, row_group_bytes(spec, g)) for g in range(groups)]
     if spec.compression is not None:
         return [("whole", 0, size, size)]
     return [("bytes", 0, size, size)]

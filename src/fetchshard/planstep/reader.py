@@ -24,11 +24,10 @@ import pyarrow.compute as pc
 
 from fetchshard.assignment import Assignment, HostCounter
 from fetchshard.errors import PlanError
+from fetchshard.partition import ID_MASK
 from fetchshard.planstep.slicefiles import SliceItems, read_hosts
 from fetchshard.runfolder.documents import PlanManifest, PlanSliceDone
 from fetchshard.runfolder.layout import PlanPaths
-
-_ID_MASK = (1 << 63) - 1
 
 
 def check_plan(paths: PlanPaths, fp: dict[str, Any]) -> PlanManifest:
@@ -146,7 +145,7 @@ def rank_tables(
     for slice_rank in range(world_size):
         with SliceItems.open(paths, slice_rank) as items:
             for start, stop in runs.spans(items):
-                gathered.append(items.read(start, stop).combine_chunks())
+                gathered.append(items.read(start, stop))
                 count += stop - start
         if count >= _YIELD_ROWS or (slice_rank == world_size - 1 and count):
             table = pa.concat_tables(gathered).combine_chunks()
@@ -163,7 +162,7 @@ def ledger_columns(table: pa.Table) -> tuple[dict[str, Any], np.ndarray, set[tup
     """A slice table as the ledger stages it: columns, positions, and its (host id, host)s."""
     key_hash = table.column("key_hash").to_numpy()
     columns: dict[str, Any] = {
-        "item_id": (key_hash & np.uint64(_ID_MASK)).astype(np.int64),
+        "item_id": (key_hash & np.uint64(ID_MASK)).astype(np.int64),
         **{
             name: table.column(name)
             for name in ("host_id", "url", "fetch_url", "extras", "error_kind", "error_message")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ def plan_step_rank(
     config: Config,
     info: RankInfo,
     *,
-    should_stop: Any = lambda: False,
+    should_stop: Callable[[], bool] = lambda: False,
     storage: Storage = LOCAL,
 ) -> PlanSliceDone:
     """Plan rank ``info.rank``'s slice of the input (idempotent: a done slice is kept)."""
@@ -107,7 +108,7 @@ def _plan_slice(
     paths: PlanPaths,
     inputs: InputSet,
     digest: str,
-    should_stop: Any,
+    should_stop: Callable[[], bool],
     storage: Storage,
 ) -> PlanSliceDone:
     started = time.monotonic()
