@@ -8,8 +8,10 @@ that names the key.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -149,10 +151,17 @@ class FetchConfig:
     # the same way; after host_max_cooldowns its remaining items fail as rate_limited.
     host_throttle_window: float = 120.0
     contact: str | None = None
+    # Sent with every request; those that are secrets (http/credentials.py) only to the
+    # input URL's origin. Never written to any file.
     headers: dict[str, str] = field(default_factory=dict)
     hosts: dict[str, HostOverride] = field(default_factory=dict)
+    # Header names that are secrets besides Authorization, Proxy-Authorization, Cookie and
+    # names holding auth, token, key, secret, session, password or signature.
+    secret_headers: tuple[str, ...] = ()
     block_hosts: tuple[str, ...] = ()  # "example.org" or "*.example.org"
     block_private_addresses: bool = False  # refuse loopback/private/link-local/metadata IPs
+    # Networks (CIDR) exempt from block_private_addresses: an internal mirror, say.
+    allow_addresses: tuple[str, ...] = ()
     resolve: dict[str, str] = field(default_factory=dict)  # host -> IP, like curl --resolve
     opt_out_directives: tuple[str, ...] = DEFAULT_OPT_OUT  # X-Robots-Tag values honoured
     robots_txt: bool = False
@@ -431,6 +440,7 @@ def _build(merged: dict[str, dict[str, Any]]) -> Config:
         raise ConfigError("fetch.per_host_min_rate: must not exceed fetch.per_host_rate")
     if fetch.total_timeout < fetch.connect_timeout:
         raise ConfigError("fetch.total_timeout: must not be shorter than fetch.connect_timeout")
+    _check_fetch(fetch)
     run = config.run
     select_kinds(run.retry_failed)
     if run.rank is not None and run.world_size is not None and run.rank >= run.world_size:
@@ -445,6 +455,30 @@ def _build(merged: dict[str, dict[str, Any]]) -> Config:
             "images.mode: the images stage needs bodies in memory, not with output.mode files"
         )
     return config
+
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
+
+
+def _check_fetch(fetch: FetchConfig) -> None:
+    named = [("fetch.headers", fetch.headers)]
+    named += [(f"fetch.hosts.{host}.headers", o.headers) for host, o in fetch.hosts.items()]
+    for key, headers in named:
+        for name, value in headers.items():
+            if not _HEADER_NAME.fullmatch(name):
+                raise ConfigError(f"{key}: {name!r} is not a header name")
+            if any(c in value for c in "\r\n\0"):  # the value itself is never shown
+                raise ConfigError(f"{key}.{name}: a header value must be one line")
+    for name in fetch.secret_headers:
+        if not _HEADER_NAME.fullmatch(name):
+            raise ConfigError(f"fetch.secret_headers: {name!r} is not a header name")
+    for network in fetch.allow_addresses:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"fetch.allow_addresses: {network!r} is not an address or network (CIDR)"
+            ) from None
 
 
 def _check_images(images: ImagesConfig) -> None:

@@ -381,9 +381,7 @@ class FetchJob:
             sink = self.files.sink(item.item_id, url)
         elif self.algorithms:
             sink = MemorySink(self.algorithms)
-        result = await fetch(
-            self.client, url, cfg, headers=slot.headers or None, timeout_factor=factor, sink=sink
-        )
+        result = await fetch(self.client, url, cfg, timeout_factor=factor, sink=sink)
         self.stats.requests += 1
         answered = kind = result.error_kind  # host health hears the answer, not the verdict
         problem, bad = self._check(item, result) if kind is None else (None, BAD_CONTENT)

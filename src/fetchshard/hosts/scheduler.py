@@ -22,6 +22,7 @@ from fetchshard.config import FetchConfig, HostOverride
 from fetchshard.errors import ErrorKind
 from fetchshard.hosts.bucket import LeakyBucket
 from fetchshard.hosts.health import HostEvents, HostHealth
+from fetchshard.hosts.patterns import find_override, host_matches
 from fetchshard.hosts.slot import (
     BLOCKED,
     FINISHED,
@@ -29,8 +30,6 @@ from fetchshard.hosts.slot import (
     SLEEPING,
     Dispatch,
     HostSlot,
-    find_override,
-    host_matches,
 )
 from fetchshard.ledger import Ledger, WorkItem
 from fetchshard.placement import RankShares
@@ -168,7 +167,6 @@ class Scheduler:
             health=health,
             limiter=LeakyBucket(rate, burst, self._clock),
             concurrency=override.concurrency or cfg.per_host_concurrency,
-            headers=dict(override.headers),
         )
         if host_matches(host, cfg.block_hosts):
             health.dead, health.dead_reason = ErrorKind.BLOCKED, f"{host} is in fetch.block_hosts"

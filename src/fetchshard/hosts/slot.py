@@ -1,12 +1,10 @@
-"""One active host on this rank: its bucket, health, buffers and robots.txt; host patterns."""
+"""One active host on this rank: its bucket, health, buffers and robots.txt."""
 
 from __future__ import annotations
 
-import fnmatch
 from collections import deque
 from dataclasses import dataclass, field
 
-from fetchshard.config import HostOverride
 from fetchshard.errors import ErrorKind
 from fetchshard.hosts.bucket import LeakyBucket
 from fetchshard.hosts.health import HostHealth
@@ -38,7 +36,6 @@ class HostSlot:
     health: HostHealth
     limiter: LeakyBucket  # at health.rate
     concurrency: int
-    headers: dict[str, str] = field(default_factory=dict)
     in_flight: int = 0
     cursor: tuple[float, int] = START
     buffer: deque[WorkItem] = field(default_factory=deque)
@@ -51,16 +48,3 @@ class HostSlot:
     def rate(self) -> float:
         """This rank's current rate for the host (requests per second)."""
         return self.health.rate
-
-
-def host_matches(host: str, patterns: tuple[str, ...] | list[str]) -> bool:
-    """``example.org`` matches itself (any port); ``*.example.org`` its subdomains."""
-    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-    return any(fnmatch.fnmatchcase(host, p) or fnmatch.fnmatchcase(name, p) for p in patterns)
-
-
-def find_override(host: str, overrides: dict[str, HostOverride]) -> HostOverride | None:
-    for pattern, override in overrides.items():
-        if host_matches(host, (pattern.lower(),)):
-            return override
-    return None

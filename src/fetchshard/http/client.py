@@ -6,7 +6,8 @@ import contextlib
 import ipaddress
 import socket
 import ssl
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.request import proxy_bypass
 
@@ -17,6 +18,7 @@ from yarl import URL
 
 from fetchshard import __version__
 from fetchshard.config import FetchConfig
+from fetchshard.http.credentials import HeaderRules, hop_headers
 from fetchshard.http.deadlines import Watch
 
 UA_TOKEN = "fetchshard"
@@ -28,12 +30,24 @@ class BlockedAddress(OSError):
 
 def is_private_address(host: str) -> bool:
     """Loopback, private, link-local (cloud metadata), multicast, reserved or unspecified."""
+    ip = _ip(host)
+    return ip is not None and _private(ip)
+
+
+_Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _ip(host: str) -> _Address | None:
     try:
         ip = ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
     except ValueError:
-        return False
+        return None
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+        return ip.ipv4_mapped
+    return ip
+
+
+def _private(ip: _Address) -> bool:
     return bool(
         ip.is_private
         or ip.is_loopback
@@ -44,15 +58,36 @@ def is_private_address(host: str) -> bool:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class AddressPolicy:
+    """``fetch.block_private_addresses`` with its exceptions (``fetch.allow_addresses``),
+    checked on every hop's host and again on every address a connection is made to."""
+
+    block_private: bool = False
+    allowed: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+    @classmethod
+    def from_config(cls, config: FetchConfig) -> AddressPolicy:
+        allowed = tuple(ipaddress.ip_network(n, strict=False) for n in config.allow_addresses)
+        return cls(config.block_private_addresses, allowed)
+
+    def refuses(self, host: str) -> bool:
+        """Whether ``host``, an IP address, may not be contacted (a name: not known yet)."""
+        if not self.block_private:
+            return False
+        ip = _ip(host)
+        return ip is not None and _private(ip) and not any(ip in n for n in self.allowed)
+
+
 class Resolver(AbstractResolver):
     """Static entries (like curl's --resolve), then the real resolver, then the address policy."""
 
     def __init__(
-        self, inner: AbstractResolver, static: Mapping[str, str], block_private: bool
+        self, inner: AbstractResolver, static: Mapping[str, str], policy: AddressPolicy
     ) -> None:
         self._inner = inner
         self._static = {k.lower(): v for k, v in static.items()}
-        self._block_private = block_private
+        self._policy = policy
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
@@ -72,8 +107,8 @@ class Resolver(AbstractResolver):
             ]
         else:
             infos = await self._inner.resolve(host, port, family)
-        if self._block_private:
-            infos = [i for i in infos if not is_private_address(i["host"])]
+        if self._policy.block_private:
+            infos = [i for i in infos if not self._policy.refuses(i["host"])]
             if not infos:
                 raise BlockedAddress(f"{host} resolves only to private or reserved addresses")
         return infos
@@ -101,21 +136,24 @@ def client_timeout(config: FetchConfig, factor: float = 1.0) -> aiohttp.ClientTi
 
 
 class Client:
-    """A rank's aiohttp session plus the proxy and netrc routes taken from the environment.
+    """A rank's aiohttp session, the proxy and netrc routes taken from the environment, and
+    the configured headers (http/credentials.py) of each hop.
 
     aiohttp's own ``trust_env`` re-reads the netrc file and the proxy variables on every
     request, each in a thread: two thread hops per URL. Here both are read once, and the
-    answer for each (scheme, host) is cached.
+    answers for each host, and the headers of a first hop to each origin, are cached.
     """
 
     def __init__(self, session: aiohttp.ClientSession, config: FetchConfig) -> None:
         self.session = session
+        self.rules = HeaderRules.from_config(config)
+        self.addresses = AddressPolicy.from_config(config)
         self._trust_env = config.trust_env
         self._proxies: dict[str, ProxyInfo] = proxies_from_env() if config.trust_env else {}
         self._netrc = netrc_from_env() if config.trust_env else None
-        # An explicit Authorization header wins over netrc (aiohttp refuses both at once).
-        self._explicit_auth = any(k.lower() == "authorization" for k in config.headers)
-        self._routes: dict[tuple[str, str], tuple[dict[str, Any], str | None]] = {}
+        self._proxy_routes: dict[tuple[str, str], dict[str, Any]] = {}
+        self._netrc_auth: dict[str, str | None] = {}
+        self._first_hops: dict[tuple[str, str], dict[str, str]] = {}
         self.watch = Watch()
 
     async def __aenter__(self) -> Client:
@@ -125,33 +163,40 @@ class Client:
         self.watch.close()
         await self.session.close()
 
-    def route(
-        self, url: URL, headers: Mapping[str, str] | None
-    ) -> tuple[dict[str, Any], Mapping[str, str] | None]:
-        """Proxy arguments for a request to ``url``, and its headers with netrc credentials."""
+    def proxy(self, url: URL) -> dict[str, Any]:
+        """Proxy arguments for a request to ``url`` (from the environment, once per host)."""
         if not self._trust_env or url.host is None:
-            return {}, headers
+            return {}
         key = (url.scheme, url.host)
-        found = self._routes.get(key)
+        found = self._proxy_routes.get(key)
         if found is None:
-            proxy: dict[str, Any] = {}
+            found = {}
             info = self._proxies.get(url.scheme)
             if info is not None and not proxy_bypass(url.host):
-                proxy = {"proxy": info.proxy, "proxy_auth": info.proxy_auth}
+                found = {"proxy": info.proxy, "proxy_auth": info.proxy_auth}
+            self._proxy_routes[key] = found
+        return found
+
+    def _netrc_for(self, host: str) -> str | None:
+        if host not in self._netrc_auth:
             auth = None
-            if self._netrc is not None and not self._explicit_auth:
+            if self._netrc is not None:
                 with contextlib.suppress(LookupError):  # no entry for this host
-                    auth = basicauth_from_netrc(self._netrc, url.host).encode()
-            found = self._routes[key] = (proxy, auth)
-        proxy, auth = found
-        # Credentials in the URL or an Authorization header of the request win over netrc.
-        if (
-            auth is None
-            or url.user is not None
-            or (headers is not None and any(k.lower() == "authorization" for k in headers))
-        ):
-            return proxy, headers
-        return proxy, {**(headers or {}), "Authorization": auth}
+                    auth = basicauth_from_netrc(self._netrc, host).encode()
+            self._netrc_auth[host] = auth
+        return self._netrc_auth[host]
+
+    def headers(self, chain: Sequence[URL]) -> dict[str, str]:
+        """The configured headers of the request to ``chain[-1]`` (credentials.hop_headers)."""
+        netrc = self._netrc_for if self._netrc is not None else None
+        hop = chain[-1]
+        if len(chain) > 1 or hop.user is not None:
+            return hop_headers(self.rules, chain, netrc)
+        key = (hop.scheme, hop.host_port_subcomponent or "")
+        found = self._first_hops.get(key)
+        if found is None:
+            found = self._first_hops[key] = hop_headers(self.rules, chain, netrc)
+        return found
 
 
 def make_client(config: FetchConfig) -> Client:
@@ -175,13 +220,12 @@ def make_client(config: FetchConfig) -> Client:
         limit_per_host=0,  # per-host concurrency is the scheduler's job (with overrides)
         ttl_dns_cache=300,
         ssl=ssl_setting,
-        resolver=Resolver(inner, config.resolve, config.block_private_addresses),
+        resolver=Resolver(inner, config.resolve, AddressPolicy.from_config(config)),
     )
-    headers = {"User-Agent": user_agent(config.contact), **config.headers}
     session = aiohttp.ClientSession(
         connector=connector,
         timeout=client_timeout(config),
-        headers=headers,
+        headers={"User-Agent": user_agent(config.contact)},  # the rest per hop (Client.headers)
         trust_env=False,  # Client.route does it, once per host instead of per request
         raise_for_status=False,
         cookie_jar=aiohttp.DummyCookieJar(),

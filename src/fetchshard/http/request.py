@@ -18,8 +18,9 @@ from yarl import URL
 
 from fetchshard.config import FetchConfig
 from fetchshard.errors import ErrorKind, StorageError
+from fetchshard.hosts.patterns import host_matches
 from fetchshard.http.classify import classify, describe, status_kind
-from fetchshard.http.client import BlockedAddress, Client, client_timeout, is_private_address
+from fetchshard.http.client import AddressPolicy, BlockedAddress, Client, client_timeout
 from fetchshard.http.deadlines import Guard, Tripped
 from fetchshard.http.headers import opt_out, parse_retry_after
 from fetchshard.http.sink import BodySink, MemorySink
@@ -68,11 +69,17 @@ def request_url(text: str) -> URL:
     return URL(text, encoded=False)
 
 
-def check_target(url: URL, block_private: bool) -> None:
-    """Refuse a URL (first or after a redirect) that policy forbids."""
+def check_target(url: URL, config: FetchConfig, addresses: AddressPolicy) -> None:
+    """Refuse a hop (the first or one a redirect asks for) that policy forbids; a host name's
+    addresses are checked again when connecting (client.Resolver)."""
     if url.scheme not in ("http", "https"):
         raise aiohttp.NonHttpUrlRedirectClientError(url)
-    if block_private and url.host is not None and is_private_address(url.host):
+    host = url.host_port_subcomponent
+    if host is None:
+        raise aiohttp.InvalidUrlRedirectClientError(url, "no host")
+    if config.block_hosts and host_matches(host, config.block_hosts):
+        raise BlockedAddress(f"{host} is in fetch.block_hosts")
+    if url.host is not None and addresses.refuses(url.host):
         raise BlockedAddress(f"{url.host} is a private or reserved address")
 
 
@@ -81,20 +88,19 @@ async def fetch(
     url: str,
     config: FetchConfig,
     *,
-    headers: Mapping[str, str] | None = None,
     timeout_factor: float = 1.0,
     sink: BodySink | None = None,
 ) -> FetchResult:
     """GET ``url`` once (following redirects), its body into ``sink`` (a new MemorySink by
     default); never raises for anything the network does. A :class:`StorageError` from the
-    sink (the disk is full) is not the network's and propagates."""
+    sink (the disk is full) is not the network's and propagates. Each hop carries the
+    headers credentials.hop_headers gives it, plus the sink's (Range)."""
     started = time.perf_counter()
+    headers: Mapping[str, str] | None = None
     if sink is None:
         sink = MemorySink()
     else:
-        asked = sink.request_headers()
-        if asked:
-            headers = {**headers, **asked} if headers else asked
+        headers = sink.request_headers() or None
     state: dict[str, Any] = {"status": None, "final_url": None, "content_type": None}
     guard = client.watch.start(config, timeout_factor)
     try:
@@ -152,12 +158,17 @@ async def _fetch(
     extra: dict[str, Any] = {}
     if timeout_factor != 1.0:
         extra["timeout"] = client_timeout(config, timeout_factor)
+    chain = [target]
     for _hop in range(config.max_redirects + 1):
-        check_target(target, config.block_private_addresses)
-        proxy, hop_headers = client.route(target, headers)
+        check_target(target, config, client.addresses)
+        hop_headers = client.headers(chain)
+        if headers:
+            hop_headers = {**hop_headers, **headers}
+        if target.user is not None or target.password is not None:
+            target = target.with_user(None)  # its credentials are in hop_headers
         guard.watch(None)
         async with client.session.get(
-            target, allow_redirects=False, headers=hop_headers, **proxy, **extra
+            target, allow_redirects=False, headers=hop_headers, **client.proxy(target), **extra
         ) as resp:
             guard.watch(resp)
             status = state["status"] = resp.status
@@ -168,9 +179,10 @@ async def _fetch(
                 if not location:
                     raise aiohttp.InvalidUrlRedirectClientError(target, "no Location header")
                 try:
-                    target = resp.url.join(URL(location))
+                    target = chain[-1].join(URL(location))  # keeps userinfo on a relative one
                 except ValueError as exc:
                     raise aiohttp.InvalidUrlRedirectClientError(location, str(exc)) from exc
+                chain.append(target)
                 continue
             problem = await sink.begin(status, resp.headers)
             if problem is not None:  # a resumed transfer the server would not continue

@@ -56,9 +56,11 @@ async def test_netrc_credentials_unless_a_header_says_otherwise(
     netrc.chmod(0o600)
     monkeypatch.setenv("NETRC", str(netrc))
     url = server.url("/echo-headers")
+    explicit_config = FetchConfig(total_timeout=5.0, headers={"Authorization": "Bearer t"})
     async with make_client(CONFIG) as client:
         plain = await fetch(client, url, CONFIG)
-        explicit = await fetch(client, url, CONFIG, headers={"Authorization": "Bearer t"})
+    async with make_client(explicit_config) as client:
+        explicit = await fetch(client, url, explicit_config)
     assert plain.body is not None and explicit.body is not None
     # base64("alice:s3cret")
     assert json.loads(plain.body)["Authorization"] == "Basic YWxpY2U6czNjcmV0"
