@@ -233,6 +233,10 @@ _SECTION_TYPES: dict[str, type[Any]] = {
     "images": ImagesConfig,
 }
 
+# Options holding a path: in a config file, relative to the file's folder (rebase_paths);
+# from the environment or the command line, relative to the working directory.
+PATH_OPTIONS = frozenset({"input.paths", "output.dir", "fetch.ca_bundle"})
+
 _CHOICES: dict[str, tuple[str, ...]] = {
     "input.format": ("auto", "txt", "csv", "tsv", "jsonl", "parquet"),
     "input.hash_algorithm": ("sha256", "md5"),
@@ -346,7 +350,8 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
         out: dict[str, str] = {}
         for k, v in value.items():
             if not isinstance(k, str) or not isinstance(v, str | int | float):
-                raise ConfigError(f"{key}: expected a mapping of strings, got {k!r}: {v!r}")
+                shown = type(v).__name__  # not the value: it may be a secret (a header's)
+                raise ConfigError(f"{key}: expected a mapping of strings, got {k!r}: a {shown}")
             out[k] = str(v)
         return out
     if tp is bool:
@@ -583,22 +588,47 @@ def load_config(
     """Build the validated :class:`Config` from all layers (defaults < file < env < overrides)."""
     layers: list[tuple[str, Mapping[str, Any]]] = []
     if config_file is not None:
-        layers.append((str(config_file), read_yaml(config_file)))
+        data = rebase_paths(read_yaml(config_file), config_file.parent)
+        layers.append((str(config_file), data))
     layers.append(("the environment", env_layer(os.environ if environ is None else environ)))
     if overrides:
         layers.append(("the command line", dotted_layer(overrides)))
-    config = _build(_merge(layers))
-    if config_file is not None:
-        config = _relative_to(config, config_file.parent)
-    return config
+    return _build(_merge(layers))
 
 
-def _relative_to(config: Config, base: Path) -> Config:
-    """Input paths in a config file are relative to the file, not to the working directory."""
-    paths = tuple(p if os.path.isabs(p) else str(base / p) for p in config.input.paths)
-    return dataclasses.replace(config, input=dataclasses.replace(config.input, paths=paths))
+def rebase_paths(data: Mapping[str, Any], base: Path) -> dict[str, Any]:
+    """A config file's mapping with the relative paths of its :data:`PATH_OPTIONS` joined
+    to ``base``, the file's folder. Absolute paths, ``~`` paths, empty strings and values
+    of the wrong type (left for validation to reject) are kept as they are."""
+    out = dict(data)
+    for dotted in PATH_OPTIONS:
+        section, _, key = dotted.partition(".")
+        values = out.get(section)
+        if not isinstance(values, Mapping) or key not in values:
+            continue
+        value = values[key]
+        if isinstance(value, str):
+            value = _rebased(value, base)
+        elif isinstance(value, list) and typing.get_origin(_hint(dotted)) is tuple:
+            value = [_rebased(v, base) if isinstance(v, str) else v for v in value]
+        out[section] = {**values, key: value}
+    return out
+
+
+def _hint(dotted: str) -> Any:
+    section, _, key = dotted.partition(".")
+    return typing.get_type_hints(_SECTION_TYPES[section])[key]
+
+
+def _rebased(path: str, base: Path) -> str:
+    if not path or path.startswith("~") or os.path.isabs(path):
+        return path
+    return str(base / path)
 
 
 def to_plain(config: Config) -> dict[str, Any]:
-    """The config as plain data (for run.json and logs)."""
-    return dataclasses.asdict(config)
+    """The config as plain data fit to write (documents, the dataset card): secrets hidden."""
+    from fetchshard.redact import redact_settings
+
+    settings: dict[str, Any] = redact_settings(dataclasses.asdict(config))
+    return settings

@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from fetchshard.redact import mask_userinfo
+
 SIZE_BUCKETS = 41  # bucket b: bodies of [2**(b-1), 2**b) bytes; 0: empty; the last: the rest
 # Hosts a document keeps by failures, and as many by time held back: the report shows the
 # job's top 10 of each, and thousands of ranks' documents must read in seconds.
@@ -155,7 +157,7 @@ class Stats:
                 counts.failures += 1
                 counts.errors[error_kind] += 1
                 if url is not None and len(counts.samples) < SAMPLES:
-                    counts.samples.append((url, message or error_kind))
+                    counts.samples.append((mask_userinfo(url), message or error_kind))
 
     def recount_failure(
         self,

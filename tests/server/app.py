@@ -13,6 +13,9 @@ from . import routes_faults as faults
 from . import routes_files as files
 from .state import STATE_KEY, ServerState, state_of
 
+# Request headers the log records (tests/system/test_credentials.py)
+CREDENTIAL_HEADERS = ("Authorization", "Cookie", "Proxy-Authorization", "X-Api-Key", "X-Trace")
+
 
 @web.middleware
 async def _log_middleware(
@@ -37,6 +40,12 @@ async def _log_middleware(
                 "host_index": state.host_index(addr, port),
                 "path": request.path_qs,
                 "ua": request.headers.get("User-Agent"),
+                # what a credential test asks: which of these reached this host, and what
+                "credentials": {
+                    name: request.headers[name]
+                    for name in CREDENTIAL_HEADERS
+                    if name in request.headers
+                },
             }
         )
     state.in_flight += 1

@@ -11,6 +11,8 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from fetchshard import signals
 from fetchshard.engine import eventloop
 from server import ServerProcess
@@ -173,6 +175,31 @@ def test_store_body_false_keeps_hash_and_size_only(
             without[url]["sha256"] == hashlib.sha256(body).hexdigest() == with_body[url]["sha256"]
         )
         assert without[url]["size"] == len(body)
+
+
+def test_paths_in_a_config_file_are_relative_to_it_and_flags_to_the_cwd(
+    server_process: ServerProcess,
+    url_file: Callable[..., Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    urls = [server_process.url(f"/ok/relative-{i}") for i in range(5)]
+    (tmp_path / "sub").mkdir()
+    url_file(urls, name="sub/urls.txt")
+    (tmp_path / "sub" / "config.yaml").write_text(
+        "input:\n  paths: [urls.txt]\noutput:\n  dir: out\n", encoding="utf-8"
+    )
+    monkeypatch.chdir(tmp_path)
+
+    result = cli("run", "sub/config.yaml", *FAST)
+    assert result.exit_code == 0, result.output
+    assert set(rows_by_url(tmp_path / "sub" / "out")) == set(urls)
+    assert not (tmp_path / "out").exists()
+
+    result = cli("run", "sub/config.yaml", "-o", "out2", *FAST)
+    assert result.exit_code == 0, result.output
+    assert set(rows_by_url(tmp_path / "out2")) == set(urls)
+    assert not (tmp_path / "sub" / "out2").exists()
 
 
 def test_the_loop_runs_with_fewer_gc_collections_and_restores_the_threshold() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -115,7 +116,7 @@ def test_empty_yaml_file_means_defaults(tmp_path: Path) -> None:
     assert load_config(_write(tmp_path, ""), environ={}) == Config()
 
 
-# --- input paths relative to the config file ----------------------------------------------
+# --- paths relative to the config file ----------------------------------------------------
 
 
 def test_input_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
@@ -139,6 +140,72 @@ def test_single_input_path_string_becomes_tuple(tmp_path: Path) -> None:
 def test_input_paths_without_a_file_are_kept_as_given() -> None:
     config = load_config(None, environ={}, overrides={"input.paths": ["rel.txt"]})
     assert config.input.paths == ("rel.txt",)
+
+
+def test_every_path_option_in_a_file_is_relative_to_the_file(tmp_path: Path) -> None:
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    path = _write(
+        folder,
+        "input:\n  paths: [urls.txt, 'data/*.csv']\n"
+        "output:\n  dir: out\nfetch:\n  ca_bundle: certs/ca.pem\n",
+    )
+    config = load_config(path, environ={})
+    assert config.input.paths == (str(folder / "urls.txt"), str(folder / "data" / "*.csv"))
+    assert config.output.dir == str(folder / "out")
+    assert config.fetch.ca_bundle == str(folder / "certs" / "ca.pem")
+    assert {"input.paths", "output.dir", "fetch.ca_bundle"} <= cfg.PATH_OPTIONS
+
+
+def test_absolute_and_home_paths_in_a_file_are_kept(tmp_path: Path) -> None:
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    absolute = tmp_path / "elsewhere"
+    path = _write(
+        folder,
+        f"input:\n  paths: {absolute / 'urls.txt'}\n"
+        f"output:\n  dir: {absolute / 'out'}\nfetch:\n  ca_bundle: ~/ca.pem\n",
+    )
+    config = load_config(path, environ={})
+    assert config.input.paths == (str(absolute / "urls.txt"),)
+    assert config.output.dir == str(absolute / "out")
+    assert config.fetch.ca_bundle == "~/ca.pem"
+
+
+def test_paths_from_environment_and_overrides_stay_relative_to_the_cwd(tmp_path: Path) -> None:
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    path = _write(
+        folder, "input:\n  paths: [a.txt]\noutput:\n  dir: out\nfetch:\n  ca_bundle: ca.pem\n"
+    )
+    environ = {
+        "FETCHSHARD_INPUT_PATHS": "[env.txt]",
+        "FETCHSHARD_OUTPUT_DIR": "env-out",
+        "FETCHSHARD_FETCH_CA_BUNDLE": "env.pem",
+    }
+    from_env = load_config(path, environ=environ)
+    assert from_env.input.paths == ("env.txt",)
+    assert from_env.output.dir == "env-out"
+    assert from_env.fetch.ca_bundle == "env.pem"
+
+    overrides = {"input.paths": ["cli.txt"], "output.dir": "out2", "fetch.ca_bundle": "cli.pem"}
+    from_flags = load_config(path, environ=environ, overrides=overrides)
+    assert from_flags.input.paths == ("cli.txt",)
+    assert from_flags.output.dir == "out2"
+    assert from_flags.fetch.ca_bundle == "cli.pem"
+
+
+def test_a_path_option_of_the_wrong_type_in_a_file_is_one_line(tmp_path: Path) -> None:
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    assert _error(_write(folder, "output:\n  dir: [a, b]\n")) == (
+        "output.dir: expected a string, got ['a', 'b']"
+    )
+    assert _error(_write(folder, "input:\n  paths: [a.txt, 5]\n")) == (
+        "input.paths: expected a string, got 5"
+    )
+    assert "fetch.ca_bundle" in _error(_write(folder, "fetch:\n  ca_bundle: 5\n"))
+    assert "input" in _error(_write(folder, "input: 5\n"))
 
 
 # --- validation errors ----------------------------------------------------------------
@@ -343,20 +410,30 @@ def test_to_plain_round_trips_through_json(tmp_path: Path) -> None:
     path = _write(
         tmp_path,
         "input:\n  paths: [urls.txt]\n  extra_columns: [lang]\n"
-        "fetch:\n  headers: {X-Test: 1}\n  contact: me@example.org\n",
+        "fetch:\n  headers: {X-Test: 1}\n  contact: me@example.org\n"
+        "  hosts: {a.example: {rate: 2, headers: {Authorization: Bearer t0ken}}}\n",
     )
     config = load_config(path, environ={}, overrides={"run.rank": 0, "run.world_size": 2})
     plain = to_plain(config)
     assert set(plain) == {"input", "output", "partition", "fetch", "run", "images"}
     decoded = json.loads(json.dumps(plain))
     assert decoded["fetch"]["per_host_rate"] == config.fetch.per_host_rate
-    assert decoded["fetch"]["headers"] == {"X-Test": "1"}
+    assert decoded["fetch"]["headers"] == {"X-Test": "***"}  # header values are never shown
+    assert decoded["fetch"]["hosts"]["a.example"] == {
+        "rate": 2.0,
+        "burst": None,
+        "concurrency": None,
+        "headers": {"Authorization": "***"},
+    }
+    assert "t0ken" not in json.dumps(plain)
     assert decoded["fetch"]["contact"] == "me@example.org"
     assert decoded["input"]["paths"] == [str(tmp_path / "urls.txt")]
     assert decoded["run"]["world_size"] == 2
-    # Feeding the plain dict back as overrides rebuilds the same config.
+    # Feeding the plain dict back as overrides rebuilds the same config, secrets aside.
     overrides = {f"{s}.{k}": v for s, section in decoded.items() for k, v in section.items()}
-    assert load_config(None, environ={}, overrides=overrides) == config
+    rebuilt = load_config(None, environ={}, overrides=overrides)
+    assert rebuilt.fetch.headers == {"X-Test": "***"}
+    assert dataclasses.replace(rebuilt, fetch=config.fetch) == config
 
 
 def test_to_plain_of_defaults_is_json_serializable() -> None:
@@ -388,7 +465,9 @@ def test_example_config_lists_every_option_with_its_default() -> None:
     for section in ("input", "output", "partition", "fetch", "run", "images"):
         names = {f.name for f in dataclasses.fields(getattr(defaults, section))}
         assert set(data[section]) == names, section
-        for name in names - {"paths"}:
+        for name in names:
+            if f"{section}.{name}" in cfg.PATH_OPTIONS:  # relative to examples/
+                continue
             assert getattr(getattr(loaded, section), name) == getattr(
                 getattr(defaults, section), name
             ), f"{section}.{name}"

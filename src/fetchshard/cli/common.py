@@ -13,6 +13,7 @@ import typer
 
 from fetchshard.environment import CHILD, CHILD_STDERR_LEVEL, SLURM_RANK
 from fetchshard.errors import FetchshardError, RunError
+from fetchshard.redact import RedactingFormatter, mask_userinfo
 
 # Options that `run` and `plan` share (the input is read the same way by both).
 OutputOption = Annotated[
@@ -55,7 +56,7 @@ def input_flags(
 
 def fail(exc: FetchshardError) -> NoReturn:
     """The single place a user-facing error becomes one line on stderr and an exit code."""
-    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    message = mask_userinfo(str(exc)).splitlines()[0] if str(exc) else type(exc).__name__
     typer.echo(f"fetchshard: error: {message}", err=True)
     raise typer.Exit(exc.exit_code)
 
@@ -79,7 +80,7 @@ def logging_to_stderr(level: str) -> Iterator[None]:
     prefix = "%(asctime)s %(levelname)s"
     if os.environ.get(CHILD) or SLURM_RANK in os.environ:
         prefix += " [pid %(process)d]"
-    handler.setFormatter(logging.Formatter(f"{prefix} %(message)s", "%H:%M:%S"))
+    handler.setFormatter(RedactingFormatter(f"{prefix} %(message)s", "%H:%M:%S"))
     quiet = os.environ.get(CHILD_STDERR_LEVEL) if os.environ.get(CHILD) else None
     handler.setLevel(
         max(logging.getLevelName(level.upper()), logging.getLevelName(quiet.upper()))

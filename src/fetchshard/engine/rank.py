@@ -24,6 +24,7 @@ from fetchshard.output.files import clear_partial
 from fetchshard.output.parts import recover
 from fetchshard.plan import Interrupted, fingerprint, plan, plan_in_use, rank_shares
 from fetchshard.ranks import RankInfo, cpus_available
+from fetchshard.redact import RedactingFormatter, redact_command
 from fetchshard.runfolder.documents import DoneMarker, RankStats
 from fetchshard.runfolder.layout import PlanPaths, RunPaths
 from fetchshard.runfolder.lock import rank_lock
@@ -78,7 +79,7 @@ def run_rank(
 def _log_to_file(path: Path, level: str) -> logging.Handler:
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(level.upper())
     root = logging.getLogger("fetchshard")
     root.addHandler(handler)
@@ -159,7 +160,7 @@ def _rank(
             stats=totals,
             written_at=now,
             settings=to_plain(config),
-            command=["fetchshard", *sys.argv[1:]],
+            command=redact_command(["fetchshard", *sys.argv[1:]]),
         ).write(paths.stats(rank), durable=True)
         progress.finish("done" if complete else "interrupted", counts.committed, totals)
         if complete:

@@ -6,6 +6,7 @@ from fetchshard.errors import ErrorKind
 from fetchshard.http.request import FetchResult
 from fetchshard.ledger import WorkItem
 from fetchshard.output.columns import STATUS_FAILED, STATUS_OK, ResultRow
+from fetchshard.redact import mask_userinfo
 
 
 def result_row(
@@ -20,13 +21,13 @@ def result_row(
     request (a bad URL, robots.txt, a given-up host)."""
     return ResultRow(
         item_id=item.item_id,
-        url=item.url,
+        url=mask_userinfo(item.url),  # the ledger keeps it whole, to fetch it
         extras=item.extras,
         status=STATUS_OK if kind is None else STATUS_FAILED,
         error_kind=None if kind is None else kind.value,
         error_message=message,
         http_status=result.http_status if result else None,
-        final_url=result.final_url if result else None,
+        final_url=mask_userinfo(result.final_url) if result and result.final_url else None,
         content_type=result.content_type if result else None,
         size=result.size if result else None,
         sha256=result.sha256 if result else None,

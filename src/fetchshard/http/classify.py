@@ -9,6 +9,7 @@ import aiohttp
 
 from fetchshard.errors import ErrorKind
 from fetchshard.http.client import BlockedAddress
+from fetchshard.redact import mask_userinfo
 
 _MAX_MESSAGE = 500
 
@@ -72,7 +73,8 @@ def classify(exc: BaseException) -> ErrorKind:
 
 
 def describe(exc: BaseException) -> str:
+    """The row's error message for ``exc`` (a URL's userinfo hidden)."""
     text = str(exc) or type(exc).__name__
     if type(exc).__name__ not in text:
         text = f"{type(exc).__name__}: {text}"
-    return text[:_MAX_MESSAGE]
+    return mask_userinfo(text)[:_MAX_MESSAGE]

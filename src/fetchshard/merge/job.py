@@ -14,7 +14,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -40,6 +40,7 @@ from fetchshard.merge.schema import BODY, IMAGE, data_schema, errors_schema, sid
 from fetchshard.merge.shards import KEY_WIDTH, write_shard
 from fetchshard.merge.sources import Sources, collect
 from fetchshard.merge.writer import Sealer, WriteSettings, write_file
+from fetchshard.redact import redact_command, redact_settings
 from fetchshard.runfolder.layout import TMP_SUFFIX, MergedPaths, tmp_of
 from fetchshard.runfolder.storage import LOCAL
 from fetchshard.runfolder.view import RunFolder
@@ -402,25 +403,15 @@ def _run_facts(folder: RunFolder) -> dict[str, object]:
     finished = [d.completed_at for d in done if d is not None and d.completed_at is not None]
     first = next((v.stats for v in folder.ranks() if v.stats is not None), None)
     return {
-        "settings": _redacted(first.settings) if first else {},
-        "command": first.command if first else [],
+        # Hidden again: a rank of an older fetchshard wrote them whole.
+        "settings": redact_settings(first.settings) if first else {},
+        "command": redact_command(first.command) if first else [],
         "fingerprint": folder.manifest.fingerprint,
         "fetchshard_version": folder.manifest.fetchshard_version,
         "world_size": folder.world_size,
         "ranks_done": len(finished),
         "last_completed_at": max(finished) if finished else None,
     }
-
-
-def _redacted(value: Any, key: str = "") -> Any:
-    """Settings fit to publish: header values (tokens, cookies) replaced."""
-    if isinstance(value, dict):
-        if key == "headers":
-            return {k: "<redacted>" for k in value}
-        return {k: _redacted(v, k) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redacted(v) for v in value]
-    return value
 
 
 def _remove_stale(paths: MergedPaths, plan: MergePlan, digest: str, file_format: str) -> None:

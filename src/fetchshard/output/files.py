@@ -40,6 +40,7 @@ from fetchshard.faults import fault_after
 from fetchshard.http.sink import HEAD, StoredBody
 from fetchshard.output.columns import PATH_COLUMN, Column
 from fetchshard.output.filenames import clash_path, file_path
+from fetchshard.redact import mask_userinfo
 from fetchshard.runfolder.documents import PartialTransfer
 from fetchshard.runfolder.layout import RunPaths
 from fetchshard.runfolder.storage import fsync_path
@@ -230,7 +231,7 @@ class FileSink:
             have = 0
         if have > 0:
             record = PartialTransfer.read(self.meta)
-            if record is not None and record.url == url:
+            if record is not None and record.url == mask_userinfo(url):
                 self.validator = record.validator()
                 self.resume_from = have if self.validator is not None else 0
         self.offset = 0  # where this response's bytes start in the file
@@ -276,7 +277,9 @@ class FileSink:
                 )
             self.offset = self.resume_from
         record = PartialTransfer(
-            url=self.url, etag=headers.get("ETag"), last_modified=headers.get("Last-Modified")
+            url=mask_userinfo(self.url),  # written to disk: no secret
+            etag=headers.get("ETag"),
+            last_modified=headers.get("Last-Modified"),
         )
         declared = headers.get("Content-Length")
         small = (
