@@ -67,15 +67,17 @@ Routes (all GET unless noted):
 =====================================  ==============================================
 
 Raw TCP helpers: :class:`ResetServer` (accepts and immediately resets every
-connection) and :func:`closed_port` (a loopback port with nothing listening).
+connection), :func:`closed_port` (a loopback port with nothing listening) and
+:class:`CannedServer` (answers each request path with canned raw bytes, :class:`Canned`: a
+10 MB header, a body longer than its Content-Length).
 
 Modules: ``state`` (ServerState and its app key), ``params`` (query and path
 parameters), ``streaming`` (writes and sleeps that stop for a gone client or a
 shutdown), ``bodies`` (deterministic bodies), ``routes_content``, ``routes_faults`` and
 ``routes_control`` (the handlers), ``app`` (make_app: middleware and route table),
 ``loopback`` (address modes), ``inprocess`` (serve, running_server), ``process``
-(ServerProcess), ``raw`` (ResetServer, closed_port), ``cli`` and ``__main__`` (the
-command line).
+(ServerProcess), ``raw`` (ResetServer, closed_port), ``hostile`` (CannedServer, Canned),
+``cli`` and ``__main__`` (the command line).
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ from __future__ import annotations
 from .app import make_app
 from .bodies import gzip_zeros, jpeg_bytes
 from .cli import main
+from .hostile import Canned, CannedServer
 from .inprocess import RunningServer, running_server, serve
 from .loopback import LOOPBACK, AddressMode
 from .process import ServerProcess
@@ -94,6 +97,8 @@ __all__ = [
     "LOOPBACK",
     "STATE_KEY",
     "AddressMode",
+    "Canned",
+    "CannedServer",
     "ResetServer",
     "RunningServer",
     "ServerProcess",
