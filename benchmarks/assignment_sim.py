@@ -3,7 +3,7 @@
     python benchmarks/assignment_sim.py [--items 10000000] [--hosts 200000] [--json OUT.json]
 
 For each world size and Zipf exponent: host counts drawn once (seeded multinomial), every
-item's rank computed with the code's own rules, vectorized: ``Partitioner``'s
+item's rank computed with the code's own rules, vectorized: ``FixedSpread``'s
 ``(h(host) + h(key) mod spread) mod W`` for each fixed spread, and ``Assignment.ranks_of`` for
 the counted assignment (uniform 64-bit key hashes stand in for XXH3's). Prints and writes
 max/mean and min/mean items per rank, the ranks of the largest host, and how long
@@ -24,8 +24,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 
-from fetchshard.assignment import Assignment  # noqa: E402
-from fetchshard.partition import hash64  # noqa: E402
+from fetchshard.planning.assignment import Assignment  # noqa: E402
+from fetchshard.urls import hash64  # noqa: E402
 
 
 def main() -> None:

@@ -17,7 +17,8 @@ import time
 from collections import Counter
 from fractions import Fraction
 
-from fetchshard.partition import Partitioner, hash64
+from fetchshard.planning.placement import FixedSpread
+from fetchshard.urls import hash64
 
 
 def zipf_hosts(n_hosts: int, n_urls: int, s: float, rng: random.Random) -> list[int]:
@@ -37,7 +38,7 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
     spread = args.spread or args.ranks
-    part = Partitioner(args.ranks, spread)
+    part = FixedSpread(args.ranks, spread)
     rng = random.Random(args.seed)
     started = time.perf_counter()
     host_of = zipf_hosts(args.hosts, args.urls, args.zipf, rng)

@@ -1,4 +1,4 @@
-"""Planning speed in-process: ``plan()`` of one rank over a Parquet URL file (issue 5, target 5).
+"""Planning speed in-process: ``plan_rank()`` of rank 0 over a Parquet URL file (issue 5, target 5).
 
     python benchmarks/plan_speed.py FILE.parquet [--world-sizes 1,8,64,400] [--repeat 3]
                                     [--batch-rows N]
@@ -21,8 +21,9 @@ from typing import Any
 
 from fetchshard.config import load_config
 from fetchshard.ledger import Ledger
-from fetchshard.plan import plan
+from fetchshard.planning.rank import plan_rank
 from fetchshard.ranks import RankInfo
+from fetchshard.runfolder.layout import ledger_paths
 
 
 def plan_once(path: Path, world_size: int, batch_rows: int | None) -> dict[str, float]:
@@ -32,8 +33,8 @@ def plan_once(path: Path, world_size: int, batch_rows: int | None) -> dict[str, 
     config = load_config(environ={}, overrides=overrides)
     with tempfile.TemporaryDirectory(prefix="plan-speed-") as tmp:
         wall, cpu = time.perf_counter(), time.process_time()
-        with Ledger(Path(tmp) / "rank-00000.sqlite") as ledger:
-            result = plan(ledger, config, RankInfo(0, world_size, "benchmark"), {"fp": 1})
+        with Ledger(ledger_paths(Path(tmp) / "rank-00000.sqlite")) as ledger:
+            result = plan_rank(ledger, config, RankInfo(0, world_size, "benchmark"), {"fp": 1})
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     return {"rows": result.rows, "kept": result.kept, "seconds": wall, "cpu_s": cpu}
 

@@ -5,7 +5,7 @@
                                    [--json benchmarks/results/plan-step-latest.json]
 
 1. Writes a Zipf(1.3) input over 200,000 hosts (random order, no repeats), once per shape.
-2. The single-rank planning rate: ``plan()`` at world size 1 over a 10^7-row file of the
+2. The single-rank planning rate: ``plan_rank()`` at world size 1 over a 10^7-row file of the
    same shape, in-process (rows / wall second).
 3. The plan step of every rank (``fetchshard plan --rank r --world-size W``): the sampled
    ranks as their own processes, timed from start to exit, with the bytes they read of the
@@ -13,8 +13,8 @@
    the others in this process, since a run needs every slice.
    With ``--cold`` the page cache is dropped before each sampled rank's process.
 4. The run's planning of each sampled rank from the plan (its own process: start, then
-   ``plan()`` into a fresh ledger), timed and with the bytes it read of the plan.
-5. The same rank without a plan step: ``plan()`` reading the whole input (counting pass,
+   ``plan_rank()`` into a fresh ledger), timed and with the bytes it read of the plan.
+5. The same rank without a plan step: ``plan_rank()`` reading the whole input (counting pass,
    then selection), timed, with its bytes read.
 6. Balance over the whole input: items per rank under the counted assignment and under the
    fixed ``spread: 16`` (and 64), from every row's hashes in the slices.
@@ -102,9 +102,11 @@ def _config(src: Path, out: Path) -> Any:
 def child(kind: str, src: Path, out: Path, rank: int, world: int) -> None:
     """One sampled rank's work in its own process; prints JSON."""
     from fetchshard.ledger import Ledger
-    from fetchshard.plan import plan, plan_in_use
-    from fetchshard.planstep.step import plan_step_rank
+    from fetchshard.planning.planfile import plan_in_use
+    from fetchshard.planning.rank import plan_rank
+    from fetchshard.planning.step import plan_step_rank
     from fetchshard.ranks import RankInfo
+    from fetchshard.runfolder.layout import ledger_paths
 
     config = _config(src, out)
     info = RankInfo(rank, world, "benchmark")
@@ -124,8 +126,8 @@ def child(kind: str, src: Path, out: Path, rank: int, world: int) -> None:
         path = ledger_dir / f"rank-{rank:05d}.sqlite"
         for old in ledger_dir.glob(f"rank-{rank:05d}*"):
             shutil.rmtree(old) if old.is_dir() else old.unlink()
-        with Ledger(path) as ledger:
-            got = plan(ledger, config, info, {"fp": kind}, inputs, from_plan=from_plan)
+        with Ledger(ledger_paths(path)) as ledger:
+            got = plan_rank(ledger, config, info, {"fp": kind}, inputs, from_plan=from_plan)
         result = {"rows": got.rows, "kept": got.kept}
     result["work_seconds"] = time.perf_counter() - started
     result["rchar"] = _rchar() - before
@@ -137,9 +139,11 @@ def _warm_up(fmt: str, work: Path) -> float:
     """Plan a tiny input both ways first, so that the bytes counted next are the input's and
     the plan's, not those of modules imported on first use; returns the seconds it took."""
     from fetchshard.ledger import Ledger
-    from fetchshard.plan import plan, plan_in_use
-    from fetchshard.planstep.step import plan_step_rank
+    from fetchshard.planning.planfile import plan_in_use
+    from fetchshard.planning.rank import plan_rank
+    from fetchshard.planning.step import plan_step_rank
     from fetchshard.ranks import RankInfo
+    from fetchshard.runfolder.layout import ledger_paths
 
     started = time.perf_counter()
     tiny = work / f"warm.{fmt}"
@@ -150,8 +154,8 @@ def _warm_up(fmt: str, work: Path) -> float:
     plan_step_rank(config, info)
     plan_step_rank(config, RankInfo(1, 2, "benchmark"))
     for name, from_plan in (("a", plan_in_use(config, [tiny], 2)), ("b", None)):
-        with Ledger(scratch / f"{name}.sqlite") as ledger:
-            plan(ledger, config, info, {"fp": name}, from_plan=from_plan)
+        with Ledger(ledger_paths(scratch / f"{name}.sqlite")) as ledger:
+            plan_rank(ledger, config, info, {"fp": name}, from_plan=from_plan)
     shutil.rmtree(scratch)
     return time.perf_counter() - started
 
@@ -181,8 +185,9 @@ def _timed_child(kind: str, src: Path, out: Path, rank: int, world: int) -> dict
 
 def single_rank_rate(work: Path, fmt: str) -> dict[str, float]:
     from fetchshard.ledger import Ledger
-    from fetchshard.plan import plan
+    from fetchshard.planning.rank import plan_rank
     from fetchshard.ranks import RankInfo
+    from fetchshard.runfolder.layout import ledger_paths
 
     src = work / f"rate-1e7.{fmt}"
     make_input(src, 10_000_000, fmt, seed=1)
@@ -191,8 +196,8 @@ def single_rank_rate(work: Path, fmt: str) -> dict[str, float]:
     ledger_dir.mkdir(parents=True)
     config = _config(src, work / "rate-out")
     started = time.perf_counter()
-    with Ledger(ledger_dir / "rank-00000.sqlite") as ledger:
-        got = plan(ledger, config, RankInfo(0, 1, "benchmark"), {"fp": 1})
+    with Ledger(ledger_paths(ledger_dir / "rank-00000.sqlite")) as ledger:
+        got = plan_rank(ledger, config, RankInfo(0, 1, "benchmark"), {"fp": 1})
     seconds = time.perf_counter() - started
     shutil.rmtree(ledger_dir)
     return {"rows": got.rows, "seconds": round(seconds, 2), "rows_per_s": got.rows / seconds}
@@ -200,9 +205,9 @@ def single_rank_rate(work: Path, fmt: str) -> dict[str, float]:
 
 def balance(out: Path, world: int, spreads: tuple[int, ...]) -> dict[str, Any]:
     """Items per rank over every row of the slices: the assignment against fixed spreads."""
-    from fetchshard.partition import Partitioner
-    from fetchshard.planstep.reader import plan_assignment
-    from fetchshard.planstep.slicefiles import SliceItems
+    from fetchshard.planning.placement import FixedSpread
+    from fetchshard.planning.planfile import plan_assignment
+    from fetchshard.planning.slicefiles import SliceItems
     from fetchshard.runfolder.layout import PlanPaths
 
     paths = PlanPaths(out)
@@ -219,7 +224,7 @@ def balance(out: Path, world: int, spreads: tuple[int, ...]) -> dict[str, Any]:
         keys = table.column("key_hash").to_numpy()
         loads["auto"] += np.bincount(assignment.ranks_of(hosts, keys), minlength=world)
         for s in spreads:
-            ranks = Partitioner(world, s).ranks_of(hosts, keys)
+            ranks = FixedSpread(world, s).ranks_of(hosts, keys)
             loads[f"spread {s}"] += np.bincount(ranks, minlength=world)
     out_rows: dict[str, Any] = {"assignment_seconds": round(assign_seconds, 2)}
     for name, load in loads.items():
@@ -259,7 +264,7 @@ def main() -> None:
     if args.child:
         child(args.child, args.src, args.out, args.rank, args.world)
         return
-    from fetchshard.planstep.step import plan_step_rank
+    from fetchshard.planning.step import plan_step_rank
     from fetchshard.ranks import RankInfo
 
     global COLD

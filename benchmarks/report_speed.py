@@ -6,7 +6,7 @@
 
 Makes (once per size, cached in ``WORK/report-N/``, ``synthetic.json`` there when complete) a
 run folder of N ranks written with fetchshard's own writers: ``run.json`` as a rank writes it
-(``prepare_output`` with the real fingerprint of a small URL list), and per rank what a real
+(``claim_run_folder`` with the real fingerprint of a small URL list), and per rank what a real
 rank of a 10-million-URL job would have left at some point of it:
 
 - done (~71 %): a progress snapshot (state ``done``), its RankStats and its DoneMarker;
@@ -77,23 +77,28 @@ from measure import machine_busy_cpu
 import fetchshard
 from fetchshard.config import load_config, to_plain
 from fetchshard.ledger import Ledger, PlannedItem
-from fetchshard.partition import item_id, item_key
-from fetchshard.plan import fingerprint
+from fetchshard.planning.fingerprint import claim_run_folder, fingerprint
 from fetchshard.ranks import RankInfo
-from fetchshard.report.collect import RANK_STATES, RATE_WINDOW, collect
-from fetchshard.report.summary import summarize
-from fetchshard.runfolder.documents import DoneMarker, ProgressSnapshot, RankStats
-from fetchshard.runfolder.layout import RunPaths
+from fetchshard.reporting.collect import RANK_STATES, collect
+from fetchshard.reporting.summary import summarize
+from fetchshard.reporting.timeline import RATE_WINDOW
+from fetchshard.runfolder.documents import (
+    DoneMarker,
+    ProgressHistory,
+    ProgressSnapshot,
+    RankStats,
+)
+from fetchshard.runfolder.layout import RunPaths, ledger_paths
 from fetchshard.runfolder.lock import rank_lock
-from fetchshard.runfolder.prepare import prepare_output
 from fetchshard.runfolder.view import RunFolder
 from fetchshard.stats import HostCounts, Stats, worst_hosts
+from fetchshard.urls import item_id, item_key
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 _T0 = time.monotonic()
 
-GENERATOR = 4  # bump when the synthetic folder changes: cached folders are rebuilt
+GENERATOR = 5  # bump when the synthetic folder changes: cached folders are rebuilt
 TARGETS_S = {400: 2.0, 4000: 10.0}  # issue 16: the command's wall time at these sizes
 # Fractions of the ranks per state (the rest is done), rounded, at least one each from 20 ranks.
 MIX = {
@@ -243,29 +248,31 @@ def rank_stats(
 def history(
     rng: random.Random,
     samples: int,
+    started: float,
     step: float,
     before: int,
     written: int,
     committed: int,
     mean_size: float,
     stalled_s: float = 0.0,
-) -> list[list[float]]:
-    """[seconds since start, committed, written, bytes]: ``written`` rows of this session over
-    ``samples`` samples ``step`` apart at a rate that drifts, committed in parts of PART_ROWS
-    (``committed`` at the end); nothing in the last ``stalled_s`` seconds."""
+) -> ProgressHistory:
+    """``written`` rows of this session over ``samples`` samples ``step`` apart from
+    ``started`` at a rate that drifts, committed in parts of PART_ROWS (``committed`` at the
+    end); nothing in the last ``stalled_s`` seconds."""
     rates = [max(0.05, 1.0 + 0.35 * rng.gauss(0, 1)) for _ in range(samples - 1)]
     stalled = min(int(stalled_s // step) + 1, samples - 2) if stalled_s else 0
     rates[len(rates) - stalled :] = [0.0] * stalled
     scale = written / sum(rates)
-    out = [[round(rng.uniform(0.01, 0.2), 3), before, 0, 0]]
+    out = ProgressHistory()
+    out.append(round(started + rng.uniform(0.01, 0.2), 3), before, before, 0)
     total = 0.0
     for i, rate in enumerate(rates, 1):
         total += rate * scale
         last = i == samples - 1
         rows = written if last else min(round(total), written)
         done = committed if last else before + rows // PART_ROWS * PART_ROWS
-        t = round(i * step + rng.uniform(0, 0.05), 3)
-        out.append([t, done, rows, int(rows * mean_size)])
+        t = round(started + i * step + rng.uniform(0, 0.05), 3)
+        out.append(t, done, max(done, before + rows), int(rows * mean_size))
     return out
 
 
@@ -290,9 +297,9 @@ def write_ledger(
     kinds += [None] * (committed - len(kinds))
     rng.shuffle(kinds)
     ids = sorted(it.item_id for it in items)[:committed]
-    with Ledger(path) as ledger:
-        ledger.set_meta("fingerprint", fp)
-        ledger.insert_items(items, meta={"planned": True})
+    with Ledger(ledger_paths(path)) as ledger:
+        ledger.meta.fingerprint = fp
+        ledger.insert_items(items)  # a complete plan: meta.planned
         for part, start in enumerate(range(0, committed, PART_ROWS), 1):
             rows = [(ids[j], 1, kinds[j]) for j in range(start, min(start + PART_ROWS, committed))]
             ledger.commit_part(
@@ -325,7 +332,8 @@ def write_rank(
     if state == "planning":
         snap = ProgressSnapshot(rank=rank, world_size=world_size, started_at=now - 14.0)
         snap.state, snap.input_rows, snap.interval = "planning", rng.randint(10**6, 9 * 10**6), 5.0
-        snap.history = [[0.05, 0, 0, 0], [5.01, 0, 0, 0], [10.02, 0, 0, 0]]
+        for t in (0.05, 5.01, 10.02):
+            snap.history.append(snap.started_at + t, 0, 0, 0)
         snap.updated_at = now - 3.0
         snap.write(paths.progress(rank))
         return
@@ -370,7 +378,9 @@ def write_rank(
     mean_size = stats.bytes / max(written, 1)
     # A waiting rank has committed nothing for a while (report: no rate over its last minute).
     stalled = 2 * RATE_WINDOW if state == "waiting" else 0.0
-    snap.history = history(rng, HISTORY, step, before, written, committed, mean_size, stalled)
+    snap.history = history(
+        rng, HISTORY, started, step, before, written, committed, mean_size, stalled
+    )
     if state in ALIVE or state == "hung":
         snap.in_flight, snap.active_hosts = rng.randint(200, 512), rng.randint(40, 300)
     if state == "waiting":
@@ -434,7 +444,7 @@ def ensure_folder(args: argparse.Namespace, work: Path, world_size: int) -> dict
     config = load_config(environ={}, overrides={"input.paths": [str(urls)], "output.dir": str(run)})
     fp = fingerprint(config, [urls], world_size)
     paths = RunPaths(run)
-    prepare_output(paths, fp, RankInfo(0, world_size, "benchmark"), restart=False)
+    claim_run_folder(paths, fp, RankInfo(0, world_size, "benchmark"), restart=False)
     settings = to_plain(config)
     states = assign_states(world_size, args.seed)
     now = time.time()
@@ -475,6 +485,7 @@ def redate_live(run: Path, states: list[str]) -> None:
         shift = now - age - snap.updated_at
         snap.updated_at += shift
         snap.started_at += shift
+        snap.history.time = [round(t + shift, 3) for t in snap.history.time]
         snap.write(path)
 
 

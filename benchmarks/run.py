@@ -40,7 +40,7 @@ from urllist import UrlList, write_parquet_urls, write_url_list
 
 HERE = Path(__file__).resolve().parent
 _T0 = time.monotonic()
-# fetchshard's planner logs this once the rank's slice is in its ledger (plan.py).
+# fetchshard's planner logs this once the rank's slice is in its ledger (planning/rank.py).
 PLANNED_LINE = re.compile(r"\bplanned \d+ of \d+ input rows")
 
 

@@ -94,8 +94,8 @@ class OutputConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class PartitionConfig:
-    """How URLs are spread over ranks (placement.py): ``auto``, each host over as many ranks
-    as its item count needs (counted while planning), or a fixed number of hash buckets."""
+    """How URLs are spread over ranks (planning/placement.py): ``auto``, each host over as many
+    ranks as its item count needs (counted while planning), or a fixed number of hash buckets."""
 
     spread: int | str = "auto"
 

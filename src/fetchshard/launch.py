@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -49,12 +49,14 @@ def launch_ranks(
     overrides: Mapping[str, Any],
     world_size: int,
     *,
+    ranks: Sequence[int] | None = None,
     output: Path | None = None,
     interactive: bool = False,
     command: str = "run",
 ) -> int:
-    """Start ranks 0..N-1 as ``python -m fetchshard COMMAND [CONFIG] --rank i --world-size N``,
-    each given the launcher's ``overrides`` as data (JSON in the environment).
+    """Start ranks 0..N-1 (or only ``ranks`` of them) as ``python -m fetchshard COMMAND
+    [CONFIG] --rank i --world-size N``, each given the launcher's ``overrides`` as data (JSON
+    in the environment).
 
     Signals the launcher receives are forwarded to every rank (each in its own session, so a
     terminal's Ctrl-C reaches a rank once, through us); if the launcher dies, even of SIGKILL,
@@ -63,30 +65,32 @@ def launch_ranks(
     failed.
     """
     shared = {k: v for k, v in overrides.items() if k not in _PER_RANK}
+    started = list(range(world_size) if ranks is None else ranks)
     head = [sys.executable, "-m", "fetchshard", command]
     if config_file is not None:
         head.append(str(config_file))
     env = {
         CHILD_OVERRIDES: json.dumps(shared),
-        CPU_SHARE: str(max(1, cpus_available(os.environ) // world_size)),
+        CPU_SHARE: str(max(1, cpus_available(os.environ) // len(started))),
     }
     commands = [
-        [*head, "--ranks", "1", "--rank", str(r), "--world-size", str(world_size)]
-        for r in range(world_size)
+        [*head, "--ranks", "1", "--rank", str(r), "--world-size", str(world_size)] for r in started
     ]
     if output is None:
         codes = start_ranks(commands, env)
     else:
-        from fetchshard.report.live import JobProgress
+        from fetchshard.reporting.live import JobProgress
 
         if interactive:
             env[CHILD_STDERR_LEVEL] = "warning"  # their info lines would break the bar
         with JobProgress(output, world_size, bar=interactive) as progress:
             codes = start_ranks(commands, env, tick=progress.update)
-    failed = [(r, c) for r, c in enumerate(codes) if c not in (EXIT_OK, EXIT_INTERRUPTED)]
+    failed = [
+        (r, c) for r, c in zip(started, codes, strict=True) if c not in (EXIT_OK, EXIT_INTERRUPTED)
+    ]
     if failed:
         listed = ", ".join(f"rank {r} exited {c}" for r, c in failed)
-        raise RankFailedError(f"{len(failed)} of {world_size} ranks failed: {listed}")
+        raise RankFailedError(f"{len(failed)} of {len(started)} ranks failed: {listed}")
     return EXIT_INTERRUPTED if EXIT_INTERRUPTED in codes else EXIT_OK
 
 

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from fetchshard.environment import FAULT
-from fetchshard.merge.documents import MergeManifest
+from fetchshard.merging.documents import MergeManifest
 from server import ServerProcess
 from server.bodies import jpeg_bytes
 from util import FAST, run_subprocess

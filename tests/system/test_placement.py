@@ -12,12 +12,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fetchshard.assignment import Assignment
 from fetchshard.config import load_config
 from fetchshard.inputs import open_inputs
-from fetchshard.partition import hash64, item_id, normalize_url
-from fetchshard.plan import count_hosts
+from fetchshard.planning.assignment import Assignment
+from fetchshard.planning.rank import count_hosts
 from fetchshard.runfolder.documents import PlanSliceDone
+from fetchshard.urls import hash64, item_id, normalize_url
 from server import ServerProcess
 from util import assert_exactly_once, run_subprocess
 

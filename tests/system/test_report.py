@@ -13,9 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from fetchshard.report import build_report
-from fetchshard.report.summary import Report
-from fetchshard.runfolder.documents import DoneMarker, ProgressSnapshot, RankStats, RunManifest
+from fetchshard.reporting import build_report
+from fetchshard.reporting.summary import Report
+from fetchshard.runfolder.documents import (
+    DoneMarker,
+    ProgressHistory,
+    ProgressSnapshot,
+    RankStats,
+    RunManifest,
+)
 from fetchshard.runfolder.layout import RunPaths
 from fetchshard.runfolder.view import RunFolder
 from fetchshard.stats import HostCounts, Stats
@@ -124,10 +130,10 @@ def _write_rank(paths: RunPaths, rank: int, now: float) -> None:
     started = now - (SAMPLES - 1) * STEP - 1.0
     end = _committed(rank)
     rate = _rate(rank)
-    history = []  # [t, committed, written this session, bytes]: committed = 50 + written
+    history = ProgressHistory()  # fetched = committed: 50 before + written this session
     for i in range(SAMPLES):
         committed = end - rate * (SAMPLES - 1 - i) * STEP
-        history.append([i * STEP, committed, committed - 50, 0.0])
+        history.append(started + i * STEP, committed, committed, 0.0)
     snap = ProgressSnapshot(
         rank=rank,
         world_size=WORLD,
@@ -231,8 +237,8 @@ def test_eta_is_the_slowest_rank_once_every_rank_runs(synthetic: tuple[Path, flo
     assert by_rank[10].seconds_left == pytest.approx((PLAN - _committed(10)) / 2.0)
     # In the same folder without the dead and stopped ranks' work, the estimate is the slow
     # rank's time left, and the reason names it.
-    from fetchshard.report.collect import collect
-    from fetchshard.report.summary import summarize
+    from fetchshard.reporting.collect import collect
+    from fetchshard.reporting.summary import summarize
 
     found = collect(RunFolder(root), now=now)
     gone = (DEAD, HUNG, STOPPED, NOT_STARTED, *WAITING)  # waiting ranks: no estimate

@@ -6,6 +6,9 @@ driven by Playwright without ``playwright install``. Every request the page make
 so a page that would need the network (a CDN script, a web font) fails here. A screenshot of
 each page is kept under the test's tmp_path, and a copy in a fixed folder; both paths are
 printed (``pytest -s`` or ``-rP`` shows them).
+
+Without a browser too: every number the page of a real run draws is in ``report --json``
+(issue 30; tests/report_numbers.py).
 """
 
 from __future__ import annotations
@@ -24,8 +27,16 @@ from typing import Any
 
 import pytest
 
-from fetchshard.report.html import render_html
-from fetchshard.report.summary import STATE_LETTERS, Content, Failures, Report
+from fetchshard.reporting.html import render_html
+from fetchshard.reporting.summary import (
+    STATE_LETTERS,
+    Content,
+    Failures,
+    History,
+    Report,
+    Throughput,
+)
+from report_numbers import Looked, missing
 from server import ServerProcess
 from util import FAST, run_subprocess
 
@@ -248,6 +259,24 @@ def test_the_html_report_of_a_run_draws_its_charts_offline(
     assert not [e for e in counts["empty"] if "chart" in e or "snapshot" in e]
 
 
+def test_every_number_the_page_draws_is_in_the_json(run_folder: Path, tmp_path: Path) -> None:
+    """Issue 30, point 4: the page computes nothing. Each figure's values, labels and
+    texts and every number of the page's text are values of ``report --json`` printed by the
+    same command (tests/report_numbers.py says how each is compared)."""
+    page_file = tmp_path / "report.html"
+    shown = run_subprocess("report", str(run_folder), "--json", "--html", str(page_file))
+    assert shown.returncode == 0, shown.stderr
+    doc = json.loads(shown.stdout)
+    looked = Looked()
+    assert missing(page_file.read_text(encoding="utf-8"), doc, looked) == []
+    # It looked at everything: every chart, their series, the grid's cells, the texts.
+    assert sorted(looked.figures) == sorted(f"chart-{name}" for name in CHARTS)
+    # progress: times and values of 1 or 2 lines; throughput: of 3; the 4 bar charts' values
+    assert looked.arrays >= 2 + 3 * 2 + 4, looked
+    assert looked.cells == 2 and looked.labels >= 2 + 2 + 3, looked  # kinds, statuses, sizes
+    assert looked.tokens >= 40, looked
+
+
 # -- synthetic reports: many ranks, nothing yet ----------------------------------------------
 
 
@@ -311,11 +340,13 @@ def test_a_report_with_nothing_yet_says_so_instead_of_empty_charts(
         if type(getattr(totals, f.name)) in (int, float)
     }
     zero.update(success_rate=None, eta_s=None, eta_reason="2 rank(s) have not started")
+    zero.update(rate_window_s=totals.rate_window_s)  # a constant, not a count
     empty = dataclasses.replace(
         base_report,
         state="not started",
         totals=dataclasses.replace(totals, **zero),
-        history=[],
+        history=History(),
+        throughput=Throughput(),
         ranks=dataclasses.replace(
             base_report.ranks,
             states={s: len(rows) if s == "not started" else 0 for s in STATE_LETTERS},

@@ -38,7 +38,7 @@ from cluster import (
     wait_until,
 )
 from fetchshard.errors import EXIT_INTERRUPTED
-from fetchshard.merge.documents import MergeManifest
+from fetchshard.merging.documents import MergeManifest
 from server import ServerProcess
 from util import FAST, assert_exactly_once, fetchshard_cmd
 

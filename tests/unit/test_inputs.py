@@ -33,7 +33,7 @@ from fetchshard.inputs import (
     resolve_inputs,
     validate_inputs,
 )
-from fetchshard.inputs.values import _clean_url, _urls_from_column
+from fetchshard.inputs.values import clean_url, urls_from_column
 
 URLS = [f"http://host{i % 3}.example/page/{i}" for i in range(7)]
 
@@ -428,7 +428,7 @@ def test_id_column(fmt: str, tmp_path: Path) -> None:
     assert all(b.extras is not None and b.extras.column_names == ["caption"] for b in batches)
 
 
-# A mix of URL texts that _clean_url changes (whitespace of every kind, over-long values,
+# A mix of URL texts that clean_url changes (whitespace of every kind, over-long values,
 # non-ASCII) and ones it keeps.
 _DIRTY = [
     "http://a/x",
@@ -467,7 +467,7 @@ def test_vectorized_url_cleaning_matches_clean_url(kind: str) -> None:
         values = [f"http://a/{i}" for i in range(9)] + [None]
     elif kind == "empty":
         values = []
-    expected = [_clean_url(v, max_length) if v is not None else None for v in values]
+    expected = [clean_url(v, max_length) if v is not None else None for v in values]
     if kind == "binary":
         values = [v.encode() if v is not None else None for v in values] + [b"http://a/\xff"]
         expected.append(None)  # not valid UTF-8
@@ -483,7 +483,7 @@ def test_vectorized_url_cleaning_matches_clean_url(kind: str) -> None:
         column = column.slice(0, len(values))
     else:
         column = pa.chunked_array([pa.array(values, type=pa.string())], type=pa.string())
-    got = _urls_from_column(column, max_length)
+    got = urls_from_column(column, max_length)
     assert got.type == pa.string()
     assert got.to_pylist() == expected
 

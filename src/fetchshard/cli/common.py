@@ -1,19 +1,17 @@
-"""What every command shares: user-facing errors as one line and an exit code, and logging."""
+"""What the commands share: the options of run and plan, ``--set`` pairs, help text that
+reads well in any width, and user-facing errors as one line and an exit code."""
 
 from __future__ import annotations
 
 import contextlib
-import logging
-import os
-import sys
+import inspect
 from collections.abc import Iterator
 from typing import Annotated, Any, NoReturn
 
 import typer
 
-from fetchshard.environment import CHILD, CHILD_STDERR_LEVEL, SLURM_RANK
 from fetchshard.errors import FetchshardError, RunError
-from fetchshard.redact import RedactingFormatter, mask_userinfo
+from fetchshard.redact import mask_userinfo
 
 # Options that `run` and `plan` share (the input is read the same way by both).
 OutputOption = Annotated[
@@ -37,23 +35,6 @@ SetOption = Annotated[
 ]
 
 
-def input_flags(
-    url_column: str | None,
-    id_column: str | None,
-    extra_columns: list[str] | None,
-    input_format: str | None,
-    log_level: str | None,
-) -> dict[str, Any]:
-    """The config keys of the shared input options."""
-    return {
-        "input.url_column": url_column,
-        "input.id_column": id_column,
-        "input.extra_columns": extra_columns,
-        "input.format": input_format,
-        "run.log_level": log_level,
-    }
-
-
 def fail(exc: FetchshardError) -> NoReturn:
     """The single place a user-facing error becomes one line on stderr and an exit code."""
     message = mask_userinfo(str(exc)).splitlines()[0] if str(exc) else type(exc).__name__
@@ -72,24 +53,23 @@ def user_errors() -> Iterator[None]:
         fail(RunError(str(exc)))
 
 
-@contextlib.contextmanager
-def logging_to_stderr(level: str) -> Iterator[None]:
-    """fetchshard's log lines on stderr for the block (with the pid in a rank of many)."""
-    logger = logging.getLogger("fetchshard")
-    handler = logging.StreamHandler(sys.stderr)
-    prefix = "%(asctime)s %(levelname)s"
-    if os.environ.get(CHILD) or SLURM_RANK in os.environ:
-        prefix += " [pid %(process)d]"
-    handler.setFormatter(RedactingFormatter(f"{prefix} %(message)s", "%H:%M:%S"))
-    quiet = os.environ.get(CHILD_STDERR_LEVEL) if os.environ.get(CHILD) else None
-    handler.setLevel(
-        max(logging.getLevelName(level.upper()), logging.getLevelName(quiet.upper()))
-        if quiet
-        else level.upper()
-    )
-    logger.addHandler(handler)
-    logger.setLevel(level.upper())
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
+def set_pairs(pairs: list[str] | None) -> dict[str, Any]:
+    """``--set SECTION.KEY=VALUE`` as options (each value parsed as its option reads text)."""
+    from fetchshard.config import parse_value
+    from fetchshard.errors import ConfigError
+
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {pair!r}: expected SECTION.KEY=VALUE")
+        out[key.strip()] = parse_value(key.strip(), raw)
+    return out
+
+
+def help_text(doc: str | None) -> str:
+    """A command's docstring as its help: each paragraph on one line, so the help is wrapped
+    at the terminal's width (or 80 columns in a pipe or a log), never at the source's line
+    breaks (typer's rich help keeps those after the first paragraph)."""
+    paragraphs = inspect.cleandoc(doc or "").split("\n\n")
+    return "\n\n".join(" ".join(p.split()) for p in paragraphs)

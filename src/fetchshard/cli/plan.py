@@ -1,11 +1,11 @@
-"""``fetchshard plan``: each rank reads 1/W of the input and writes it for ``fetchshard run``."""
+"""``fetchshard plan``: parse the options, call :func:`fetchshard.api.plan`, exit with its code
+(on a terminal, one line of what the rank read)."""
 
 from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -19,11 +19,9 @@ from fetchshard.cli.common import (
     SetOption,
     UrlColumnOption,
     WorldSizeOption,
-    input_flags,
-    logging_to_stderr,
+    set_pairs,
     user_errors,
 )
-from fetchshard.cli.run import check_rank_options, rank_command_config, split_inputs
 
 
 def plan_command(
@@ -57,51 +55,34 @@ def plan_command(
     Then `fetchshard run` with the same world size, input and options reads each rank's share
     from there instead of reading the whole input. Run it as its own job step before the run
     (`srun -n W fetchshard plan config.yaml`, or `--ranks W`); rerunning it redoes only the
-    ranks that did not finish. Exit codes: 0 done, 1 failure, 2 bad usage or config, 75
-    interrupted (rerun to go on).
+    ranks that did not finish.
+
+    Exit codes: 0 done, 1 failure, 2 bad usage or config, 75 interrupted (rerun to go on).
     """
-    config_file, paths = split_inputs(inputs or [])
-    flags: dict[str, Any] = {
-        "output.dir": output,
-        "run.ranks": ranks,
-        "run.rank": rank,
-        "run.world_size": world_size,
-        "run.restart": True if restart else None,
-        **input_flags(url_column, id_column, extra_columns, input_format, log_level),
-    }
-    with user_errors():
-        config, overrides = rank_command_config(config_file, paths, flags, set_)
-        with logging_to_stderr(config.run.log_level):
-            code = _plan(config, config_file, overrides)
-    raise typer.Exit(code)
-
-
-def _plan(config: Any, config_file: Path | None, overrides: dict[str, Any]) -> int:
-    from fetchshard.engine.stop import StopFlag, stop_signals
+    from fetchshard import api
     from fetchshard.environment import CHILD
-    from fetchshard.errors import EXIT_INTERRUPTED
-    from fetchshard.inputs import validate_inputs
-    from fetchshard.launch import launch_ranks
-    from fetchshard.plan import Interrupted
-    from fetchshard.planstep.step import check_plan_config, plan_step_rank
-    from fetchshard.ranks import detect_rank
 
-    check_rank_options(config)
-    check_plan_config(config)
-    if config.run.ranks > 1:
-        validate_inputs(config.input)
-        return launch_ranks(config_file, overrides, config.run.ranks, command="plan")
-    info = detect_rank(os.environ, rank=config.run.rank, world_size=config.run.world_size)
-    stop = StopFlag()
-    with stop_signals(stop):
-        try:
-            done = plan_step_rank(config, info, should_stop=lambda: bool(stop))
-        except Interrupted:
-            return EXIT_INTERRUPTED
-    if sys.stderr.isatty() and not os.environ.get(CHILD):
+    with user_errors():
+        result = api.plan(
+            *(inputs or []),
+            options=set_pairs(set_),
+            output=output,
+            ranks=ranks,
+            rank=rank,
+            world_size=world_size,
+            restart=restart,
+            url_column=url_column,
+            id_column=id_column,
+            extra_columns=extra_columns,
+            input_format=input_format,
+            log_level=log_level,
+            log_to_stderr=True,
+        )
+    one = result.slices[0] if len(result.slices) == 1 and result.complete else None
+    if one is not None and sys.stderr.isatty() and not os.environ.get(CHILD):
         typer.echo(
-            f"plan rank {done.rank} of {done.world_size}: {done.rows:,} rows, "
-            f"{done.hosts:,} hosts, {done.bytes_read:,} bytes read in {done.seconds:.1f} s",
+            f"plan rank {one.rank} of {one.world_size}: {one.rows:,} rows, "
+            f"{one.hosts:,} hosts, {one.bytes_read:,} bytes read in {one.seconds:.1f} s",
             err=True,
         )
-    return 0
+    raise typer.Exit(result.exit_code)

@@ -1,8 +1,8 @@
-"""``fetchshard report``: a running or finished job at a glance, in a terminal or as JSON."""
+"""``fetchshard report``: call :func:`fetchshard.api.report` and show the job at a glance, in a
+terminal or as JSON (``--watch``: again every few seconds)."""
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -13,7 +13,7 @@ import typer
 from fetchshard.cli.common import user_errors
 
 if TYPE_CHECKING:
-    from fetchshard.report.summary import Report
+    from fetchshard.reporting import Report
 
 _UNDER_WAY = ("running", "not started")  # --watch goes on; it ends at done or stopped
 
@@ -41,61 +41,47 @@ def report_command(
     """Show how far a job is, how fast, when it ends, which ranks need a look and what fails.
 
     Reads the folder only (snapshots, stats, done markers, locks; the ledgers of ranks that
-    are not running), so it is safe on a live job, from any host. Exit codes: 0 shown, 2 not
-    an output folder (or one of a newer fetchshard).
-    """
-    with user_errors():
-        from fetchshard.report import build_report
-        from fetchshard.runfolder.view import RunFolder
+    are not running), so it is safe on a live job, from any host.
 
-        folder = RunFolder(run_dir)
+    Exit codes: 0 shown, 2 not an output folder (or one of a newer fetchshard).
+    """
+    from fetchshard import api
+
+    with user_errors():
         if watch:
-            _watch(folder, interval, json_out)
+            _watch(run_dir, interval, json_out)
             if html_out is None:
                 return
-            report = build_report(folder)  # the state the job ended in
+            api.report(run_dir, html=html_out)  # the state the job ended in
         else:
-            report = build_report(folder)
+            report = api.report(run_dir, html=html_out)
             if json_out:
                 sys.stdout.write(report.to_bytes().decode())
             else:
                 _show(report)
-        if html_out is not None:
-            _write_html(report, html_out, to_stderr=json_out)
+    if html_out is not None:  # on stderr when stdout carries the JSON
+        print(f"wrote the HTML report to {html_out}", file=sys.stderr if json_out else sys.stdout)
 
 
-def _write_html(report: Report, path: Path, *, to_stderr: bool) -> None:
-    """Write the page atomically (a reader never sees half of it) and say where: on stderr
-    when stdout carries the JSON. With --watch, the page is the job's state at the end."""
-    from fetchshard.report.html import render_html
-    from fetchshard.runfolder.storage import write_atomic
-
-    write_atomic(path, render_html(report).encode())
-    mask = os.umask(0)  # mkstemp made it 0600: give it the mode of any new file
-    os.umask(mask)
-    path.chmod(0o666 & ~mask)
-    print(f"wrote the HTML report to {path}", file=sys.stderr if to_stderr else sys.stdout)
-
-
-def _show(report: object) -> None:
+def _show(report: Report) -> None:
     from rich.console import Console
 
-    from fetchshard.report.terminal import WIDTH, render
+    from fetchshard.reporting.terminal import WIDTH, render
 
     Console(width=min(WIDTH, Console().width) if sys.stdout.isatty() else WIDTH).print(
-        render(report)  # type: ignore[arg-type]
+        render(report)
     )
 
 
-def _watch(folder: object, interval: float, json_out: bool) -> None:
+def _watch(run_dir: Path, interval: float, json_out: bool) -> None:
     """Redraw every ``interval`` s; return once the job no longer runs."""
     from rich.console import Console
     from rich.live import Live
 
-    from fetchshard.report import build_report
-    from fetchshard.report.terminal import WIDTH, render
+    from fetchshard import api
+    from fetchshard.reporting.terminal import WIDTH, render
 
-    report = build_report(folder)  # type: ignore[arg-type]
+    report = api.report(run_dir)
     if json_out:  # one JSON document per line, each refresh
         while True:
             sys.stdout.write(report.to_bytes().decode().replace("\n", "") + "\n")
@@ -103,12 +89,12 @@ def _watch(folder: object, interval: float, json_out: bool) -> None:
             if report.state not in _UNDER_WAY:
                 return
             time.sleep(interval)
-            report = build_report(folder)  # type: ignore[arg-type]
+            report = api.report(run_dir)
     console = Console(width=WIDTH)
     with Live(render(report), console=console, auto_refresh=False) as live:
         while report.state in _UNDER_WAY:
             time.sleep(interval)
-            report = build_report(folder)  # type: ignore[arg-type]
+            report = api.report(run_dir)
             live.update(render(report), refresh=True)
     if not console.is_terminal:  # Live leaves its last frame without a line end there
         console.print()

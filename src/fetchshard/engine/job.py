@@ -44,7 +44,7 @@ from fetchshard.output.files import (
     uses_files,
 )
 from fetchshard.output.parts import PartWriter
-from fetchshard.plan import rank_shares
+from fetchshard.planning.rank import rank_shares
 from fetchshard.ranks import RankInfo
 from fetchshard.runfolder.layout import RunPaths
 from fetchshard.stats import Stats
@@ -97,7 +97,7 @@ class FetchJob:
         self.clock = Clock(monotonic=loop.time, wall=time.time)
         started = self.clock.monotonic()
         cfg = self.config
-        text = self.ledger.get_meta("extras_schema")
+        text = self.ledger.meta.extras_schema
         extras = deserialize_schema(text) if text else None
         self.expected = expected_hash(cfg.input, extras)
         self.expected_file = expected_file(cfg.input, extras)
@@ -161,7 +161,8 @@ class FetchJob:
                 # Commit first: a new scheduler reads the queue from its start, and rows of
                 # the open part are still pending in the ledger until committed.
                 await self.writer.commit_async()
-                reopened = self.ledger.reopen_deferred(self.clock.wall() + cfg.final_pass_delay)
+                due = self.clock.wall() + cfg.final_pass_delay
+                reopened = self.ledger.queue.reopen_deferred(due)
                 if reopened:
                     log.info(
                         "final pass over %d transient failures in %gs",
@@ -177,7 +178,7 @@ class FetchJob:
         self._save_deferred()
         leftover = [*self.interrupted, *self.scheduler.pending_retries()]
         if leftover:
-            self.ledger.release(leftover)
+            self.ledger.queue.release(leftover)
 
     def _scheduler(self, after: Scheduler | None = None) -> Scheduler:
         cfg = self.config
@@ -209,7 +210,7 @@ class FetchJob:
 
     def _save_deferred(self) -> None:
         if self.deferred:
-            self.ledger.defer(self.deferred)
+            self.ledger.queue.defer(self.deferred)
             self.deferred = []
 
     def _on_stop(self, count: int) -> None:
@@ -297,7 +298,7 @@ class FetchJob:
     def _write_unfetchable(self) -> None:
         """Items that failed in planning (bad URLs) become failed rows without a request."""
         after = -1
-        while batch := self.ledger.pending_without_host(10_000, after):
+        while batch := self.ledger.queue.pending_without_host(10_000, after):
             for item in batch:
                 self._write_failed(item, ErrorKind.BAD_URL, item.error_message)
                 after = item.item_id

@@ -22,13 +22,15 @@ from fetchshard.inputs import InputSet, open_inputs
 from fetchshard.ledger import Ledger
 from fetchshard.output.files import clear_partial
 from fetchshard.output.parts import recover
-from fetchshard.plan import Interrupted, fingerprint, plan, plan_in_use, rank_shares
+from fetchshard.planning import Interrupted
+from fetchshard.planning.fingerprint import claim_run_folder, fingerprint
+from fetchshard.planning.planfile import plan_in_use
+from fetchshard.planning.rank import plan_rank, rank_shares
 from fetchshard.ranks import RankInfo, cpus_available
 from fetchshard.redact import RedactingFormatter, redact_command
 from fetchshard.runfolder.documents import DoneMarker, RankStats
 from fetchshard.runfolder.layout import PlanPaths, RunPaths
 from fetchshard.runfolder.lock import rank_lock
-from fetchshard.runfolder.prepare import prepare_output
 from fetchshard.runfolder.storage import LOCAL, fsync_path
 from fetchshard.stats import Stats
 
@@ -65,7 +67,7 @@ def run_rank(
     with rank_lock(
         paths.lock(info.rank), info.rank, wait=config.run.lock_wait, on_wait=log.warning
     ):
-        prepare_output(paths, fp, info, restart=config.run.restart)
+        claim_run_folder(paths, fp, info, restart=config.run.restart)
         handler = _log_to_file(paths.log(info.rank), config.run.log_level)
         try:
             stop = StopFlag()
@@ -108,10 +110,10 @@ def _rank(
     progress = Progress(
         paths.progress(rank), info, interactive=interactive, interval=config.run.progress_interval
     )
-    with Ledger(paths.ledger(rank)) as ledger:
+    with Ledger(paths.ledger_paths(rank)) as ledger:
         progress.update(state="planning")
         try:
-            result = plan(
+            result = plan_rank(
                 ledger,
                 config,
                 info,
@@ -202,9 +204,9 @@ def _requeue_failed(ledger: Ledger, paths: RunPaths, rank: int, words: tuple[str
 
 def _totals(ledger: Ledger, session: Stats) -> Stats:
     """Rank totals: committed rows from the ledger, counters summed over every session."""
-    before = Stats.from_dict(ledger.get_meta("session_stats") or {})
+    before = Stats.from_dict(ledger.meta.session_stats or {})
     counters = before + session
-    ledger.set_meta("session_stats", counters.to_dict())
+    ledger.meta.session_stats = counters.to_dict()
     errors = ledger.error_counts()
     failed = sum(errors.values())
     items = ledger.counts().committed

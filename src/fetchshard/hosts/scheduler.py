@@ -16,13 +16,14 @@ import itertools
 import logging
 import time
 from collections import deque
+from fractions import Fraction
+from typing import Protocol
 
 from fetchshard.clock import Clock
 from fetchshard.config import FetchConfig, HostOverride
 from fetchshard.errors import ErrorKind
 from fetchshard.hosts.bucket import LeakyBucket
 from fetchshard.hosts.health import HostEvents, HostHealth
-from fetchshard.hosts.patterns import find_override, host_matches
 from fetchshard.hosts.slot import (
     BLOCKED,
     FINISHED,
@@ -32,9 +33,16 @@ from fetchshard.hosts.slot import (
     HostSlot,
 )
 from fetchshard.ledger import Ledger, WorkItem
-from fetchshard.placement import RankShares
+from fetchshard.urls import find_override, host_matches
 
 log = logging.getLogger(__name__)
+
+
+class RateShares(Protocol):
+    """This rank's share of each host's rate: planning's ``RankShares`` (the scheduler is
+    handed it, and depends on nothing of planning)."""
+
+    def of(self, host_id: int, host: str) -> Fraction: ...
 
 
 class Scheduler:
@@ -49,7 +57,7 @@ class Scheduler:
         self,
         ledger: Ledger,
         config: FetchConfig,
-        shares: RankShares,
+        shares: RateShares,
         rank: int,
         *,
         clock: Clock | None = None,
@@ -63,7 +71,7 @@ class Scheduler:
         self._no_burst = after is not None
         # The queue is read from its start, where items committed earlier must not be seen.
         ledger.fold_commits()
-        self._ledger = ledger
+        self._queue = ledger.queue
         self._config = config
         self._shares = shares
         self._rank = rank
@@ -138,7 +146,7 @@ class Scheduler:
     def _activate(self) -> None:
         if not self._more_hosts or len(self._slots) >= self._max_active:
             return
-        rows = self._ledger.hosts_after(self._host_seq, self._max_active - len(self._slots))
+        rows = self._queue.hosts_after(self._host_seq, self._max_active - len(self._slots))
         if not rows:
             self._more_hosts = False
             return
@@ -199,7 +207,7 @@ class Scheduler:
     # -- items ------------------------------------------------------------------------------
 
     def _fill(self, slot: HostSlot, until: float, limit: int) -> None:
-        batch = self._ledger.ready_items(slot.host_id, slot.cursor, until, limit)
+        batch = self._queue.ready_items(slot.host_id, slot.cursor, until, limit)
         if batch:
             last = batch[-1]
             slot.cursor = (last.next_attempt_at, last.item_id)
@@ -214,7 +222,7 @@ class Scheduler:
         if slot.buffer:
             return slot.buffer.popleft()
         wake: float | None = slot.retries[0][0] if slot.retries else None
-        due = self._ledger.next_due(slot.host_id, slot.cursor)
+        due = self._queue.next_due(slot.host_id, slot.cursor)
         if due is not None:
             at = now + max(0.0, due - self._wall())
             wake = at if wake is None else min(wake, at)

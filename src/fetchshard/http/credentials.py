@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from yarl import URL
 
 from fetchshard.config import FetchConfig
-from fetchshard.hosts.patterns import host_matches
+from fetchshard.urls import host_matches
 
 # Always credentials (the ones aiohttp, requests and curl drop on a cross-origin redirect).
 CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
@@ -97,7 +97,7 @@ class HeaderRules:
 
     def entry(self, host: str) -> HostHeaders | None:
         """The ``fetch.hosts`` entry of ``host`` ("name" or "name:port"), as the scheduler
-        finds it (hosts/patterns.py)."""
+        finds it (urls.py)."""
         for entry in self.hosts:
             if host_matches(host, (entry.pattern,)):
                 return entry

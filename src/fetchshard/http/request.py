@@ -19,12 +19,12 @@ from yarl import URL
 
 from fetchshard.config import FetchConfig
 from fetchshard.errors import ErrorKind, StorageError
-from fetchshard.hosts.patterns import host_matches
 from fetchshard.http.classify import classify, describe, malformed_response, status_kind
 from fetchshard.http.client import AddressPolicy, BlockedAddress, Client, client_timeout
 from fetchshard.http.deadlines import Guard, Tripped
 from fetchshard.http.headers import opt_out, parse_retry_after
 from fetchshard.http.sink import BodySink, MemorySink
+from fetchshard.urls import host_matches
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 

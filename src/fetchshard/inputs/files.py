@@ -34,7 +34,7 @@ _SUFFIX_FORMAT = {
 _GLOB_CHARS = frozenset("*?[")
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return text or type(exc).__name__
 
@@ -99,7 +99,7 @@ def resolve_inputs(paths: Sequence[str]) -> list[Path]:
     return sorted(found)
 
 
-def _split_compression(path: Path) -> tuple[str, str | None]:
+def split_compression(path: Path) -> tuple[str, str | None]:
     """``("name.csv", "gzip")`` for ``name.csv.gz``; the name is lower-cased."""
     name = path.name.lower()
     for suffix, codec in _COMPRESSION.items():
@@ -114,7 +114,7 @@ def detect_format(path: Path, configured: str) -> str:
         if configured not in FORMATS:
             raise InputError(f"unknown input format {configured!r} (known: {', '.join(FORMATS)})")
         return configured
-    name, _ = _split_compression(path)
+    name, _ = split_compression(path)
     suffix = Path(name).suffix
     fmt = _SUFFIX_FORMAT.get(suffix)
     if fmt is None:
@@ -133,6 +133,6 @@ def fingerprint_files(paths: Sequence[Path]) -> list[dict[str, object]]:
             resolved = path.resolve()
             st = resolved.stat()
         except OSError as exc:
-            raise InputError(f"cannot read input file {path}: {_one_line(exc)}") from exc
+            raise InputError(f"cannot read input file {path}: {one_line(exc)}") from exc
         out.append({"path": str(resolved), "size": st.st_size, "mtime_ns": st.st_mtime_ns})
     return out

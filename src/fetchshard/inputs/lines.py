@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow as pa
 
 from fetchshard.errors import InputError
-from fetchshard.inputs.files import _one_line
+from fetchshard.inputs.files import one_line
 
 _MAX_JSON_LINE = 64 * 1024 * 1024  # a jsonl record longer than this is an InputError
 
@@ -21,11 +21,11 @@ _READ_CHUNK = 256 * 1024  # bytes per read from a (decompressing) text stream
 _BOM = b"\xef\xbb\xbf"
 
 
-def _open_stream(path: Path, compression: str | None) -> Any:
+def open_stream(path: Path, compression: str | None) -> Any:
     return pa.input_stream(str(path), compression=compression)
 
 
-def _iter_lines(stream: Any, cap: int) -> Iterator[tuple[bytes, bool]]:
+def iter_lines(stream: Any, cap: int) -> Iterator[tuple[bytes, bool]]:
     """Yield ``(line, truncated)`` for every line (``\\n`` removed, blank lines included).
 
     Memory stays bounded: a line longer than ``cap`` bytes (after dropping leading ASCII
@@ -75,7 +75,7 @@ def _iter_lines(stream: Any, cap: int) -> Iterator[tuple[bytes, bool]]:
         yield bytes(pending), False
 
 
-def _decode_prefix(data: bytes) -> str | None:
+def decode_prefix(data: bytes) -> str | None:
     """Decode a cut-off line, allowing the cut to fall inside a multi-byte character."""
     try:
         return data.decode("utf-8")
@@ -95,20 +95,20 @@ def _parse_json_line(line: bytes, path: Path, lineno: int) -> dict[str, Any]:
         except UnicodeDecodeError:
             obj = json.loads(line.decode("utf-8", "surrogateescape"))
     except ValueError as exc:
-        raise InputError(f"input {path} line {lineno}: invalid JSON: {_one_line(exc)}") from exc
+        raise InputError(f"input {path} line {lineno}: invalid JSON: {one_line(exc)}") from exc
     if not isinstance(obj, dict):
         raise InputError(f"input {path} line {lineno}: expected a JSON object")
     return obj
 
 
-def _iter_json_rows(
+def iter_json_rows(
     path: Path, compression: str | None, *, stream: Any = None
 ) -> Generator[tuple[dict[str, Any], int], None, None]:
     """Every JSON object of a jsonl file (or of ``stream``, a slice of it) with its line's
     size in bytes (blank lines skipped)."""
-    source = stream if stream is not None else _open_stream(path, compression)
+    source = stream if stream is not None else open_stream(path, compression)
     with source:
-        for lineno, (line, truncated) in enumerate(_iter_lines(source, _MAX_JSON_LINE), 1):
+        for lineno, (line, truncated) in enumerate(iter_lines(source, _MAX_JSON_LINE), 1):
             if truncated:
                 raise InputError(f"input {path} line {lineno}: longer than {_MAX_JSON_LINE} bytes")
             if line.strip():

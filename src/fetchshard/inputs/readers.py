@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 
 from fetchshard.config import InputConfig
 from fetchshard.errors import InputError
-from fetchshard.inputs.files import _one_line, resolve_inputs
-from fetchshard.inputs.lines import _decode_prefix, _iter_json_rows, _iter_lines, _open_stream
+from fetchshard.inputs.files import one_line, resolve_inputs
+from fetchshard.inputs.lines import decode_prefix, iter_json_rows, iter_lines, open_stream
 from fetchshard.inputs.slices import (
     LineRange,
     Piece,
@@ -27,26 +27,26 @@ from fetchshard.inputs.slices import (
     slice_of,
 )
 from fetchshard.inputs.specs import (
-    _CONVERT_ERRORS,
-    _CSV_BLOCK,
-    _READ_ERRORS,
+    CONVERT_ERRORS,
+    CSV_BLOCK,
     JSONL_SAMPLE_ROWS,
+    READ_ERRORS,
     RESERVED_COLUMNS,
-    _check_compatible,
-    _csv_parse_options,
-    _FileSpec,
-    _inspect,
+    FileSpec,
+    check_compatible,
+    csv_parse_options,
+    inspect_file,
     parquet_footer,
 )
 from fetchshard.inputs.values import (
-    _clean_url,
-    _id_text,
-    _ids_from_column,
-    _json_text,
-    _sanitize,
-    _text_values,
-    _url_array,
-    _urls_from_column,
+    clean_url,
+    id_text,
+    ids_from_column,
+    json_text,
+    sanitize,
+    text_values,
+    url_array,
+    urls_from_column,
 )
 
 _T = TypeVar("_T")
@@ -89,7 +89,7 @@ class InputSet:
     it reads, with the columns it checked."""
 
     config: InputConfig
-    specs: tuple[_FileSpec, ...]
+    specs: tuple[FileSpec, ...]
 
     @property
     def files(self) -> list[Path]:
@@ -144,7 +144,7 @@ class InputSlice:
                     self.bytes_read += source.bytes_read
                     source.close()
 
-    def _open(self, spec: _FileSpec, piece: Piece) -> tuple[LineRange | None, Iterator[_Chunk]]:
+    def _open(self, spec: FileSpec, piece: Piece) -> tuple[LineRange | None, Iterator[_Chunk]]:
         config = self.inputs.config
         if piece.kind == "row_groups":
             self.bytes_read += _row_group_bytes(spec, piece.start, piece.stop)
@@ -161,7 +161,7 @@ class InputSlice:
         return source, _read_file(spec, config, source=source)
 
 
-def _row_group_bytes(spec: _FileSpec, start: int, stop: int) -> int:
+def _row_group_bytes(spec: FileSpec, start: int, stop: int) -> int:
     """What reading the needed columns of row groups ``start .. stop-1`` reads: their column
     chunks and the footer."""
     footer = int(parquet_footer(spec.path).serialized_size) + 8
@@ -173,11 +173,11 @@ def open_inputs(config: InputConfig, *, reserved: frozenset[str] = RESERVED_COLU
 
     ``reserved``: the output's column names, which extra input columns must not take.
     """
-    specs: list[_FileSpec] = []
-    first: _FileSpec | None = None
+    specs: list[FileSpec] = []
+    first: FileSpec | None = None
     for path in resolve_inputs(config.paths):
-        spec = _inspect(path, config, reserved)
-        first = _check_compatible(first, spec)
+        spec = inspect_file(path, config, reserved)
+        first = check_compatible(first, spec)
         specs.append(spec)
     return InputSet(config, tuple(specs))
 
@@ -206,20 +206,20 @@ def _rechunk(batches: Iterable[pa.RecordBatch], size: int) -> Iterator[pa.Table]
         yield pa.Table.from_batches(buffered)
 
 
-def _stream(spec: _FileSpec, source: Any) -> Any:
+def _stream(spec: FileSpec, source: Any) -> Any:
     """The file's (decompressing) stream, or the given slice of it."""
-    return _open_stream(spec.path, spec.compression) if source is None else source
+    return open_stream(spec.path, spec.compression) if source is None else source
 
 
-def _read_txt(spec: _FileSpec, config: InputConfig, source: Any = None) -> Iterator[_Chunk]:
+def _read_txt(spec: FileSpec, config: InputConfig, source: Any = None) -> Iterator[_Chunk]:
     max_length = config.max_url_length
     cap = 4 * (max_length + 1)  # enough bytes for max_length + 1 characters of any width
     urls: list[str | None] = []
     with _stream(spec, source) as stream:
-        for line, truncated in _iter_lines(stream, cap):
+        for line, truncated in iter_lines(stream, cap):
             url: str | None
             if truncated:
-                text = _decode_prefix(line)
+                text = decode_prefix(line)
                 url = None if text is None else text.lstrip()[: max_length + 1]
             else:
                 raw = line.strip()
@@ -232,21 +232,21 @@ def _read_txt(spec: _FileSpec, config: InputConfig, source: Any = None) -> Itera
                 else:
                     if not text.strip():
                         continue
-                    url = _clean_url(text, max_length)
+                    url = clean_url(text, max_length)
             urls.append(url)
             if len(urls) >= config.batch_rows:
-                yield _url_array(urls), None, None
+                yield url_array(urls), None, None
                 urls = []
     if urls:
-        yield _url_array(urls), None, None
+        yield url_array(urls), None, None
 
 
 def _table_chunk(
-    spec: _FileSpec, table: pa.Table, config: InputConfig, extras: list[pa.ChunkedArray]
+    spec: FileSpec, table: pa.Table, config: InputConfig, extras: list[pa.ChunkedArray]
 ) -> _Chunk:
     assert spec.url_column is not None
-    urls = _urls_from_column(table.column(spec.url_column), config.max_url_length)
-    ids = _ids_from_column(table.column(spec.id_column)) if spec.id_column is not None else None
+    urls = urls_from_column(table.column(spec.url_column), config.max_url_length)
+    ids = ids_from_column(table.column(spec.id_column)) if spec.id_column is not None else None
     extras_table = (
         pa.Table.from_arrays(extras, schema=spec.extras_schema)
         if spec.extras_schema is not None
@@ -259,10 +259,10 @@ def _csv_extra(column: pa.ChunkedArray) -> pa.ChunkedArray:
     try:
         return column.cast(pa.string())
     except pa.ArrowInvalid:  # invalid UTF-8: decode with U+FFFD replacement
-        return pa.chunked_array([pa.array(_text_values(column, "replace"), type=pa.string())])
+        return pa.chunked_array([pa.array(text_values(column, "replace"), type=pa.string())])
 
 
-def _read_csv(spec: _FileSpec, config: InputConfig, source: Any = None) -> Iterator[_Chunk]:
+def _read_csv(spec: FileSpec, config: InputConfig, source: Any = None) -> Iterator[_Chunk]:
     if not spec.known:
         return
     assert spec.url_column is not None
@@ -275,8 +275,8 @@ def _read_csv(spec: _FileSpec, config: InputConfig, source: Any = None) -> Itera
     with _stream(spec, source) as stream:
         reader = pacsv.open_csv(
             stream if source is None else pa.PythonFile(stream, mode="r"),
-            read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK),
-            parse_options=_csv_parse_options(spec.fmt),
+            read_options=pacsv.ReadOptions(block_size=CSV_BLOCK),
+            parse_options=csv_parse_options(spec.fmt),
             convert_options=convert,
         )
         for table in _rechunk(reader, config.batch_rows):
@@ -285,7 +285,7 @@ def _read_csv(spec: _FileSpec, config: InputConfig, source: Any = None) -> Itera
 
 
 def _read_parquet(
-    spec: _FileSpec, config: InputConfig, row_groups: range | None = None
+    spec: FileSpec, config: InputConfig, row_groups: range | None = None
 ) -> Iterator[_Chunk]:
     assert spec.url_column is not None
     columns = needed_columns(spec)
@@ -321,29 +321,29 @@ def _json_column(values: list[Any], tp: pa.DataType, name: str, where: str) -> p
     error: BaseException | None = None
     for sanitized in (False, True):
         if sanitized:
-            values = [_sanitize(v) for v in values]
+            values = [sanitize(v) for v in values]
         try:
             inferred = pa.array(values)
             return inferred if inferred.type == tp else inferred.cast(tp)
-        except _CONVERT_ERRORS as exc:
+        except CONVERT_ERRORS as exc:
             error = exc
         if not pa.types.is_integer(tp):
             try:
                 return pa.array(values, type=tp)
-            except _CONVERT_ERRORS as exc:
+            except CONVERT_ERRORS as exc:
                 error = exc
     if tp == pa.string():
         return pa.array(
-            [v if v is None or isinstance(v, str) else _json_text(v) for v in values],
+            [v if v is None or isinstance(v, str) else json_text(v) for v in values],
             type=pa.string(),
         )
     raise InputError(
         f"{where}: values of column {name!r} do not fit its type {tp} (inferred from the "
-        f"first {JSONL_SAMPLE_ROWS} rows): {_one_line(error or ValueError())}"
+        f"first {JSONL_SAMPLE_ROWS} rows): {one_line(error or ValueError())}"
     ) from error
 
 
-def _read_jsonl(spec: _FileSpec, config: InputConfig, source: Any = None) -> Iterator[_Chunk]:
+def _read_jsonl(spec: FileSpec, config: InputConfig, source: Any = None) -> Iterator[_Chunk]:
     if not spec.known:
         return
     url_column = spec.url_column
@@ -358,11 +358,9 @@ def _read_jsonl(spec: _FileSpec, config: InputConfig, source: Any = None) -> Ite
         urls: list[str | None] = []
         for row in rows:
             value = row.get(url_column)
-            urls.append(
-                _clean_url(value, config.max_url_length) if isinstance(value, str) else None
-            )
+            urls.append(clean_url(value, config.max_url_length) if isinstance(value, str) else None)
         ids = (
-            [_id_text(row.get(spec.id_column)) for row in rows]
+            [id_text(row.get(spec.id_column)) for row in rows]
             if spec.id_column is not None
             else None
         )
@@ -385,10 +383,10 @@ def _read_jsonl(spec: _FileSpec, config: InputConfig, source: Any = None) -> Ite
                     JSONL_SAMPLE_ROWS,
                 )
             warned.update(late)
-        return _url_array(urls), ids, extras
+        return url_array(urls), ids, extras
 
     rows: list[dict[str, Any]] = []
-    for row, _ in _iter_json_rows(spec.path, spec.compression, stream=source):
+    for row, _ in iter_json_rows(spec.path, spec.compression, stream=source):
         rows.append(row)
         row_no += 1
         if len(rows) >= config.batch_rows:
@@ -407,13 +405,13 @@ _READERS: dict[str, Any] = {
 }
 
 
-def _read_file(spec: _FileSpec, config: InputConfig, **part: Any) -> Iterator[_Chunk]:
+def _read_file(spec: FileSpec, config: InputConfig, **part: Any) -> Iterator[_Chunk]:
     """The file's rows; ``part``: ``source=`` a slice of a text file, ``row_groups=`` some
     row groups of a Parquet file."""
     try:
         yield from _READERS[spec.fmt](spec, config, **part)
-    except _READ_ERRORS as exc:
-        raise InputError(f"cannot read input {spec.path}: {_one_line(exc)}") from exc
+    except READ_ERRORS as exc:
+        raise InputError(f"cannot read input {spec.path}: {one_line(exc)}") from exc
 
 
 def read_ahead(items: Iterator[_T], depth: int = 2) -> Iterator[_T]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fetchshard.inputs.specs import _FileSpec, parquet_footer
+from fetchshard.inputs.specs import FileSpec, parquet_footer
 
 _SCAN = 64 * 1024  # bytes read at a time (the header)
 _TAIL = 4096  # bytes read at a time to find a line's end: where a slice starts and ends
@@ -37,12 +37,12 @@ class Piece:
     stop: int
 
 
-def needed_columns(spec: _FileSpec) -> list[str]:
+def needed_columns(spec: FileSpec) -> list[str]:
     names = [spec.url_column, spec.id_column, *spec.extra_sources]
     return [n for n in dict.fromkeys(names) if n is not None]
 
 
-def row_group_bytes(spec: _FileSpec, group: int) -> int:
+def row_group_bytes(spec: FileSpec, group: int) -> int:
     """The compressed bytes of the needed columns of one row group: what reading it reads."""
     wanted = set(needed_columns(spec))
     meta = parquet_footer(spec.path).row_group(group)
@@ -53,7 +53,7 @@ def row_group_bytes(spec: _FileSpec, group: int) -> int:
     )
 
 
-def _units(index: int, spec: _FileSpec) -> list[tuple[str, int, int, int]]:
+def _units(index: int, spec: FileSpec) -> list[tuple[str, int, int, int]]:
     """The file's cuttable units: (kind, start, stop, weight in bytes)."""
     size = spec.path.stat().st_size
     if spec.fmt == "parquet":
@@ -64,7 +64,7 @@ def _units(index: int, spec: _FileSpec) -> list[tuple[str, int, int, int]]:
     return [("bytes", 0, size, size)]
 
 
-def slice_of(specs: tuple[_FileSpec, ...], rank: int, world_size: int) -> list[Piece]:
+def slice_of(specs: tuple[FileSpec, ...], rank: int, world_size: int) -> list[Piece]:
     """The pieces rank ``rank`` of ``world_size`` reads, in input order (see the module)."""
     layout = [(i, *unit) for i, spec in enumerate(specs) for unit in _units(i, spec)]
     total = sum(weight for *_, weight in layout)

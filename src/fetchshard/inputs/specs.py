@@ -14,15 +14,15 @@ import pyarrow.parquet as pq
 
 from fetchshard.config import InputConfig
 from fetchshard.errors import InputError
-from fetchshard.inputs.files import _one_line, _split_compression, detect_format
-from fetchshard.inputs.lines import _iter_json_rows, _open_stream
+from fetchshard.inputs.files import detect_format, one_line, split_compression
+from fetchshard.inputs.lines import iter_json_rows, open_stream
 from fetchshard.inputs.values import (
-    _denull,
-    _is_binary_type,
-    _is_string_type,
-    _output_names,
-    _output_type,
-    _sanitize,
+    denull,
+    is_binary_type,
+    is_string_type,
+    output_names,
+    output_type,
+    sanitize,
 )
 from fetchshard.output.columns import BASE_COLUMNS, PATH_COLUMN
 
@@ -37,17 +37,17 @@ JSONL_SAMPLE_ROWS = 10_000
 _JSONL_SAMPLE_BYTES = 16 * 1024 * 1024
 
 
-_CSV_BLOCK = 4 * 1024 * 1024  # pyarrow CSV block; one CSV row must fit in it
+CSV_BLOCK = 4 * 1024 * 1024  # pyarrow CSV block; one CSV row must fit in it
 
 
-_CONVERT_ERRORS = (pa.ArrowException, TypeError, ValueError, OverflowError)
+CONVERT_ERRORS = (pa.ArrowException, TypeError, ValueError, OverflowError)
 
 
-_READ_ERRORS = (pa.ArrowException, OSError, EOFError)
+READ_ERRORS = (pa.ArrowException, OSError, EOFError)
 
 
 @dataclass(frozen=True, slots=True)
-class _FileSpec:
+class FileSpec:
     path: Path
     fmt: str
     compression: str | None
@@ -107,22 +107,22 @@ def _schema(
 ) -> pa.Schema | None:
     if not sources:
         return None
-    names = _output_names(sources, reserved)
+    names = output_names(sources, reserved)
     return pa.schema([pa.field(n, t) for n, t in zip(names, types, strict=True)])
 
 
-def _csv_parse_options(fmt: str) -> Any:
+def csv_parse_options(fmt: str) -> Any:
     return pacsv.ParseOptions(delimiter="\t" if fmt == "tsv" else ",")
 
 
 def _csv_header(path: Path, fmt: str, compression: str | None) -> list[str] | None:
     """The header of a CSV/TSV file; None for an empty file."""
-    with _open_stream(path, compression) as stream:
+    with open_stream(path, compression) as stream:
         try:
             reader = pacsv.open_csv(
                 stream,
-                read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK),
-                parse_options=_csv_parse_options(fmt),
+                read_options=pacsv.ReadOptions(block_size=CSV_BLOCK),
+                parse_options=csv_parse_options(fmt),
             )
         except pa.ArrowInvalid as exc:
             if "Empty CSV file" in str(exc):
@@ -136,7 +136,7 @@ def _jsonl_sample(path: Path, compression: str | None) -> list[dict[str, Any]]:
     """The first rows of a jsonl file (at most JSONL_SAMPLE_ROWS rows / _JSONL_SAMPLE_BYTES)."""
     sample: list[dict[str, Any]] = []
     size = 0
-    rows = _iter_json_rows(path, compression)
+    rows = iter_json_rows(path, compression)
     try:
         for row, nbytes in rows:
             sample.append(row)
@@ -151,27 +151,27 @@ def _jsonl_sample(path: Path, compression: str | None) -> list[dict[str, Any]]:
 def _infer_json_type(values: list[Any]) -> pa.DataType:
     try:
         tp = pa.array(values).type
-    except _CONVERT_ERRORS:
+    except CONVERT_ERRORS:
         try:
-            tp = pa.array([_sanitize(v) for v in values]).type
-        except _CONVERT_ERRORS:
+            tp = pa.array([sanitize(v) for v in values]).type
+        except CONVERT_ERRORS:
             return pa.string()  # mixed types: kept as JSON text
-    return _denull(tp)
+    return denull(tp)
 
 
-def _inspect(path: Path, config: InputConfig, reserved: frozenset[str]) -> _FileSpec:
+def inspect_file(path: Path, config: InputConfig, reserved: frozenset[str]) -> FileSpec:
     """Read only what tells a file's columns (header, footer, jsonl sample); check them."""
     fmt = detect_format(path, config.format)
-    _, compression = _split_compression(path)
+    _, compression = split_compression(path)
     try:
         return _inspect_format(path, fmt, compression, config, reserved)
-    except _READ_ERRORS as exc:
-        raise InputError(f"cannot read input {path}: {_one_line(exc)}") from exc
+    except READ_ERRORS as exc:
+        raise InputError(f"cannot read input {path}: {one_line(exc)}") from exc
 
 
 def _inspect_format(
     path: Path, fmt: str, compression: str | None, config: InputConfig, reserved: frozenset[str]
-) -> _FileSpec:
+) -> FileSpec:
     if fmt == "txt":
         if config.id_column is not None:
             raise InputError(
@@ -188,24 +188,24 @@ def _inspect_format(
                 f"input {path}: a txt file has no columns, so input.{role} "
                 f"{column!r} cannot be used"
             )
-        return _FileSpec(path, fmt, compression, None, None, (), None, True)
+        return FileSpec(path, fmt, compression, None, None, (), None, True)
 
     if fmt in ("csv", "tsv"):
         names = _csv_header(path, fmt, compression)
         if names is None:
-            return _FileSpec(
+            return FileSpec(
                 path, fmt, compression, config.url_column, config.id_column, (), None, False
             )
         sources = _select(path, names, config)
         schema = _schema(sources, [pa.string()] * len(sources), reserved)
-        return _FileSpec(
+        return FileSpec(
             path, fmt, compression, config.url_column, config.id_column, sources, schema, True
         )
 
     if fmt == "jsonl":
         sample = _jsonl_sample(path, compression)
         if not sample:
-            return _FileSpec(
+            return FileSpec(
                 path, fmt, compression, config.url_column, config.id_column, (), None, False
             )
         keys: dict[str, None] = {}
@@ -213,7 +213,7 @@ def _inspect_format(
             keys.update(dict.fromkeys(row))
         sources = _select(path, list(keys), config)
         types = [_infer_json_type([row.get(name) for row in sample]) for name in sources]
-        return _FileSpec(
+        return FileSpec(
             path,
             fmt,
             compression,
@@ -235,13 +235,13 @@ def _inspect_format(
     names = list(arrow_schema.names)
     sources = _select(path, names, config)
     url_type = arrow_schema.field(config.url_column).type
-    if not (_is_string_type(url_type) or _is_binary_type(url_type)):
+    if not (is_string_type(url_type) or is_binary_type(url_type)):
         raise InputError(
             f"input {path}: column {config.url_column!r} (input.url_column) has type "
             f"{url_type}, expected string or binary"
         )
-    types = [_output_type(arrow_schema.field(name).type) for name in sources]
-    return _FileSpec(
+    types = [output_type(arrow_schema.field(name).type) for name in sources]
+    return FileSpec(
         path,
         fmt,
         compression,
@@ -265,7 +265,7 @@ def _describe(schema: pa.Schema | None) -> str:
     return "extra columns " + ", ".join(f"{f.name}: {f.type}" for f in schema)
 
 
-def _check_compatible(first: _FileSpec | None, spec: _FileSpec) -> _FileSpec | None:
+def check_compatible(first: FileSpec | None, spec: FileSpec) -> FileSpec | None:
     """The reference spec after ``spec``; raise when ``spec``'s extras differ from it."""
     if not spec.known:
         return first

@@ -19,7 +19,7 @@ RENAME_PREFIX = "input_"
 _SURROGATES = re.compile("[\ud800-\udfff]")
 
 
-def _clean_url(text: str, max_length: int) -> str | None:
+def clean_url(text: str, max_length: int) -> str | None:
     text = text.strip()
     if len(text) > max_length:
         text = text[: max_length + 1]
@@ -31,23 +31,23 @@ def _clean_url(text: str, max_length: int) -> str | None:
     return text
 
 
-def _sanitize(value: Any) -> Any:
+def sanitize(value: Any) -> Any:
     """Replace lone surrogates (which Arrow cannot store) with U+FFFD, recursively."""
     if isinstance(value, str):
         return _SURROGATES.sub("\ufffd", value)
     if isinstance(value, list):
-        return [_sanitize(v) for v in value]
+        return [sanitize(v) for v in value]
     if isinstance(value, dict):
-        return {k: _sanitize(v) for k, v in value.items()}
+        return {k: sanitize(v) for k, v in value.items()}
     return value
 
 
-def _json_text(value: Any) -> str:
+def json_text(value: Any) -> str:
     text: str = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
     return _SURROGATES.sub("\ufffd", text)
 
 
-def _id_text(value: Any) -> str | None:
+def id_text(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, str):
@@ -55,17 +55,17 @@ def _id_text(value: Any) -> str | None:
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value).decode("utf-8", "replace")
     if isinstance(value, bool | list | dict):
-        return _json_text(value)
+        return json_text(value)
     return str(value)
 
 
-def _is_string_type(tp: pa.DataType) -> bool:
+def is_string_type(tp: pa.DataType) -> bool:
     return bool(
         pa.types.is_string(tp) or pa.types.is_large_string(tp) or pa.types.is_string_view(tp)
     )
 
 
-def _is_binary_type(tp: pa.DataType) -> bool:
+def is_binary_type(tp: pa.DataType) -> bool:
     return bool(
         pa.types.is_binary(tp)
         or pa.types.is_large_binary(tp)
@@ -74,9 +74,9 @@ def _is_binary_type(tp: pa.DataType) -> bool:
     )
 
 
-def _text_values(column: pa.ChunkedArray, errors: str) -> list[str | None]:
+def text_values(column: pa.ChunkedArray, errors: str) -> list[str | None]:
     """A string or binary column as Python text; ``errors="strict"`` maps bad UTF-8 to None."""
-    if _is_string_type(column.type):
+    if is_string_type(column.type):
         values: list[str | None] = column.to_pylist()
         return values
     try:
@@ -96,7 +96,7 @@ def _text_values(column: pa.ChunkedArray, errors: str) -> list[str | None]:
     return out
 
 
-def _url_array(urls: list[str | None]) -> pa.Array:
+def url_array(urls: list[str | None]) -> pa.Array:
     return pa.array(urls, type=pa.string())
 
 
@@ -105,8 +105,8 @@ def _not_graphic(data: np.ndarray) -> np.ndarray:
     return (data <= 0x20) | (data >= 0x7F)
 
 
-def _urls_from_column(column: pa.ChunkedArray, max_length: int) -> pa.Array:
-    """The cleaned URLs of a string or binary column, as :func:`_clean_url` per value.
+def urls_from_column(column: pa.ChunkedArray, max_length: int) -> pa.Array:
+    """The cleaned URLs of a string or binary column, as :func:`clean_url` per value.
 
     Vectorized: only values that are not printable ASCII without whitespace, or that are
     longer than ``max_length + 1``, are cleaned one by one in Python.
@@ -119,13 +119,13 @@ def _urls_from_column(column: pa.ChunkedArray, max_length: int) -> pa.Array:
     except pa.ArrowException:  # invalid UTF-8 (becomes None) or too large for one array
         pass
     if arr is None:
-        return _url_array(
+        return url_array(
             [
-                _clean_url(v, max_length) if v is not None else None
-                for v in _text_values(column, "strict")
+                clean_url(v, max_length) if v is not None else None
+                for v in text_values(column, "strict")
             ]
         )
-    # Printable ASCII without whitespace, at most max_length + 1 long: _clean_url keeps it.
+    # Printable ASCII without whitespace, at most max_length + 1 long: clean_url keeps it.
     offsets, data = string_buffers(arr)
     dirty = np.diff(offsets) > max_length + 1
     dirty[rows_with_bytes(offsets, data, _not_graphic)] = True
@@ -134,39 +134,39 @@ def _urls_from_column(column: pa.ChunkedArray, max_length: int) -> pa.Array:
     if not dirty.any():
         return arr
     mask = pa.array(dirty)
-    cleaned = _url_array([_clean_url(v, max_length) for v in arr.filter(mask).to_pylist()])
+    cleaned = url_array([clean_url(v, max_length) for v in arr.filter(mask).to_pylist()])
     return pc.replace_with_mask(arr, mask, cleaned)
 
 
-def _ids_from_column(column: pa.ChunkedArray) -> list[str | None]:
-    if _is_string_type(column.type) or _is_binary_type(column.type):
-        return _text_values(column, "replace")
-    return [_id_text(v) for v in column.to_pylist()]
+def ids_from_column(column: pa.ChunkedArray) -> list[str | None]:
+    if is_string_type(column.type) or is_binary_type(column.type):
+        return text_values(column, "replace")
+    return [id_text(v) for v in column.to_pylist()]
 
 
-def _output_type(tp: pa.DataType) -> pa.DataType:
+def output_type(tp: pa.DataType) -> pa.DataType:
     """The extras type a Parquet column becomes (stable, JSON-round-trippable)."""
     if pa.types.is_dictionary(tp):
-        return _output_type(tp.value_type)
+        return output_type(tp.value_type)
     if pa.types.is_temporal(tp) or pa.types.is_decimal(tp):
         return pa.string()
     return tp
 
 
-def _denull(tp: pa.DataType) -> pa.DataType:
+def denull(tp: pa.DataType) -> pa.DataType:
     """Replace null types (a JSON column or list that was always null/empty) with string."""
     if pa.types.is_null(tp):
         return pa.string()
     if pa.types.is_list(tp):
-        return pa.list_(_denull(tp.value_type))
+        return pa.list_(denull(tp.value_type))
     if pa.types.is_large_list(tp):
-        return pa.large_list(_denull(tp.value_type))
+        return pa.large_list(denull(tp.value_type))
     if pa.types.is_struct(tp):
-        return pa.struct([pa.field(f.name, _denull(f.type)) for f in tp])
+        return pa.struct([pa.field(f.name, denull(f.type)) for f in tp])
     return tp
 
 
-def _output_names(sources: Sequence[str], reserved: frozenset[str]) -> list[str]:
+def output_names(sources: Sequence[str], reserved: frozenset[str]) -> list[str]:
     """Rename extras that collide with a ``reserved`` name (``status`` -> ``input_status``)."""
     used = {name for name in sources if name not in reserved}
     out: list[str] = []

@@ -98,7 +98,7 @@ class PartWriter:
     ) -> None:
         self._paths = paths
         self._rank = rank
-        self._ledger_path = ledger.path  # the worker opens its own connection
+        self._ledger_files = ledger.files  # the worker opens its own connection
         self._config = config
         self._extras = extras
         self._columns = columns
@@ -289,7 +289,7 @@ class PartWriter:
         self._storage.publish(tmp, final, drop_cache=True)
         crash_point("after_rename", part)
         if self._worker_ledger is None:
-            self._worker_ledger = Ledger(self._ledger_path)
+            self._worker_ledger = Ledger(self._ledger_files)
         self._worker_ledger.commit_part(
             part, rows, rows=len(rows), nbytes=final.stat().st_size, now=self._clock.wall()
         )

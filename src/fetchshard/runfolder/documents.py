@@ -173,11 +173,70 @@ HISTORY_SAMPLES = 256
 
 
 @dataclass(kw_only=True)
+class ProgressHistory:
+    """Progress over time as named columns, one value per sample, oldest first: a rank's in
+    its snapshot, every rank's summed in the report (report/timeline.py)."""
+
+    time: list[float] = field(default_factory=list)  # seconds since the epoch
+    committed: list[float] = field(default_factory=list)  # items with a committed row
+    fetched: list[float] = field(default_factory=list)  # ...or with a row in a part still open
+    bytes: list[float] = field(default_factory=list)  # body bytes of this session's successes
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+    def append(self, time: float, committed: float, fetched: float, nbytes: float) -> None:
+        self.time.append(time)
+        self.committed.append(committed)
+        self.fetched.append(fetched)
+        self.bytes.append(nbytes)
+
+    def drop_last(self) -> None:
+        for column in self._columns():
+            column.pop()
+
+    def thin(self) -> None:
+        """Keep every other sample, the newest among them."""
+        first = (len(self) - 1) % 2
+        self.time, self.committed = self.time[first::2], self.committed[first::2]
+        self.fetched, self.bytes = self.fetched[first::2], self.bytes[first::2]
+
+    def _columns(self) -> tuple[list[float], ...]:
+        return self.time, self.committed, self.fetched, self.bytes
+
+    @classmethod
+    def from_dict(cls, data: dict[str, list[float]]) -> ProgressHistory:
+        history = cls(
+            time=list(data["time"]),
+            committed=list(data["committed"]),
+            fetched=list(data["fetched"]),
+            bytes=list(data["bytes"]),
+        )
+        if len({len(column) for column in history._columns()}) > 1:
+            raise ValueError("the history's columns differ in length")
+        return history
+
+    @classmethod
+    def from_rows(
+        cls, rows: list[list[float]], *, started_at: float, committed_before: int
+    ) -> ProgressHistory:
+        """Version 1's layout: rows [seconds since started_at, committed, rows written this
+        session, bytes]; fetched was never below committed (a session's last sample)."""
+        history = cls()
+        for t, committed, written, nbytes, *_ in rows:
+            fetched = max(committed, committed_before + written)
+            history.append(round(started_at + t, 3), committed, fetched, nbytes)
+        return history
+
+
+@dataclass(kw_only=True)
 class ProgressSnapshot(Document):
     """What a rank is doing now, replaced atomically so another host can read it any time."""
 
     KIND: ClassVar[str] = "progress"
-    VERSION: ClassVar[int] = 1
+    # 2: the history as named columns, times since the epoch, fetched instead of written;
+    # version 1's rows are still read (ProgressHistory.from_rows).
+    VERSION: ClassVar[int] = 2
     _COMPACT: ClassVar[bool] = True
 
     rank: int
@@ -207,21 +266,22 @@ class ProgressSnapshot(Document):
     content_types: dict[str, int] = field(default_factory=dict)  # this session's successes
     sizes: dict[str, int] = field(default_factory=dict)  # ...by size bucket (stats.py)
     hosts: dict[str, dict[str, Any]] = field(default_factory=dict)  # the worst (stats.py)
-    # [seconds since started_at, committed, written, bytes], history_step seconds apart
-    history: list[list[float]] = field(default_factory=list)
+    history: ProgressHistory = field(default_factory=ProgressHistory)  # history_step apart
     history_step: float = 5.0
 
     def sample(self, now: float, *, last: bool = False) -> None:
         """Add a history sample if one is due (``last``: the session's end, always kept, in
         place of a sample too close before it)."""
-        t = round(now - self.started_at, 3)
-        if self.history and t - self.history[-1][0] < self.history_step:
+        history = self.history
+        t = round(now, 3)
+        if history.time and t - history.time[-1] < self.history_step:
             if not last:
                 return
-            self.history.pop()
-        self.history.append([t, self.committed, self.written, self.bytes])
-        if len(self.history) > HISTORY_SAMPLES:
-            self.history = self.history[(len(self.history) - 1) % 2 :: 2]  # the newest stays
+            history.drop_last()
+        fetched = max(self.committed, self.committed_before + self.written)
+        history.append(t, self.committed, fetched, self.bytes)
+        if len(history) > HISTORY_SAMPLES:
+            history.thin()
             self.history_step *= 2
 
     def to_dict(self) -> dict[str, Any]:
@@ -230,7 +290,16 @@ class ProgressSnapshot(Document):
     @classmethod
     def from_dict(cls, data: dict[str, Any], path: Path) -> ProgressSnapshot:
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        values = {k: v for k, v in data.items() if k in names}
+        history = values.pop("history", None)
+        snap = cls(**values)
+        if data.get("version", 1) == 1:
+            snap.history = ProgressHistory.from_rows(
+                history or [], started_at=snap.started_at, committed_before=snap.committed_before
+            )
+        elif history is not None:
+            snap.history = ProgressHistory.from_dict(history)
+        return snap
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -35,6 +35,20 @@ def plan_scratch(ledger: Path) -> Path:
     return ledger.with_suffix(".plan")
 
 
+@dataclass(frozen=True)
+class LedgerPaths:
+    """A ledger's files, as ``fetchshard.ledger.Ledger`` is handed them."""
+
+    db: Path  # the SQLite database
+    items: Path  # the planned items (items_file)
+    scratch: Path  # where planning stages them (plan_scratch)
+
+
+def ledger_paths(ledger: Path) -> LedgerPaths:
+    """The files of the ledger whose SQLite database is ``ledger``."""
+    return LedgerPaths(ledger, items_file(ledger), plan_scratch(ledger))
+
+
 def tmp_of(path: Path) -> Path:
     """Where a file is written before it is renamed into place."""
     return path.with_name(path.name + TMP_SUFFIX)
@@ -52,6 +66,10 @@ class RunPaths:
 
     def ledger(self, rank: int) -> Path:
         return self.root / "ledger" / f"{rank_name(rank)}.sqlite"
+
+    def ledger_paths(self, rank: int) -> LedgerPaths:
+        """The rank's ledger with its items file and planning scratch folder."""
+        return ledger_paths(self.ledger(rank))
 
     def shard_dir(self, rank: int) -> Path:
         return self.root / "shards" / rank_name(rank)
@@ -133,7 +151,7 @@ class RunPaths:
 @dataclass(frozen=True)
 class PlanPaths:
     """``OUT/plan``: what ``fetchshard plan`` rank N wrote of its slice of the input (the files
-    of planstep/slicefiles.py), read by every rank of ``fetchshard run``."""
+    of planning/slicefiles.py), read by every rank of ``fetchshard run``."""
 
     root: Path  # the output folder
 

@@ -16,8 +16,9 @@ import pytest
 from fetchshard.config import FetchConfig
 from fetchshard.hosts.scheduler import Scheduler
 from fetchshard.ledger import Ledger, PlannedItem
-from fetchshard.partition import Partitioner, item_id
-from fetchshard.placement import RankShares
+from fetchshard.planning.placement import FixedSpread, RankShares
+from fetchshard.runfolder.layout import ledger_paths
+from fetchshard.urls import item_id
 
 
 class Clock:
@@ -37,7 +38,7 @@ class Clock:
 
 
 def _ledger(tmp_path: Path, per_host: dict[str, int]) -> Ledger:
-    ledger = Ledger(tmp_path / "l.sqlite")
+    ledger = Ledger(ledger_paths(tmp_path / "l.sqlite"))
     items = []
     for host, n in per_host.items():
         for i in range(n):
@@ -69,7 +70,7 @@ async def test_rate_limited_host_does_not_block_others(
     monkeypatch.setattr(loop, "time", clock)
     ledger = _ledger(tmp_path, {"slow.test": 500, "a.test": 20, "b.test": 20})
     config = FetchConfig(per_host_rate=2.0, per_host_burst=2, per_host_concurrency=100)
-    scheduler = Scheduler(ledger, config, RankShares(0, Partitioner(1, 1)), 0, clock=clock)
+    scheduler = Scheduler(ledger, config, RankShares(0, FixedSpread(1, 1)), 0, clock=clock)
     first = await _drain_ready(scheduler)
     # each host gets exactly its burst at t=0, the 500-item host included
     assert sorted(first) == ["a.test", "a.test", "b.test", "b.test", "slow.test", "slow.test"]
@@ -81,7 +82,7 @@ async def test_rate_limited_host_does_not_block_others(
 async def test_concurrency_cap_and_release(tmp_path: Path) -> None:
     ledger = _ledger(tmp_path, {"one.test": 10})
     config = FetchConfig(per_host_rate=1000.0, per_host_burst=1000, per_host_concurrency=3)
-    scheduler = Scheduler(ledger, config, RankShares(0, Partitioner(1, 1)), 0)
+    scheduler = Scheduler(ledger, config, RankShares(0, FixedSpread(1, 1)), 0)
     got = [await scheduler.next() for _ in range(3)]
     assert all(g is not None for g in got)
     assert await _drain_ready(scheduler) == []  # capped at 3 in flight
@@ -91,7 +92,7 @@ async def test_concurrency_cap_and_release(tmp_path: Path) -> None:
 
 
 async def test_share_of_a_host_rate_is_exact(tmp_path: Path) -> None:
-    part = Partitioner(world_size=3, spread=16)
+    part = FixedSpread(world_size=3, spread=16)
     shares = [part.rate_share("h.test", r, 10.0) for r in range(3)]
     assert sum(shares) == pytest.approx(10.0, rel=1e-12)
     ledger = _ledger(tmp_path, {"h.test": 1})
@@ -123,7 +124,7 @@ async def test_retry_waits_then_slice_finishes(
     monkeypatch.setattr(asyncio.get_running_loop(), "time", clock)
     ledger = _ledger(tmp_path, {"r.test": 1})
     scheduler = Scheduler(
-        ledger, FetchConfig(per_host_rate=100.0), RankShares(0, Partitioner(1, 1)), 0, clock=clock
+        ledger, FetchConfig(per_host_rate=100.0), RankShares(0, FixedSpread(1, 1)), 0, clock=clock
     )
     got = await scheduler.next()
     assert got is not None
@@ -146,7 +147,7 @@ async def test_429_halves_the_rate_to_a_floor_and_success_restores_it(
     monkeypatch.setattr(asyncio.get_running_loop(), "time", clock)
     ledger = _ledger(tmp_path, {"h.test": 200})
     config = FetchConfig(per_host_rate=8.0, per_host_burst=200, per_host_min_rate=1.0)
-    scheduler = Scheduler(ledger, config, RankShares(0, Partitioner(1, 1)), 0, clock=clock)
+    scheduler = Scheduler(ledger, config, RankShares(0, FixedSpread(1, 1)), 0, clock=clock)
     got = [await scheduler.next() for _ in range(10)]
     slot = got[0].slot  # type: ignore[union-attr]
     events = scheduler.done(slot, kind=ErrorKind.HTTP_429, status=429)
@@ -184,7 +185,7 @@ async def test_connect_failures_park_then_give_up_the_host(
         host_cooldown=10.0,
         host_max_cooldowns=1,
     )
-    scheduler = Scheduler(ledger, config, RankShares(0, Partitioner(1, 1)), 0, clock=clock)
+    scheduler = Scheduler(ledger, config, RankShares(0, FixedSpread(1, 1)), 0, clock=clock)
 
     async def fail_two() -> None:
         first, second = await scheduler.next(), await scheduler.next()

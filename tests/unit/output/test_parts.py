@@ -22,13 +22,13 @@ from fetchshard.output.extras import encode_extras
 from fetchshard.output.parts import PartWriter, recover
 from fetchshard.output.table import body_column
 from fetchshard.runfolder import storage as storage_module
-from fetchshard.runfolder.layout import RunPaths
+from fetchshard.runfolder.layout import RunPaths, ledger_paths
 from util import ok_row
 
 
 def _ledger(tmp_path: Path, n: int) -> tuple[RunPaths, Ledger]:
     paths = RunPaths(tmp_path / "out")
-    ledger = Ledger(paths.ledger(0))
+    ledger = Ledger(paths.ledger_paths(0))
     extras = encode_extras(pa.table({"caption": [f"c{i}" for i in range(n)], "n": list(range(n))}))
     ledger.insert_items([PlannedItem(i + 1, 7, "h", f"http://h/{i}", extras[i]) for i in range(n)])
     return paths, ledger
@@ -76,7 +76,7 @@ def test_recover_removes_tmp_and_adopts_an_unrecorded_part(tmp_path: Path) -> No
         writer.add(_row(i, None))
     writer.commit()
     # Simulate a crash after renaming part 2 but before its ledger commit...
-    other = Ledger(tmp_path / "scratch.sqlite")
+    other = Ledger(ledger_paths(tmp_path / "scratch.sqlite"))
     other.insert_items([PlannedItem(i, 7, "h", f"http://h/{i}", None) for i in range(7, 13)])
     lost = PartWriter(paths, 0, other, OutputConfig(), None, next_part=2)
     for i in range(7, 13):
@@ -207,7 +207,7 @@ def test_body_column_shares_the_bodies_memory_and_round_trips(tmp_path: Path) ->
 
 
 def test_commit_log_counts_at_once_and_folds_into_states(tmp_path: Path) -> None:
-    ledger = Ledger(tmp_path / "ledger.sqlite")
+    ledger = Ledger(ledger_paths(tmp_path / "ledger.sqlite"))
     largest = (1 << 63) - 1  # item ids use all 63 bits; JSON must carry them exactly
     ledger.insert_items([PlannedItem(i, 7, "h", f"http://h/{i}", None) for i in (1, 2, 3, largest)])
     ledger.commit_part(1, [(1, 1, None), (largest, 3, "http_404")], rows=2, nbytes=10, now=1.0)
@@ -216,7 +216,7 @@ def test_commit_log_counts_at_once_and_folds_into_states(tmp_path: Path) -> None
     assert ledger.error_counts() == {"http_404": 1}
     assert ledger.fold_commits() == 2
     assert ledger.counts() == expected and ledger.error_counts() == {"http_404": 1}
-    assert [w.item_id for w in ledger.ready_items(7, (-1.0, -1), 1e18, 10)] == [2, 3]
+    assert [w.item_id for w in ledger.queue.ready_items(7, (-1.0, -1), 1e18, 10)] == [2, 3]
     row = ledger._db.execute(
         "SELECT state, part, attempts, error_kind FROM states WHERE item_id = ?", (largest,)
     ).fetchone()

@@ -13,6 +13,7 @@ from fetchshard.errors import NewerFormatError, RunFolderError
 from fetchshard.runfolder.documents import (
     HISTORY_SAMPLES,
     DoneMarker,
+    ProgressHistory,
     ProgressSnapshot,
     RankStats,
     RunManifest,
@@ -100,10 +101,9 @@ def test_the_progress_history_stays_bounded_and_evenly_spaced() -> None:
         snap.committed = second
         snap.sample(float(second))
     assert HISTORY_SAMPLES // 2 <= len(snap.history) <= HISTORY_SAMPLES
-    times = [sample[0] for sample in snap.history]
-    steps = {b - a for a, b in itertools.pairwise(times)}
+    steps = {b - a for a, b in itertools.pairwise(snap.history.time)}
     assert len(steps) == 1 and steps.pop() == snap.history_step
-    assert snap.history[-1][1] >= 100_000 - snap.history_step
+    assert snap.history.committed[-1] >= 100_000 - snap.history_step
     assert len(snap.to_bytes()) < 16_000  # read every few seconds by report, from 400 ranks
 
 
@@ -111,5 +111,20 @@ def test_thinning_the_history_keeps_its_first_and_newest_samples() -> None:
     snap = ProgressSnapshot(rank=0, world_size=1, started_at=0.0, history_step=1.0)
     for second in range(HISTORY_SAMPLES + 1):
         snap.sample(float(second))
-    assert snap.history[0][0] == 0.0 and snap.history[-1][0] == HISTORY_SAMPLES
+    assert snap.history.time[0] == 0.0 and snap.history.time[-1] == HISTORY_SAMPLES
     assert snap.history_step == 2.0
+
+
+def test_a_progress_history_of_version_1_is_read_as_named_columns(tmp_path: Path) -> None:
+    """Version 1 kept rows [seconds since started_at, committed, written this session, bytes];
+    a snapshot of it reads as version 2's columns: times since the epoch, fetched."""
+    raw = {"kind": "progress", "version": 1, "rank": 0, "world_size": 1, "started_at": 1000.0}
+    raw |= {"committed_before": 40, "history": [[0.5, 40, 0, 0], [5.5, 40, 25, 900]]}
+    (tmp_path / "p.json").write_text(json.dumps(raw))
+    snap = ProgressSnapshot.read(tmp_path / "p.json")
+    assert snap is not None
+    assert snap.history == ProgressHistory(
+        time=[1000.5, 1005.5], committed=[40, 40], fetched=[40, 65], bytes=[0, 900]
+    )
+    again = json.loads(snap.to_bytes())
+    assert again["version"] == 2 and again["history"]["fetched"] == [40, 65]

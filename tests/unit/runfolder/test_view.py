@@ -9,10 +9,10 @@ import pytest
 
 from fetchshard.errors import NewerFormatError, RunFolderError, RunMismatchError
 from fetchshard.ledger import Ledger, PlannedItem
+from fetchshard.planning.fingerprint import claim_run_folder
 from fetchshard.ranks import RankInfo
 from fetchshard.runfolder.documents import DoneMarker, ProgressSnapshot, RankStats
 from fetchshard.runfolder.layout import RunPaths
-from fetchshard.runfolder.prepare import prepare_output
 from fetchshard.runfolder.view import RunFolder
 from fetchshard.stats import Stats
 
@@ -21,9 +21,9 @@ FP = {"world_size": 3, "partition": {"spread": 16}, "input": {"files": []}}
 
 def make_folder(root: Path) -> RunPaths:
     paths = RunPaths(root)
-    prepare_output(paths, FP, RankInfo(0, 3, "test"), restart=False)
+    claim_run_folder(paths, FP, RankInfo(0, 3, "test"), restart=False)
     # rank 0: done, with a committed part; rank 1: fetching; rank 2: nothing yet
-    with Ledger(paths.ledger(0)) as ledger:
+    with Ledger(paths.ledger_paths(0)) as ledger:
         ledger.insert_items(
             [PlannedItem(i, 7, "h.test", f"http://h.test/{i}", None) for i in (1, 2)]
         )
@@ -60,7 +60,7 @@ def test_ranks_their_states_counts_and_parts(tmp_path: Path) -> None:
 
 def test_the_ledger_is_read_while_its_rank_holds_it_open(tmp_path: Path) -> None:
     paths = make_folder(tmp_path / "out")
-    with Ledger(paths.ledger(0)) as ledger:
+    with Ledger(paths.ledger_paths(0)) as ledger:
         ledger.commit_part(2, [], rows=0, nbytes=10, now=7.0)
         summary = RunFolder(paths.root).rank(0).ledger()
         assert summary is not None and [p.part for p in summary.parts] == [1, 2]
@@ -88,14 +88,14 @@ def test_a_folder_of_a_newer_fetchshard(tmp_path: Path) -> None:
     with pytest.raises(NewerFormatError):
         RunFolder(paths.root)
     with pytest.raises(RunMismatchError, match=r"newer fetchshard.*--restart"):
-        prepare_output(paths, FP, RankInfo(0, 3, "test"), restart=False)
+        claim_run_folder(paths, FP, RankInfo(0, 3, "test"), restart=False)
 
 
 def test_prepare_refuses_another_run_and_restart_clears_the_rank(tmp_path: Path) -> None:
     paths = make_folder(tmp_path / "out")
     other = {**FP, "world_size": 4}
     with pytest.raises(RunMismatchError, match=r"world size 3 -> 4"):
-        prepare_output(paths, other, RankInfo(0, 4, "test"), restart=False)
-    prepare_output(paths, other, RankInfo(0, 4, "test"), restart=True)
+        claim_run_folder(paths, other, RankInfo(0, 4, "test"), restart=False)
+    claim_run_folder(paths, other, RankInfo(0, 4, "test"), restart=True)
     assert not paths.done(0).exists() and not paths.ledger(0).exists()
     assert RunFolder(paths.root).world_size == 4

@@ -1,0 +1,197 @@
+"""Reading a plan: a rank of ``fetchshard run`` over a plan step's folder checks the plan
+(complete, and made for this run), derives the assignment from every slice's host counts,
+and reads only its own runs of each slice.
+
+The counted assignment (assignment.py) is the same one planning without a plan step derives
+from the same counts. In a slice sorted by (host hash, key hash), a rank's rows are:
+
+- its small hosts: the assignment hands them out in host-hash order, so they are the hosts
+  whose hash lies in one interval, minus the heavy hosts inside it;
+- each piece of a heavy host it holds: that host's rows in one key-hash range.
+
+Each run's bounds come from the slice's index and one stride of its items, and the rows read
+are checked against the assignment: a rank never keeps a row of another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from fetchshard.config import Config
+from fetchshard.errors import PlanError
+from fetchshard.ledger import ITEM_COLUMNS
+from fetchshard.planning.assignment import Assignment, HostCounter
+from fetchshard.planning.fingerprint import difference, plan_fingerprint
+from fetchshard.planning.slicefiles import SliceItems, read_hosts
+from fetchshard.runfolder.documents import PlanManifest, PlanSliceDone
+from fetchshard.runfolder.layout import PlanPaths
+from fetchshard.urls import ID_MASK
+
+
+def plan_in_use(config: Config, files: list[Path], world_size: int) -> PlanPaths | None:
+    """The output folder's plan step, checked complete and made for this run; None when the
+    folder has none (planning then reads the input). Raises PlanError otherwise."""
+    paths = PlanPaths(Path(config.output.dir))
+    if not paths.manifest.exists():
+        return None
+    check_plan(paths, plan_fingerprint(config, files, world_size))
+    return paths
+
+
+def check_plan(paths: PlanPaths, fp: dict[str, Any]) -> PlanManifest:
+    """The folder's plan, complete and made for this run (``fp``: plan_fingerprint); else
+    one clear PlanError."""
+    manifest = PlanManifest.read(paths.manifest)
+    if manifest is None:
+        raise PlanError(f"{paths.folder} holds no plan (run fetchshard plan first)")
+    world = int(fp["world_size"])
+    what = difference(manifest.fingerprint, fp)
+    if what is not None and manifest.world_size != world:
+        raise PlanError(
+            f"{paths.folder} was planned for world size {manifest.world_size}, not {world}: "
+            f"run with {manifest.world_size} ranks, or rerun fetchshard plan with "
+            f"{world} ranks and --restart"
+        )
+    if what is not None:
+        raise PlanError(
+            f"{paths.folder} was planned for another run ({what}); rerun fetchshard plan "
+            "with --restart"
+        )
+    missing = [r for r in range(world) if not _slice_done(paths, r, manifest.digest)]
+    if missing:
+        shown = ", ".join(str(r) for r in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise PlanError(
+            f"the plan in {paths.folder} is incomplete: {len(missing)} of {world} plan ranks "
+            f"have not finished (rank {shown}); rerun fetchshard plan before fetchshard run"
+        )
+    return manifest
+
+
+def _slice_done(paths: PlanPaths, rank: int, digest: str) -> bool:
+    """Whether plan rank ``rank``'s slice of this plan (not an older one's) is complete."""
+    done = PlanSliceDone.read(paths.done(rank))
+    return done is not None and done.plan == digest
+
+
+def plan_assignment(paths: PlanPaths, world_size: int) -> Assignment:
+    """The assignment from the host counts of every slice (what every run rank derives)."""
+    counter = HostCounter()
+    for rank in range(world_size):
+        counter.add_counts(*read_hosts(paths, rank))
+    hosts, counts = counter.result()
+    return Assignment.from_counts(hosts, counts, world_size)
+
+
+@dataclass(frozen=True)
+class RankRuns:
+    """Which (host hash, key hash) runs hold one rank's rows, whatever the slice."""
+
+    small: tuple[int, int] | None  # the interval of its small hosts' hashes (inclusive)
+    skip: tuple[int, ...] = ()  # heavy hosts whose hash lies inside that interval
+    pieces: tuple[tuple[int, int, int | None], ...] = field(default=())  # host, key lo, hi
+
+    @classmethod
+    def of(cls, assignment: Assignment, rank: int) -> RankRuns:
+        if assignment.world_size == 1:  # every host, whole (the assignment lists none)
+            return cls((0, 2**64 - 1))
+        mine = np.flatnonzero(assignment.tiny_ranks == rank)
+        small = None
+        skip: tuple[int, ...] = ()
+        if len(mine):
+            if mine[-1] - mine[0] + 1 != len(mine):  # never: the fill is in hash order
+                raise AssertionError("the small hosts of a rank are not one hash interval")
+            lo, hi = int(assignment.tiny_hosts[mine[0]]), int(assignment.tiny_hosts[mine[-1]])
+            small = (lo, hi)
+            big = assignment.big_hosts
+            inside = big[(big >= np.uint64(lo)) & (big <= np.uint64(hi))]
+            skip = tuple(int(h) for h in inside)
+        pieces = []
+        for host, ranks in sorted(assignment.pieces.items()):
+            n = len(ranks)
+            for i, owner in enumerate(ranks):
+                if owner == rank:
+                    hi_key = None if i + 1 == n else _piece_start(i + 1, n)
+                    pieces.append((host, _piece_start(i, n), hi_key))
+        return cls(small, skip, tuple(pieces))
+
+    def spans(self, items: SliceItems) -> list[tuple[int, int]]:
+        """The row spans of this rank's rows in one slice, in order."""
+        spans: list[tuple[int, int]] = []
+        if self.small is not None:
+            start = items.lower_bound(self.small[0])
+            stop = items.host_end(self.small[1])
+            for host in self.skip:
+                cut_from, cut_to = items.lower_bound(host), items.host_end(host)
+                if cut_from > start:
+                    spans.append((start, cut_from))
+                start = max(start, cut_to)
+            if stop > start:
+                spans.append((start, stop))
+        for host, lo, hi in self.pieces:
+            begin = items.lower_bound(host, lo)
+            end = items.host_end(host) if hi is None else items.lower_bound(host, hi)
+            if end > begin:
+                spans.append((begin, end))
+        return spans
+
+
+def _piece_start(i: int, n: int) -> int:
+    """The smallest key hash of piece ``i`` of ``n`` (assignment.scaled: key * n >> 64 == i)."""
+    return -((-i << 64) // n)  # ceil(i * 2**64 / n)
+
+
+_YIELD_ROWS = 1 << 16  # rows gathered from the slices' runs before they go to the ledger
+
+
+def rank_tables(
+    paths: PlanPaths, world_size: int, rank: int, assignment: Assignment
+) -> Iterator[pa.Table]:
+    """This rank's rows of every slice, in slice order, about _YIELD_ROWS at a time (a rank
+    has a few runs in each of W slices: many small ones), checked against the assignment."""
+    runs = RankRuns.of(assignment, rank)
+    gathered: list[pa.Table] = []
+    count = 0
+    for slice_rank in range(world_size):
+        with SliceItems.open(paths, slice_rank) as items:
+            for start, stop in runs.spans(items):
+                gathered.append(items.read(start, stop))
+                count += stop - start
+        if count >= _YIELD_ROWS or (slice_rank == world_size - 1 and count):
+            table = pa.concat_tables(gathered).combine_chunks()
+            got = assignment.ranks_of(
+                table.column("host_hash").to_numpy(), table.column("key_hash").to_numpy()
+            )
+            if not (got == rank).all():
+                raise PlanError(f"{paths.folder}: rows of other ranks in rank {rank}'s runs")
+            yield table
+            gathered, count = [], 0
+
+
+def ledger_columns(table: pa.Table) -> tuple[dict[str, Any], np.ndarray, set[tuple[int, str]]]:
+    """A slice table as the ledger stages it: columns, positions, and its (host id, host)s."""
+    key_hash = table.column("key_hash").to_numpy()
+    columns: dict[str, Any] = {
+        "item_id": (key_hash & np.uint64(ID_MASK)).astype(np.int64),
+        **{
+            name: table.column(name)
+            for name in ITEM_COLUMNS
+            if name != "item_id"  # the low bits of the key hash, above
+        },
+    }
+    pairs = pa.table({"host_id": table.column("host_id"), "host": table.column("host")})
+    pairs = pairs.filter(pc.is_valid(pairs.column("host")))
+    pairs = pairs.group_by(["host_id", "host"]).aggregate([])
+    ids, names = pairs.column("host_id").to_pylist(), pairs.column("host").to_pylist()
+    hosts = set(zip(ids, names, strict=True))
+    return columns, table.column("position").to_numpy(), hosts
+
+
+def count_bad(table: pa.Table) -> int:
+    return int(pc.sum(pc.is_valid(table.column("error_kind"))).as_py() or 0)

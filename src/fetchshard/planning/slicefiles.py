@@ -1,0 +1,181 @@
+"""The files of one plan rank's slice, written and read only here (paths: runfolder/layout.py).
+
+- ``rank-N.items.arrow``: every row of the slice as the ledger will hold it, sorted by (host
+  hash, key hash): whatever the assignment, one destination rank's rows are a few runs (its
+  small hosts' hashes are one interval, a piece of a heavy host one key-hash range). Arrow IPC,
+  uncompressed, so a reader memory-maps it and touches only the pages of its runs;
+- ``rank-N.hosts.arrow``: the slice's rows per host hash (the counting pass, done here once);
+- ``rank-N.index.arrow``: every INDEX_STRIDE-th (host hash, key hash) of the items: a run's
+  bounds are found in the index, then in one stride of the items (a page of each column).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from fetchshard.ledger import ITEM_SCHEMA
+from fetchshard.runfolder.layout import PlanPaths, tmp_of
+from fetchshard.runfolder.storage import LOCAL, Storage
+
+INDEX_STRIDE = 1024
+# A record batch's buffers lie together in the file: with batches of one stride, the rows of a
+# run and the stride searched to find its bounds are a few adjacent regions, read ahead by the
+# kernel, instead of one region per column (cold, 400 slices x 20 columns' pages of a run took
+# 9 s for one rank's 250k rows, against 2 s warm). A multiple of INDEX_STRIDE.
+BATCH_ROWS = INDEX_STRIDE
+
+ITEMS = pa.schema(
+    [
+        pa.field("host_hash", pa.uint64(), nullable=False),
+        pa.field("key_hash", pa.uint64(), nullable=False),
+        pa.field("position", pa.int64(), nullable=False),  # the row's order in the input
+        ITEM_SCHEMA.field("host_id"),
+        pa.field("host", pa.string()),  # None for a bad URL
+        # The rest of the planned item (its id is the low bits of the key hash).
+        *(f for f in ITEM_SCHEMA if f.name not in ("item_id", "host_id")),
+    ]
+)
+HOSTS = pa.schema([pa.field("host_hash", pa.uint64()), pa.field("rows", pa.int64())])
+INDEX = pa.schema([pa.field("host_hash", pa.uint64()), pa.field("key_hash", pa.uint64())])
+
+
+def write_slice(
+    paths: PlanPaths, rank: int, items: pa.Table, storage: Storage = LOCAL
+) -> tuple[int, int]:
+    """Sort the slice's rows (:data:`ITEMS`) and publish its three files; return (rows,
+    hosts). Each is written to a tmp file, fsynced and renamed."""
+    items = items.select(ITEMS.names).cast(ITEMS)
+    items = items.sort_by([("host_hash", "ascending"), ("key_hash", "ascending"),
+                           ("position", "ascending")])  # fmt: skip
+    hosts = items.column("host_hash").to_numpy()
+    unique, counts = np.unique(hosts, return_counts=True)
+    _publish(paths.items(rank), items, ITEMS, storage, batch_rows=BATCH_ROWS)
+    every = np.arange(0, len(items), INDEX_STRIDE)
+    index = pa.table(
+        {
+            "host_hash": items.column("host_hash").take(pa.array(every)),
+            "key_hash": items.column("key_hash").take(pa.array(every)),
+        },
+        schema=INDEX,
+    )
+    _publish(paths.index(rank), index, INDEX, storage)
+    host_table = pa.table({"host_hash": unique, "rows": counts.astype(np.int64)}, schema=HOSTS)
+    _publish(paths.hosts(rank), host_table, HOSTS, storage)
+    return len(items), len(unique)
+
+
+def _publish(
+    path: Path, table: pa.Table, schema: pa.Schema, storage: Storage, batch_rows: int = 0
+) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_of(path)
+    with ipc.new_file(str(tmp), schema) as writer:
+        if batch_rows:
+            for start in range(0, max(len(table), 1), batch_rows):
+                writer.write_table(table.slice(start, batch_rows).combine_chunks())
+        else:
+            writer.write_table(table.combine_chunks())
+    storage.publish(tmp, path)
+
+
+def read_hosts(paths: PlanPaths, rank: int) -> tuple[np.ndarray, np.ndarray]:
+    """The slice's host hashes (sorted) and their rows."""
+    with pa.memory_map(str(paths.hosts(rank))) as source:
+        table = ipc.open_file(source).read_all()
+    return (
+        table.column("host_hash").to_numpy().astype(np.uint64),
+        table.column("rows").to_numpy().astype(np.int64),
+    )
+
+
+@dataclass
+class SliceItems:
+    """One slice's items, memory-mapped: find runs by (host hash, key hash), read them."""
+
+    path: Path
+    rows: int
+    _source: pa.MemoryMappedFile
+    _reader: ipc.RecordBatchFileReader
+    _index_hosts: np.ndarray
+    _index_keys: np.ndarray
+    # Batches fetched so far, with their host_hash and key_hash columns as numpy views of the
+    # mapped file (a search touches only the pages it looks at).
+    _batches: dict[int, tuple[pa.RecordBatch, np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, paths: PlanPaths, rank: int) -> SliceItems:
+        with pa.memory_map(str(paths.index(rank))) as source:
+            index = ipc.open_file(source).read_all()
+        source = pa.memory_map(str(paths.items(rank)))
+        reader = ipc.open_file(source)
+        last = reader.num_record_batches - 1
+        rows = last * BATCH_ROWS + reader.get_batch(last).num_rows if last >= 0 else 0
+        return cls(
+            paths.items(rank),
+            rows,
+            source,
+            reader,
+            index.column("host_hash").to_numpy().astype(np.uint64),
+            index.column("key_hash").to_numpy().astype(np.uint64),
+        )
+
+    def _batch(self, number: int) -> tuple[pa.RecordBatch, np.ndarray, np.ndarray]:
+        found = self._batches.get(number)
+        if found is None:
+            batch = self._reader.get_batch(number)
+            found = batch, batch.column(0).to_numpy(), batch.column(1).to_numpy()
+            self._batches[number] = found
+        return found
+
+    def close(self) -> None:
+        self._source.close()
+
+    def __enter__(self) -> SliceItems:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _columns(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """host_hash and key_hash of rows start..stop-1 (within one batch)."""
+        number, offset = divmod(start, BATCH_ROWS)
+        end = offset + stop - start
+        _, hosts, keys = self._batch(number)
+        return hosts[offset:end], keys[offset:end]
+
+    def lower_bound(self, host: int, key: int = 0) -> int:
+        """The first row whose (host hash, key hash) is at least (host, key)."""
+        j = _count_below(self._index_hosts, self._index_keys, host, key)
+        if j == 0:
+            return 0
+        start = (j - 1) * INDEX_STRIDE
+        stop = min(j * INDEX_STRIDE, self.rows)
+        hosts, keys = self._columns(start, stop)
+        return start + _count_below(hosts, keys, host, key)
+
+    def host_end(self, host: int) -> int:
+        """The first row of a host hash above ``host``."""
+        return self.rows if host >= 2**64 - 1 else self.lower_bound(host + 1)
+
+    def read(self, start: int, stop: int) -> pa.Table:
+        """Rows start..stop-1 (any span), as a table of :data:`ITEMS`."""
+        pieces = []
+        while start < stop:
+            batch_no, offset = divmod(start, BATCH_ROWS)
+            take = min(stop - start, BATCH_ROWS - offset)
+            pieces.append(self._batch(batch_no)[0].slice(offset, take))
+            start += take
+        return pa.Table.from_batches(pieces, schema=ITEMS)
+
+
+def _count_below(hosts: np.ndarray, keys: np.ndarray, host: int, key: int) -> int:
+    """How many of the sorted pairs (hosts, keys) are below (host, key)."""
+    h = np.uint64(host)
+    lo = int(np.searchsorted(hosts, h, side="left"))
+    hi = int(np.searchsorted(hosts, h, side="right"))
+    return lo + int(np.searchsorted(keys[lo:hi], np.uint64(key), side="left"))

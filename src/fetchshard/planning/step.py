@@ -1,0 +1,117 @@
+"""``fetchshard plan``: one rank reads its 1/W of the input and writes it for the run's ranks.
+
+Rank p of W reads only its slice (inputs/slices.py), normalizes and hashes every row as
+planning does (select.Selector), counts the rows of every host and writes the slice sorted by
+(host hash, key hash) (slicefiles.py), then its PlanSliceDone last. No rank waits for another:
+``fetchshard run`` then derives the assignment from every slice's host counts and reads its
+own runs of each slice (planfile.py). A slice whose done document exists is never redone;
+one interrupted is redone whole (its files are replaced, never appended to).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+
+from fetchshard.config import Config
+from fetchshard.errors import ConfigError
+from fetchshard.faults import crash_point
+from fetchshard.inputs import InputSet, open_inputs, read_ahead
+from fetchshard.planning import Interrupted
+from fetchshard.planning.fingerprint import claim_plan_folder, plan_fingerprint
+from fetchshard.planning.placement import FixedSpread, is_counted
+from fetchshard.planning.select import Selector
+from fetchshard.planning.slicefiles import ITEMS, write_slice
+from fetchshard.ranks import RankInfo
+from fetchshard.runfolder.documents import PlanSliceDone
+from fetchshard.runfolder.layout import PlanPaths
+from fetchshard.runfolder.lock import rank_lock
+from fetchshard.runfolder.storage import LOCAL, Storage
+
+log = logging.getLogger(__name__)
+
+
+def plan_step_rank(
+    config: Config,
+    info: RankInfo,
+    *,
+    should_stop: Callable[[], bool] = lambda: False,
+    storage: Storage = LOCAL,
+) -> PlanSliceDone:
+    """Plan rank ``info.rank``'s slice of the input (idempotent: a done slice is kept)."""
+    check_plan_config(config)
+    inputs = open_inputs(config.input)
+    paths = PlanPaths(Path(config.output.dir))
+    fp = plan_fingerprint(config, inputs.files, info.world_size)
+    with rank_lock(
+        paths.lock(info.rank), info.rank, wait=config.run.lock_wait, on_wait=log.warning
+    ):
+        manifest = claim_plan_folder(paths, fp, info, restart=config.run.restart, storage=storage)
+        done = PlanSliceDone.read(paths.done(info.rank))
+        if done is not None and done.plan == manifest.digest:
+            log.info("plan rank %d: slice already planned (%d rows); kept", info.rank, done.rows)
+            return done
+        for path in paths.slice_files(info.rank):  # an interrupted slice is redone whole
+            storage.remove(path)
+        return _plan_slice(config, info, paths, inputs, manifest.digest, should_stop, storage)
+
+
+def check_plan_config(config: Config) -> None:
+    if not is_counted(config.partition.spread):
+        raise ConfigError(
+            "fetchshard plan places hosts by their counts: partition.spread must be auto, "
+            f"not {config.partition.spread!r}"
+        )
+
+
+def _plan_slice(
+    config: Config,
+    info: RankInfo,
+    paths: PlanPaths,
+    inputs: InputSet,
+    digest: str,
+    should_stop: Callable[[], bool],
+    storage: Storage,
+) -> PlanSliceDone:
+    started = time.monotonic()
+    part = inputs.slice(info.rank, info.world_size)
+    selector = Selector(FixedSpread(1, 1), 0, config.input.max_url_length)  # every row kept
+    tables = []
+    rows = 0
+    for batches, batch in enumerate(read_ahead(part.batches()), 1):
+        if should_stop():
+            raise Interrupted("plan step interrupted")
+        picked = selector.select(batch)
+        if picked.kept:
+            tables.append(picked.plan_rows(batch.extras, batch.first_row))
+        rows += len(batch.urls)
+        crash_point("plan_step_batch", batches)
+    items = pa.concat_tables(tables) if tables else ITEMS.empty_table()
+    written, hosts = write_slice(paths, info.rank, items, storage)
+    crash_point("plan_step_written", 1)
+    done = PlanSliceDone(
+        rank=info.rank,
+        world_size=info.world_size,
+        plan=digest,
+        rows=rows,
+        items=written,
+        hosts=hosts,
+        bytes_read=part.bytes_read,
+        seconds=round(time.monotonic() - started, 3),
+        completed_at=time.time(),
+    )
+    done.write(paths.done(info.rank), durable=True, storage=storage)
+    log.info(
+        "plan rank %d of %d: %d rows of %d hosts from %d bytes of the input in %.1fs",
+        info.rank,
+        info.world_size,
+        rows,
+        hosts,
+        part.bytes_read,
+        done.seconds,
+    )
+    return done

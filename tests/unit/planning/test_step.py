@@ -1,0 +1,144 @@
+"""The plan step's slice files and a run rank's runs in them, without a network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from fetchshard.planning.assignment import Assignment
+from fetchshard.planning.planfile import RankRuns
+from fetchshard.planning.slicefiles import INDEX_STRIDE, SliceItems, read_hosts, write_slice
+from fetchshard.runfolder.layout import PlanPaths
+
+
+def _items(n: int, hosts: int, seed: int) -> pa.Table:
+    """Rows of a slice: Zipf hosts (a few very heavy), uniform keys, some repeated keys."""
+    rng = np.random.default_rng(seed)
+    weights = 1.0 / np.arange(1, hosts + 1) ** 1.3
+    host_hashes = rng.integers(0, 2**64, hosts, dtype=np.uint64)
+    which = rng.choice(hosts, n, p=weights / weights.sum())
+    keys = rng.integers(0, 2**64, n, dtype=np.uint64)
+    keys[: n // 50] = keys[n // 50 : 2 * (n // 50)]  # duplicates of other rows' keys
+    return pa.table(
+        {
+            "host_hash": host_hashes[which],
+            "key_hash": keys,
+            "position": np.arange(n, dtype=np.int64),
+            "host_id": (host_hashes[which] >> np.uint64(1)).astype(np.int64),
+            "host": [f"h{w}" for w in which],
+            "url": [f"http://h{w}/{i}" for i, w in enumerate(which)],
+            "fetch_url": pa.nulls(n, pa.string()),
+            "extras": pa.nulls(n, pa.string()),
+            "error_kind": pa.nulls(n, pa.string()),
+            "error_message": pa.nulls(n, pa.string()),
+        }
+    )
+
+
+@pytest.fixture
+def written(tmp_path: Path) -> tuple[PlanPaths, pa.Table]:
+    paths = PlanPaths(tmp_path)
+    table = _items(30_000, 300, seed=1)
+    rows, hosts = write_slice(paths, 0, table)
+    assert rows == 30_000 and hosts == len(set(table.column("host_hash").to_pylist()))
+    return paths, table
+
+
+def test_the_slice_is_sorted_and_its_host_counts_add_up(
+    written: tuple[PlanPaths, pa.Table],
+) -> None:
+    paths, table = written
+    with SliceItems.open(paths, 0) as items:
+        got = items.read(0, items.rows)
+    assert items.rows == len(table)
+    pairs = list(
+        zip(got.column("host_hash").to_pylist(), got.column("key_hash").to_pylist(), strict=True)
+    )
+    assert pairs == sorted(pairs)
+    assert sorted(got.column("url").to_pylist()) == sorted(table.column("url").to_pylist())
+    hosts, counts = read_hosts(paths, 0)
+    assert (np.diff(hosts.astype(np.float64)) > 0).all() and int(counts.sum()) == len(table)
+
+
+def test_lower_bound_is_the_first_row_at_or_after_the_pair(
+    written: tuple[PlanPaths, pa.Table],
+) -> None:
+    paths, _ = written
+    with SliceItems.open(paths, 0) as items:
+        got = items.read(0, items.rows)
+        hosts = got.column("host_hash").to_pylist()
+        keys = got.column("key_hash").to_pylist()
+        pairs = list(zip(hosts, keys, strict=True))
+        rng = np.random.default_rng(2)
+        probes = [pairs[int(i)] for i in rng.integers(0, len(pairs), 300)]
+        probes += [(h, k + 1) for h, k in probes[:100]] + [(h, 0) for h, _ in probes[:100]]
+        probes += [(0, 0), (2**64 - 1, 2**64 - 1), (int(rng.integers(0, 2**63)), 5)]
+        probes += [pairs[i * INDEX_STRIDE] for i in range(len(pairs) // INDEX_STRIDE)]
+        for host, key in probes:
+            key = min(key, 2**64 - 1)
+            want = sum(1 for p in pairs if p < (host, key))
+            assert items.lower_bound(host, key) == want, (host, key)
+        for host in set(hosts[::997]):
+            assert items.host_end(host) == sum(1 for h in hosts if h <= host)
+
+
+@pytest.mark.parametrize("world", [1, 3, 16, 50])
+def test_each_rank_s_runs_are_exactly_its_rows(world: int, tmp_path: Path) -> None:
+    """Over several slices, rank r's runs hold every row the assignment gives r, and no other."""
+    paths = PlanPaths(tmp_path)
+    slices = [_items(8000 + 3000 * s, 200, seed=3) for s in range(3)]  # the same hosts
+    all_hosts, all_counts = [], []
+    for s, table in enumerate(slices):
+        write_slice(paths, s, table)
+        hosts, counts = read_hosts(paths, s)
+        all_hosts.append(hosts)
+        all_counts.append(counts)
+    hosts = np.concatenate(all_hosts)
+    unique, inverse = np.unique(hosts, return_inverse=True)
+    counts = np.bincount(inverse, weights=np.concatenate(all_counts)).astype(np.int64)
+    assignment = Assignment.from_counts(unique, counts, world)
+    assert world == 1 or assignment.pieces, "a heavy host is cut into pieces"
+    for rank in range(world):
+        runs = RankRuns.of(assignment, rank)
+        for s in range(len(slices)):
+            with SliceItems.open(paths, s) as items:
+                whole = items.read(0, items.rows)
+                ranks = assignment.ranks_of(
+                    whole.column("host_hash").to_numpy(), whole.column("key_hash").to_numpy()
+                )
+                want = np.flatnonzero(ranks == rank).tolist()
+                got = [i for start, stop in runs.spans(items) for i in range(start, stop)]
+                assert sorted(got) == want and len(set(got)) == len(got), (rank, s)
+
+
+def test_a_slice_of_an_older_plan_does_not_complete_a_new_one(tmp_path: Path) -> None:
+    from fetchshard.config import Config, load_config
+    from fetchshard.errors import PlanError
+    from fetchshard.planning.planfile import plan_in_use
+    from fetchshard.planning.step import plan_step_rank
+    from fetchshard.ranks import RankInfo
+
+    src = tmp_path / "urls.txt"
+    out = tmp_path / "out"
+
+    def config(restart: bool = False) -> Config:
+        overrides = {"input.paths": [str(src)], "output.dir": str(out), "run.restart": restart}
+        return load_config(environ={}, overrides=overrides)
+
+    src.write_text("".join(f"http://h{i % 7}.org/{i}\n" for i in range(500)))
+    for rank in (0, 1):
+        plan_step_rank(config(), RankInfo(rank, 2, "test"))
+    assert plan_in_use(config(), [src], 2) is not None
+    src.write_text("".join(f"http://h{i % 5}.org/new/{i}\n" for i in range(400)))
+    with pytest.raises(PlanError, match="another input"):
+        plan_step_rank(config(), RankInfo(0, 2, "test"))
+    plan_step_rank(config(restart=True), RankInfo(0, 2, "test"))
+    # Rank 1's done document is of the old plan: the new one is not complete.
+    with pytest.raises(PlanError, match=r"incomplete: 1 of 2 plan ranks .*rank 1\)"):
+        plan_in_use(config(), [src], 2)
+    kept = plan_step_rank(config(), RankInfo(1, 2, "test"))
+    assert kept.rows > 0
+    assert plan_in_use(config(), [src], 2) is not None
