@@ -25,14 +25,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 
-from fetchshard.images.transform import ImageOptions, process_image, setup  # noqa: E402
+from fetchshard.config import ImagesConfig  # noqa: E402
+from fetchshard.images.transform import process_image, setup  # noqa: E402
 
 SIZE = 256
 
 
 def _pillow(mode: str) -> Callable[[bytes], object]:
-    options = ImageOptions(mode=mode)
-    return lambda data: process_image(data, options)
+    config = ImagesConfig(mode=mode)
+    return lambda data: process_image(data, config)
 
 
 def _simplejpeg(mode: str) -> Callable[[bytes], object] | str:

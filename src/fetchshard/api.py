@@ -152,6 +152,7 @@ def run(
     files: bool = False,
     log_level: str | None = None,
     log_to_stderr: bool = False,
+    command: Sequence[str] | None = None,
 ) -> RunResult:
     """Fetch every URL of ``inputs`` into Parquet parts under ``output`` (``fetchshard run``).
 
@@ -161,9 +162,12 @@ def run(
     ``retry_failed``: True (the transient kinds), ``"all"`` or error kinds: fetch again the
     items whose row is such a failure. ``resize=PX`` turns on ``images="resize"``; ``files``
     writes every body as a file (``output.mode: files``). ``log_to_stderr``: also write the
-    log lines to stderr at ``run.log_level``, as the command does. The rest as ``--help``
-    says. Safe to call again after any crash or stop: it resumes.
+    log lines to stderr at ``run.log_level``, as the command does. ``command``: what the
+    ranks record as the command that made the data (the dataset card prints it, secrets
+    hidden); by default this call, as ``fetchshard.run urls.txt output=out ...``. The rest as
+    ``--help`` says. Safe to call again after any crash or stop: it resumes.
     """
+    arguments = dict(locals())  # first: the call as made, to record (_call_words)
     flags: dict[str, Any] = {
         "output.dir": output,
         "run.ranks": ranks,
@@ -185,7 +189,9 @@ def run(
         kinds = _retry_kinds(retry_failed)
         if kinds:
             flags["run.retry_failed"] = kinds
-        job = _rank_job("run", inputs, config, options, flags)
+        words = _input_words(inputs)
+        recorded = _call_words("run", words, arguments) if command is None else list(command)
+        job = _rank_job("run", words, config, options, flags, recorded=recorded)
         with _stderr_log(job.config.run.log_level if log_to_stderr else None):
             return _run(job)
 
@@ -213,7 +219,7 @@ def _run(job: _RankJob) -> RunResult:
     # sooner without it.
     from fetchshard.engine.rank import is_interactive, run_rank
 
-    outcome = run_rank(config, info, interactive=is_interactive())
+    outcome = run_rank(config, info, interactive=is_interactive(), command=job.recorded)
     return _run_result(output, [info.rank], info.world_size, complete=outcome.complete)
 
 
@@ -532,6 +538,7 @@ class _RankJob:
     config: Config
     config_file: Path | None
     overrides: dict[str, Any]
+    recorded: tuple[str, ...] = ()  # the command line its ranks record (secrets hidden)
 
 
 def _rank_job(
@@ -540,11 +547,15 @@ def _rank_job(
     config: StrPath | None,
     options: Mapping[str, Any] | None,
     flags: Mapping[str, Any],
+    *,
+    recorded: Sequence[str] = (),
 ) -> _RankJob:
     """Flags, input paths and ``options`` over the config file (a rank started by ``ranks=N``
-    gets its launcher's as data, below its own); checked before any work."""
+    gets its launcher's as data, below its own, and records its launcher's command line
+    instead of ``recorded``); checked before any work."""
     from fetchshard.config import load_config
-    from fetchshard.launch import inherited_overrides
+    from fetchshard.launch import inherited_command, inherited_overrides
+    from fetchshard.redact import redact_command
 
     _main_thread(command)
     config_file, paths = _split_inputs(inputs, config)
@@ -558,7 +569,8 @@ def _rank_job(
         raise ConfigError("no input: give URL files on the command line or input.paths in a config")
     if loaded.run.ranks > 1 and loaded.run.rank is not None:
         raise ConfigError("--ranks starts every rank itself; do not combine it with --rank")
-    return _RankJob(command, loaded, config_file, overrides)
+    recorded = inherited_command(os.environ) or recorded
+    return _RankJob(command, loaded, config_file, overrides, tuple(redact_command(recorded)))
 
 
 def _launch(
@@ -574,6 +586,7 @@ def _launch(
         output=output,  # with it, the job's progress (report.live): one bar on a terminal
         interactive=output is not None and sys.stderr.isatty(),
         command=job.command,
+        recorded=job.recorded,
     )
 
 
@@ -594,10 +607,8 @@ def _input_flags(
     }
 
 
-def _split_inputs(
-    inputs: Iterable[StrPath | Iterable[StrPath]], config: StrPath | None
-) -> tuple[Path | None, list[str]]:
-    """A ``*.yaml`` among the inputs is the config file (at most one, with ``config``)."""
+def _input_words(inputs: Iterable[StrPath | Iterable[StrPath]]) -> list[str]:
+    """The inputs as given (paths, or collections of them), as one list of words."""
     words: list[str] = []
     for item in inputs:
         if isinstance(item, str | os.PathLike):
@@ -607,6 +618,14 @@ def _split_inputs(
             if not isinstance(path, str | os.PathLike):
                 raise ConfigError(f"inputs: expected paths, got {path!r}")
             words.append(os.fspath(path))
+    return words
+
+
+def _split_inputs(
+    inputs: Iterable[StrPath | Iterable[StrPath]], config: StrPath | None
+) -> tuple[Path | None, list[str]]:
+    """A ``*.yaml`` among the inputs is the config file (at most one, with ``config``)."""
+    words = _input_words(inputs)
     configs = [w for w in words if w.lower().endswith(CONFIG_SUFFIXES)]
     if config is not None:
         configs.insert(0, os.fspath(config))
@@ -614,6 +633,32 @@ def _split_inputs(
         raise ConfigError(f"give at most one config file, not {', '.join(configs)}")
     others = [w for w in words if not w.lower().endswith(CONFIG_SUFFIXES)]
     return (Path(configs[0]) if configs else None), others
+
+
+def _call_words(function: str, inputs: Sequence[str], arguments: Mapping[str, Any]) -> list[str]:
+    """A library call as the words its ranks record: ``fetchshard.run``, the inputs, each
+    keyword given a value (``output=out``), then each option (``fetch.per_host_rate=5``);
+    the values of the options that hold secrets hidden, as on a command line (redact.py)."""
+    from fetchshard.redact import REDACTED, secret_option
+
+    words = [f"fetchshard.{function}", *inputs]
+    for name, value in arguments.items():
+        if (
+            name not in ("inputs", "options", "command")
+            and value is not None
+            and value is not False
+        ):
+            words.append(f"{name}={_word(value)}")
+    for key, value in _option_pairs(arguments.get("options")).items():
+        words.append(f"{key}={REDACTED if secret_option(key) else _word(value)}")
+    return words
+
+
+def _word(value: Any) -> str:
+    """A keyword's or option's value as a word: text as it is, the rest as Python writes it."""
+    if isinstance(value, str | os.PathLike):
+        return os.fspath(value)
+    return repr(_plain(value))
 
 
 def _retry_kinds(retry_failed: bool | str | Sequence[str]) -> list[str]:

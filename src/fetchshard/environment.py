@@ -32,6 +32,8 @@ SLURM_CPUS_PER_TASK = "SLURM_CPUS_PER_TASK"
 # log lines); the overrides of the launcher's command line, as JSON, are the child's own.
 CHILD = "_FETCHSHARD_CHILD"
 CHILD_OVERRIDES = "_FETCHSHARD_OVERRIDES"
+# The launcher's command line (or library call) as JSON, which each child records as its own.
+CHILD_COMMAND = "_FETCHSHARD_COMMAND"
 LAUNCHER_PID = "_FETCHSHARD_LAUNCHER_PID"  # a child ends when this process does
 CPU_SHARE = "_FETCHSHARD_CPUS"  # a child's share of its launcher's CPUs (its image workers)
 # A child's stderr log level when its launcher draws the job's bar (its log file keeps all)

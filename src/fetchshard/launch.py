@@ -15,6 +15,7 @@ from typing import Any
 
 from fetchshard.environment import (
     CHILD,
+    CHILD_COMMAND,
     CHILD_OVERRIDES,
     CHILD_STDERR_LEVEL,
     CPU_SHARE,
@@ -44,6 +45,20 @@ def inherited_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     return data
 
 
+def inherited_command(environ: Mapping[str, str]) -> list[str] | None:
+    """The command line its launcher recorded, in a rank it started (else None)."""
+    raw = environ.get(CHILD_COMMAND)
+    if not raw:
+        return None
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{CHILD_COMMAND} is not JSON: {exc}") from exc
+    if not isinstance(data, list):
+        raise ConfigError(f"{CHILD_COMMAND} is not a JSON list")
+    return [str(word) for word in data]
+
+
 def launch_ranks(
     config_file: Path | None,
     overrides: Mapping[str, Any],
@@ -53,10 +68,11 @@ def launch_ranks(
     output: Path | None = None,
     interactive: bool = False,
     command: str = "run",
+    recorded: Sequence[str] = (),
 ) -> int:
     """Start ranks 0..N-1 (or only ``ranks`` of them) as ``python -m fetchshard COMMAND
     [CONFIG] --rank i --world-size N``, each given the launcher's ``overrides`` as data (JSON
-    in the environment).
+    in the environment), and ``recorded``, the launcher's command line, to record as its own.
 
     Signals the launcher receives are forwarded to every rank (each in its own session, so a
     terminal's Ctrl-C reaches a rank once, through us); if the launcher dies, even of SIGKILL,
@@ -73,6 +89,8 @@ def launch_ranks(
         CHILD_OVERRIDES: json.dumps(shared),
         CPU_SHARE: str(max(1, cpus_available(os.environ) // len(started))),
     }
+    if recorded:
+        env[CHILD_COMMAND] = json.dumps(list(recorded))
     commands = [
         [*head, "--ranks", "1", "--rank", str(r), "--world-size", str(world_size)] for r in started
     ]

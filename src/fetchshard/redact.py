@@ -20,6 +20,7 @@ REDACTED = "***"
 SECRET_KEYS = frozenset({"headers"})
 # Options that carry them, as ``--set`` writes them.
 SECRET_OPTIONS = ("fetch.headers", "fetch.hosts")
+_UNDER_SECRET_OPTIONS = tuple(f"{option}." for option in SECRET_OPTIONS)
 
 # scheme://userinfo@ — the userinfo ends at the last "@" before the path; no "/", "?", "#"
 # or whitespace inside it.
@@ -46,6 +47,13 @@ def redact_settings(value: Any, key: str = "") -> Any:
     return value
 
 
+def secret_option(name: str) -> bool:
+    """Whether the option ``name`` (``section.key``, or a key under it) holds secrets: its
+    value is never written."""
+    name = name.strip()
+    return name in SECRET_OPTIONS or name.startswith(_UNDER_SECRET_OPTIONS)
+
+
 def redact_command(argv: Sequence[str]) -> list[str]:
     """A command line fit to write: the value of ``--set fetch.headers=...`` (and the other
     :data:`SECRET_OPTIONS`) hidden, and URL userinfo anywhere."""
@@ -55,7 +63,7 @@ def redact_command(argv: Sequence[str]) -> list[str]:
         prefix, body = ("--set=", arg[6:]) if arg.startswith("--set=") else ("", arg)
         if after_set or prefix:
             name, eq, _ = body.partition("=")
-            if eq and name.strip() in SECRET_OPTIONS:
+            if eq and secret_option(name):
                 arg = f"{prefix}{name}={REDACTED}"
         after_set = arg == "--set"
         out.append(mask_userinfo(arg))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
 import os
 import shutil
@@ -42,6 +43,13 @@ FAST = {
 def _urls(server: ServerProcess, tag: str) -> list[str]:
     images = [server.url(f"/image/{n}?w=32&h=24&t={tag}-{n}", host=n % 2) for n in range(12)]
     return images + [server.url(f"/status/404?t={tag}-404-{i}", host=2) for i in range(3)]
+
+
+def _recorded(out: Path, rank: int = 0) -> list[str]:
+    """The command rank ``rank`` recorded in its stats (the dataset card prints it)."""
+    stats = json.loads((out / "stats" / f"rank-{rank:05d}.json").read_text())
+    command: list[str] = stats["command"]
+    return command
 
 
 def _process_state() -> tuple[Any, ...]:
@@ -93,6 +101,9 @@ def test_run_merge_report_from_python(
         bytes=merged.bytes,
     )
     assert merged.files == 2 and merged.bytes > 0  # data/ and errors/
+    assert "fetchshard.run urls.txt output=out fetch.per_host_rate=1000" in (
+        Path("out/merged/README.md").read_text()
+    )
     datasets = pytest.importorskip("datasets")
     train = datasets.load_dataset("out/merged", split="train", cache_dir=str(tmp_path / "hf"))
     assert train.num_rows == 12
@@ -123,6 +134,17 @@ def test_options_as_a_mapping_keywords_and_ranks(
     assert (result.items, result.ok, result.failed) == (15, 12, 3)
     assert assert_exactly_once(out, world_size=2) == 15
     assert fetchshard.report(out).totals.committed == 15
+    # each rank process records the call that launched it, not its own command line
+    for rank in (0, 1):
+        command = _recorded(out, rank)
+        assert command[:5] == [
+            "fetchshard.run",
+            str(src),
+            f"output={out}",
+            "ranks=2",
+            "max_in_flight=8",
+        ]
+        assert "fetch.per_host_burst=100" in command and "--rank" not in command
 
 
 def test_inside_a_running_event_loop_the_rank_runs_in_a_child(
@@ -139,6 +161,38 @@ def test_inside_a_running_event_loop_the_rank_runs_in_a_child(
     result = asyncio.run(cell())
     assert (result.complete, result.items, result.ok, result.failed) == (True, 15, 12, 3)
     assert assert_exactly_once(out) == 15
+    assert _recorded(out)[:3] == ["fetchshard.run", str(src), f"output={out}"]
+
+
+def test_the_rank_records_the_call_with_its_secrets_hidden(
+    server_process: ServerProcess,
+    url_file: Callable[..., Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """From Python the recorded command is the call, not the caller's sys.argv (pytest's
+    here, a notebook kernel's there), and a header's value is never written."""
+    monkeypatch.chdir(tmp_path)
+    url_file(_urls(server_process, "api-command")[:3])
+    options = {**FAST, "fetch": {"headers": {"X-Api-Key": "sekrit-key"}}}
+    assert fetchshard.run("urls.txt", output="out", retry_failed=True, options=options).complete
+    assert _recorded(Path("out")) == [
+        "fetchshard.run",
+        "urls.txt",
+        "output=out",
+        "retry_failed=True",
+        "fetch.per_host_rate=1000",
+        "fetch.per_host_burst=100",
+        "fetch.retry_base_delay=0.01",
+        "fetch.final_pass_delay=0.05",
+        "run.progress_interval=0.2",
+        "fetch.headers=***",
+    ]
+    assert "sekrit-key" not in Path("out/stats/rank-00000.json").read_text()
+    # a command line given is recorded as given, secrets hidden all the same
+    given = ["fetchshard", "run", "urls.txt", "--set", "fetch.headers={X-Api-Key: sekrit-key}"]
+    fetchshard.run("urls.txt", output="out", options=options, command=given)
+    assert _recorded(Path("out")) == [*given[:-1], "fetch.headers=***"]
 
 
 @pytest.mark.parametrize(

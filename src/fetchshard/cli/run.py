@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Annotated
 
 import typer
@@ -157,5 +158,6 @@ def run_command(
             files=files,
             log_level=log_level,
             log_to_stderr=True,
+            command=["fetchshard", *sys.argv[1:]],
         )
     raise typer.Exit(result.exit_code)

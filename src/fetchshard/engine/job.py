@@ -1,9 +1,10 @@
 """The fetch phase of one rank, inside its event loop: the main pass, then the final one.
 
 The job owns the tasks in flight and the order of things (dispatch, drain, commit, the final
-pass); what to do after an attempt is :func:`retry.decide`'s, which host may go now the
-scheduler's, what a row holds :mod:`rows`'s, what happens to a row before it is written the
-stages', how a part becomes durable the part writer's.
+pass); what becomes of an attempt's result (checks, the retry decision, its file, its row) is
+:mod:`results`'s, which host may go now the scheduler's, what a row holds :mod:`rows`'s, what
+happens to a row before it is written the stages', how a part becomes durable the part
+writer's.
 """
 
 from __future__ import annotations
@@ -18,31 +19,21 @@ from fetchshard.clock import Clock
 from fetchshard.config import Config
 from fetchshard.engine.eventloop import LagProbe
 from fetchshard.engine.progress import Progress
-from fetchshard.engine.retry import WRITE, Action, decide
-from fetchshard.engine.rows import interrupted_item, result_row, retry_item
+from fetchshard.engine.results import ResultHandler
+from fetchshard.engine.rows import interrupted_item, result_row
 from fetchshard.engine.stages import Pipeline, Stage, columns_with
 from fetchshard.engine.stop import StopFlag, loop_stop_signals
 from fetchshard.errors import ErrorKind, RunError, StorageError
 from fetchshard.hosts.scheduler import Scheduler
 from fetchshard.hosts.slot import HostSlot
 from fetchshard.http.client import make_client
-from fetchshard.http.content import (
-    checked_algorithms,
-    content_problem,
-    expected_file,
-    expected_hash,
-)
-from fetchshard.http.request import FetchResult, fetch
+from fetchshard.http.content import checked_algorithms
+from fetchshard.http.request import fetch
 from fetchshard.http.sink import BodySink, MemorySink
 from fetchshard.ledger import Ledger, WorkItem
 from fetchshard.output.columns import ResultRow
 from fetchshard.output.extras import deserialize_schema
-from fetchshard.output.files import (
-    FileSink,
-    FileStore,
-    file_columns,
-    uses_files,
-)
+from fetchshard.output.files import FileStore, file_columns, uses_files
 from fetchshard.output.parts import PartWriter
 from fetchshard.planning.rank import rank_shares
 from fetchshard.ranks import RankInfo
@@ -50,14 +41,6 @@ from fetchshard.runfolder.layout import RunPaths
 from fetchshard.stats import Stats
 
 log = logging.getLogger("fetchshard")
-BAD_CONTENT = ErrorKind.BAD_CONTENT
-HASH_MISMATCH = ErrorKind.HASH_MISMATCH
-CHECKSUM_MISMATCH = ErrorKind.CHECKSUM_MISMATCH
-TOO_SMALL = ErrorKind.TOO_SMALL
-# A body that contradicts its response or the input's hash would come back the same; a file
-# whose size or checksum is wrong, or that is suspiciously small, was perhaps cut: retried.
-_FINAL_PROBLEMS = frozenset({BAD_CONTENT, HASH_MISMATCH})
-
 TICK = 1.0  # seconds between the commit check and the progress snapshot
 
 
@@ -86,7 +69,6 @@ class FetchJob:
         self.stats = Stats()
         self.fatal: BaseException | None = None
         self.tasks: dict[asyncio.Task[None], WorkItem] = {}
-        self.deferred: list[WorkItem] = []
         self.interrupted: list[WorkItem] = []
         self.final = False  # in the final pass over deferred transient failures
         self._waiting_key: str | None = None
@@ -98,9 +80,7 @@ class FetchJob:
         started = self.clock.monotonic()
         cfg = self.config
         text = self.ledger.meta.extras_schema
-        extras = deserialize_schema(text) if text else None
-        self.expected = expected_hash(cfg.input, extras)
-        self.expected_file = expected_file(cfg.input, extras)
+        self.extras = deserialize_schema(text) if text else None
         self.algorithms = checked_algorithms(cfg.input)
         self.files: FileStore | None = None
         self.writer = PartWriter(
@@ -108,7 +88,7 @@ class FetchJob:
             self.info.rank,
             self.ledger,
             cfg.output,
-            extras,
+            self.extras,
             self.next_part,
             columns=columns_with(self.stages).extended(file_columns(cfg)),
             clock=self.clock,
@@ -155,6 +135,9 @@ class FetchJob:
                     one_item_per_url=self.config.input.id_column is None,
                 )
                 self.files = await resources.enter_async_context(store)
+            self.results = ResultHandler(
+                self.config, self.extras, self.stats, self.rows, self.clock, self.files
+            )
             await self._pass()
             self._save_deferred()
             if not self.stop and cfg.final_pass_attempts > 0:
@@ -209,9 +192,9 @@ class FetchJob:
         await self._drain()
 
     def _save_deferred(self) -> None:
-        if self.deferred:
-            self.ledger.queue.defer(self.deferred)
-            self.deferred = []
+        deferred = self.results.take_deferred()
+        if deferred:
+            self.ledger.queue.defer(deferred)
 
     def _on_stop(self, count: int) -> None:
         self.scheduler.stop()
@@ -317,52 +300,9 @@ class FetchJob:
         )
         self.rows.write(result_row(item, item.attempts, None, self.clock.wall(), kind, message))
 
-    def _check(self, item: WorkItem, result: FetchResult) -> tuple[str | None, ErrorKind]:
-        """Why a body that arrived whole is not the item's, and the kind of that failure."""
-        head = result.body if result.body is not None else result.head
-        problem = content_problem(result.content_type, head, result.http_status, result.size)
-        if problem is not None:
-            return problem, BAD_CONTENT
-        if self.expected is not None:
-            problem = self.expected.mismatch(
-                item.extras, result.body, result.sha256, result.digests
-            )
-            if problem is not None:
-                return problem, HASH_MISMATCH
-        if self.expected_file is not None:
-            problem = self.expected_file.mismatch(
-                item.extras, result.size, result.sha256, result.digests
-            )
-            if problem is not None:
-                return problem, CHECKSUM_MISMATCH
-        least = self.config.fetch.min_body_bytes
-        if least and result.size is not None and result.size < least:
-            return f"{result.size:,} bytes, below fetch.min_body_bytes ({least:,})", TOO_SMALL
-        return None, BAD_CONTENT
-
-    async def _settle_file(
-        self,
-        item: WorkItem,
-        url: str,
-        result: FetchResult,
-        sink: FileSink,
-        kind: ErrorKind | None,
-        final: bool,
-    ) -> None:
-        """A body in a ``.part``: placed if good, dropped if it failed a check; an item that
-        ends failed leaves no file (output/files.py)."""
-        assert self.files is not None
-        in_file = result.path is not None
-        if in_file and kind is None:
-            result.path = await self.files.place(sink)
-        elif in_file:
-            result.path = None
-            await self.files.discard(sink)
-        if kind is not None and final:
-            await self.files.forget(item.item_id, url)
-
     async def _fetch_one(self, slot: HostSlot, item: WorkItem) -> None:
-        attempt = item.attempts + 1
+        """One attempt at ``item`` (robots.txt first, where asked); its result to
+        :class:`ResultHandler`."""
         cfg = self.config.fetch
         url = item.fetch_url or item.url  # normalized while planning
         if cfg.robots_txt and not await slot.robots.allows(
@@ -384,49 +324,4 @@ class FetchJob:
             sink = MemorySink(self.algorithms)
         result = await fetch(self.client, url, cfg, timeout_factor=factor, sink=sink)
         self.stats.requests += 1
-        answered = kind = result.error_kind  # host health hears the answer, not the verdict
-        problem, bad = self._check(item, result) if kind is None else (None, BAD_CONTENT)
-        if problem is not None:
-            result.error_kind, result.error_message, result.body = bad, problem, None
-            kind = bad
-        if problem is not None and bad in _FINAL_PROBLEMS:  # the same bytes would come again
-            decision = WRITE
-        else:
-            decision = decide(kind, attempt, result.retry_after, final=self.final, config=cfg)
-        if isinstance(sink, FileSink):
-            await self._settle_file(item, url, result, sink, kind, decision.final_row)
-        retry: WorkItem | None = None
-        if decision.action is Action.RETRY:
-            self.stats.retries += 1
-            log.debug(
-                "%s: %s, retry %d in %.2fs", url, result.error_message, attempt, decision.delay
-            )
-            retry = retry_item(item, attempt, self.clock.wall() + decision.delay, result)
-        elif decision.action is Action.DEFER:
-            self.deferred.append(retry_item(item, attempt, 0.0, result))
-            self.stats.deferred += 1
-        events = self.scheduler.done(
-            slot,
-            retry,
-            decision.delay,
-            kind=answered,
-            status=result.http_status,
-            retry_after=result.retry_after,
-        )
-        self.stats.count_host(
-            events.rate_decreased, events.rate_increased, events.parked, events.died
-        )
-        throttled = kind is ErrorKind.HTTP_429 or result.http_status == 503
-        self.stats.count_throttled(slot.host, events.parked_s, throttled)
-        if decision.final_row:
-            self.stats.count_row(
-                kind.value if kind is not None else None,
-                result.size,
-                http_status=result.http_status,
-                content_type=result.content_type,
-                host=slot.host,
-                url=url,
-                message=result.error_message,
-            )
-            row = result_row(item, attempt, result, self.clock.wall(), kind, result.error_message)
-            await self.rows.send(row, slot.host)
+        await self.results.handle(self.scheduler, slot, item, url, result, sink, final=self.final)

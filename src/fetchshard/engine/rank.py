@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,10 +54,13 @@ def run_rank(
     *,
     interactive: bool = False,
     stages: tuple[Stage, ...] | None = None,
+    command: Sequence[str] = (),
 ) -> RankOutcome:
     """Run one rank of a job; safe to call again after any crash (it resumes).
 
-    ``stages``: those between fetch and write; by default the ones the config asks for."""
+    ``stages``: those between fetch and write; by default the ones the config asks for.
+    ``command``: the command line (or library call) that started the job, recorded in the
+    rank's stats (secrets hidden) for the dataset card."""
     if stages is None:
         stages = configured_stages(config)
     inputs = open_inputs(config.input, reserved=columns_with(stages).names)
@@ -72,7 +76,9 @@ def run_rank(
         try:
             stop = StopFlag()
             with stop_signals(stop):
-                return _rank(config, info, paths, fp, inputs, stop, interactive, stages, from_plan)
+                return _rank(
+                    config, info, paths, fp, inputs, stop, interactive, stages, from_plan, command
+                )
         finally:
             logging.getLogger("fetchshard").removeHandler(handler)
             handler.close()
@@ -100,6 +106,7 @@ def _rank(
     interactive: bool,
     stages: tuple[Stage, ...],
     from_plan: PlanPaths | None,
+    command: Sequence[str],
 ) -> RankOutcome:
     from fetchshard.engine.job import FetchJob  # the fetch engine: aiohttp, ~0.25 s
 
@@ -162,7 +169,7 @@ def _rank(
             stats=totals,
             written_at=now,
             settings=to_plain(config),
-            command=redact_command(["fetchshard", *sys.argv[1:]]),
+            command=redact_command(command),
         ).write(paths.stats(rank), durable=True)
         progress.finish("done" if complete else "interrupted", counts.committed, totals)
         if complete:

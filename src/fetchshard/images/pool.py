@@ -21,12 +21,13 @@ import threading
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
+from fetchshard.config import ImagesConfig
 from fetchshard.faults import crash_point
-from fetchshard.images.transform import DECODE, ImageOptions, ImageResult, process_image, setup
+from fetchshard.images.transform import DECODE, ImageResult, process_image, setup
 
 log = logging.getLogger("fetchshard.images")
 THREADS, PROCESSES = "threads", "processes"
-_options: ImageOptions | None = None  # a worker process's own, from _start_process
+_config: ImagesConfig | None = None  # a worker process's own, from _start_process
 _done = 0  # images this worker process has taken (the crash test hook counts them)
 
 
@@ -44,28 +45,29 @@ def _lower_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, me, min(os.getpriority(os.PRIO_PROCESS, me) + NICER, 19))
 
 
-def _start_process(options: ImageOptions) -> None:
-    global _options
-    _options = options
+def _start_process(config: ImagesConfig) -> None:
+    global _config
+    _config = config
     _lower_priority()
     setup()
 
 
 def _in_process(data: bytes) -> ImageResult:
     global _done
-    assert _options is not None, "worker not set up"
+    assert _config is not None, "worker not set up"
     _done += 1
     crash_point("image", _done)  # tests: a worker that dies as a crashing decoder would
-    return process_image(data, _options)
+    return process_image(data, _config)
 
 
 class ImagePool:
-    """``workers`` threads or processes that run :func:`process_image` with ``options``."""
+    """``workers`` threads or processes that run :func:`process_image` with ``config`` (the
+    images section: frozen, sent once to each worker process)."""
 
-    def __init__(self, options: ImageOptions, workers: int, kind: str = THREADS) -> None:
+    def __init__(self, config: ImagesConfig, workers: int, kind: str = THREADS) -> None:
         if kind not in (THREADS, PROCESSES):
             raise ValueError(f"unknown pool kind {kind!r}")
-        self.options = options
+        self.config = config
         self.workers = workers
         self.kind = kind
         self._executor: Executor | None = None
@@ -82,7 +84,7 @@ class ImagePool:
             # spawned, not forked: the rank has threads (the writer's, the resolver's)
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_process,
-            initargs=(self.options,),
+            initargs=(self.config,),
         )
 
     async def run(self, data: bytes) -> ImageResult:
@@ -94,7 +96,7 @@ class ImagePool:
                 executor = self._executor = self._new()
             try:
                 if self.kind == THREADS:
-                    return await loop.run_in_executor(executor, process_image, data, self.options)
+                    return await loop.run_in_executor(executor, process_image, data, self.config)
                 return await loop.run_in_executor(executor, _in_process, data)
             except BrokenProcessPool:
                 if self._executor is executor:  # the first to notice replaces it

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 import pyarrow as pa
 from PIL import Image
 
-from fetchshard.config import ImagesConfig, background_rgb
+from fetchshard.config import ImagesConfig
 from fetchshard.images.pool import ImagePool
-from fetchshard.images.transform import DECODE, ImageOptions, ImageResult
+from fetchshard.images.transform import DECODE, ImageResult
 from fetchshard.output.columns import STATUS_FAILED, STATUS_OK, Column, ResultRow
 
 
@@ -38,26 +38,6 @@ def image_columns(hash_name: str) -> tuple[Column, ...]:
     return tuple(columns)
 
 
-def image_options(config: ImagesConfig) -> ImageOptions:
-    """The worker's options: the config section, checked, in the transform's terms."""
-    return ImageOptions(
-        mode=config.mode,
-        resize_mode=config.resize_mode,
-        size=config.image_size,
-        only_if_bigger=config.resize_only_if_bigger,
-        encode_format=config.encode_format,
-        quality=config.encode_quality,
-        skip_reencode=config.skip_reencode,
-        downscale=config.downscale_interpolation,
-        upscale=config.upscale_interpolation,
-        background=background_rgb(config.background),
-        max_pixels=config.max_pixels,
-        min_image_size=config.min_image_size,
-        max_aspect_ratio=config.max_aspect_ratio,
-        hash=config.hash,
-    )
-
-
 class ImageStage:
     """Verify or resize each fetched image in a pool of ``workers`` processes."""
 
@@ -70,7 +50,7 @@ class ImageStage:
         self.columns = image_columns(config.hash)
         self.workers = workers
         self.depth = max(2, workers * config.queue_per_worker)  # images in the stage at once
-        self.pool = ImagePool(image_options(config), workers, config.pool)
+        self.pool = ImagePool(config, workers, config.pool)
         if config.mode == "verify":
             what = "verify"
         elif config.resize_mode == "no":

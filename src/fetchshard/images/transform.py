@@ -11,6 +11,7 @@ filters and the decompression-bomb guard give ``filtered``: a row never raises.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import warnings
@@ -19,6 +20,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
+from fetchshard.config import ImagesConfig, background_rgb
 from fetchshard.images.geometry import plan_resize
 
 DECODE = "decode"
@@ -46,26 +48,9 @@ _UPRIGHT = {
 }
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 _MESSAGE_CHARS = 300
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ImageOptions:
-    """What to do with each image (from :class:`fetchshard.config.ImagesConfig`)."""
-
-    mode: str  # verify | resize
-    resize_mode: str = "border"
-    size: int = 256
-    only_if_bigger: bool = False
-    encode_format: str = "jpeg"
-    quality: int = 95
-    skip_reencode: bool = False
-    downscale: str = "area"
-    upscale: str = "bicubic"
-    background: tuple[int, int, int] = (255, 255, 255)
-    max_pixels: int = 100_000_000
-    min_image_size: int = 0
-    max_aspect_ratio: float | None = None
-    hash: str = "sha256"  # of the stored bytes (and md5 of the original, when md5)
+# images.background as RGB: parsed once per colour and process, not per image (the config
+# check has refused a colour that is not one).
+_background = functools.lru_cache(maxsize=8)(background_rgb)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,15 +77,16 @@ class _Filtered(Exception):
 
 def setup() -> None:
     """Once per process that runs transforms: our own pixel guard instead of Pillow's."""
-    Image.MAX_IMAGE_PIXELS = None  # checked against ImageOptions.max_pixels before decoding
+    Image.MAX_IMAGE_PIXELS = None  # checked against ImagesConfig.max_pixels before decoding
     # Pillow warns of odd EXIF, palettes and the like; the row says what matters.
     warnings.filterwarnings("ignore", module=r"PIL\.")
 
 
-def process_image(data: bytes, options: ImageOptions) -> ImageResult:
-    """Verify or transform one image; failures are results, never exceptions."""
+def process_image(data: bytes, config: ImagesConfig) -> ImageResult:
+    """Verify or transform one image as the images section says (``mode`` verify, else
+    resize); failures are results, never exceptions."""
     try:
-        return _process(data, options)
+        return _process(data, config)
     except _Filtered as exc:
         return ImageResult(FILTERED, str(exc))
     except Image.DecompressionBombError as exc:
@@ -124,7 +110,7 @@ def _orientation(im: Image.Image) -> int:
     return value if isinstance(value, int) and value in _UPRIGHT else 1
 
 
-def _process(data: bytes, o: ImageOptions) -> ImageResult:
+def _process(data: bytes, o: ImagesConfig) -> ImageResult:
     im = Image.open(io.BytesIO(data))
     source = im.format or "unknown"
     fmt = "jpeg" if source in _JPEG else source.lower()
@@ -140,7 +126,9 @@ def _process(data: bytes, o: ImageOptions) -> ImageResult:
     _check_filters(w, h, o)
     md5 = hashlib.md5(data).hexdigest() if o.hash == "md5" else None
     plan = (
-        None if o.mode == "verify" else plan_resize(o.resize_mode, w, h, o.size, o.only_if_bigger)
+        None
+        if o.mode == "verify"
+        else plan_resize(o.resize_mode, w, h, o.image_size, o.resize_only_if_bigger)
     )
     if plan is None or (
         o.skip_reencode
@@ -161,14 +149,15 @@ def _process(data: bytes, o: ImageOptions) -> ImageResult:
     pic: Image.Image = im
     if orientation != 1:
         pic = pic.transpose(_UPRIGHT[orientation])
-    pic = _to_rgb(pic, o.background)
+    pic = _to_rgb(pic, _background(o.background))
     if plan.scaled is not None and plan.scaled != pic.size:
         down = plan.scaled[0] * plan.scaled[1] < pic.width * pic.height
-        pic = pic.resize(plan.scaled, INTERPOLATIONS[o.downscale if down else o.upscale])
+        interpolation = o.downscale_interpolation if down else o.upscale_interpolation
+        pic = pic.resize(plan.scaled, INTERPOLATIONS[interpolation])
     if plan.crop is not None:
         pic = pic.crop(plan.crop)
     if plan.offset is not None:
-        canvas = Image.new("RGB", plan.out, o.background)
+        canvas = Image.new("RGB", plan.out, _background(o.background))
         canvas.paste(pic, plan.offset)
         pic = canvas
     stored = _encode(pic, o)
@@ -189,7 +178,7 @@ def _process(data: bytes, o: ImageOptions) -> ImageResult:
     )
 
 
-def _check_filters(w: int, h: int, o: ImageOptions) -> None:
+def _check_filters(w: int, h: int, o: ImagesConfig) -> None:
     if min(w, h) < o.min_image_size:
         raise _Filtered(f"{w}x{h} is smaller than images.min_image_size ({o.min_image_size})")
     if o.max_aspect_ratio is not None and max(w, h) / min(w, h) > o.max_aspect_ratio:
@@ -242,10 +231,10 @@ def _wide_to_rgb(im: Image.Image) -> Image.Image:
     return Image.fromarray(grey).convert("RGB")
 
 
-def _encode(im: Image.Image, o: ImageOptions) -> bytes:
+def _encode(im: Image.Image, o: ImagesConfig) -> bytes:
     buf = io.BytesIO()
     if o.encode_format == "png":
         im.save(buf, "PNG")
     else:
-        im.save(buf, o.encode_format.upper(), quality=o.quality)
+        im.save(buf, o.encode_format.upper(), quality=o.encode_quality)
     return buf.getvalue()

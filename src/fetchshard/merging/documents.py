@@ -30,6 +30,8 @@ class FileRecord(Document):
     bytes: int
     sha256: str
 
+    # Its own writer and reader: ``kind`` is written as ``file_kind`` (the envelope's
+    # ``kind`` is the document's).
     def to_dict(self) -> dict[str, Any]:
         return {
             "path": self.path,
@@ -67,32 +69,3 @@ class MergeManifest(Document):
     missing: list[dict[str, Any]] = field(default_factory=list)  # gaps of a partial merge
     run: dict[str, Any] = field(default_factory=dict)  # fingerprint, settings, command
     fetchshard_version: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "complete": self.complete,
-            "format": self.format,
-            "body_as": self.body_as,
-            "counts": self.counts,
-            "errors": self.errors,
-            "bytes": self.bytes,
-            "files": [f.to_dict() for f in self.files],
-            "missing": self.missing,
-            "run": self.run,
-            "fetchshard_version": self.fetchshard_version,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], path: Path) -> MergeManifest:
-        return cls(
-            complete=bool(data["complete"]),
-            format=str(data["format"]),
-            body_as=str(data["body_as"]),
-            counts={str(k): int(v) for k, v in data["counts"].items()},
-            errors={str(k): int(v) for k, v in data["errors"].items()},
-            bytes=int(data["bytes"]),
-            files=[FileRecord.from_dict(f, path) for f in data["files"]],
-            missing=list(data.get("missing", [])),
-            run=dict(data.get("run", {})),
-            fetchshard_version=str(data.get("fetchshard_version", "")),
-        )

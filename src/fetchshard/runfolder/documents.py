@@ -15,6 +15,10 @@ Every document carries ``kind`` and ``version``. A reader accepts its own versio
 ones (files from before versions existed count as version 1) and refuses a newer one with
 :class:`NewerFormatError`, so ``report`` on a login node says "upgrade" instead of crashing.
 Unknown keys are ignored: a version adds keys, a new version number means readers must change.
+
+A document is a dataclass whose fields are its keys: :class:`Document` writes them as they
+are and reads each by its declared type. A class writes or reads itself only where its file
+is not simply its fields (a version to convert, a key named otherwise, a nested layout).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -35,18 +41,31 @@ _D = TypeVar("_D", bound="Document")
 
 
 class Document:
-    """Base of the documents: ``to_dict``/``from_dict`` per class, the envelope here."""
+    """Base of the documents (dataclasses): the envelope, and by default the fields written
+    as they are and read by their declared types."""
 
     KIND: ClassVar[str]
     VERSION: ClassVar[int]
     _COMPACT: ClassVar[bool] = False  # written often: no indentation
+    __dataclass_fields__: ClassVar[dict[str, Any]]  # every document is a dataclass
 
     def to_dict(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """The fields as JSON data; a nested document writes itself."""
+        return {name: _plain(getattr(self, name)) for name in _field_types(type(self))}
 
     @classmethod
     def from_dict(cls: type[_D], data: dict[str, Any], path: Path) -> _D:
-        raise NotImplementedError
+        """Each field read by its declared type (``int(...)``, a nested document by its own
+        reader); a missing key takes the field's default, or None where None is allowed."""
+        values: dict[str, Any] = {}
+        for name, (kind, required) in _field_types(cls).items():
+            if name in data:
+                values[name] = _read(kind, data[name], path)
+            elif required:
+                if not _allows_none(kind):
+                    raise KeyError(name)
+                values[name] = None
+        return cls(**values)
 
     def to_bytes(self) -> bytes:
         doc = {"kind": self.KIND, "version": self.VERSION, **self.to_dict()}
@@ -93,6 +112,71 @@ class Document:
         return cls.from_bytes(data, path)
 
 
+_FIELD_TYPES: dict[type[Document], dict[str, tuple[Any, bool]]] = {}
+
+
+def _field_types(cls: type[Document]) -> dict[str, tuple[Any, bool]]:
+    """A document class's fields (it is a dataclass): each one's declared type and whether
+    it has no default; worked out once per class."""
+    known = _FIELD_TYPES.get(cls)
+    if known is None:
+        hints = typing.get_type_hints(cls)
+        known = _FIELD_TYPES[cls] = {
+            f.name: (
+                hints[f.name],
+                f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+            )
+            for f in dataclasses.fields(cls)
+        }
+    return known
+
+
+def _allows_none(kind: Any) -> bool:
+    return typing.get_origin(kind) in (types.UnionType, typing.Union) and type(None) in (
+        typing.get_args(kind)
+    )
+
+
+def _plain(value: Any) -> Any:
+    """A field's value as JSON data: a nested document by its own writer."""
+    if isinstance(value, Document):
+        return value.to_dict()
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return value
+
+
+def _read(kind: Any, value: Any, path: Path) -> Any:
+    """``value`` as read from JSON, as the declared type ``kind``."""
+    if kind is Any:
+        return value
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (types.UnionType, typing.Union):  # X | None: the only unions documents use
+        if value is None and type(None) in args:
+            return None
+        (inner,) = (a for a in args if a is not type(None))
+        return _read(inner, value, path)
+    if origin is list:
+        if not isinstance(value, list):
+            raise TypeError(f"expected a list, got {value!r}")
+        return [_read(args[0], v, path) for v in value]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise TypeError(f"expected an object, got {value!r}")
+        return {str(k): _read(args[1], v, path) for k, v in value.items()}
+    if isinstance(kind, type) and issubclass(kind, Document):
+        if not isinstance(value, dict):
+            raise TypeError(f"expected an object, got {value!r}")
+        return kind.from_dict(value, path)
+    if kind in (int, float, str, bool):
+        return kind(value)
+    raise TypeError(f"no reader for a field of type {kind!r}")
+
+
 @dataclass(frozen=True, kw_only=True)
 class _Fingerprinted(Document):
     """A document of what a folder was made for: a fingerprint with its world size."""
@@ -104,15 +188,13 @@ class _Fingerprinted(Document):
     def world_size(self) -> int:
         return int(self.fingerprint["world_size"])
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"fingerprint": self.fingerprint, "fetchshard_version": self.fetchshard_version}
-
     @classmethod
     def from_dict(cls: type[_F], data: dict[str, Any], path: Path) -> _F:
+        # The default reader, and a check it cannot know: a fingerprint has its world size.
         fingerprint = data["fingerprint"]
         if not isinstance(fingerprint, dict) or "world_size" not in fingerprint:
             raise ValueError("the fingerprint has no world size")
-        return cls(fingerprint=fingerprint, fetchshard_version=str(data["fetchshard_version"]))
+        return super().from_dict(data, path)
 
 
 _F = TypeVar("_F", bound=_Fingerprinted)
@@ -143,6 +225,8 @@ class RankStats(Document):
     settings: dict[str, Any] = field(default_factory=dict)
     command: list[str] = field(default_factory=list)
 
+    # Its own writer and reader: the counters (Stats) are written beside the other keys, not
+    # nested, as version 1 has always had them.
     def to_dict(self) -> dict[str, Any]:
         return {
             "rank": self.rank,
@@ -284,9 +368,8 @@ class ProgressSnapshot(Document):
             history.thin()
             self.history_step *= 2
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
+    # Its own reader: version 1's history rows become version 2's columns (and the values are
+    # taken as written, no conversion per key: report reads thousands of these, often).
     @classmethod
     def from_dict(cls, data: dict[str, Any], path: Path) -> ProgressSnapshot:
         names = {f.name for f in dataclasses.fields(cls)}
@@ -314,14 +397,6 @@ class DoneMarker(Document):
     items: int | None
     completed_at: float | None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "rank": self.rank,
-            "world_size": self.world_size,
-            "items": self.items,
-            "completed_at": self.completed_at,
-        }
-
     @classmethod
     def from_bytes(cls, data: bytes, path: Path) -> DoneMarker:
         if not data.strip():  # the empty marker of fetchshard 0.1.0 at 7d665ca and before
@@ -330,15 +405,6 @@ class DoneMarker(Document):
                 raise RunFolderError(f"{path} is not named for a rank")
             return cls(rank=rank, world_size=None, items=None, completed_at=None)
         return super().from_bytes(data, path)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], path: Path) -> DoneMarker:
-        return cls(
-            rank=int(data["rank"]),
-            world_size=data.get("world_size"),
-            items=data.get("items"),
-            completed_at=data.get("completed_at"),
-        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -371,23 +437,6 @@ class PlanSliceDone(Document):
     bytes_read: int  # of the input
     seconds: float
     completed_at: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], path: Path) -> PlanSliceDone:
-        return cls(
-            rank=int(data["rank"]),
-            world_size=int(data["world_size"]),
-            plan=str(data["plan"]),
-            rows=int(data["rows"]),
-            items=int(data["items"]),
-            hosts=int(data["hosts"]),
-            bytes_read=int(data["bytes_read"]),
-            seconds=float(data["seconds"]),
-            completed_at=float(data["completed_at"]),
-        )
 
 
 @dataclass(kw_only=True)

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from fetchshard.errors import RankLockedError
 from fetchshard.runfolder.documents import Document
@@ -38,18 +38,6 @@ class LockHolder(Document):
     host: str
     pid: int
     since: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"rank": self.rank, "host": self.host, "pid": self.pid, "since": self.since}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], path: Path) -> LockHolder:
-        return cls(
-            rank=int(data["rank"]),
-            host=str(data["host"]),
-            pid=int(data["pid"]),
-            since=float(data["since"]),
-        )
 
     def describe(self) -> str:
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.since))

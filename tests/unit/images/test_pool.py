@@ -9,8 +9,8 @@ from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
+from fetchshard.config import ImagesConfig
 from fetchshard.images.pool import NICER, PROCESSES, THREADS, ImagePool
-from fetchshard.images.transform import ImageOptions
 from server.images import corpus_bytes
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice is Linux's")
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice
 
 @pytest.mark.parametrize("kind", [THREADS, PROCESSES])
 async def test_workers_run_nicer_than_the_loop(kind: str) -> None:
-    pool = ImagePool(ImageOptions(mode="verify"), workers=2, kind=kind)
+    pool = ImagePool(ImagesConfig(mode="verify"), workers=2, kind=kind)
     loop_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     try:
         result = await pool.run(corpus_bytes("baseline.jpg"))

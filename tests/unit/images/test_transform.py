@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+from fetchshard.config import ImagesConfig
 from fetchshard.images.geometry import MODES
 from fetchshard.images.transform import (
     DECODE,
     FILTERED,
     INTERPOLATIONS,
-    ImageOptions,
     ImageResult,
     process_image,
     setup,
@@ -52,6 +52,11 @@ def _open(result: ImageResult) -> Image.Image:
 
 def _pixels(result: ImageResult) -> np.ndarray:
     return np.asarray(_open(result).convert("RGB"), dtype=np.float64)
+
+
+def _colour(rgb: tuple[int, int, int]) -> str:
+    """``rgb`` as images.background writes it."""
+    return "#{:02x}{:02x}{:02x}".format(*rgb)
 
 
 def _mean(region: np.ndarray) -> Colour:
@@ -125,7 +130,7 @@ def _rgb_png() -> bytes:
 
 
 def _resize(name: str, **options: object) -> ImageResult:
-    return process_image(corpus_bytes(name), ImageOptions(mode="resize", **options))  # type: ignore[arg-type]
+    return process_image(corpus_bytes(name), ImagesConfig(mode="resize", **options))  # type: ignore[arg-type]
 
 
 # --- every corpus case: statuses and original_* -----------------------------------------
@@ -134,7 +139,7 @@ def _resize(name: str, **options: object) -> ImageResult:
 @pytest.mark.parametrize("mode", ["verify", "resize"])
 @pytest.mark.parametrize("case", images.CASES, ids=lambda c: c.name)
 def test_every_case_gets_its_status(case: Case, mode: str) -> None:
-    result = process_image(corpus_bytes(case.name), ImageOptions(mode=mode))
+    result = process_image(corpus_bytes(case.name), ImagesConfig(mode=mode))
     assert result.kind == KIND[case.status], result.message
     if case.status == "ok":
         assert result.message is None
@@ -146,7 +151,7 @@ def test_every_case_gets_its_status(case: Case, mode: str) -> None:
 
 
 def test_a_decompression_bomb_is_filtered_by_max_pixels() -> None:
-    result = process_image(corpus_bytes("bomb.png"), ImageOptions(mode="verify"))
+    result = process_image(corpus_bytes("bomb.png"), ImagesConfig(mode="verify"))
     assert result.kind == FILTERED
     assert result.message is not None
     assert "images.max_pixels" in result.message
@@ -155,7 +160,7 @@ def test_a_decompression_bomb_is_filtered_by_max_pixels() -> None:
 
 @pytest.mark.parametrize("name", ["page.jpg", "empty.jpg"])
 def test_a_body_that_is_no_image_is_a_decode_failure(name: str) -> None:
-    result = process_image(corpus_bytes(name), ImageOptions(mode="resize"))
+    result = process_image(corpus_bytes(name), ImagesConfig(mode="resize"))
     assert result.kind == DECODE
     assert result.message == "not an image Pillow can read"
 
@@ -165,14 +170,14 @@ def test_a_body_that_is_no_image_is_a_decode_failure(name: str) -> None:
 @pytest.mark.parametrize("name", ["baseline.jpg", "progressive.jpg"])
 def test_a_cut_jpeg_is_a_decode_failure(name: str, fraction: float, mode: str) -> None:
     data = corpus_bytes(name)
-    result = process_image(data[: int(len(data) * fraction)], ImageOptions(mode=mode))
+    result = process_image(data[: int(len(data) * fraction)], ImagesConfig(mode=mode))
     assert result.kind == DECODE
     assert result.data is None
 
 
 @pytest.mark.parametrize("case", OK_CASES, ids=lambda c: c.name)
 def test_verify_keeps_the_original(case: Case) -> None:
-    result = process_image(corpus_bytes(case.name), ImageOptions(mode="verify"))
+    result = process_image(corpus_bytes(case.name), ImagesConfig(mode="verify"))
     assert result.kind is None
     assert result.data is None
     assert result.sha256 is None and result.md5 is None and result.original_md5 is None
@@ -213,7 +218,7 @@ MATRIX_CASES = (
 def test_each_resize_mode_stores_its_promised_size(name: str, resize_mode: str, size: int) -> None:
     case = images.BY_NAME[name]
     assert case.size is not None
-    result = _resize(name, resize_mode=resize_mode, size=size)
+    result = _resize(name, resize_mode=resize_mode, image_size=size)
     assert result.kind is None, result.message
     expected = _promised(resize_mode, case.size[0], case.size[1], size)
     im = _open(result)
@@ -232,7 +237,7 @@ def test_each_resize_mode_stores_its_promised_size(name: str, resize_mode: str, 
 
 @pytest.mark.parametrize(("resize_mode", "size"), [("keep_ratio", 200), ("no", 256)])
 def test_an_exif_rotated_jpeg_comes_out_upright(resize_mode: str, size: int) -> None:
-    result = _resize("rotated.jpg", resize_mode=resize_mode, size=size)
+    result = _resize("rotated.jpg", resize_mode=resize_mode, image_size=size)
     assert (result.original_width, result.original_height) == (120, 200)
     expected = (200, 333) if resize_mode == "keep_ratio" else (120, 200)
     assert (result.width, result.height) == expected
@@ -278,14 +283,14 @@ def test_every_exif_orientation_is_undone(orientation: int) -> None:
     reference = ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
     _assert_quadrants(np.asarray(reference.convert("RGB"), dtype=np.float64))
 
-    result = process_image(data, ImageOptions(mode="resize", resize_mode="no"))
+    result = process_image(data, ImagesConfig(mode="resize", resize_mode="no"))
     assert (result.original_width, result.original_height) == (96, 64)
     _assert_quadrants(_pixels(result))
 
 
 @pytest.mark.parametrize("background", [WHITE, BLACK, (10, 200, 90)])
 def test_alpha_is_composited_on_the_background(background: tuple[int, int, int]) -> None:
-    result = _resize("alpha.png", resize_mode="no", background=background)
+    result = _resize("alpha.png", resize_mode="no", background=_colour(background))
     pixels = _pixels(result)
     assert pixels.shape[:2] == (100, 160)
     transparent = _mean(pixels[:, 4:72])  # the left half (x < 80) is fully transparent
@@ -297,7 +302,11 @@ def test_alpha_is_composited_on_the_background(background: tuple[int, int, int])
 @pytest.mark.parametrize("background", [WHITE, BLACK])
 def test_border_fills_the_canvas_with_the_background(background: tuple[int, int, int]) -> None:
     # 320x240 -> 256x192 pasted at (0, 32) on a 256x256 canvas.
-    pixels = _pixels(_resize("baseline.jpg", resize_mode="border", size=256, background=background))
+    pixels = _pixels(
+        _resize(
+            "baseline.jpg", resize_mode="border", image_size=256, background=_colour(background)
+        )
+    )
     assert pixels.shape[:2] == (256, 256)
     assert _near(_mean(pixels[0:28]), background, 8)
     assert _near(_mean(pixels[228:256]), background, 8)
@@ -310,7 +319,7 @@ def test_a_transparent_palette_png_is_composited_on_the_background() -> None:
     im.paste(200, (32, 0, 64, 32))
     data = _save(im.convert("P"), "PNG", transparency=0)  # palette index 0 transparent
     pixels = _pixels(
-        process_image(data, ImageOptions(mode="resize", resize_mode="no", background=WHITE))
+        process_image(data, ImagesConfig(mode="resize", resize_mode="no", background="white"))
     )
     assert _near(_mean(pixels[:, 2:30]), WHITE, 8)
     assert _near(_mean(pixels[:, 34:62]), (200, 200, 200), 8)
@@ -324,14 +333,14 @@ def test_a_colour_key_png_is_composited_on_the_background(mode: str) -> None:
     data = _save(im, "PNG", transparency=key)  # tRNS: the key colour is transparent
     assert Image.open(io.BytesIO(data)).convert("RGBA").getpixel((0, 0)) == (0, 0, 0, 0)
     pixels = _pixels(
-        process_image(data, ImageOptions(mode="resize", resize_mode="no", background=WHITE))
+        process_image(data, ImagesConfig(mode="resize", resize_mode="no", background="white"))
     )
     assert _near(_mean(pixels[:, 2:30]), WHITE, 8)
 
 
 @pytest.mark.parametrize("resize_mode", ["no", "keep_ratio"])
 def test_16_bit_grey_is_scaled_down_not_clipped(resize_mode: str) -> None:
-    result = _resize("gray16.png", resize_mode=resize_mode, size=128)
+    result = _resize("gray16.png", resize_mode=resize_mode, image_size=128)
     grey = _pixels(result).mean(axis=2)
     assert grey.shape == ((64, 128) if resize_mode == "no" else (128, 256))
     rows = grey.mean(axis=1)
@@ -351,7 +360,7 @@ def test_cmyk_is_converted_to_rgb() -> None:
 
 @pytest.mark.parametrize("name", ["palette.gif", "picture.tif", "picture.bmp", "progressive.jpg"])
 def test_other_sources_keep_their_colours(name: str) -> None:
-    _assert_upright_picture(_pixels(_resize(name, resize_mode="keep_ratio", size=200)))
+    _assert_upright_picture(_pixels(_resize(name, resize_mode="keep_ratio", image_size=200)))
 
 
 @pytest.mark.parametrize("name", ["animated.gif", "animated.webp"])
@@ -387,7 +396,7 @@ def test_an_animation_stores_its_first_frame(name: str) -> None:
 def test_filters_on_a_320x240_image(
     mode: str, options: dict[str, object], kind: str | None, named: str | None
 ) -> None:
-    result = process_image(corpus_bytes("baseline.jpg"), ImageOptions(mode=mode, **options))  # type: ignore[arg-type]
+    result = process_image(corpus_bytes("baseline.jpg"), ImagesConfig(mode=mode, **options))  # type: ignore[arg-type]
     assert result.kind == kind, result.message
     if named is None:
         assert (result.original_width, result.original_height) == (320, 240)
@@ -401,7 +410,7 @@ def test_filters_on_a_320x240_image(
 def test_min_image_size_measures_the_upright_image(min_image_size: int, kind: str | None) -> None:
     """rotated.jpg is stored 200x120 and upright 120x200: the smaller side is 120 either way."""
     result = process_image(
-        corpus_bytes("rotated.jpg"), ImageOptions(mode="resize", min_image_size=min_image_size)
+        corpus_bytes("rotated.jpg"), ImagesConfig(mode="resize", min_image_size=min_image_size)
     )
     assert result.kind == kind
 
@@ -419,20 +428,20 @@ def test_skip_reencode_keeps_an_untouched_jpeg() -> None:
 
 
 def test_skip_reencode_keeps_a_jpeg_already_at_the_target_size() -> None:
-    result = _resize("baseline.jpg", resize_mode="keep_ratio", size=240, skip_reencode=True)
+    result = _resize("baseline.jpg", resize_mode="keep_ratio", image_size=240, skip_reencode=True)
     assert result.data is None
     assert (result.width, result.height) == (320, 240)
 
 
 def test_skip_reencode_keeps_a_grey_jpeg() -> None:
     data = _save(Image.new("L", (64, 48), 128), "JPEG")
-    result = process_image(data, ImageOptions(mode="resize", resize_mode="no", skip_reencode=True))
+    result = process_image(data, ImagesConfig(mode="resize", resize_mode="no", skip_reencode=True))
     assert result.kind is None
     assert result.data is None
 
 
 def test_skip_reencode_still_resizes() -> None:
-    result = _resize("baseline.jpg", resize_mode="keep_ratio", size=200, skip_reencode=True)
+    result = _resize("baseline.jpg", resize_mode="keep_ratio", image_size=200, skip_reencode=True)
     assert result.data is not None
     assert _open(result).size == (267, 200)
 
@@ -460,7 +469,7 @@ def test_skip_reencode_converts_cmyk() -> None:
 def test_skip_reencode_reencodes_a_png_to_jpeg() -> None:
     result = process_image(
         _rgb_png(),
-        ImageOptions(mode="resize", resize_mode="no", encode_format="jpeg", skip_reencode=True),
+        ImagesConfig(mode="resize", resize_mode="no", encode_format="jpeg", skip_reencode=True),
     )
     assert result.data is not None
     im = _open(result)
@@ -473,7 +482,7 @@ def test_skip_reencode_reencodes_a_png_to_jpeg() -> None:
 def test_skip_reencode_keeps_a_png_stored_as_png() -> None:
     result = process_image(
         _rgb_png(),
-        ImageOptions(mode="resize", resize_mode="no", encode_format="png", skip_reencode=True),
+        ImagesConfig(mode="resize", resize_mode="no", encode_format="png", skip_reencode=True),
     )
     assert result.kind is None
     assert result.data is None
@@ -488,7 +497,7 @@ def test_skip_reencode_keeps_a_png_stored_as_png() -> None:
 def test_encode_formats(name: str, encode_format: str, pil_format: str) -> None:
     case = images.BY_NAME[name]
     assert case.size is not None
-    result = _resize(name, resize_mode="keep_ratio", size=100, encode_format=encode_format)
+    result = _resize(name, resize_mode="keep_ratio", image_size=100, encode_format=encode_format)
     im = _open(result)
     assert im.format == pil_format
     assert im.mode == "RGB"
@@ -500,14 +509,14 @@ def test_encode_formats(name: str, encode_format: str, pil_format: str) -> None:
 
 def test_a_png_is_stored_losslessly() -> None:
     result = process_image(
-        _rgb_png(), ImageOptions(mode="resize", resize_mode="no", encode_format="png")
+        _rgb_png(), ImagesConfig(mode="resize", resize_mode="no", encode_format="png")
     )
     assert _open(result).tobytes() == _bands(120, 90).tobytes()
 
 
 def test_quality_changes_the_jpeg_size() -> None:
-    low = _resize("baseline.jpg", resize_mode="no", quality=30)
-    high = _resize("baseline.jpg", resize_mode="no", quality=95)
+    low = _resize("baseline.jpg", resize_mode="no", encode_quality=30)
+    high = _resize("baseline.jpg", resize_mode="no", encode_quality=95)
     assert low.data is not None and high.data is not None
     assert len(low.data) < len(high.data)
     assert _open(low).size == _open(high).size == (320, 240)
@@ -515,8 +524,18 @@ def test_quality_changes_the_jpeg_size() -> None:
 
 @pytest.mark.parametrize("interpolation", sorted(INTERPOLATIONS))
 def test_every_interpolation_resizes_both_ways(interpolation: str) -> None:
-    down = _resize("baseline.jpg", resize_mode="keep_ratio", size=100, downscale=interpolation)
-    up = _resize("baseline.jpg", resize_mode="keep_ratio", size=400, upscale=interpolation)
+    down = _resize(
+        "baseline.jpg",
+        resize_mode="keep_ratio",
+        image_size=100,
+        downscale_interpolation=interpolation,
+    )
+    up = _resize(
+        "baseline.jpg",
+        resize_mode="keep_ratio",
+        image_size=400,
+        upscale_interpolation=interpolation,
+    )
     assert _open(down).size == (133, 100)
     assert _open(up).size == (533, 400)
     _assert_upright_picture(_pixels(down))
@@ -525,7 +544,7 @@ def test_every_interpolation_resizes_both_ways(interpolation: str) -> None:
 
 def test_md5_of_the_original_and_of_the_stored_bytes() -> None:
     data = corpus_bytes("baseline.jpg")
-    result = process_image(data, ImageOptions(mode="resize", hash="md5"))
+    result = process_image(data, ImagesConfig(mode="resize", hash="md5"))
     assert result.data is not None
     assert result.original_md5 == hashlib.md5(data).hexdigest()
     assert result.md5 == hashlib.md5(result.data).hexdigest()
@@ -535,7 +554,7 @@ def test_md5_of_the_original_and_of_the_stored_bytes() -> None:
 
 def test_md5_in_verify_is_of_the_original_only() -> None:
     data = corpus_bytes("progressive.jpg")
-    result = process_image(data, ImageOptions(mode="verify", hash="md5"))
+    result = process_image(data, ImagesConfig(mode="verify", hash="md5"))
     assert result.original_md5 == hashlib.md5(data).hexdigest()
     assert result.md5 is None and result.sha256 is None and result.data is None
 
@@ -543,7 +562,7 @@ def test_md5_in_verify_is_of_the_original_only() -> None:
 def test_md5_with_skip_reencode_is_of_the_original_only() -> None:
     data = corpus_bytes("baseline.jpg")
     result = process_image(
-        data, ImageOptions(mode="resize", resize_mode="no", skip_reencode=True, hash="md5")
+        data, ImagesConfig(mode="resize", resize_mode="no", skip_reencode=True, hash="md5")
     )
     assert result.data is None
     assert result.original_md5 == hashlib.md5(data).hexdigest()
@@ -551,19 +570,25 @@ def test_md5_with_skip_reencode_is_of_the_original_only() -> None:
 
 
 def test_only_if_bigger_does_not_scale_up() -> None:
-    result = _resize("baseline.jpg", resize_mode="keep_ratio", size=512, only_if_bigger=True)
+    result = _resize(
+        "baseline.jpg", resize_mode="keep_ratio", image_size=512, resize_only_if_bigger=True
+    )
     assert _open(result).size == (320, 240)
     assert (result.width, result.height) == (320, 240)
 
 
 def test_without_only_if_bigger_it_scales_up() -> None:
-    result = _resize("baseline.jpg", resize_mode="keep_ratio", size=512, only_if_bigger=False)
+    result = _resize(
+        "baseline.jpg", resize_mode="keep_ratio", image_size=512, resize_only_if_bigger=False
+    )
     assert _open(result).size == (683, 512)
 
 
 def test_only_if_bigger_border_centres_the_original_pixels() -> None:
     # 320x240 pasted unscaled at (96, 136) on a 512x512 canvas.
-    result = _resize("baseline.jpg", resize_mode="border", size=512, only_if_bigger=True)
+    result = _resize(
+        "baseline.jpg", resize_mode="border", image_size=512, resize_only_if_bigger=True
+    )
     pixels = _pixels(result)
     assert pixels.shape[:2] == (512, 512)
     assert _near(_mean(pixels[0:128]), WHITE, 8)
@@ -586,7 +611,7 @@ def test_only_if_bigger_border_centres_the_original_pixels() -> None:
     ],
 )
 def test_a_large_jpeg_downscaled_a_lot(resize_mode: str, expected: tuple[int, int]) -> None:
-    result = process_image(_large_jpeg(), ImageOptions(mode="resize", resize_mode=resize_mode))
+    result = process_image(_large_jpeg(), ImagesConfig(mode="resize", resize_mode=resize_mode))
     assert (result.original_width, result.original_height) == (2000, 1500)
     assert _open(result).size == expected
     assert (result.width, result.height) == expected
@@ -597,7 +622,7 @@ def test_a_large_jpeg_downscaled_a_lot(resize_mode: str, expected: tuple[int, in
 def test_a_large_rotated_jpeg_downscaled_a_lot() -> None:
     """Stored 2000x1500 with orientation 6: the DCT target is the stored (turned) size."""
     result = process_image(
-        _large_jpeg(orientation=6), ImageOptions(mode="resize", resize_mode="keep_ratio")
+        _large_jpeg(orientation=6), ImagesConfig(mode="resize", resize_mode="keep_ratio")
     )
     assert (result.original_width, result.original_height) == (1500, 2000)
     assert _open(result).size == (256, 341)
@@ -605,7 +630,7 @@ def test_a_large_rotated_jpeg_downscaled_a_lot() -> None:
 
 
 def test_a_large_jpeg_verifies() -> None:
-    result = process_image(_large_jpeg(), ImageOptions(mode="verify"))
+    result = process_image(_large_jpeg(), ImagesConfig(mode="verify"))
     assert result.kind is None
     assert (result.width, result.height) == (2000, 1500)
 
@@ -630,7 +655,9 @@ def test_tiny_images(
     expected: tuple[int, int],
 ) -> None:
     data = _save(Image.new("RGB", size, RED), fmt)
-    result = process_image(data, ImageOptions(mode="resize", resize_mode=resize_mode, size=target))
+    result = process_image(
+        data, ImagesConfig(mode="resize", resize_mode=resize_mode, image_size=target)
+    )
     assert result.kind is None, result.message
     assert (result.original_width, result.original_height) == size
     assert _open(result).size == expected

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from document_examples import FIXTURES, document_kinds
 from fetchshard.errors import NewerFormatError, RunFolderError
 from fetchshard.merging.documents import FileRecord, MergeManifest
 
@@ -100,3 +101,13 @@ def test_a_record_lacking_a_key_is_not_valid(tmp_path: Path) -> None:
     path.write_text(json.dumps(raw))
     with pytest.raises(RunFolderError, match="not a valid merged_file document"):
         FileRecord.read(path)
+
+
+@pytest.mark.parametrize(
+    "name", ["merged-file.json", "merge-manifest.json", "merge-manifest-complete.json"]
+)
+def test_each_kind_writes_the_bytes_it_always_wrote_and_reads_them_back(name: str) -> None:
+    """tests/fixtures/documents/ holds the bytes the hand-written writers wrote."""
+    doc = document_kinds()[name]
+    assert doc.to_bytes() == (FIXTURES / name).read_bytes()
+    assert type(doc).read(FIXTURES / name) == doc

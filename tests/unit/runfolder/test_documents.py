@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from document_examples import FIXTURES, document_kinds
 from fetchshard.errors import NewerFormatError, RunFolderError
 from fetchshard.runfolder.documents import (
     HISTORY_SAMPLES,
     DoneMarker,
+    PartialTransfer,
     ProgressHistory,
     ProgressSnapshot,
     RankStats,
@@ -128,3 +130,24 @@ def test_a_progress_history_of_version_1_is_read_as_named_columns(tmp_path: Path
     )
     again = json.loads(snap.to_bytes())
     assert again["version"] == 2 and again["history"]["fetched"] == [40, 65]
+
+
+RUN_FOLDER_KINDS = {
+    name: doc
+    for name, doc in document_kinds().items()
+    if not type(doc).__module__.startswith("fetchshard.merging")
+}
+
+
+@pytest.mark.parametrize("name", sorted(RUN_FOLDER_KINDS))
+def test_each_kind_writes_the_bytes_it_always_wrote_and_reads_them_back(name: str) -> None:
+    """tests/fixtures/documents/ holds the bytes the hand-written writers wrote."""
+    doc = RUN_FOLDER_KINDS[name]
+    old = (FIXTURES / name).read_bytes()
+    assert doc.to_bytes() == old
+    assert type(doc).read(FIXTURES / name) == doc
+
+
+def test_a_partial_transfer_record_is_none_when_it_is_not_one(tmp_path: Path) -> None:
+    (tmp_path / "x.json").write_text(json.dumps({"kind": "partial", "version": 2, "url": "u"}))
+    assert PartialTransfer.read(tmp_path / "x.json") is None
