@@ -13,7 +13,10 @@ from urllib.request import proxy_bypass
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.client_reqrep import ConnectionKey
+from aiohttp.connector import Connection
 from aiohttp.helpers import ProxyInfo, basicauth_from_netrc, netrc_from_env, proxies_from_env
+from aiohttp.tracing import Trace
 from yarl import URL
 
 from fetchshard import __version__
@@ -199,6 +202,22 @@ class Client:
         return found
 
 
+class _Connector(aiohttp.TCPConnector):
+    """aiohttp's connector, but a pooled connection holding an answer nobody asked for (a
+    server's response sent after the one we read, on the idle connection) is closed, never
+    reused: the next request there would read it as its own (tests/unit/http/test_excess.py).
+    request._excess catches what comes with the response itself."""
+
+    async def _get(self, key: ConnectionKey, traces: list[Trace]) -> Connection | None:
+        while True:
+            conn = await super()._get(key, traces)
+            proto = conn.protocol if conn is not None else None
+            # _tail: what arrived while no request was reading (parsed by the next one)
+            if conn is None or proto is None or not (proto._tail or len(proto)):
+                return conn
+            conn.close()
+
+
 def make_client(config: FetchConfig) -> Client:
     """The one place where :class:`FetchConfig` becomes aiohttp objects.
 
@@ -215,7 +234,7 @@ def make_client(config: FetchConfig) -> Client:
         inner: AbstractResolver = aiohttp.AsyncResolver()
     except (ImportError, RuntimeError):
         inner = aiohttp.ThreadedResolver()
-    connector = aiohttp.TCPConnector(
+    connector = _Connector(
         limit=config.max_in_flight,
         limit_per_host=0,  # per-host concurrency is the scheduler's job (with overrides)
         ttl_dns_cache=300,
