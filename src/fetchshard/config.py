@@ -23,6 +23,7 @@ import yaml
 
 from fetchshard.environment import NOT_OPTIONS, OPTION_PREFIX
 from fetchshard.errors import ConfigError, select_kinds
+from fetchshard.redact import redact_settings
 
 MiB = 1024 * 1024
 
@@ -628,7 +629,5 @@ def _rebased(path: str, base: Path) -> str:
 
 def to_plain(config: Config) -> dict[str, Any]:
     """The config as plain data fit to write (documents, the dataset card): secrets hidden."""
-    from fetchshard.redact import redact_settings
-
     settings: dict[str, Any] = redact_settings(dataclasses.asdict(config))
     return settings

@@ -26,6 +26,7 @@ from types import TracebackType
 from urllib.parse import urlsplit
 
 from .loopback import LOOPBACK
+from .raw import LoopbackURLs
 
 _MAX_REQUEST_HEAD = 64 * 1024
 _NOT_FOUND = (
@@ -68,7 +69,7 @@ class Canned:
         return cls((first, pause, extra), close=close)
 
 
-class CannedServer:
+class CannedServer(LoopbackURLs):
     """A loopback listener that answers each request path with its :class:`Canned` bytes.
 
     ``requests()`` lists ``(path, connection number)`` of every request read, in order;
@@ -103,15 +104,6 @@ class CannedServer:
     def requests(self) -> list[tuple[str, int]]:
         with self._lock:
             return list(self._requests)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def url(self, path: str = "/") -> str:
-        if not path.startswith("/"):
-            path = "/" + path
-        return self.base_url + path
 
     def start(self) -> CannedServer:
         if self._sock is not None:

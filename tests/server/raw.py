@@ -26,7 +26,23 @@ def closed_port(host: str = LOOPBACK) -> int:
 _LINGER_RESET = struct.pack("ii", 1, 0)
 
 
-class ResetServer:
+class LoopbackURLs:
+    """The URLs of a raw server listening on ``host``:``port``."""
+
+    host: str
+    port: int
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def url(self, path: str = "/") -> str:
+        if not path.startswith("/"):
+            path = "/" + path
+        return self.base_url + path
+
+
+class ResetServer(LoopbackURLs):
     """A "host" that accepts every TCP connection and resets it immediately.
 
     Thread-based (stdlib sockets only), so it works from sync and async tests alike::
@@ -58,15 +74,6 @@ class ResetServer:
     def running(self) -> bool:
         """True while the accept thread is alive."""
         return self._thread is not None and self._thread.is_alive()
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def url(self, path: str = "/") -> str:
-        if not path.startswith("/"):
-            path = "/" + path
-        return self.base_url + path
 
     def start(self) -> ResetServer:
         if self._sock is not None:

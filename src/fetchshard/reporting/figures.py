@@ -38,21 +38,19 @@ def progress(report: Report) -> Any | None:
     fig = go.Figure()
     if h.fetched != h.committed:
         fig.add_trace(
-            go.Scatter(
-                x=times,
-                y=h.fetched,
-                mode="lines",
-                line={"color": "#1f77b4", "width": 1, "dash": "dot"},
+            _line(
+                times,
+                h.fetched,
+                {"color": "#1f77b4", "width": 1, "dash": "dot"},
                 name="fetched (committed or in an open part)",
                 hovertemplate="%{y:,.0f} fetched<extra></extra>",
             )
         )
     fig.add_trace(
-        go.Scatter(
-            x=times,
-            y=h.committed,
-            mode="lines",
-            line={"color": "#1f77b4", "width": 2},
+        _line(
+            times,
+            h.committed,
+            {"color": "#1f77b4", "width": 2},
             fill="tozeroy",
             fillcolor="rgba(31,119,180,0.12)",
             name="committed",
@@ -85,32 +83,29 @@ def throughput(report: Report) -> Any | None:
     times = [utc(t) for t in h.samples.time]
     fig = go.Figure()
     fig.add_trace(
-        go.Scatter(
-            x=times,
-            y=h.urls_per_s,
-            mode="lines",
-            line={"color": "rgba(44,160,44,0.45)", "width": 1},
+        _line(
+            times,
+            h.urls_per_s,
+            {"color": "rgba(44,160,44,0.45)", "width": 1},
             name="URLs/s per sample",
             visible="legendonly",  # spiky: each rank's snapshot adds its items at once
             hovertemplate="%{y:,.1f} URLs/s (sample)<extra></extra>",
         )
     )
     fig.add_trace(
-        go.Scatter(
-            x=times,
-            y=rates.urls_per_s,
-            mode="lines",
-            line={"color": "#2ca02c", "width": 2.5},
+        _line(
+            times,
+            rates.urls_per_s,
+            {"color": "#2ca02c", "width": 2.5},
             name=f"URLs/s over {units.duration(rates.window_s)}",
             hovertemplate="%{y:,.1f} URLs/s<extra></extra>",
         )
     )
     fig.add_trace(
-        go.Scatter(
-            x=times,
-            y=rates.mb_per_s,
-            mode="lines",
-            line={"color": "#ff7f0e", "width": 1.5, "dash": "dot"},
+        _line(
+            times,
+            rates.mb_per_s,
+            {"color": "#ff7f0e", "width": 1.5, "dash": "dot"},
             name="MB/s (right axis)",
             yaxis="y2",
             hovertemplate="%{y:,.2f} MB/s<extra></extra>",
@@ -131,6 +126,11 @@ def throughput(report: Report) -> Any | None:
     )
     _legend_on_top(fig)
     return fig
+
+
+def _line(x: list[Any], y: Any, line: dict[str, Any], **more: Any) -> Any:
+    """A line trace (``more``: its name, hover template, fill, axis...)."""
+    return go.Scatter(x=x, y=y, mode="lines", line=line, **more)
 
 
 def grid_shape(ranks: int) -> tuple[int, int]:
