@@ -206,19 +206,19 @@ def single_rank_rate(work: Path, fmt: str) -> dict[str, float]:
 def balance(out: Path, world: int, spreads: tuple[int, ...]) -> dict[str, Any]:
     """Items per rank over every row of the slices: the assignment against fixed spreads."""
     from fetchshard.planning.placement import FixedSpread
-    from fetchshard.planning.planfile import plan_assignment
+    from fetchshard.planning.planfile import plan_assignment, plan_slices
     from fetchshard.planning.slicefiles import SliceItems
     from fetchshard.runfolder.layout import PlanPaths
 
     paths = PlanPaths(out)
     started = time.perf_counter()
-    assignment = plan_assignment(paths, world)
+    assignment = plan_assignment(plan_slices(paths, world), world)
     assign_seconds = time.perf_counter() - started
     loads = {"auto": np.zeros(world, np.int64)} | {
         f"spread {s}": np.zeros(world, np.int64) for s in spreads
     }
     for rank in range(world):
-        with SliceItems.open(paths, rank) as items:
+        with SliceItems.open(paths.slice(rank)) as items:
             table = items.read(0, items.rows)
         hosts = table.column("host_hash").to_numpy()
         keys = table.column("key_hash").to_numpy()

@@ -205,10 +205,7 @@ def _run(job: _RankJob) -> RunResult:
     output = Path(config.output.dir)
     count = config.run.ranks
     if count > 1:
-        from fetchshard.inputs import validate_inputs
-        from fetchshard.planning.planfile import plan_in_use
-
-        plan_in_use(config, validate_inputs(config.input), count)  # complete, its own
+        _before_launch(config, count)
         code = _launch(job, count, range(count), output=output)
         return _run_result(output, range(count), count, complete=code == EXIT_OK)
     info = detect_rank(os.environ, rank=config.run.rank, world_size=config.run.world_size)
@@ -221,6 +218,30 @@ def _run(job: _RankJob) -> RunResult:
 
     outcome = run_rank(config, info, interactive=is_interactive(), command=job.recorded)
     return _run_result(output, [info.rank], info.world_size, complete=outcome.complete)
+
+
+def _before_launch(config: Config, count: int) -> None:
+    """What the ranks would refuse, refused once by the launcher: a plan step not complete or
+    not this run's; another run's folder; a new generation while the current one runs (which
+    the launcher otherwise begins for its ranks)."""
+    from fetchshard.inputs import validate_inputs
+    from fetchshard.planning.fingerprint import fingerprint
+    from fetchshard.planning.generations import check_same_run, enter_generation, uses_input_plan
+    from fetchshard.planning.planfile import plan_in_use
+
+    output = Path(config.output.dir)
+    files = validate_inputs(config.input)
+    if config.run.restart or uses_input_plan(output, count):
+        plan_in_use(config, files, count)  # complete, its own
+        return
+    check_same_run(output, fingerprint(config, files, count))
+    enter_generation(
+        output, count, config.run.retry_failed, lock_wait=config.run.lock_wait, on_wait=_warn
+    )
+
+
+def _warn(message: str) -> None:
+    logging.getLogger("fetchshard").warning(message)
 
 
 def _run_result(
@@ -324,7 +345,7 @@ def _plan_result(
 
     paths = PlanPaths(output)
     ran = tuple(ranks)
-    slices = (PlanSliceDone.read(paths.done(r)) for r in ran)
+    slices = (PlanSliceDone.read(paths.slice(r).done) for r in ran)
     return PlanResult(complete, output, ran, world_size, tuple(s for s in slices if s))
 
 

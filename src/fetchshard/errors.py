@@ -10,6 +10,7 @@ Exceptions (things that stop a command) form one tree::
     │   ├── RunMismatchError        output folder belongs to a different run
     │   ├── PlanError               the plan step's files are incomplete or of another run
     │   ├── RankLockedError         another process holds this rank of this output folder
+    │   ├── GenerationError         a generation cannot begin yet, or the rank's has ended
     │   └── RunFolderError          not a fetchshard output folder, or a document unreadable
     │       └── NewerFormatError    a document written by a newer fetchshard than this one
     └── RunError                    exit 1: something failed while working
@@ -68,6 +69,11 @@ class PlanError(UsageError):
 
 class RankLockedError(UsageError):
     """Another process is running this rank of this output folder."""
+
+
+class GenerationError(UsageError):
+    """A rank of an older generation started after a newer one began, or a new generation
+    cannot begin while a rank of the current one runs."""
 
 
 class RunFolderError(UsageError):

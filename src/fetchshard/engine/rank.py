@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fetchshard import __version__
 from fetchshard.config import Config, to_plain
@@ -25,11 +26,19 @@ from fetchshard.output.files import clear_partial
 from fetchshard.output.parts import recover
 from fetchshard.planning import Interrupted
 from fetchshard.planning.fingerprint import claim_run_folder, fingerprint
+from fetchshard.planning.generations import (
+    check_fence,
+    check_same_run,
+    enter_generation,
+    generation_fingerprint,
+)
+from fetchshard.planning.leftover import SealContext, plan_generation_rank
 from fetchshard.planning.planfile import plan_in_use
-from fetchshard.planning.rank import plan_rank, rank_shares
+from fetchshard.planning.rank import RankPlanResult, plan_rank, rank_shares
 from fetchshard.ranks import RankInfo, cpus_available
 from fetchshard.redact import RedactingFormatter, redact_command
 from fetchshard.runfolder.documents import DoneMarker, RankStats
+from fetchshard.runfolder.generations import Generation
 from fetchshard.runfolder.layout import PlanPaths, RunPaths
 from fetchshard.runfolder.lock import rank_lock
 from fetchshard.runfolder.storage import LOCAL, fsync_path
@@ -64,21 +73,44 @@ def run_rank(
     if stages is None:
         stages = configured_stages(config)
     inputs = open_inputs(config.input, reserved=columns_with(stages).names)
-    paths = RunPaths(Path(config.output.dir))
-    from_plan = plan_in_use(config, inputs.files, info.world_size)
-    fp = fingerprint(config, inputs.files, info.world_size, planned=from_plan is not None)
+    root = Path(config.output.dir)
+    restart = config.run.restart
+    if restart:  # everything starts over as generation 0
+        generation = Generation(0, info.world_size)
+        generations = [generation]
+    else:
+        check_same_run(root, fingerprint(config, inputs.files, info.world_size))
+        generations, generation = enter_generation(
+            root,
+            info.world_size,
+            config.run.retry_failed,
+            lock_wait=config.run.lock_wait,
+            on_wait=log.warning,
+        )
+    paths = RunPaths(root, generation.number)
+    from_plan = (
+        plan_in_use(config, inputs.files, info.world_size) if not generation.number else None
+    )
+    fp = generation_fingerprint(
+        fingerprint(config, inputs.files, info.world_size, planned=from_plan is not None),
+        generation.number,
+    )
     # Held for the rank's whole life: exactly-once rests on one writer per rank.
     with rank_lock(
         paths.lock(info.rank), info.rank, wait=config.run.lock_wait, on_wait=log.warning
     ):
-        claim_run_folder(paths, fp, info, restart=config.run.restart)
+        if not restart:
+            check_fence(root, generation)  # before anything is written
+        if generation.number == 0:
+            claim_run_folder(paths, fp, info, restart=restart)
         handler = _log_to_file(paths.log(info.rank), config.run.log_level)
         try:
             stop = StopFlag()
             with stop_signals(stop):
-                return _rank(
-                    config, info, paths, fp, inputs, stop, interactive, stages, from_plan, command
+                planner = _Planner(
+                    config, info, fp, inputs, stop, from_plan, generations, generation
                 )
+                return _rank(config, info, paths, planner, stop, interactive, stages, command)
         finally:
             logging.getLogger("fetchshard").removeHandler(handler)
             handler.close()
@@ -96,22 +128,64 @@ def _log_to_file(path: Path, level: str) -> logging.Handler:
     return handler
 
 
+@dataclass(frozen=True)
+class _Planner:
+    """How the rank plans: from the input (or a plan step) in generation 0, from the
+    leftover of the generation before in a later one."""
+
+    config: Config
+    info: RankInfo
+    fp: dict[str, Any]
+    inputs: InputSet
+    stop: StopFlag
+    from_plan: PlanPaths | None
+    generations: list[Generation]
+    generation: Generation
+
+    def plan(self, ledger: Ledger, progress: Progress) -> RankPlanResult:
+        def read(rows: int) -> None:
+            progress.update(state="planning", input_rows=rows)
+
+        if self.generation.number:
+            ctx = SealContext(
+                Path(self.config.output.dir),
+                self.config,
+                self.inputs,
+                self.generations,
+                should_stop=lambda: bool(self.stop),
+            )
+            return plan_generation_rank(
+                ledger, ctx, self.info, self.fp, self.generation.number, on_batch=read
+            )
+        return plan_rank(
+            ledger,
+            self.config,
+            self.info,
+            self.fp,
+            inputs=self.inputs,
+            should_stop=lambda: bool(self.stop),
+            on_batch=read,
+            on_count=read,
+            from_plan=self.from_plan,
+        )
+
+
 def _rank(
     config: Config,
     info: RankInfo,
     paths: RunPaths,
-    fp: dict[str, object],
-    inputs: InputSet,
+    planner: _Planner,
     stop: StopFlag,
     interactive: bool,
     stages: tuple[Stage, ...],
-    from_plan: PlanPaths | None,
     command: Sequence[str],
 ) -> RankOutcome:
     from fetchshard.engine.job import FetchJob  # the fetch engine: aiohttp, ~0.25 s
 
     rank = info.rank
     log.info("fetchshard %s as %s, %d CPUs", __version__, info.describe, cpus_available(os.environ))
+    if paths.generation:
+        log.info("generation %d of this run", paths.generation)
     for stage in stages:
         log.info("stage %s: %s", stage.name, getattr(stage, "describe", stage.name))
     progress = Progress(
@@ -120,17 +194,7 @@ def _rank(
     with Ledger(paths.ledger_paths(rank)) as ledger:
         progress.update(state="planning")
         try:
-            result = plan_rank(
-                ledger,
-                config,
-                info,
-                fp,
-                inputs=inputs,
-                should_stop=lambda: bool(stop),
-                on_batch=lambda rows: progress.update(state="planning", input_rows=rows),
-                on_count=lambda rows: progress.update(state="planning", input_rows=rows),
-                from_plan=from_plan,
-            )
+            result = planner.plan(ledger, progress)
         except Interrupted:
             progress.update(state="interrupted", force=True)
             progress.close()

@@ -28,8 +28,10 @@ from fetchshard.ledger.items import (
 from fetchshard.ledger.meta import Fingerprint, HostShares, Meta, SessionStats
 from fetchshard.ledger.queue import Queue
 from fetchshard.ledger.readonly import (
+    CurrentRows,
     LedgerSummary,
     PartRecord,
+    read_current_rows,
     read_only,
     read_summary,
     read_superseded,
@@ -49,6 +51,7 @@ __all__ = [
     "PENDING",
     "SCHEMA_VERSION",
     "Counts",
+    "CurrentRows",
     "Fingerprint",
     "HostShares",
     "ItemFile",
@@ -63,6 +66,7 @@ __all__ = [
     "Span",
     "Stage",
     "WorkItem",
+    "read_current_rows",
     "read_only",
     "read_summary",
     "read_superseded",

@@ -88,6 +88,44 @@ def read_superseded(path: Path, *, timeout: float = TIMEOUT) -> dict[int, np.nda
     return {part: np.array(items, dtype=np.int64) for part, items in out.items()}
 
 
+@dataclass(frozen=True)
+class CurrentRows:
+    """The items of a ledger that have a current row, sorted by id (a leftover's input)."""
+
+    item_id: np.ndarray  # int64, sorted
+    part: np.ndarray  # int64: the part holding the item's current row
+    error_kind: np.ndarray  # object: the row's error kind (None: a success)
+    requeued: np.ndarray  # bool: put back in the queue, the row stays until replaced
+
+    def __len__(self) -> int:
+        return len(self.item_id)
+
+
+def read_current_rows(path: Path, *, timeout: float = TIMEOUT) -> CurrentRows:
+    """Every item with a current row in one snapshot: ``states`` with a part (committed, or
+    requeued with its old row), then the ``done`` log over it (a later part wins)."""
+    with read_only(path, timeout=timeout) as db:
+        found = db.execute(
+            "SELECT item_id, part, error_kind, state = 0 FROM states WHERE part IS NOT NULL "
+            "UNION ALL SELECT item_id, part, error_kind, 0 FROM done"
+        ).fetchall()
+    if not found:
+        empty = np.zeros(0, np.int64)
+        return CurrentRows(empty, empty, np.zeros(0, object), np.zeros(0, bool))
+    ids = np.fromiter((r[0] for r in found), np.int64, len(found))
+    parts = np.fromiter((r[1] for r in found), np.int64, len(found))
+    kinds = np.array([r[2] for r in found], dtype=object)
+    requeued = np.fromiter((bool(r[3]) for r in found), bool, len(found))
+    # Of an item's entries the one in the highest part is current (a part is committed after
+    # every earlier one of the rank); the states row of a requeued item comes first.
+    order = np.lexsort((parts, ids))
+    ids, parts, kinds, requeued = ids[order], parts[order], kinds[order], requeued[order]
+    last = np.ones(len(ids), bool)
+    last[:-1] = ids[1:] != ids[:-1]
+    # A requeued item later committed again is committed, not requeued.
+    return CurrentRows(ids[last], parts[last], kinds[last], requeued[last])
+
+
 def read_without_row(
     path: Path, items: Path, lost_parts: Collection[int] = (), *, timeout: float = TIMEOUT
 ) -> pa.Table:

@@ -292,7 +292,12 @@ def _digest(sources: Sources, targets: Targets, plan: MergePlan, file_format: st
             [k, hashlib.sha256(v.astype("<i8").tobytes()).hexdigest()]
             for k, v in sorted(plan.dropped.items())
         ],
-        "parts": [[p.rank, p.part, p.rows, len(p.superseded)] for p in sources.parts],
+        "parts": [
+            [p.rank, p.part, p.rows, len(p.superseded)]
+            if not p.generation  # a run of one generation keeps its digest
+            else [p.generation, p.rank, p.part, p.rows, len(p.superseded)]
+            for p in sources.parts
+        ],
         "targets": [targets.file_bytes, targets.file_rows],
         "body_as": plan.body_as,
         "files": [

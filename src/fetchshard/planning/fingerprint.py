@@ -11,6 +11,7 @@ those of every earlier fetchshard: an older folder is still accepted
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -23,7 +24,12 @@ from fetchshard.inputs import fingerprint_files
 from fetchshard.planning.placement import ASSIGNMENT_VERSION, AUTO, is_counted
 from fetchshard.ranks import RankInfo
 from fetchshard.runfolder.documents import PlanManifest, RunManifest
-from fetchshard.runfolder.layout import PlanPaths, RunPaths
+from fetchshard.runfolder.layout import (
+    PlanPaths,
+    RunPaths,
+    generation_folder,
+    generations_present,
+)
 from fetchshard.runfolder.storage import LOCAL, Storage
 
 _NOT_FINGERPRINTED = ("workers", "queue_per_worker", "pool")  # how, not what
@@ -115,9 +121,13 @@ def claim_run_folder(
 ) -> None:
     """A run rank's claim on its output folder: refuse a folder of another run, unless
     ``restart``: then this rank starts over whatever the folder holds (its files, and rank 0's
-    also those of ranks beyond the world size, are removed); write run.json."""
+    also those of ranks beyond the world size, are removed; every later generation goes);
+    write run.json."""
 
     def start_over() -> None:
+        for generation in generations_present(paths.root):
+            with contextlib.suppress(FileNotFoundError):  # other ranks remove them too
+                storage.remove(generation_folder(paths.root, generation))
         for path in paths.rank_files(rank.rank):
             storage.remove(path)
         if rank.rank == 0:
@@ -164,11 +174,11 @@ def claim_plan_folder(
     old = PlanManifest.read(paths.manifest)
 
     def start_over() -> None:
-        for path in paths.slice_files(rank.rank):
+        for path in paths.slice(rank.rank).files():
             storage.remove(path)
         if rank.rank == 0 and old is not None:
             for other in range(rank.world_size, old.world_size):
-                for path in paths.slice_files(other):
+                for path in paths.slice(other).files():
                     storage.remove(path)
 
     manifest = PlanManifest(fingerprint=fp, fetchshard_version=__version__)

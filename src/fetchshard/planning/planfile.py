@@ -15,7 +15,7 @@ are checked against the assignment: a rank never keeps a row of another.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from fetchshard.planning.assignment import Assignment, HostCounter
 from fetchshard.planning.fingerprint import difference, plan_fingerprint
 from fetchshard.planning.slicefiles import SliceItems, read_hosts
 from fetchshard.runfolder.documents import PlanManifest, PlanSliceDone
-from fetchshard.runfolder.layout import PlanPaths
+from fetchshard.runfolder.layout import PlanPaths, SliceFiles
 from fetchshard.urls import ID_MASK
 
 
@@ -76,15 +76,21 @@ def check_plan(paths: PlanPaths, fp: dict[str, Any]) -> PlanManifest:
 
 def _slice_done(paths: PlanPaths, rank: int, digest: str) -> bool:
     """Whether plan rank ``rank``'s slice of this plan (not an older one's) is complete."""
-    done = PlanSliceDone.read(paths.done(rank))
+    done = PlanSliceDone.read(paths.slice(rank).done)
     return done is not None and done.plan == digest
 
 
-def plan_assignment(paths: PlanPaths, world_size: int) -> Assignment:
-    """The assignment from the host counts of every slice (what every run rank derives)."""
+def plan_slices(paths: PlanPaths, world_size: int) -> list[SliceFiles]:
+    """The slices of a plan step made for ``world_size`` ranks: one per plan rank."""
+    return [paths.slice(rank) for rank in range(world_size)]
+
+
+def plan_assignment(slices: Sequence[SliceFiles], world_size: int) -> Assignment:
+    """The assignment over ``world_size`` ranks from the host counts of every slice (what
+    every run rank derives)."""
     counter = HostCounter()
-    for rank in range(world_size):
-        counter.add_counts(*read_hosts(paths, rank))
+    for files in slices:
+        counter.add_counts(*read_hosts(files))
     hosts, counts = counter.result()
     return Assignment.from_counts(hosts, counts, world_size)
 
@@ -151,25 +157,25 @@ _YIELD_ROWS = 1 << 16  # rows gathered from the slices' runs before they go to t
 
 
 def rank_tables(
-    paths: PlanPaths, world_size: int, rank: int, assignment: Assignment
+    slices: Sequence[SliceFiles], rank: int, assignment: Assignment
 ) -> Iterator[pa.Table]:
     """This rank's rows of every slice, in slice order, about _YIELD_ROWS at a time (a rank
-    has a few runs in each of W slices: many small ones), checked against the assignment."""
+    has a few runs in each of the slices: many small ones), checked against the assignment."""
     runs = RankRuns.of(assignment, rank)
     gathered: list[pa.Table] = []
     count = 0
-    for slice_rank in range(world_size):
-        with SliceItems.open(paths, slice_rank) as items:
+    for number, files in enumerate(slices):
+        with SliceItems.open(files) as items:
             for start, stop in runs.spans(items):
                 gathered.append(items.read(start, stop))
                 count += stop - start
-        if count >= _YIELD_ROWS or (slice_rank == world_size - 1 and count):
+        if count >= _YIELD_ROWS or (number == len(slices) - 1 and count):
             table = pa.concat_tables(gathered).combine_chunks()
             got = assignment.ranks_of(
                 table.column("host_hash").to_numpy(), table.column("key_hash").to_numpy()
             )
             if not (got == rank).all():
-                raise PlanError(f"{paths.folder}: rows of other ranks in rank {rank}'s runs")
+                raise PlanError(f"{files.items.parent}: rows of other ranks in rank {rank}'s runs")
             yield table
             gathered, count = [], 0
 

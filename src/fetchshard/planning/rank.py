@@ -10,7 +10,7 @@ hosts it fetches only part of are recorded with the plan (``ledger.meta.host_sha
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,10 +26,16 @@ from fetchshard.planning import Interrupted
 from fetchshard.planning.assignment import Assignment, HostCounter
 from fetchshard.planning.fingerprint import difference
 from fetchshard.planning.placement import FixedSpread, Placement, RankShares, is_counted
-from fetchshard.planning.planfile import count_bad, ledger_columns, plan_assignment, rank_tables
+from fetchshard.planning.planfile import (
+    count_bad,
+    ledger_columns,
+    plan_assignment,
+    plan_slices,
+    rank_tables,
+)
 from fetchshard.planning.select import Selector
 from fetchshard.ranks import RankInfo
-from fetchshard.runfolder.layout import PlanPaths
+from fetchshard.runfolder.layout import PlanPaths, SliceFiles
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +62,14 @@ def plan_rank(
     on_batch: Callable[[int], None] | None = None,
     on_count: Callable[[int], None] | None = None,
     from_plan: PlanPaths | None = None,
+    from_slices: Sequence[SliceFiles] | None = None,
 ) -> RankPlanResult:
     """Stream the input once and insert this rank's slice into the ledger (idempotent).
 
     ``inputs``: the files the run resolved and checked (and fingerprinted); by default they
     are resolved from ``config.input`` here. ``from_plan``: read the slice from the plan
-    step's files instead (planfile.py), which the caller has checked."""
+    step's files instead (planfile.py), which the caller has checked; ``from_slices``: from
+    these slices (a later generation's leftover slices, leftover.py), all written."""
     recorded = ledger.meta.fingerprint
     what = None if recorded is None else difference(recorded, fp)
     if what is not None:
@@ -82,7 +90,9 @@ def plan_rank(
     inp = config.input
     inputs = inputs or open_inputs(inp)
     if from_plan is not None:
-        return _plan_from_slices(ledger, rank, inputs, from_plan, should_stop, on_batch)
+        from_slices = plan_slices(from_plan, rank.world_size)
+    if from_slices is not None:
+        return _plan_from_slices(ledger, rank, inputs, from_slices, should_stop, on_batch)
     spread = config.partition.spread
     placement: Placement
     shares = RankShares(rank.rank)
@@ -136,18 +146,18 @@ def _plan_from_slices(
     ledger: Ledger,
     rank: RankInfo,
     inputs: InputSet,
-    paths: PlanPaths,
+    slices: Sequence[SliceFiles],
     should_stop: Callable[[], bool],
     on_batch: Callable[[int], None] | None,
 ) -> RankPlanResult:
-    """Planning from a plan step: this rank's runs of every slice into the ledger."""
-    assignment = plan_assignment(paths, rank.world_size)
+    """Planning from slices: this rank's runs of every slice into the ledger."""
+    assignment = plan_assignment(slices, rank.world_size)
     shares = RankShares.counted(assignment, rank.rank)
     rows = bad = 0
     ledger.begin_plan()
     try:
         schema: str | None = extras_schema_of(inputs)
-        for table in rank_tables(paths, rank.world_size, rank.rank, assignment):
+        for table in rank_tables(slices, rank.rank, assignment):
             if should_stop():
                 raise Interrupted("planning interrupted")
             columns, positions, hosts = ledger_columns(table)
@@ -164,9 +174,10 @@ def _plan_from_slices(
     finally:
         ledger.discard_plan()
     log.info(
-        "planned %d rows for this rank from the plan in %s (%d new, %d duplicates, %d bad URLs)",
+        "planned %d rows for this rank from %d slices in %s (%d new, %d duplicates, %d bad URLs)",
         rows,
-        paths.folder,
+        len(slices),
+        slices[0].items.parent if slices else "-",
         new,
         rows - new,
         bad,
@@ -183,7 +194,8 @@ def extras_schema_of(inputs: InputSet) -> str:
 def rank_shares(ledger: Ledger, config: Config, rank: RankInfo) -> RankShares:
     """The rank's share of each host's rate, as its plan placed the hosts."""
     spread = config.partition.spread
-    if not is_counted(spread):
+    later_generation = (ledger.meta.fingerprint or {}).get("generation", 0) != 0
+    if not is_counted(spread) and not later_generation:  # a leftover is always counted
         return RankShares(rank.rank, FixedSpread(rank.world_size, int(spread)))
     return RankShares.from_json(rank.rank, ledger.meta.host_shares)
 

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from fetchshard.ledger import ITEM_SCHEMA
-from fetchshard.runfolder.layout import PlanPaths, tmp_of
+from fetchshard.runfolder.layout import SliceFiles, tmp_of
 from fetchshard.runfolder.storage import LOCAL, Storage
 
 INDEX_STRIDE = 1024
@@ -42,11 +42,11 @@ ITEMS = pa.schema(
 )
 HOSTS = pa.schema([pa.field("host_hash", pa.uint64()), pa.field("rows", pa.int64())])
 INDEX = pa.schema([pa.field("host_hash", pa.uint64()), pa.field("key_hash", pa.uint64())])
+# Beside a leftover slice: the (item id, part) of the source's committed rows it takes up again.
+CARRIED = pa.schema([pa.field("item_id", pa.int64()), pa.field("part", pa.int64())])
 
 
-def write_slice(
-    paths: PlanPaths, rank: int, items: pa.Table, storage: Storage = LOCAL
-) -> tuple[int, int]:
+def write_slice(files: SliceFiles, items: pa.Table, storage: Storage = LOCAL) -> tuple[int, int]:
     """Sort the slice's rows (:data:`ITEMS`) and publish its three files; return (rows,
     hosts). Each is written to a tmp file, fsynced and renamed."""
     items = items.select(ITEMS.names).cast(ITEMS)
@@ -54,7 +54,7 @@ def write_slice(
                            ("position", "ascending")])  # fmt: skip
     hosts = items.column("host_hash").to_numpy()
     unique, counts = np.unique(hosts, return_counts=True)
-    _publish(paths.items(rank), items, ITEMS, storage, batch_rows=BATCH_ROWS)
+    _publish(files.items, items, ITEMS, storage, batch_rows=BATCH_ROWS)
     every = np.arange(0, len(items), INDEX_STRIDE)
     index = pa.table(
         {
@@ -63,9 +63,9 @@ def write_slice(
         },
         schema=INDEX,
     )
-    _publish(paths.index(rank), index, INDEX, storage)
+    _publish(files.index, index, INDEX, storage)
     host_table = pa.table({"host_hash": unique, "rows": counts.astype(np.int64)}, schema=HOSTS)
-    _publish(paths.hosts(rank), host_table, HOSTS, storage)
+    _publish(files.hosts, host_table, HOSTS, storage)
     return len(items), len(unique)
 
 
@@ -83,9 +83,22 @@ def _publish(
     storage.publish(tmp, path)
 
 
-def read_hosts(paths: PlanPaths, rank: int) -> tuple[np.ndarray, np.ndarray]:
+def write_carried(path: Path, table: pa.Table, storage: Storage = LOCAL) -> None:
+    """Publish a leftover's carried rows (:data:`CARRIED`)."""
+    _publish(path, table.cast(CARRIED), CARRIED, storage)
+
+
+def read_carried(path: Path) -> pa.Table:
+    """A leftover's carried rows (:data:`CARRIED`); none when it has no such file."""
+    if not path.exists():
+        return CARRIED.empty_table()
+    with pa.memory_map(str(path)) as source:
+        return ipc.open_file(source).read_all()
+
+
+def read_hosts(files: SliceFiles) -> tuple[np.ndarray, np.ndarray]:
     """The slice's host hashes (sorted) and their rows."""
-    with pa.memory_map(str(paths.hosts(rank))) as source:
+    with pa.memory_map(str(files.hosts)) as source:
         table = ipc.open_file(source).read_all()
     return (
         table.column("host_hash").to_numpy().astype(np.uint64),
@@ -108,15 +121,15 @@ class SliceItems:
     _batches: dict[int, tuple[pa.RecordBatch, np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     @classmethod
-    def open(cls, paths: PlanPaths, rank: int) -> SliceItems:
-        with pa.memory_map(str(paths.index(rank))) as source:
+    def open(cls, files: SliceFiles) -> SliceItems:
+        with pa.memory_map(str(files.index)) as source:
             index = ipc.open_file(source).read_all()
-        source = pa.memory_map(str(paths.items(rank)))
+        source = pa.memory_map(str(files.items))
         reader = ipc.open_file(source)
         last = reader.num_record_batches - 1
         rows = last * BATCH_ROWS + reader.get_batch(last).num_rows if last >= 0 else 0
         return cls(
-            paths.items(rank),
+            files.items,
             rows,
             source,
             reader,

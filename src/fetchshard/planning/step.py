@@ -47,15 +47,14 @@ def plan_step_rank(
     inputs = open_inputs(config.input)
     paths = PlanPaths(Path(config.output.dir))
     fp = plan_fingerprint(config, inputs.files, info.world_size)
-    with rank_lock(
-        paths.lock(info.rank), info.rank, wait=config.run.lock_wait, on_wait=log.warning
-    ):
+    files = paths.slice(info.rank)
+    with rank_lock(files.lock, info.rank, wait=config.run.lock_wait, on_wait=log.warning):
         manifest = claim_plan_folder(paths, fp, info, restart=config.run.restart, storage=storage)
-        done = PlanSliceDone.read(paths.done(info.rank))
+        done = PlanSliceDone.read(files.done)
         if done is not None and done.plan == manifest.digest:
             log.info("plan rank %d: slice already planned (%d rows); kept", info.rank, done.rows)
             return done
-        for path in paths.slice_files(info.rank):  # an interrupted slice is redone whole
+        for path in files.files():  # an interrupted slice is redone whole
             storage.remove(path)
         return _plan_slice(config, info, paths, inputs, manifest.digest, should_stop, storage)
 
@@ -91,7 +90,7 @@ def _plan_slice(
         rows += len(batch.urls)
         crash_point("plan_step_batch", batches)
     items = pa.concat_tables(tables) if tables else ITEMS.empty_table()
-    written, hosts = write_slice(paths, info.rank, items, storage)
+    written, hosts = write_slice(paths.slice(info.rank), items, storage)
     crash_point("plan_step_written", 1)
     done = PlanSliceDone(
         rank=info.rank,
@@ -104,7 +103,7 @@ def _plan_slice(
         seconds=round(time.monotonic() - started, 3),
         completed_at=time.time(),
     )
-    done.write(paths.done(info.rank), durable=True, storage=storage)
+    done.write(paths.slice(info.rank).done, durable=True, storage=storage)
     log.info(
         "plan rank %d of %d: %d rows of %d hosts from %d bytes of the input in %.1fs",
         info.rank,

@@ -9,6 +9,8 @@ RankStats          ``stats/rank-N.json``       by its rank when it stops (done o
 DoneMarker         ``done/rank-N``             by its rank last, once its whole slice is committed
 PlanManifest       ``plan/plan.json``          by every rank of the plan step (same bytes)
 PlanSliceDone      ``plan/done/rank-N.json``   by plan rank N last, once its slice's files are in
+GenerationManifest ``gen-000G/generation.json`` once, by the first rank of generation G >= 1
+LeftoverDone       ``gen-000G/leftover/done/`` last, once the leftover of an earlier rank is in
 =================  ==========================  ====================================================
 
 Every document carries ``kind`` and ``version``. A reader accepts its own version and older
@@ -435,6 +437,41 @@ class PlanSliceDone(Document):
     items: int  # rows written (every row: duplicates are dropped by the run's ledger)
     hosts: int
     bytes_read: int  # of the input
+    seconds: float
+    completed_at: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerationManifest(Document):
+    """Generation G >= 1 began: its world size, and what it takes over (written once)."""
+
+    KIND: ClassVar[str] = "generation"
+    VERSION: ClassVar[int] = 1
+
+    generation: int
+    world_size: int
+    previous_world_size: int
+    # --retry-failed's words when it began with them ([] for every kind): it takes up again
+    # the chosen failures of every earlier generation; None: only items without a row.
+    retry_failed: list[str] | None
+    began_at: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class LeftoverDone(Document):
+    """The leftover of one rank of an earlier generation is written (its done document)."""
+
+    KIND: ClassVar[str] = "leftover"
+    VERSION: ClassVar[int] = 1
+
+    generation: int  # the generation it was written for
+    source_generation: int
+    source_rank: int
+    items: int  # items in the leftover
+    hosts: int
+    carried: int  # of them, items with a committed row (requeued, or failures to retry)
+    committed: int  # items of the source rank with a committed row it keeps
+    bytes_read: int  # of the source rank's files
     seconds: float
     completed_at: float
 

@@ -12,6 +12,8 @@ TMP_SUFFIX = ".tmp"
 _RANK_PREFIX = "rank-"
 # The per-rank folders: every file in them is named for its rank (rank-00017...).
 RANK_FOLDERS = ("ledger", "shards", "progress", "stats", "logs", "done")
+GENERATION_WIDTH = 4
+_GENERATION_PREFIX = "gen-"
 
 
 def rank_name(rank: int) -> str:
@@ -54,25 +56,58 @@ def tmp_of(path: Path) -> Path:
     return path.with_name(path.name + TMP_SUFFIX)
 
 
+def generation_name(generation: int) -> str:
+    return f"{_GENERATION_PREFIX}{generation:0{GENERATION_WIDTH}d}"
+
+
+@dataclass(frozen=True)
+class SliceFiles:
+    """The files of one slice of a plan (planning/slicefiles.py writes and reads them): a plan
+    step rank's slice of the input, or the leftover of one rank of an earlier generation."""
+
+    name: str  # for messages: "plan rank 3", "generation 0 rank 3"
+    items: Path  # the slice's items, sorted by (host hash, key hash)
+    hosts: Path  # rows per host hash, sorted by host hash
+    index: Path  # every INDEX_STRIDE-th (host hash, key hash) of the items
+    done: Path  # the slice's done document, written last
+    lock: Path  # held by the process writing the slice
+
+    def files(self) -> list[Path]:
+        """Every file of the slice but its lock (for --restart and a redo)."""
+        data = [self.hosts, self.items, self.index]
+        return [self.done, *data, *(tmp_of(p) for p in data)]
+
+
 @dataclass(frozen=True)
 class RunPaths:
-    """The layout of one output folder (see ARCHITECTURE.md, "The run folder")."""
+    """The layout of one output folder (see ARCHITECTURE.md, "The run folder"): the per-rank
+    files of ``generation`` (0: the folder itself; g: ``gen-000g/``); the files shared by
+    every generation (run.json, bodies as files) at the top."""
 
     root: Path
+    generation: int = 0
+
+    @property
+    def base(self) -> Path:
+        """Where the generation's per-rank folders are."""
+        return self.root if self.generation == 0 else generation_folder(self.root, self.generation)
+
+    def of_generation(self, generation: int) -> RunPaths:
+        return RunPaths(self.root, generation)
 
     @property
     def run_json(self) -> Path:
         return self.root / "run.json"
 
     def ledger(self, rank: int) -> Path:
-        return self.root / "ledger" / f"{rank_name(rank)}.sqlite"
+        return self.base / "ledger" / f"{rank_name(rank)}.sqlite"
 
     def ledger_paths(self, rank: int) -> LedgerPaths:
         """The rank's ledger with its items file and planning scratch folder."""
         return ledger_paths(self.ledger(rank))
 
     def shard_dir(self, rank: int) -> Path:
-        return self.root / "shards" / rank_name(rank)
+        return self.base / "shards" / rank_name(rank)
 
     def part(self, rank: int, part_no: int) -> Path:
         return self.shard_dir(rank) / f"part-{part_no:0{PART_WIDTH}d}.parquet"
@@ -81,17 +116,17 @@ class RunPaths:
         return tmp_of(self.part(rank, part_no))
 
     def progress(self, rank: int) -> Path:
-        return self.root / "progress" / f"{rank_name(rank)}.json"
+        return self.base / "progress" / f"{rank_name(rank)}.json"
 
     def stats(self, rank: int) -> Path:
-        return self.root / "stats" / f"{rank_name(rank)}.json"
+        return self.base / "stats" / f"{rank_name(rank)}.json"
 
     def log(self, rank: int) -> Path:
-        return self.root / "logs" / f"{rank_name(rank)}.log"
+        return self.base / "logs" / f"{rank_name(rank)}.log"
 
     def lock(self, rank: int) -> Path:
         """Held by the process running the rank (runfolder/lock.py); never removed."""
-        return self.root / "locks" / f"{rank_name(rank)}.lock"
+        return self.base / "locks" / f"{rank_name(rank)}.lock"
 
     @property
     def files_dir(self) -> Path:
@@ -104,10 +139,10 @@ class RunPaths:
 
     def partial_dir(self, rank: int) -> Path:
         """The rank's unfinished transfers: ``<item id>.part`` and ``<item id>.json``."""
-        return self.root / "partial" / rank_name(rank)
+        return self.base / "partial" / rank_name(rank)
 
     def done(self, rank: int) -> Path:
-        return self.root / "done" / rank_name(rank)
+        return self.base / "done" / rank_name(rank)
 
     def rank_files(self, rank: int) -> list[Path]:
         """Every file or folder that belongs to one rank (for --restart)."""
@@ -127,7 +162,7 @@ class RunPaths:
         """Ranks that left any per-rank file in this folder."""
         found: set[int] = set()
         for sub in RANK_FOLDERS:
-            folder = self.root / sub
+            folder = self.base / sub
             if not folder.is_dir():
                 continue
             for entry in folder.iterdir():
@@ -143,6 +178,63 @@ class RunPaths:
             return None
         digits = name[len("part-") : -len(".parquet")]
         return int(digits) if digits.isdigit() else None
+
+
+# ------------------------------------------------------------------ generations
+
+
+def generation_folder(root: Path, generation: int) -> Path:
+    """``OUT/gen-0001``: the per-rank folders of a generation after the first, and its own
+    files (GenerationPaths)."""
+    return root / generation_name(generation)
+
+
+def generations_present(root: Path) -> list[int]:
+    """The generations after the first that have a folder (whatever it holds), in order."""
+    found = []
+    if root.is_dir():
+        for entry in root.iterdir():
+            digits = entry.name[len(_GENERATION_PREFIX) :]
+            if entry.name.startswith(_GENERATION_PREFIX) and digits.isdigit() and entry.is_dir():
+                found.append(int(digits))
+    return sorted(found)
+
+
+@dataclass(frozen=True)
+class GenerationPaths:
+    """What starts generation g >= 1: its manifest, and the leftover of every rank of the
+    generations before it that it takes over (one slice per such rank)."""
+
+    root: Path  # the output folder
+    generation: int
+
+    @property
+    def folder(self) -> Path:
+        return generation_folder(self.root, self.generation)
+
+    @property
+    def manifest(self) -> Path:
+        return self.folder / "generation.json"
+
+    def leftover(self, generation: int, rank: int) -> SliceFiles:
+        """The slice of what rank ``rank`` of the earlier ``generation`` left to do."""
+        stem = f"{generation_name(generation)}-{rank_name(rank)}"
+        folder = self.folder / "leftover"
+        return SliceFiles(
+            name=f"generation {generation} rank {rank}",
+            items=folder / f"{stem}.items.arrow",
+            hosts=folder / f"{stem}.hosts.arrow",
+            index=folder / f"{stem}.index.arrow",
+            done=folder / "done" / f"{stem}.json",
+            lock=folder / "locks" / f"{stem}.lock",
+        )
+
+    def carried(self, generation: int, rank: int) -> Path:
+        """(item id, part) of the committed rows of that rank the leftover takes up again
+        (requeued or --retry-failed): they stop being current once this generation commits
+        the item."""
+        stem = f"{generation_name(generation)}-{rank_name(rank)}"
+        return self.folder / "leftover" / f"{stem}.carried.arrow"
 
 
 # ------------------------------------------------------------------ the plan step
@@ -163,32 +255,19 @@ class PlanPaths:
     def manifest(self) -> Path:
         return self.folder / "plan.json"
 
-    def hosts(self, rank: int) -> Path:
-        """Rows per host in the slice (host hash, rows), sorted by host hash."""
-        return self.folder / f"{rank_name(rank)}.hosts.arrow"
-
-    def items(self, rank: int) -> Path:
-        """The slice's items, sorted by (host hash, key hash)."""
-        return self.folder / f"{rank_name(rank)}.items.arrow"
-
-    def index(self, rank: int) -> Path:
-        """Every INDEX_STRIDE-th (host hash, key hash) of the items, to find a range fast."""
-        return self.folder / f"{rank_name(rank)}.index.arrow"
-
-    def done(self, rank: int) -> Path:
-        """The slice's PlanSliceDone, written last."""
-        return self.folder / "done" / f"{rank_name(rank)}.json"
-
-    def lock(self, rank: int) -> Path:
-        return self.folder / "locks" / f"{rank_name(rank)}.lock"
+    def slice(self, rank: int) -> SliceFiles:
+        """Plan rank ``rank``'s slice of the input; its done document is a PlanSliceDone."""
+        return SliceFiles(
+            name=f"plan rank {rank}",
+            items=self.folder / f"{rank_name(rank)}.items.arrow",
+            hosts=self.folder / f"{rank_name(rank)}.hosts.arrow",
+            index=self.folder / f"{rank_name(rank)}.index.arrow",
+            done=self.folder / "done" / f"{rank_name(rank)}.json",
+            lock=self.folder / "locks" / f"{rank_name(rank)}.lock",
+        )
 
     def log(self, rank: int) -> Path:
         return self.folder / "logs" / f"{rank_name(rank)}.log"
-
-    def slice_files(self, rank: int) -> list[Path]:
-        """Every file of one plan rank but its lock (for --restart and a redo)."""
-        data = [self.hosts(rank), self.items(rank), self.index(rank)]
-        return [self.done(rank), *data, *(tmp_of(p) for p in data)]
 
 
 # ------------------------------------------------------------------ the merged dataset

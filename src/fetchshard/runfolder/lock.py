@@ -52,7 +52,8 @@ def _try_lock(fd: int) -> bool:
     return True
 
 
-def _holder(path: Path) -> str:
+def holder_of(path: Path) -> str:
+    """Who holds the lock at ``path``, as a message says it."""
     try:
         data = path.read_bytes()
         holder = LockHolder.from_bytes(data, path) if data.strip() else None
@@ -79,11 +80,11 @@ def rank_lock(
         while not _try_lock(fd):
             if time.monotonic() >= deadline:
                 raise RankLockedError(
-                    f"rank {rank} of {path.parent.parent} is {_holder(path)}: is it still "
+                    f"rank {rank} of {path.parent.parent} is {holder_of(path)}: is it still "
                     f"running? (waited {wait:g}s, run.lock_wait)"
                 )
             if not told and on_wait is not None:
-                on_wait(f"rank {rank} is {_holder(path)}; waiting up to {wait:g}s for it")
+                on_wait(f"rank {rank} is {holder_of(path)}; waiting up to {wait:g}s for it")
                 told = True
             time.sleep(POLL)
         holder = LockHolder(

@@ -26,6 +26,9 @@ class Storage(Protocol):
     def remove(self, path: Path) -> None:
         """Delete a file or a folder tree; a missing one is no error."""
 
+    def create(self, path: Path, data: bytes) -> bool:
+        """Write ``path`` durably unless it exists; False when another writer was first."""
+
 
 def fsync_path(path: Path, *, drop_cache: bool = False) -> None:
     """fsync a file's data, or a folder's entries (to make a rename in it durable).
@@ -73,6 +76,24 @@ class LocalStorage:
             shutil.rmtree(path)
         else:
             path.unlink(missing_ok=True)
+
+    def create(self, path: Path, data: bytes) -> bool:
+        # A hard link of a finished tmp file: the name appears whole, and only once.
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                return False
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        fsync_path(path.parent)
+        return True
 
 
 LOCAL = LocalStorage()

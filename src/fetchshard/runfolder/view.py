@@ -15,6 +15,7 @@ import numpy as np
 from fetchshard.errors import RunFolderError
 from fetchshard.ledger import LedgerSummary, read_summary, read_superseded
 from fetchshard.runfolder.documents import DoneMarker, ProgressSnapshot, RankStats, RunManifest
+from fetchshard.runfolder.generations import Generation, read_generations
 from fetchshard.runfolder.layout import RunPaths
 from fetchshard.runfolder.lock import is_locked
 
@@ -78,27 +79,36 @@ class RankView:
 
 
 class RunFolder:
-    """An output folder as written by ``fetchshard run``."""
+    """An output folder as written by ``fetchshard run``: its generations, and the ranks of
+    the current (newest) one."""
 
     def __init__(self, root: Path) -> None:
-        self.paths = RunPaths(root)
         if not root.is_dir():
             raise RunFolderError(f"{root} is not a folder")
-        manifest = RunManifest.read(self.paths.run_json)
+        manifest = RunManifest.read(RunPaths(root).run_json)
         if manifest is None:
             raise RunFolderError(f"{root} is not a fetchshard output folder (no run.json)")
         self.manifest = manifest
+        self.generations = read_generations(root)
+        self.current = self.generations[-1]
+        self.paths = RunPaths(root, self.current.number)  # the current generation's
 
     @property
     def world_size(self) -> int:
-        return self.manifest.world_size
+        """The current generation's."""
+        return self.current.world_size
 
     def rank(self, rank: int) -> RankView:
         return RankView(self.paths, rank)
 
     def ranks(self) -> list[RankView]:
-        """Every rank of the run's world size, in order."""
+        """Every rank of the current generation, in order."""
         return [self.rank(r) for r in range(self.world_size)]
+
+    def generation_ranks(self, generation: Generation) -> list[RankView]:
+        """Every rank of ``generation``, in order."""
+        paths = self.paths.of_generation(generation.number)
+        return [RankView(paths, r) for r in range(generation.world_size)]
 
     def strays(self) -> list[int]:
         """Ranks with files in the folder beyond the world size (of an earlier run)."""

@@ -42,7 +42,7 @@ def _items(n: int, hosts: int, seed: int) -> pa.Table:
 def written(tmp_path: Path) -> tuple[PlanPaths, pa.Table]:
     paths = PlanPaths(tmp_path)
     table = _items(30_000, 300, seed=1)
-    rows, hosts = write_slice(paths, 0, table)
+    rows, hosts = write_slice(paths.slice(0), table)
     assert rows == 30_000 and hosts == len(set(table.column("host_hash").to_pylist()))
     return paths, table
 
@@ -51,7 +51,7 @@ def test_the_slice_is_sorted_and_its_host_counts_add_up(
     written: tuple[PlanPaths, pa.Table],
 ) -> None:
     paths, table = written
-    with SliceItems.open(paths, 0) as items:
+    with SliceItems.open(paths.slice(0)) as items:
         got = items.read(0, items.rows)
     assert items.rows == len(table)
     pairs = list(
@@ -59,7 +59,7 @@ def test_the_slice_is_sorted_and_its_host_counts_add_up(
     )
     assert pairs == sorted(pairs)
     assert sorted(got.column("url").to_pylist()) == sorted(table.column("url").to_pylist())
-    hosts, counts = read_hosts(paths, 0)
+    hosts, counts = read_hosts(paths.slice(0))
     assert (np.diff(hosts.astype(np.float64)) > 0).all() and int(counts.sum()) == len(table)
 
 
@@ -67,7 +67,7 @@ def test_lower_bound_is_the_first_row_at_or_after_the_pair(
     written: tuple[PlanPaths, pa.Table],
 ) -> None:
     paths, _ = written
-    with SliceItems.open(paths, 0) as items:
+    with SliceItems.open(paths.slice(0)) as items:
         got = items.read(0, items.rows)
         hosts = got.column("host_hash").to_pylist()
         keys = got.column("key_hash").to_pylist()
@@ -92,8 +92,8 @@ def test_each_rank_s_runs_are_exactly_its_rows(world: int, tmp_path: Path) -> No
     slices = [_items(8000 + 3000 * s, 200, seed=3) for s in range(3)]  # the same hosts
     all_hosts, all_counts = [], []
     for s, table in enumerate(slices):
-        write_slice(paths, s, table)
-        hosts, counts = read_hosts(paths, s)
+        write_slice(paths.slice(s), table)
+        hosts, counts = read_hosts(paths.slice(s))
         all_hosts.append(hosts)
         all_counts.append(counts)
     hosts = np.concatenate(all_hosts)
@@ -104,7 +104,7 @@ def test_each_rank_s_runs_are_exactly_its_rows(world: int, tmp_path: Path) -> No
     for rank in range(world):
         runs = RankRuns.of(assignment, rank)
         for s in range(len(slices)):
-            with SliceItems.open(paths, s) as items:
+            with SliceItems.open(paths.slice(s)) as items:
                 whole = items.read(0, items.rows)
                 ranks = assignment.ranks_of(
                     whole.column("host_hash").to_numpy(), whole.column("key_hash").to_numpy()

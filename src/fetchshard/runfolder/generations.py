@@ -1,0 +1,42 @@
+"""Which generations a run folder holds (planning/generations.py decides who joins which)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from fetchshard.errors import select_kinds
+from fetchshard.runfolder.documents import GenerationManifest, RunManifest
+from fetchshard.runfolder.layout import GenerationPaths, RunPaths, generations_present
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    """One generation of a run: its number, its world size, the failures it takes up."""
+
+    number: int
+    world_size: int
+    # --retry-failed's words it began with (it plans the chosen failures of the generations
+    # before it too); None: it began without them.
+    retry_failed: tuple[str, ...] | None = None
+
+    def retry_kinds(self) -> frozenset[str] | None:
+        """The error kinds it takes up again (None: every kind); only if retry_failed."""
+        return select_kinds(self.retry_failed or ())
+
+
+def read_generations(root: Path) -> list[Generation]:
+    """The run's generations in order ([] when the folder holds no run yet)."""
+    run = RunManifest.read(RunPaths(root).run_json)
+    if run is None:
+        return []
+    found = [Generation(0, run.world_size)]
+    for number in generations_present(root):
+        manifest = GenerationManifest.read(GenerationPaths(root, number).manifest)
+        if number != len(found) or manifest is None:
+            break  # a folder whose manifest never landed: that generation has not begun
+        retry = manifest.retry_failed
+        found.append(
+            Generation(number, manifest.world_size, None if retry is None else tuple(retry))
+        )
+    return found

@@ -1,0 +1,283 @@
+"""Generations: a run stopped and resumed with other numbers of ranks fetches nothing twice."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import random
+import signal
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from fetchshard.errors import EXIT_USAGE
+from fetchshard.ledger import read_summary
+from fetchshard.runfolder.layout import RunPaths
+from fetchshard.runfolder.view import RunFolder
+from server import ServerProcess
+from util import FAST, fetchshard_cmd, run_subprocess
+
+HOSTS = 16
+SETTINGS = [
+    *FAST,
+    "--set",
+    "output.part_max_rows=200",
+    "--set",
+    "fetch.max_in_flight=32",
+    "--set",
+    "run.lock_wait=2",
+]
+
+
+@pytest.fixture(scope="module")
+def hosts16(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    log = tmp_path_factory.mktemp("generations-server") / "requests.jsonl"
+    with ServerProcess(hosts=HOSTS, log_path=log) as proc:
+        yield proc
+
+
+def _url_file(server: ServerProcess, folder: Path, tag: str, n: int) -> Path:
+    urls = [server.url(f"/slow/0.002?t={tag}-{i}", host=i % HOSTS) for i in range(n)]
+    path = folder / f"{tag}.txt"
+    path.write_text("\n".join(urls) + "\n")
+    return path
+
+
+def committed(out: Path) -> int:
+    """Committed rows over every generation (from the ledgers, read-only)."""
+    total = 0
+    root_gens = [0, *sorted(int(p.name[4:]) for p in out.glob("gen-*"))]
+    for g in root_gens:
+        paths = RunPaths(out, g)
+        for ledger in sorted((paths.base / "ledger").glob("rank-*.sqlite")):
+            with contextlib.suppress(Exception):  # not created yet
+                total += read_summary(ledger).counts.committed
+    return total
+
+
+def _start(src: Path, out: Path, ranks: int, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        fetchshard_cmd("run", str(src), "-o", str(out), "--ranks", str(ranks), *SETTINGS, *extra),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _stop_at(
+    proc: subprocess.Popen[str], out: Path, rows: int, how: Callable[[subprocess.Popen[str]], None]
+) -> str:
+    deadline = time.monotonic() + 120
+    while committed(out) < rows:
+        assert proc.poll() is None, f"the run ended before {rows} rows: {proc.stderr}"
+        assert time.monotonic() < deadline, "no progress"
+        time.sleep(0.05)
+    how(proc)
+    _, err = proc.communicate(timeout=60)
+    return err
+
+
+def _sigterm(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGTERM)
+
+
+def _merged(out: Path) -> dict[str, tuple[object, ...]]:
+    """url -> (status, error kind, body sha256) of the merged dataset, successes and failures."""
+    done = run_subprocess("merge", str(out))
+    assert done.returncode == 0, done.stderr
+    rows: dict[str, tuple[object, ...]] = {}
+    for folder in ("data", "errors"):
+        for path in sorted((out / "merged" / folder).glob("*.parquet")):
+            table = pq.read_table(path)
+            names = table.column_names
+            for row in table.to_pylist():
+                body = row.get("body") if "body" in names else None
+                digest = hashlib.sha256(body).hexdigest() if body is not None else None
+                assert row["url"] not in rows, f"{row['url']} twice in the merge"
+                rows[row["url"]] = (row.get("http_status"), row.get("error_kind"), digest)
+    return rows
+
+
+def _requests_per_url(server: ServerProcess, tag: str) -> Counter[str]:
+    return Counter(r["path"] for r in server.requests() if f"t={tag}-" in r["path"])
+
+
+def test_stopped_then_3_then_7_ranks_fetches_each_url_once(
+    hosts16: ServerProcess, tmp_path: Path
+) -> None:
+    n = 20_000
+    src = _url_file(hosts16, tmp_path, "gens", n)
+    out = tmp_path / "out"
+    err = _stop_at(_start(src, out, 4), out, n // 2, _sigterm)
+    first = committed(out)
+    assert first < n, "the first generation finished before it was stopped"
+    err = _stop_at(_start(src, out, 3), out, first + (n - first) // 2, _sigterm)
+    second = committed(out)
+    assert second < n, err
+    last = _start(src, out, 7)
+    _, err = last.communicate(timeout=300)
+    assert last.returncode == 0, err
+
+    folder = RunFolder(out)
+    assert [g.world_size for g in folder.generations] == [4, 3, 7]
+    merged = _merged(out)
+    assert len(merged) == n
+    requests = _requests_per_url(hosts16, "gens")
+    twice = sorted(path for path, count in requests.items() if count > 1)
+    assert len(requests) == n
+    # Only what was in flight when a generation stopped may be asked again: at most the
+    # in-flight window of every rank of the two stopped generations.
+    assert len(twice) <= 32 * (4 + 3), twice[:5]
+    print(f"\n{len(twice)} of {n} URLs requested twice (in flight at a stop)")
+
+    reference = tmp_path / "reference"
+    src_again = _url_file(hosts16, tmp_path, "gens", n)  # the same URLs, one uninterrupted run
+    done = run_subprocess("run", str(src_again), "-o", str(reference), *SETTINGS, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert _merged(reference) == merged
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except FileNotFoundError:
+        return []
+    return [int(c) for c in text.split()]
+
+
+def _kill9_every_rank(proc: subprocess.Popen[str]) -> None:
+    """SIGKILL every rank process of a ``--ranks`` launcher, then the launcher."""
+    for child in _children(proc.pid):
+        os.kill(child, signal.SIGKILL)
+    proc.kill()
+
+
+def _tree_state(out: Path, skip: str | None = None) -> list[tuple[str, int, int]]:
+    return sorted(
+        (str(p.relative_to(out)), p.stat().st_size, p.stat().st_mtime_ns)
+        for p in out.rglob("*")
+        if p.is_file() and (skip is None or skip not in p.parts)
+    )
+
+
+@pytest.mark.parametrize("attempt", range(5))
+def test_every_rank_killed_at_a_random_moment_then_another_size_is_exactly_once(
+    attempt: int, hosts16: ServerProcess, tmp_path: Path
+) -> None:
+    n = 4_000
+    rng = random.Random(attempt)
+    tag = f"kill9-{attempt}"
+    src = _url_file(hosts16, tmp_path, tag, n)
+    out = tmp_path / "out"
+    sizes = rng.sample([2, 3, 4, 5, 6], 3)
+    for ranks in sizes:
+        before = committed(out) if out.exists() else 0
+        target = before + max(1, int((n - before) * rng.uniform(0.1, 0.5)))
+        proc = _start(src, out, ranks)
+        _stop_at(proc, out, min(target, n - 1), _kill9_every_rank)
+    last = rng.choice([1, 7])
+    final = _start(src, out, last)
+    _, err = final.communicate(timeout=300)
+    assert final.returncode == 0, err
+    folder = RunFolder(out)
+    assert [g.world_size for g in folder.generations] == [*sizes, last]
+    assert len(_merged(out)) == n
+    requests = _requests_per_url(hosts16, tag)
+    assert len(requests) == n
+    twice = sum(1 for count in requests.values() if count > 1)
+    # A kill -9 loses what a rank had not committed: its requests in flight and the rows of
+    # its open part (output.part_max_rows); nothing committed is ever asked for again.
+    assert twice <= (32 + 200) * sum(sizes), twice
+    print(f"\nsizes {sizes} then {last}: {twice} of {n} URLs requested twice")
+
+
+def _wait_generation_fetching(out: Path, generation: int, ranks: int) -> None:
+    deadline = time.monotonic() + 60
+    paths = RunPaths(out, generation)
+    while True:
+        states = []
+        for r in range(ranks):
+            try:
+                snap = paths.progress(r).read_text()
+            except FileNotFoundError:
+                snap = ""
+            states.append('"fetching"' in snap or '"done"' in snap)
+        if all(states):
+            return
+        assert time.monotonic() < deadline, "the generation never started fetching"
+        time.sleep(0.05)
+
+
+def test_a_new_generation_waits_for_the_running_one_then_refuses(
+    hosts16: ServerProcess, tmp_path: Path
+) -> None:
+    src = _url_file(hosts16, tmp_path, "busy", 2_000)
+    out = tmp_path / "out"
+    running = _start(src, out, 2, "--set", "fetch.per_host_rate=5")
+    try:
+        _wait_generation_fetching(out, 0, 2)
+        started = time.monotonic()
+        newer = run_subprocess("run", str(src), "-o", str(out), "--ranks", "3", *SETTINGS)
+        waited = time.monotonic() - started
+        assert newer.returncode == EXIT_USAGE, newer.stderr
+        lines = [line for line in newer.stderr.splitlines() if line.strip()]
+        assert "of generation 0 (2 ranks) is held by pid" in lines[-1], newer.stderr
+        assert "stop every rank of generation 0 before running with 3 ranks" in lines[-1]
+        assert waited >= 2.0  # run.lock_wait
+        assert not (out / "gen-0001").exists()
+        assert running.poll() is None
+    finally:
+        running.send_signal(signal.SIGTERM)
+        running.communicate(timeout=60)
+
+
+def test_an_older_generation_s_rank_started_later_exits_2_without_writing(
+    hosts16: ServerProcess, tmp_path: Path
+) -> None:
+    src = _url_file(hosts16, tmp_path, "fence", 3_000)
+    out = tmp_path / "out"
+    _stop_at(_start(src, out, 2), out, 300, _sigterm)
+    newer = _start(src, out, 3, "--set", "fetch.per_host_rate=5")
+    try:
+        _wait_generation_fetching(out, 1, 3)
+        before = _tree_state(out, skip="gen-0001")
+        older = run_subprocess(
+            "run", str(src), "-o", str(out), "--rank", "1", "--world-size", "2", *SETTINGS
+        )
+        assert older.returncode == EXIT_USAGE, older.stderr
+        assert "rank 0 of generation 1 (3 ranks) is held by pid" in older.stderr
+        assert _tree_state(out, skip="gen-0001") == before  # nothing of the run touched
+        assert newer.poll() is None
+    finally:
+        newer.send_signal(signal.SIGTERM)
+        newer.communicate(timeout=60)
+
+
+def test_a_rank_killed_while_planning_the_leftover_is_redone_alone(
+    hosts16: ServerProcess, tmp_path: Path
+) -> None:
+    n = 3_000
+    src = _url_file(hosts16, tmp_path, "replan", n)
+    out = tmp_path / "out"
+    _stop_at(_start(src, out, 4), out, 1_000, _sigterm)
+    one = ["run", str(src), "-o", str(out), "--world-size", "3", *SETTINGS]
+    killed = run_subprocess(
+        *one, "--rank", "1", env={**os.environ, "_FETCHSHARD_FAULT": "leftover_written:1"}
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    leftover = out / "gen-0001" / "leftover"
+    assert list(leftover.glob("*.items.arrow")) and not list(leftover.glob("done/*.json"))
+    alone = run_subprocess(*one, "--rank", "1")
+    assert alone.returncode == 0, alone.stderr
+    assert len(list(leftover.glob("done/*.json"))) == 4  # it wrote every source's leftover
+    for rank in (0, 2):
+        rest = run_subprocess(*one, "--rank", str(rank))
+        assert rest.returncode == 0, rest.stderr
+    assert len(_merged(out)) == n
+    assert len(_requests_per_url(hosts16, "replan")) == n
