@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from fetchshard.merging.documents import MergeManifest
     from fetchshard.merging.job import MergeOptions, MergeOutcome
     from fetchshard.reporting import Report
-    from fetchshard.runfolder.documents import PlanSliceDone
+    from fetchshard.runfolder.documents import LeftoverDone, PlanSliceDone
 
 __all__ = [
     "MergeResult",
@@ -98,7 +98,11 @@ class PlanResult:
     output: Path  # the output folder (the plan is under ``output/plan``)
     ranks: tuple[int, ...]
     world_size: int  # the plan's, which the run must use
-    slices: tuple[PlanSliceDone, ...]  # the done slices of those ranks
+    slices: tuple[PlanSliceDone, ...]  # the done slices of those ranks (of the input)
+    # On a run folder whose next generation it prepares (another world size): its number
+    # (0: a plan of the input), and the leftover slices those plan ranks wrote.
+    generation: int = 0
+    leftovers: tuple[LeftoverDone, ...] = ()
 
     @property
     def rows(self) -> int:
@@ -314,23 +318,40 @@ def plan(
 def _plan(job: _RankJob) -> PlanResult:
     from fetchshard.engine.stop import StopFlag, stop_signals
     from fetchshard.planning import Interrupted
+    from fetchshard.planning.generations import uses_input_plan
+    from fetchshard.planning.leftover import plan_generation_step
     from fetchshard.planning.step import check_plan_config, plan_step_rank
     from fetchshard.ranks import detect_rank
 
     config = job.config
-    check_plan_config(config)
     output = Path(config.output.dir)
     count = config.run.ranks
+    world = count if count > 1 else config.run.world_size
+    if world is None:
+        world = detect_rank(os.environ, rank=config.run.rank, world_size=None).world_size
+    of_input = config.run.restart or uses_input_plan(output, world)
+    if of_input:
+        check_plan_config(config)
     if count > 1:
-        from fetchshard.inputs import validate_inputs
+        if of_input:
+            from fetchshard.inputs import validate_inputs
 
-        validate_inputs(config.input)
+            validate_inputs(config.input)
+        else:
+            _before_launch(config, count)  # begins the generation the plan ranks prepare
         code = _launch(job, count, range(count))
         return _plan_result(output, range(count), count, complete=code == EXIT_OK)
     info = detect_rank(os.environ, rank=config.run.rank, world_size=config.run.world_size)
     stop = StopFlag()
     with stop_signals(stop):
         try:
+            if not of_input:
+                number, leftovers = plan_generation_step(
+                    config, info, should_stop=lambda: bool(stop)
+                )
+                return PlanResult(
+                    True, output, (info.rank,), info.world_size, (), number, tuple(leftovers)
+                )
             done = plan_step_rank(config, info, should_stop=lambda: bool(stop))
         except Interrupted:
             return _plan_result(output, [info.rank], info.world_size, complete=False)
@@ -340,11 +361,18 @@ def _plan(job: _RankJob) -> PlanResult:
 def _plan_result(
     output: Path, ranks: Iterable[int], world_size: int, *, complete: bool
 ) -> PlanResult:
+    from fetchshard.planning.leftover import leftovers_of
     from fetchshard.runfolder.documents import PlanSliceDone
+    from fetchshard.runfolder.generations import read_generations
     from fetchshard.runfolder.layout import PlanPaths
 
-    paths = PlanPaths(output)
     ran = tuple(ranks)
+    generations = read_generations(output)
+    if len(generations) > 1 and generations[-1].world_size == world_size:
+        number = generations[-1].number
+        leftovers = leftovers_of(output, generations, number, ran)
+        return PlanResult(complete, output, ran, world_size, (), number, tuple(leftovers))
+    paths = PlanPaths(output)
     slices = (PlanSliceDone.read(paths.slice(r).done) for r in ran)
     return PlanResult(complete, output, ran, world_size, tuple(s for s in slices if s))
 

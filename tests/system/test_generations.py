@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import random
 import signal
@@ -12,16 +13,26 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from fetchshard.config import load_config
 from fetchshard.errors import EXIT_USAGE
-from fetchshard.ledger import read_summary
+from fetchshard.inputs import open_inputs
+from fetchshard.ledger import Ledger, read_summary
+from fetchshard.planning.fingerprint import claim_run_folder, fingerprint
+from fetchshard.planning.generations import enter_generation, generation_fingerprint
+from fetchshard.planning.leftover import SealContext, plan_generation_rank
+from fetchshard.planning.rank import plan_rank
+from fetchshard.ranks import RankInfo
 from fetchshard.runfolder.layout import RunPaths
 from fetchshard.runfolder.view import RunFolder
 from server import ServerProcess
-from util import FAST, fetchshard_cmd, run_subprocess
+from util import FAST, fetchshard_cmd, planned_items, run_subprocess
 
 HOSTS = 16
 SETTINGS = [
@@ -135,6 +146,14 @@ def test_stopped_then_3_then_7_ranks_fetches_each_url_once(
     # in-flight window of every rank of the two stopped generations.
     assert len(twice) <= 32 * (4 + 3), twice[:5]
     print(f"\n{len(twice)} of {n} URLs requested twice (in flight at a stop)")
+
+    report = json.loads(run_subprocess("report", str(out), "--json").stdout)
+    assert report["state"] == "done" and report["world_size"] == 7
+    assert [g["world_size"] for g in report["generations"]] == [4, 3, 7]
+    assert [g["state"] for g in report["generations"]] == ["ended", "ended", "done"]
+    assert report["totals"]["planned"] == report["totals"]["committed"] == n
+    left = [g["left"] for g in report["generations"]]
+    assert left[0] == n - report["generations"][0]["committed"] and left[2] is None
 
     reference = tmp_path / "reference"
     src_again = _url_file(hosts16, tmp_path, "gens", n)  # the same URLs, one uninterrupted run
@@ -281,3 +300,123 @@ def test_a_rank_killed_while_planning_the_leftover_is_redone_alone(
         assert rest.returncode == 0, rest.stderr
     assert len(_merged(out)) == n
     assert len(_requests_per_url(hosts16, "replan")) == n
+
+
+def test_retry_failed_on_a_run_of_generations_takes_up_the_failures_of_every_one(
+    hosts16: ServerProcess, tmp_path: Path
+) -> None:
+    tag = "genretry"
+    good = [hosts16.url(f"/slow/0.002?t={tag}-ok-{i}", host=i % 4) for i in range(1_200)]
+    # Each fails its first request (503) and answers the second.
+    flaky = [hosts16.url(f"/flaky/{tag}-{i}/1?t={tag}-fl-{i}", host=i % 4) for i in range(80)]
+    src = tmp_path / "urls.txt"
+    src.write_text("\n".join([*good[:600], *flaky[:40], *good[600:], *flaky[40:]]) + "\n")
+    once = ["--set", "fetch.max_attempts=1", "--set", "fetch.final_pass_attempts=0"]
+    out = tmp_path / "out"
+    _stop_at(_start(src, out, 2, *once), out, 600, _sigterm)
+    rest = _start(src, out, 3, *once)
+    _, err = rest.communicate(timeout=120)
+    assert rest.returncode == 0, err
+    failed = {g["generation"]: g["failed"] for g in _report(out)["generations"]}
+    assert sum(failed.values()) == 80 and all(failed.values()), failed  # in both generations
+
+    before = _requests_per_url(hosts16, tag)
+    retry = _start(src, out, 3, *once, "--retry-failed")
+    _, err = retry.communicate(timeout=120)
+    assert retry.returncode == 0, err
+    asked = _requests_per_url(hosts16, tag) - before
+    assert sorted(asked) == sorted(_path(u) for u in flaky)  # each failure once, nothing else
+    assert set(asked.values()) == {1}
+    report = _report(out)
+    assert [g["retry_failed"] for g in report["generations"]] == [None, None, ["transient"]]
+    assert report["totals"]["failed"] == 0 and report["totals"]["committed"] == 1_280
+    assert report["failures"]["by_kind"] == {}
+    merged = _merged(out)
+    assert len(merged) == 1_280 and {row[1] for row in merged.values()} == {None}
+
+
+def _report(out: Path) -> dict[str, Any]:
+    done = run_subprocess("report", str(out), "--json")
+    assert done.returncode == 0, done.stderr
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
+
+
+def _path(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.path}?{parts.query}"
+
+
+def test_the_plan_step_prepares_the_next_generation(hosts16: ServerProcess, tmp_path: Path) -> None:
+    n = 3_000
+    src = _url_file(hosts16, tmp_path, "genplan", n)
+    out = tmp_path / "out"
+    _stop_at(_start(src, out, 4), out, 1_000, _sigterm)
+    plan = run_subprocess("plan", str(src), "-o", str(out), "--ranks", "3", *SETTINGS)
+    assert plan.returncode == 0, plan.stderr
+    leftover = out / "gen-0001" / "leftover"
+    assert len(list(leftover.glob("done/*.json"))) == 4  # each of the 4 stopped ranks'
+    assert not (out / "plan").exists()  # the input is not planned again
+    stamps = {p: p.stat().st_mtime_ns for p in leftover.rglob("*.arrow")}
+    run = _start(src, out, 3)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 0, err
+    assert {p: p.stat().st_mtime_ns for p in leftover.rglob("*.arrow")} == stamps  # used as is
+    assert len(_merged(out)) == n
+    assert len(_requests_per_url(hosts16, "genplan")) == n
+
+
+def test_the_leftover_of_a_zipf_run_stopped_at_70_percent_is_balanced_over_new_ranks(
+    tmp_path: Path,
+) -> None:
+    """Planning only (nothing fetched): 60,000 items on 1,000 hosts, Zipf(1.3), over 8 ranks;
+    stopped as a polite run stops, every host fetched at the same pace, so the small hosts are
+    done and the leftover is the big hosts' tails; then 5 ranks take it over."""
+    weights = 1 / np.arange(1, 1_001) ** 1.3
+    counts = np.maximum(1, np.round(weights / weights.sum() * 60_000)).astype(int)
+    urls = [f"http://h{h}.example/{i}" for h, n in enumerate(counts) for i in range(n)]
+    random.Random(5).shuffle(urls)
+    src = tmp_path / "urls.txt"
+    src.write_text("\n".join(urls) + "\n")
+    out = tmp_path / "out"
+    config = load_config(environ={}, overrides={"input.paths": [str(src)], "output.dir": str(out)})
+    inputs = open_inputs(config.input)
+    old = 8
+    fp = fingerprint(config, inputs.files, old)
+    for rank in range(old):
+        info = RankInfo(rank, old, "test")
+        claim_run_folder(RunPaths(out), fp, info, restart=False)
+        with Ledger(RunPaths(out).ledger_paths(rank)) as ledger:
+            plan_rank(ledger, config, info, fp, inputs)
+    # Every host fetched at one pace for the same time: at most `cap` items of each.
+    per_rank = [planned_items(RunPaths(out).ledger(r)) for r in range(old)]
+    hosts = Counter(r["url"].split("/")[2] for items in per_rank for r in items)
+    cap = next(c for c in range(1, 60_000) if sum(min(n, c) for n in hosts.values()) >= 42_000)
+    seen: Counter[str] = Counter()
+    for rank, items in enumerate(per_rank):
+        done = []
+        for row in items:
+            host = row["url"].split("/")[2]
+            seen[host] += 1
+            if seen[host] <= cap:
+                done.append((row["item_id"], 1, None))
+        with Ledger(RunPaths(out).ledger_paths(rank)) as ledger:
+            ledger.commit_part(1, done, rows=len(done), nbytes=1, now=0.0)
+    left = len(urls) - sum(min(n, cap) for n in hosts.values())
+    assert 0.25 < left / len(urls) < 0.35
+
+    new = 5
+    generations, generation = enter_generation(out, new, (), lock_wait=0)
+    ctx = SealContext(out, config, inputs, generations, should_stop=lambda: False)
+    fp_new = generation_fingerprint(fingerprint(config, inputs.files, new), generation.number)
+    planned = []
+    for rank in range(new):
+        with Ledger(RunPaths(out, 1).ledger_paths(rank)) as ledger:
+            result = plan_generation_rank(ledger, ctx, RankInfo(rank, new, "test"), fp_new, 1)
+            planned.append(result.new)
+    assert sum(planned) == left
+    mean = left / new
+    print(
+        f"\nleftover {left:,} items over {new} ranks: {planned}, max/mean {max(planned) / mean:.3f}"
+    )
+    assert max(planned) <= 1.05 * mean

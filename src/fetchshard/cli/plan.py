@@ -57,6 +57,11 @@ def plan_command(
     (`srun -n W fetchshard plan config.yaml`, or `--ranks W`); rerunning it redoes only the
     ranks that did not finish.
 
+    On a run folder whose run stopped with another number of ranks, it prepares the next
+    generation instead: once every rank of the run is stopped, plan rank r of W writes its
+    share of what they left (README: Generations), which `fetchshard run` with W ranks then
+    spreads without reading it all again.
+
     Exit codes: 0 done, 1 failure, 2 bad usage or config, 75 interrupted (rerun to go on).
     """
     from fetchshard import api
@@ -78,11 +83,19 @@ def plan_command(
             log_level=log_level,
             log_to_stderr=True,
         )
-    one = result.slices[0] if len(result.slices) == 1 and result.complete else None
-    if one is not None and sys.stderr.isatty() and not os.environ.get(CHILD):
+    tell = result.complete and sys.stderr.isatty() and not os.environ.get(CHILD)
+    one = result.slices[0] if len(result.slices) == 1 else None
+    if tell and one is not None:
         typer.echo(
             f"plan rank {one.rank} of {one.world_size}: {one.rows:,} rows, "
             f"{one.hosts:,} hosts, {one.bytes_read:,} bytes read in {one.seconds:.1f} s",
+            err=True,
+        )
+    elif tell and result.generation and len(result.ranks) == 1:
+        items = sum(s.items for s in result.leftovers)
+        typer.echo(
+            f"generation {result.generation}, plan rank {result.ranks[0]} of "
+            f"{result.world_size}: {len(result.leftovers)} leftover slices, {items:,} items",
             err=True,
         )
     raise typer.Exit(result.exit_code)

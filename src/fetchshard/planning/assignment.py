@@ -55,9 +55,14 @@ class Assignment:
 
     @classmethod
     def from_counts(
-        cls, host_hashes: np.ndarray, counts: np.ndarray, world_size: int
+        cls, host_hashes: np.ndarray, counts: np.ndarray, world_size: int, *, granularity: int = 1
     ) -> Assignment:
-        """The assignment for hosts (``host_hashes``, uint64, distinct) with ``counts`` items."""
+        """The assignment for hosts (``host_hashes``, uint64, distinct) with ``counts`` items.
+
+        ``granularity`` g: a host's pieces hold at most 1/g of the mean, so that the largest
+        piece, which bounds how far LPT can miss the mean, is that small. 1 (a piece per mean,
+        a host below the mean whole) suits an input of many hosts, whose tiny ones fill every
+        rank up; a later generation's leftover, often a few big hosts' tails, needs finer."""
         if world_size < 1:
             raise ValueError("world_size must be at least 1")
         hashes = np.asarray(host_hashes, dtype=np.uint64)
@@ -70,7 +75,8 @@ class Assignment:
         tiny = counts <= mean / TINY
         heap = [(0.0, rank) for rank in range(world_size)]
         big_hashes, big_counts = hashes[~tiny], counts[~tiny]
-        n_pieces = np.minimum(np.ceil(big_counts / mean), world_size).astype(np.int64)
+        n_pieces = np.ceil(big_counts * granularity / mean)
+        n_pieces = np.minimum(n_pieces, world_size * granularity).astype(np.int64)
         n_pieces = np.maximum(n_pieces, 1)
         size = big_counts / n_pieces
         # Largest pieces first; ties by host hash: the same order on every machine.

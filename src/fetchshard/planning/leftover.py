@@ -21,15 +21,18 @@ A new rank reads about 1/W of the old ledgers (its sources' items files and comm
 every slice's host counts and sparse index, and its own runs: O(N/W + S x hosts per slice)
 for N planned items and S sources, never every old ledger whole (ARCHITECTURE.md).
 
-In a slice, an item's host hash and key hash are its host id and item id (63-bit hashes
-already) with a top bit added, so that ``key_hash & ID_MASK`` is the item id again.
+In a leftover slice, an item's host hash is its host id (a 63-bit hash already) with a top
+bit added (``host_hash & ID_MASK`` is the host id, as the rate shares want), and its key hash
+its item id scrambled (slicefiles.item_keys): a stopped rank leaves each host's highest ids,
+which the scrambling spreads over a heavy host's pieces.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,15 +43,27 @@ import pyarrow as pa
 from fetchshard.config import Config
 from fetchshard.errors import RankLockedError, RunFolderError
 from fetchshard.faults import crash_point
-from fetchshard.inputs import InputSet
+from fetchshard.inputs import InputSet, open_inputs
 from fetchshard.ledger import ItemFile, Ledger, read_current_rows, read_only
 from fetchshard.output.files import clear_partial
 from fetchshard.output.parts import recover
 from fetchshard.planning import Interrupted
-from fetchshard.planning.generations import generation_fingerprint, wait_stopped
-from fetchshard.planning.slicefiles import CARRIED, ITEMS, write_carried, write_slice
+from fetchshard.planning.fingerprint import fingerprint
+from fetchshard.planning.generations import (
+    check_same_run,
+    enter_generation,
+    generation_fingerprint,
+    wait_stopped,
+)
+from fetchshard.planning.slicefiles import (
+    CARRIED,
+    ITEMS,
+    item_keys,
+    write_carried,
+    write_slice,
+)
 from fetchshard.ranks import RankInfo
-from fetchshard.runfolder.generations import Generation
+from fetchshard.runfolder.generations import Generation, leftover_sources
 
 if TYPE_CHECKING:
     from fetchshard.planning.rank import RankPlanResult
@@ -72,13 +87,7 @@ class Source:
 
 def sources(generations: list[Generation], number: int) -> list[Source]:
     """The sources of generation ``number``, in slice order."""
-    previous = generations[number - 1]
-    found = [Source(previous.number, r) for r in range(previous.world_size)]
-    if generations[number].retry_failed is not None:  # failures of every older one too
-        found += [
-            Source(g.number, r) for g in generations[: number - 1] for r in range(g.world_size)
-        ]
-    return found
+    return [Source(g, r) for g, r in leftover_sources(generations, number)]
 
 
 def slices(root: Path, generations: list[Generation], number: int) -> list[SliceFiles]:
@@ -179,7 +188,7 @@ def _seal(
         if ctx.generations[number].retry_failed is not None
         else frozenset()
     )
-    table, carried, kept = leftover(
+    table, carried, kept, errors = leftover(
         ledger_files.db,
         ledger_files.items,
         chosen_kinds,
@@ -201,6 +210,7 @@ def _seal(
         bytes_read=bytes_read,
         seconds=round(time.monotonic() - started, 3),
         completed_at=time.time(),
+        carried_errors=errors,
     )
     done.write(files.done, durable=True, storage=ctx.storage)
     log.info(
@@ -267,9 +277,10 @@ def leftover(
     taken_later: list[frozenset[str] | None],
     *,
     previous: bool,
-) -> tuple[pa.Table, pa.Table, int]:
+) -> tuple[pa.Table, pa.Table, int, dict[str, int]]:
     """A source ledger's leftover as slice rows (:data:`slicefiles.ITEMS`), the (item id,
-    part) of its committed rows taken up again, and how many of its rows stay current.
+    part) of its committed rows taken up again, how many of its rows stay current and, by
+    error kind, the failures among those taken up.
 
     From the ``previous`` generation: its items without a current row, those requeued (their
     row stays until replaced) and its failures of the ``chosen`` kinds (None: any; empty:
@@ -327,7 +338,8 @@ def leftover(
         schema=CARRIED,
     )
     kept = int((~again & ~gone).sum())
-    return table, carried, kept
+    errors = Counter(str(kind) for kind in rows.error_kind[retry])
+    return table, carried, kept, dict(sorted(errors.items()))
 
 
 def _kinds_match(kinds: np.ndarray, chosen: frozenset[str] | None) -> np.ndarray:
@@ -347,7 +359,7 @@ def _slice_rows(
     names = pa.compute.if_else(pa.array(known), names, pa.scalar(None, pa.string()))
     columns: dict[str, Any] = {
         "host_hash": _with_top_bit(host_id.astype(np.uint64)),
-        "key_hash": _with_top_bit(item_id),
+        "key_hash": item_keys(item_id),
         "position": positions.astype(np.int64),
         "host_id": batch.column("host_id"),
         "host": names,
@@ -400,3 +412,50 @@ def plan_generation_rank(
         on_batch=on_batch,
         from_slices=slices(ctx.root, ctx.generations, number),
     )
+
+
+def plan_generation_step(
+    config: Config, info: RankInfo, *, should_stop: Callable[[], bool] = lambda: False
+) -> tuple[int, list[LeftoverDone]]:
+    """``fetchshard plan`` on a run folder whose next generation has ``info.world_size``
+    ranks: begin it (once the current one is stopped) and write plan rank ``info.rank``'s
+    share of its leftover slices (phase 1), so that its run ranks only read their runs.
+    Returns the generation and the leftovers written or found of that share."""
+    root = Path(config.output.dir)
+    inputs = open_inputs(config.input)
+    check_same_run(root, fingerprint(config, inputs.files, info.world_size))
+    generations, generation = enter_generation(
+        root,
+        info.world_size,
+        config.run.retry_failed,
+        lock_wait=config.run.lock_wait,
+        on_wait=log.warning,
+    )
+    if generation.number == 0:  # the run is still at this world size: nothing to prepare
+        return 0, []
+    wait_stopped(
+        root,
+        generations[generation.number - 1],
+        lock_wait=config.run.lock_wait,
+        on_wait=log.warning,
+    )
+    ctx = SealContext(root, config, inputs, generations, should_stop)
+    for i, source in enumerate(sources(generations, generation.number)):
+        mine = i % info.world_size == info.rank
+        if mine and sealed(root, generation.number, source) is None:
+            seal(ctx, generation.number, source)  # None: another process is writing it
+    return generation.number, leftovers_of(root, generations, generation.number, [info.rank])
+
+
+def leftovers_of(
+    root: Path, generations: list[Generation], number: int, ranks: Iterable[int]
+) -> list[LeftoverDone]:
+    """The leftover slices of generation ``number`` that plan ranks ``ranks`` write."""
+    world = generations[number].world_size
+    mine = set(ranks)
+    found = []
+    for i, source in enumerate(sources(generations, number)):
+        done = sealed(root, number, source) if i % world in mine else None
+        if done is not None:
+            found.append(done)
+    return found

@@ -29,10 +29,9 @@ from fetchshard.errors import PlanError
 from fetchshard.ledger import ITEM_COLUMNS
 from fetchshard.planning.assignment import Assignment, HostCounter
 from fetchshard.planning.fingerprint import difference, plan_fingerprint
-from fetchshard.planning.slicefiles import SliceItems, read_hosts
+from fetchshard.planning.slicefiles import SliceItems, item_ids, read_hosts
 from fetchshard.runfolder.documents import PlanManifest, PlanSliceDone
 from fetchshard.runfolder.layout import PlanPaths, SliceFiles
-from fetchshard.urls import ID_MASK
 
 
 def plan_in_use(config: Config, files: list[Path], world_size: int) -> PlanPaths | None:
@@ -85,14 +84,21 @@ def plan_slices(paths: PlanPaths, world_size: int) -> list[SliceFiles]:
     return [paths.slice(rank) for rank in range(world_size)]
 
 
+# A leftover's pieces: at most 1/32 of a rank's mean each, so that LPT ends every rank within
+# about 3 % of it however few hosts the leftover has (assignment.py, granularity).
+LEFTOVER_GRANULARITY = 32
+
+
 def plan_assignment(slices: Sequence[SliceFiles], world_size: int) -> Assignment:
     """The assignment over ``world_size`` ranks from the host counts of every slice (what
-    every run rank derives)."""
+    every run rank derives); a leftover's (``keys`` "item") cut finer."""
     counter = HostCounter()
     for files in slices:
         counter.add_counts(*read_hosts(files))
     hosts, counts = counter.result()
-    return Assignment.from_counts(hosts, counts, world_size)
+    leftover = bool(slices) and slices[0].keys == "item"
+    granularity = LEFTOVER_GRANULARITY if leftover else 1
+    return Assignment.from_counts(hosts, counts, world_size, granularity=granularity)
 
 
 @dataclass(frozen=True)
@@ -180,11 +186,13 @@ def rank_tables(
             gathered, count = [], 0
 
 
-def ledger_columns(table: pa.Table) -> tuple[dict[str, Any], np.ndarray, set[tuple[int, str]]]:
-    """A slice table as the ledger stages it: columns, positions, and its (host id, host)s."""
-    key_hash = table.column("key_hash").to_numpy()
+def ledger_columns(
+    table: pa.Table, keys: str = "hash"
+) -> tuple[dict[str, Any], np.ndarray, set[tuple[int, str]]]:
+    """A slice table as the ledger stages it: columns, positions, and its (host id, host)s
+    (``keys``: what its key hashes are, ``SliceFiles.keys``)."""
     columns: dict[str, Any] = {
-        "item_id": (key_hash & np.uint64(ID_MASK)).astype(np.int64),
+        "item_id": item_ids(table.column("key_hash").to_numpy(), keys),
         **{
             name: table.column(name)
             for name in ITEM_COLUMNS

@@ -160,7 +160,7 @@ def _plan_from_slices(
         for table in rank_tables(slices, rank.rank, assignment):
             if should_stop():
                 raise Interrupted("planning interrupted")
-            columns, positions, hosts = ledger_columns(table)
+            columns, positions, hosts = ledger_columns(table, slices[0].keys)
             staged = [(to_batch(columns, len(table)), positions)]
             ledger.insert_planned(hosts, staged, extras_schema=schema)
             schema = None
@@ -174,10 +174,12 @@ def _plan_from_slices(
     finally:
         ledger.discard_plan()
     log.info(
-        "planned %d rows for this rank from %d slices in %s (%d new, %d duplicates, %d bad URLs)",
+        "planned %d rows for this rank from the %s in %s (%d slices; %d new, %d duplicates, "
+        "%d bad URLs)",
         rows,
-        len(slices),
+        "leftover" if slices and slices[0].keys == "item" else "plan",
         slices[0].items.parent if slices else "-",
+        len(slices),
         new,
         rows - new,
         bad,

@@ -21,6 +21,7 @@ import pyarrow.ipc as ipc
 from fetchshard.ledger import ITEM_SCHEMA
 from fetchshard.runfolder.layout import SliceFiles, tmp_of
 from fetchshard.runfolder.storage import LOCAL, Storage
+from fetchshard.urls import ID_MASK
 
 INDEX_STRIDE = 1024
 # A record batch's buffers lie together in the file: with batches of one stride, the rows of a
@@ -42,6 +43,28 @@ ITEMS = pa.schema(
 )
 HOSTS = pa.schema([pa.field("host_hash", pa.uint64()), pa.field("rows", pa.int64())])
 INDEX = pa.schema([pa.field("host_hash", pa.uint64()), pa.field("key_hash", pa.uint64())])
+# A leftover's key hash is its item id times this odd number, mod 2**64 (invertible: the item
+# id comes back). A stopped rank leaves each host's highest item ids (its queue goes in id
+# order); its low bits would keep that range together, so that a heavy host's pieces (key
+# ranges) got all of it. Multiplying spreads any range of ids over every piece.
+_KEY_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
+_KEY_INVERSE = np.uint64(pow(0x9E3779B97F4A7C15, -1, 2**64))
+
+
+def item_keys(item_ids: np.ndarray) -> np.ndarray:
+    """The key hashes a leftover slice gives these item ids."""
+    out: np.ndarray = item_ids.astype(np.uint64) * _KEY_MULTIPLIER
+    return out
+
+
+def item_ids(key_hashes: np.ndarray, keys: str) -> np.ndarray:
+    """The item ids of a slice's rows from their key hashes (``SliceFiles.keys``)."""
+    keys_u64 = key_hashes.astype(np.uint64)
+    ids = keys_u64 * _KEY_INVERSE if keys == "item" else keys_u64 & np.uint64(ID_MASK)
+    out: np.ndarray = ids.astype(np.int64)
+    return out
+
+
 # Beside a leftover slice: the (item id, part) of the source's committed rows it takes up again.
 CARRIED = pa.schema([pa.field("item_id", pa.int64()), pa.field("part", pa.int64())])
 

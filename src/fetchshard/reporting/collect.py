@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 
 from fetchshard.ledger import LedgerSummary
 from fetchshard.reporting.timeline import recent_rate, summed
-from fetchshard.runfolder.documents import ProgressHistory, ProgressSnapshot
+from fetchshard.runfolder.documents import LeftoverDone, ProgressHistory, ProgressSnapshot
+from fetchshard.runfolder.generations import Generation, leftover_sources
+from fetchshard.runfolder.layout import GenerationPaths
 from fetchshard.runfolder.view import RankView, RunFolder
 from fetchshard.stats import HostCounts, Stats
 
@@ -51,19 +53,40 @@ class RankRow:
     age_s: float | None  # of its last snapshot
 
 
+@dataclass(frozen=True, kw_only=True)
+class GenerationRow:
+    """One generation of the run (``generations`` of ``--json``; one for most runs)."""
+
+    generation: int
+    world_size: int
+    retry_failed: list[str] | None  # the --retry-failed words it began with (None: none)
+    state: str  # "ended" (a later generation took over what it left), else the job's state
+    planned: int  # items its ranks planned: the input's (the first), a leftover (the others)
+    committed: int  # rows its ranks committed
+    failed: int  # of them, failures
+    left: int | None  # items it left to the next generation (None: the current one)
+
+
 @dataclass
 class Collected:
-    """A run folder read at ``now``: one row per rank and what the ranks counted."""
+    """A run folder read at ``now``: one row per rank of the current generation and what
+    every rank of every generation counted."""
 
     folder: str
     world_size: int
     now: float
-    ranks: list[RankRow]
+    ranks: list[RankRow]  # of the current generation
     stats: Stats  # summed over the ranks' latest sessions (bytes, requests, content, hosts)
-    errors: Counter[str]  # committed failures by kind, over all sessions where known
+    errors: Counter[str]  # current committed failures by kind, over all sessions where known
     history: ProgressHistory  # every rank's summed on one time grid
     interval: float  # the ranks' snapshot interval
     hosts: dict[str, HostCounts] = field(default_factory=dict)
+    generations: list[GenerationRow] = field(default_factory=list)
+    # Before the current generation: the items the input planned, and of them those done
+    # (with a row no later generation took up again) and failed. Zero in the first one.
+    planned_before: int = 0
+    done_before: int = 0
+    failed_before: int = 0
 
 
 def collect(folder: RunFolder, *, now: float | None = None) -> Collected:
@@ -80,32 +103,94 @@ def collect(folder: RunFolder, *, now: float | None = None) -> Collected:
 
 
 def _collect(folder: RunFolder, now: float) -> Collected:
-    rows = []
     total = Stats()
     errors: Counter[str] = Counter()
     histories: list[tuple[ProgressHistory, float]] = []
     intervals = []
-    for view in folder.ranks():
-        row, stats, rank_errors = _rank(view, now)
-        rows.append(row)
-        total += stats
-        errors.update(rank_errors)
-        snap = view.progress
-        if snap is not None:
-            histories.append((snap.history, snap.history_step))
-            intervals.append(snap.interval)
+    generations: list[GenerationRow] = []
+    per_generation: list[list[RankRow]] = []
+    for generation in folder.generations:
+        rows = []
+        for view in folder.generation_ranks(generation):
+            row, stats, rank_errors = _rank(view, now)
+            rows.append(row)
+            total += stats
+            errors.update(rank_errors)
+            snap = view.progress
+            if snap is not None:
+                histories.append((snap.history, snap.history_step))
+                intervals.append(snap.interval)
+        per_generation.append(rows)
+    leftovers = [_leftover(folder, g) for g in folder.generations[1:]]
+    pairs = zip(folder.generations, per_generation, strict=True)
+    for index, (generation, rows) in enumerate(pairs):
+        left = None
+        if index + 1 < len(folder.generations):
+            items, _ = leftovers[index]
+            left = items if items is not None else _pending(rows)
+        generations.append(
+            GenerationRow(
+                generation=generation.number,
+                world_size=generation.world_size,
+                retry_failed=_words(generation.retry_failed),
+                state="ended" if left is not None else "",
+                planned=sum(row.planned or 0 for row in rows),
+                committed=sum(row.committed for row in rows),
+                failed=sum(row.failed for row in rows),
+                left=left,
+            )
+        )
+    carried: Counter[str] = Counter()
+    for _, kinds in leftovers:
+        carried.update(kinds)
+    errors.subtract(carried)
+    errors = +errors  # drops kinds at zero
+    planned_before = done_before = failed_before = 0
+    if len(generations) > 1:
+        planned_before = generations[0].planned
+        done_before = planned_before - (generations[-2].left or 0)
+        failed_before = sum(g.failed for g in generations[:-1]) - sum(carried.values())
     interval = max(intervals) if intervals else 5.0
     return Collected(
         folder=str(folder.paths.root),
         world_size=folder.world_size,
         now=now,
-        ranks=rows,
+        ranks=per_generation[-1],
         stats=total,
         errors=errors,
         history=summed(histories),
         interval=interval,
         hosts=total.hosts,
+        generations=generations,
+        planned_before=planned_before,
+        done_before=done_before,
+        failed_before=max(failed_before, 0),
     )
+
+
+def _leftover(folder: RunFolder, generation: Generation) -> tuple[int | None, Counter[str]]:
+    """What ``generation`` took over: its leftover's items (None until every one is written)
+    and the failures it took up again, by kind."""
+    paths = GenerationPaths(folder.paths.root, generation.number)
+    items = 0
+    complete = True
+    carried: Counter[str] = Counter()
+    for source in leftover_sources(folder.generations, generation.number):
+        done = LeftoverDone.read(paths.leftover(*source).done)
+        if done is None or done.generation != generation.number:
+            complete = False
+            continue
+        items += done.items
+        carried.update(done.carried_errors)
+    return (items if complete else None), carried
+
+
+def _words(words: tuple[str, ...] | None) -> list[str] | None:
+    return None if words is None else list(words)
+
+
+def _pending(rows: list[RankRow]) -> int:
+    return sum(row.pending or 0 for row in rows)
 
 
 def _rank(view: RankView, now: float) -> tuple[RankRow, Stats, Counter[str]]:

@@ -81,11 +81,18 @@ def _header(report: Report) -> str:
         f'<h1>fetchshard report <span class="badge" style="background:{colour}">'
         f"{_e(state)}</span></h1>"
         f'<p class="folder"><code>{_e(report.folder)}</code></p>'
-        f'<p class="meta">{report.world_size:,} rank{"s" if report.world_size != 1 else ""} · '
+        f'<p class="meta">{report.world_size:,} rank{"s" if report.world_size != 1 else ""}'
+        f"{_generation(report)} · "
         f"generated {_e(figures.stamp(report.generated_at))} UTC · fetchshard "
         f"{_e(report.fetchshard_version)}</p>"
         "</header>"
     )
+
+
+def _generation(report: Report) -> str:
+    if len(report.generations) < 2:
+        return ""
+    return f" (generation {report.generations[-1].generation:,})"
 
 
 def _notes(notes: Sequence[str]) -> str:
@@ -197,11 +204,34 @@ def _ranks(report: Report) -> str:
     )
     grid, height = figures.rank_grid(report)
     parts = [
+        _generations(report),
         f'<div class="chips">{chips}{extra}</div>',
         _chart("ranks", grid, "This folder has no ranks yet.", height=height),
         _attention(r.attention),
     ]
     return "".join(parts)
+
+
+def _generations(report: Report) -> str:
+    """The run's generations, when it has more than one (the ranks below are the last's)."""
+    if len(report.generations) < 2:
+        return ""
+    rows = [
+        (
+            f"{g.generation:,}",
+            f"{g.world_size:,}",
+            _e(g.state),
+            f"{g.planned:,}",
+            f"{g.committed:,}",
+            f"{g.failed:,}",
+            "" if g.left is None else f"{g.left:,}",
+            _e(" ".join(g.retry_failed)) if g.retry_failed is not None else "",
+        )
+        for g in report.generations
+    ]
+    head = ("generation", "ranks", "state", "planned", "committed", "failed", "left")
+    table = _table([*head, "retry"], rows, num=(0, 1, 3, 4, 5, 6), cls="generations")
+    return f'<div class="card"><h3>Generations</h3>{table}</div>'
 
 
 def _attention(rows: Sequence[RankRow]) -> str:

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
+
 from fetchshard import __version__
 from fetchshard.reporting import timeline
 from fetchshard.reporting.collect import (
@@ -33,12 +35,18 @@ from fetchshard.reporting.collect import (
     TOP_HOSTS,
     WAITING,
     Collected,
+    GenerationRow,
     RankRow,
 )
 from fetchshard.runfolder.documents import Document, ProgressHistory
 from fetchshard.stats import SIZE_BUCKETS, HostCounts, size_bucket_label
 
 SLOWEST = 10  # ranks listed as the slowest
+# The tail: at most TAIL_RANKS ranks (and at most half of them) hold TAIL_SHARE of the work left,
+# and it is worth spreading (TAIL_MIN items or more).
+TAIL_RANKS = 5
+TAIL_SHARE = 0.8
+TAIL_MIN = 100
 SEVERITY = (DEAD, STOPPED, WAITING)  # the ranks to look at first, in this order
 CONTENT_TYPES = 15  # bars of the content-types chart; past it, the rest are one "other"
 
@@ -156,6 +164,17 @@ class Throughput:
     mb_per_s: list[float] = field(default_factory=list)  # body MB over the window
 
 
+@dataclass(frozen=True, kw_only=True)
+class Tail:
+    """The work left sits on a few ranks: a new generation would spread it over all of them."""
+
+    ranks: list[int]  # the fewest ranks holding TAIL_SHARE of the work left, most first
+    pending: int  # items left over every rank
+    share: float  # of them, on those ranks
+    world_size: int  # a world size to run again with (not the current one: that resumes)
+    advice: str  # what to do, in one sentence
+
+
 STATE_LETTERS = {
     "running": "R",
     "waiting": "W",
@@ -186,6 +205,9 @@ class Report(Document):
     throughput: Throughput = field(default_factory=Throughput)  # the throughput chart's lines
     content: Content
     notes: list[str] = field(default_factory=list)
+    # Every generation of the run, the first first (one unless the world size changed).
+    generations: list[GenerationRow] = field(default_factory=list)
+    tail: Tail | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
@@ -251,6 +273,10 @@ def summarize(found: Collected) -> Report:
     history = History(samples=found.history, urls_per_s=timeline.sample_rates(found.history))
     window = timeline.throughput_window(found.history)
     urls, mbs = timeline.windowed_rates(found.history, window)
+    generations = [
+        dataclasses.replace(g, state=state) if g.left is None else g for g in found.generations
+    ]
+    tail = _tail(rows, found.world_size) if state != "done" else None
     return Report(
         folder=found.folder,
         generated_at=found.now,
@@ -263,6 +289,44 @@ def summarize(found: Collected) -> Report:
         history=history,
         throughput=Throughput(window_s=window, urls_per_s=urls, mb_per_s=mbs),
         content=_content(found),
+        generations=generations,
+        tail=tail,
+        notes=[tail.advice] if tail is not None else [],
+    )
+
+
+def _tail(rows: list[RankRow], world_size: int) -> Tail | None:
+    """Whether the work left sits on a few ranks (see TAIL_RANKS), and the command to spread
+    it: the same one with another world size begins a generation over the leftover."""
+    if world_size < 2 or any(row.planned is None for row in rows):
+        return None
+    left = sorted(
+        ((max((row.planned or 0) - row.fetched, 0), row.rank) for row in rows),
+        key=lambda pair: (-pair[0], pair[1]),
+    )
+    pending = sum(n for n, _ in left)
+    if pending < TAIL_MIN:
+        return None
+    sums = np.cumsum([n for n, _ in left])
+    count = int(np.searchsorted(sums, TAIL_SHARE * pending)) + 1  # the fewest ranks
+    held = int(sums[count - 1])
+    if count > min(TAIL_RANKS, world_size // 2):
+        return None
+    ranks = [rank for _, rank in left[:count]]
+    other = world_size - 1 if world_size > 2 else world_size + 1
+    share = held / pending
+    named = ", ".join(str(r) for r in ranks)
+    return Tail(
+        ranks=ranks,
+        pending=pending,
+        share=round(share, 4),
+        world_size=other,
+        advice=(
+            f"The work left sits on {count} of {world_size} ranks ({share:.0%} of "
+            f"{pending:,} items on rank{'s' if count > 1 else ''} {named}): stop the job, "
+            f"then run the same command with {other} ranks (--ranks {other}, or srun -n "
+            f"{other}); a new generation spreads what is left over all of them."
+        ),
     )
 
 
@@ -287,11 +351,18 @@ def _ranks(rows: list[RankRow], states: dict[str, int]) -> Ranks:
 
 
 def _totals(found: Collected) -> Totals:
+    """The job's: with several generations, what was done before the current one plus
+    what its ranks did of the leftover."""
     rows = found.ranks
     planned = sum(row.planned or 0 for row in rows)
     committed = sum(row.committed for row in rows)
     fetched = sum(row.fetched for row in rows)
     failed = sum(row.failed for row in rows)
+    if len(found.generations) > 1:
+        planned = found.planned_before
+        committed += found.done_before
+        fetched += found.done_before
+        failed += found.failed_before
     pending = max(planned - fetched, 0)
     now_rate = sum(row.urls_per_s for row in rows if row.state in ALIVE)
     h = found.history

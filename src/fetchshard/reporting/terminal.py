@@ -30,7 +30,14 @@ WIDTH = 100
 
 def render(report: Report) -> Group:
     """Everything, top to bottom: totals, the ranks, failures, content."""
-    parts: list[Any] = [_header(report), _totals(report), _grid(report)]
+    parts: list[Any] = [_header(report)]
+    if report.notes:
+        parts.append(Text("\n".join(report.notes), style="yellow"))
+    parts += [_totals(report)]
+    generations = _generations(report)
+    if generations is not None:
+        parts.append(generations)
+    parts.append(_grid(report))
     if report.ranks.attention:
         parts.append(_attention(report))
     failures = _failures(report)
@@ -49,7 +56,10 @@ def _header(report: Report) -> Text:
     stamp = dt.datetime.fromtimestamp(report.generated_at, tz=dt.timezone.utc)
     text = Text()
     text.append(f"{report.folder}", style="bold")
-    text.append(f"  {report.world_size} ranks  job {report.state}", style=_job_style(report.state))
+    text.append(f"  {report.world_size} ranks")
+    if len(report.generations) > 1:
+        text.append(f" (generation {report.generations[-1].generation})")
+    text.append(f"  job {report.state}", style=_job_style(report.state))
     text.append(f"  {stamp:%Y-%m-%d %H:%M:%S} UTC", style="dim")
     return text
 
@@ -83,6 +93,28 @@ def _totals(report: Report) -> Panel:
         lines.append("\nURLs/s ", style="dim")
         lines.append(spark, style="green")
     return Panel(lines, title="totals", title_align="left", width=WIDTH)
+
+
+def _generations(report: Report) -> Table | None:
+    """The run's generations, when it has more than one (the grid below is the last's)."""
+    if len(report.generations) < 2:
+        return None
+    table = _table("generations")
+    for name in ("generation", "ranks", "state", "planned", "committed", "failed", "left"):
+        table.add_column(name, justify="left" if name == "state" else "right")
+    table.add_column("retry", ratio=1)
+    for g in report.generations:
+        table.add_row(
+            str(g.generation),
+            f"{g.world_size:,}",
+            g.state,
+            f"{g.planned:,}",
+            f"{g.committed:,}",
+            f"{g.failed:,}",
+            "" if g.left is None else f"{g.left:,}",
+            " ".join(g.retry_failed) if g.retry_failed is not None else "",
+        )
+    return table
 
 
 def _grid(report: Report) -> Panel:

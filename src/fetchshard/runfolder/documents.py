@@ -474,6 +474,9 @@ class LeftoverDone(Document):
     bytes_read: int  # of the source rank's files
     seconds: float
     completed_at: float
+    # The committed failures taken up again, by error kind (--retry-failed): no longer
+    # current once their items are committed anew.
+    carried_errors: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(kw_only=True)

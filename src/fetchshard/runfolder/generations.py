@@ -40,3 +40,15 @@ def read_generations(root: Path) -> list[Generation]:
             Generation(number, manifest.world_size, None if retry is None else tuple(retry))
         )
     return found
+
+
+def leftover_sources(generations: list[Generation], number: int) -> list[tuple[int, int]]:
+    """(generation, rank) of every rank whose leftover generation ``number`` takes over, in
+    slice order: each rank of the generation before, then, if it began with --retry-failed,
+    each rank of the older ones (their failures)."""
+    previous = generations[number - 1]
+    found = [(previous.number, r) for r in range(previous.world_size)]
+    if generations[number].retry_failed is not None:
+        older = generations[: number - 1]
+        found += [(g.number, r) for g in older for r in range(g.world_size)]
+    return found

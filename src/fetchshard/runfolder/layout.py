@@ -71,6 +71,9 @@ class SliceFiles:
     index: Path  # every INDEX_STRIDE-th (host hash, key hash) of the items
     done: Path  # the slice's done document, written last
     lock: Path  # held by the process writing the slice
+    # What a row's key hash is: "hash", the hash of its input key (the item id is its low
+    # bits); "item", its item id scrambled (a leftover's: planning/slicefiles.py).
+    keys: str = "hash"
 
     def files(self) -> list[Path]:
         """Every file of the slice but its lock (for --restart and a redo)."""
@@ -227,6 +230,7 @@ class GenerationPaths:
             index=folder / f"{stem}.index.arrow",
             done=folder / "done" / f"{stem}.json",
             lock=folder / "locks" / f"{stem}.lock",
+            keys="item",
         )
 
     def carried(self, generation: int, rank: int) -> Path:

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from fetchshard.reporting import timeline
-from fetchshard.reporting.collect import Collected
+from fetchshard.reporting.collect import Collected, GenerationRow
 from fetchshard.reporting.summary import CONTENT_TYPES, Report, summarize
-from fetchshard.stats import size_bucket_label
+from fetchshard.runfolder.documents import ProgressHistory
+from fetchshard.stats import Stats, size_bucket_label
+
+from .conftest import NOW, STEP, rank_row
 
 
 def test_the_ranks_to_look_at_come_dead_stopped_waiting_then_the_slowest(
@@ -115,3 +121,103 @@ def test_a_report_of_an_earlier_version_still_reads(found: Collected, tmp_path: 
     assert old.totals.committed_share == 0.0 and old.content.size_bars == {}
     assert old.history.samples.fetched == old.history.samples.committed
     assert old.throughput.urls_per_s == [] and old.ranks.rows == summarize(found).ranks.rows
+
+
+def _tail_job(pending: list[int]) -> Collected:
+    rows = [
+        rank_row(
+            r,
+            "running" if left else "done",
+            planned=1000,
+            fetched=1000 - left,
+            committed=1000 - left,
+            failed=0,
+            pending=left,
+            urls_per_s=1.0 if left else 0.0,
+            seconds_left=float(left) if left else None,
+        )
+        for r, left in enumerate(pending)
+    ]
+    return Collected(
+        folder="out",
+        world_size=len(rows),
+        now=NOW,
+        ranks=rows,
+        stats=Stats(),
+        errors=Counter(),
+        history=ProgressHistory(),
+        interval=STEP,
+    )
+
+
+def test_work_left_on_a_few_ranks_is_a_tail_with_the_command_that_spreads_it() -> None:
+    report = summarize(_tail_job([0] * 37 + [900, 0, 700]))
+    tail = report.tail
+    assert tail is not None
+    assert tail.ranks == [37, 39] and tail.pending == 1600 and tail.share == 1.0
+    assert tail.world_size == 39  # not 40: the same world size resumes, another one spreads
+    assert report.notes == [tail.advice]
+    assert "on 2 of 40 ranks" in tail.advice and "--ranks 39" in tail.advice
+
+
+@pytest.mark.parametrize(
+    "pending",
+    [
+        [100] * 40,  # spread evenly: no tail
+        [0] * 38 + [40, 30],  # too little left to be worth a new generation
+        [600, 500, 400, 0],  # 3 of 4 ranks: most of the world, not a few
+        [0] * 30 + [500] * 10,  # ten ranks hold it: more than TAIL_RANKS
+    ],
+)
+def test_work_spread_widely_or_small_is_no_tail(pending: list[int]) -> None:
+    report = summarize(_tail_job(pending))
+    assert report.tail is None and report.notes == []
+
+
+def test_a_job_of_several_generations_counts_what_came_before_the_current_one() -> None:
+    found = _tail_job([0, 300, 0])  # generation 2: 3 ranks, 300 of its 3,000 items left
+    found.generations = [
+        GenerationRow(
+            generation=0,
+            world_size=4,
+            retry_failed=None,
+            state="ended",
+            planned=10_000,
+            committed=6_000,
+            failed=50,
+            left=4_000,
+        ),
+        GenerationRow(
+            generation=1,
+            world_size=2,
+            retry_failed=None,
+            state="ended",
+            planned=4_000,
+            committed=1_000,
+            failed=20,
+            left=3_000,
+        ),
+        GenerationRow(
+            generation=2,
+            world_size=3,
+            retry_failed=None,
+            state="",
+            planned=3_000,
+            committed=2_700,
+            failed=0,
+            left=None,
+        ),
+    ]
+    found.planned_before, found.done_before, found.failed_before = 10_000, 7_000, 70
+    report = summarize(found)
+    t = report.totals
+    assert (t.planned, t.committed, t.fetched, t.failed, t.pending) == (
+        10_000,
+        9_700,
+        9_700,
+        70,
+        300,
+    )
+    assert [g.state for g in report.generations] == ["ended", "ended", "running"]
+    back = Report.from_bytes(report.to_bytes(), Path("report.json"))
+    assert back.generations == report.generations and back.tail == report.tail
