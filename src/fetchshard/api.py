@@ -78,6 +78,9 @@ class RunResult:
     output: Path  # the output folder
     ranks: tuple[int, ...]  # the ranks this call ran
     world_size: int
+    # The generation they ran in (0 unless the run began with another world size); the counts
+    # above are theirs in it: of a later one, what they took over of the leftover.
+    generation: int = 0
 
     @property
     def pending(self) -> int:
@@ -254,9 +257,12 @@ def _run_result(
     """The counts the ranks left in their documents (stats: committed rows; progress: the
     slice's size), the same whether they ran here or in child processes."""
     from fetchshard.runfolder.documents import ProgressSnapshot, RankStats
+    from fetchshard.runfolder.generations import read_generations
     from fetchshard.runfolder.layout import RunPaths
 
-    paths = RunPaths(output)
+    generations = read_generations(output)
+    current = generations[-1].number if generations else 0
+    paths = RunPaths(output, current)  # the generation those ranks ran in
     ran = tuple(ranks)
     items = ok = failed = 0
     for r in ran:
@@ -274,6 +280,7 @@ def _run_result(
         output=output,
         ranks=ran,
         world_size=world_size,
+        generation=current,
     )
 
 

@@ -420,3 +420,19 @@ def test_the_leftover_of_a_zipf_run_stopped_at_70_percent_is_balanced_over_new_r
         f"\nleftover {left:,} items over {new} ranks: {planned}, max/mean {max(planned) / mean:.3f}"
     )
     assert max(planned) <= 1.05 * mean
+
+
+def test_from_python_another_world_size_is_a_generation_with_its_counts(
+    hosts16: ServerProcess, tmp_path: Path
+) -> None:
+    import fetchshard
+
+    src = _url_file(hosts16, tmp_path, "genapi", 2_000)
+    out = tmp_path / "out"
+    _stop_at(_start(src, out, 4), out, 600, _sigterm)
+    left = 2_000 - committed(out)
+    options = {"fetch.per_host_rate": 1000, "fetch.per_host_burst": 100}
+    result = fetchshard.run(src, output=out, ranks=3, options=options)
+    assert (result.complete, result.generation, result.world_size) == (True, 1, 3)
+    assert result.items == left and result.ok + result.failed == left
+    assert fetchshard.report(out).totals.committed == 2_000

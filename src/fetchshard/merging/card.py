@@ -9,6 +9,7 @@ verifies). The prose says what was fetched, from where, when, how and by whom.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -126,7 +127,7 @@ def _prose(manifest: MergeManifest) -> str:
     if when:
         stamp = dt.datetime.fromtimestamp(float(when), tz=dt.timezone.utc)
         lines += [
-            f"Fetched until {stamp:%Y-%m-%d %H:%M} UTC by {_ranks(run.get('world_size'))}.",
+            f"Fetched until {stamp:%Y-%m-%d %H:%M} UTC by {_by(run)}.",
             "",
         ]
     if fetch:
@@ -161,6 +162,16 @@ def _files(manifest: MergeManifest) -> str:
     shards = sum(1 for f in manifest.files if f.kind == "shard")
     rest = sum(1 for f in manifest.files if f.kind == "errors")
     return f"{shards} webdataset shards and {rest} Parquet files of failures"
+
+
+def _by(run: Mapping[str, Any]) -> str:
+    """Who fetched: ``4 ranks``, or over generations ``4, then 3 ranks (2 generations)``."""
+    sizes = run.get("generations") or []
+    if not isinstance(sizes, list) or len(sizes) < 2:
+        return _ranks(run.get("world_size"))
+    return f"{', then '.join(str(s) for s in sizes[:-1])}, then {_ranks(sizes[-1])} " + (
+        f"({len(sizes)} generations)"
+    )
 
 
 def _ranks(count: object) -> str:

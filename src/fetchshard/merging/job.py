@@ -409,6 +409,8 @@ def _run_facts(folder: RunFolder) -> dict[str, object]:
         "fingerprint": folder.manifest.fingerprint,
         "fetchshard_version": folder.manifest.fetchshard_version,
         "world_size": folder.world_size,
+        # The world size of each generation, the first first (one unless it changed).
+        "generations": [g.world_size for g in folder.generations],
         "ranks_done": len(finished),
         "last_completed_at": max(finished) if finished else None,
     }

@@ -30,6 +30,7 @@ which the scrambling spreads over a heavy host's pieces.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -124,9 +125,14 @@ def prepare(ctx: SealContext, number: int, me: int | None) -> None:
         if me is not None and i % world == me and sealed(ctx.root, number, source) is None:
             seal(ctx, number, source)
     own_lock = RunPaths(ctx.root, number)
+    paths = GenerationPaths(ctx.root, number)
+    done_names = [paths.leftover(s.generation, s.rank).done.name for s in found]
     told = False
     while True:
-        missing = [(i, s) for i, s in enumerate(found) if sealed(ctx.root, number, s) is None]
+        # One listing a round, not a read per slice: 400 ranks may be waiting on 400 slices.
+        folder = paths.leftover(0, 0).done.parent
+        written = set(os.listdir(folder)) if folder.is_dir() else set()
+        missing = [(i, s) for i, s in enumerate(found) if done_names[i] not in written]
         if not missing:
             return
         progressed = False

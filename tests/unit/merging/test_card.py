@@ -163,6 +163,15 @@ def test_the_prose_says_how_and_when_the_data_was_fetched() -> None:
     assert "Merged by fetchshard 9.8.7" in prose
 
 
+def test_a_run_of_several_generations_says_each_world_size() -> None:
+    run = {**_manifest().run, "world_size": 7, "generations": [4, 3, 7]}
+    _, prose = _split(dataset_card(_manifest(run=run), _schemas()))
+    assert "by 4, then 3, then 7 ranks (3 generations)." in prose
+    run["generations"] = [4]  # one generation: as before
+    _, prose = _split(dataset_card(_manifest(run=run), _schemas()))
+    assert "by 7 ranks." in prose
+
+
 def test_the_prose_without_a_contact_or_robots() -> None:
     run = _manifest().run
     fetch = {"per_host_rate": 1, "max_attempts": 2, "robots_txt": False}
