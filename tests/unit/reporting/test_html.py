@@ -8,7 +8,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from fetchshard.reporting.collect import Collected
+from fetchshard.reporting.collect import Collected, GenerationRow
 from fetchshard.reporting.html import render_html
 from fetchshard.reporting.summary import Report, summarize
 from report_numbers import Looked, missing
@@ -54,3 +54,64 @@ def test_the_ranks_to_look_at_are_listed_in_the_reports_order(found: Collected) 
     table = table[: table.index("</table>")]
     order = [table.index(f'<td class="num">{rank}</td>') for rank in (2, 4, 1, 5, 0)]
     assert order == sorted(order)
+
+
+def test_a_run_of_generations_and_a_tail_draw_only_numbers_of_the_json(
+    found: Collected,
+) -> None:
+    rows = [
+        dataclasses.replace(
+            row,
+            state="done",
+            planned=1000,
+            committed=1000,
+            fetched=1000,
+            pending=0,
+            urls_per_s=0.0,
+            seconds_left=None,
+        )
+        for row in found.ranks[:5]
+    ] + [
+        dataclasses.replace(
+            row,
+            state="running",
+            planned=4321,
+            committed=211,
+            fetched=230,
+            pending=4110,
+            urls_per_s=3.5,
+            seconds_left=1174.3,
+        )
+        for row in found.ranks[5:]
+    ]
+    found.ranks = rows
+    found.generations = [
+        GenerationRow(
+            generation=0,
+            world_size=9,
+            retry_failed=None,
+            state="ended",
+            planned=20_000,
+            committed=6_358,
+            failed=40,
+            left=13_642,
+        ),
+        GenerationRow(
+            generation=1,
+            world_size=7,
+            retry_failed=["transient"],
+            state="",
+            planned=13_642,
+            committed=5_422,
+            failed=2,
+            left=None,
+        ),
+    ]
+    found.planned_before, found.done_before, found.failed_before = 20_000, 6_358, 40
+    report = summarize(found)
+    assert report.tail is not None and report.tail.ranks == [5, 6]
+    page = render_html(report)
+    assert "Generations" in page and report.tail.advice.split(":")[0] in page
+    looked = Looked()
+    assert missing(page, json.loads(report.to_bytes()), looked) == []
+    assert looked.tokens >= 120
