@@ -189,7 +189,7 @@ def _tree_state(out: Path, skip: str | None = None) -> list[tuple[str, int, int]
 def test_every_rank_killed_at_a_random_moment_then_another_size_is_exactly_once(
     attempt: int, hosts16: ServerProcess, tmp_path: Path
 ) -> None:
-    n = 4_000
+    n = 2_000
     rng = random.Random(attempt)
     tag = f"kill9-{attempt}"
     src = _url_file(hosts16, tmp_path, tag, n)
