@@ -14,9 +14,14 @@ Who may run, decided from files alone:
   naming the rank that still runs, exit 2, otherwise). Its manifest is created once: the
   first rank to write it wins, the others read it.
 - :func:`check_fence`: called with the rank's lock held; a rank whose generation is no longer
-  the newest (it chose it before the next one began) refuses, having written nothing. With
-  the manifest written before the stopped check and the fence checked after the lock is
-  taken, an older rank either is seen holding its lock, or sees the new manifest.
+  the newest (it chose it before the next one began) refuses, having written nothing.
+
+Why that is enough: a new generation's rank writes the manifest and only then (before it
+plans anything, leftover.plan_generation_rank) checks again that every rank of the one before
+is stopped; a rank takes its lock and only then reads the manifests. So an older rank either
+sees the new manifest and refuses, or holds its lock when the new rank checks, which waits
+for it and refuses. The first check, before the manifest, only spares the folder a generation
+that cannot begin yet.
 """
 
 from __future__ import annotations

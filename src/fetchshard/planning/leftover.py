@@ -64,14 +64,14 @@ from fetchshard.planning.slicefiles import (
     write_slice,
 )
 from fetchshard.ranks import RankInfo
-from fetchshard.runfolder.generations import Generation, leftover_sources
-
-if TYPE_CHECKING:
-    from fetchshard.planning.rank import RankPlanResult
 from fetchshard.runfolder.documents import LeftoverDone, RunManifest
+from fetchshard.runfolder.generations import Generation, leftover_sources
 from fetchshard.runfolder.layout import GenerationPaths, PlanPaths, RunPaths, SliceFiles, tmp_of
 from fetchshard.runfolder.lock import POLL, is_locked, rank_lock
 from fetchshard.runfolder.storage import LOCAL, Storage
+
+if TYPE_CHECKING:
+    from fetchshard.planning.rank import RankPlanResult
 
 log = logging.getLogger(__name__)
 
