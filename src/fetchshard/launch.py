@@ -23,6 +23,7 @@ from fetchshard.environment import (
 )
 from fetchshard.errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError, RankFailedError
 from fetchshard.ranks import cpus_available
+from fetchshard.signals import blocked, take_pending
 
 log = logging.getLogger(__name__)
 
@@ -130,16 +131,29 @@ def start_ranks(
         LAUNCHER_PID: str(os.getpid()),  # each rank ends with us (signals.die_with_launcher)
     }
     procs: list[subprocess.Popen[bytes]] = []
+    received: list[int] = []
 
     def forward(signum: int, _frame: FrameType | None) -> None:
+        received.append(signum)
         for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signum)
 
     previous = {sig: signal.signal(sig, forward) for sig in _FORWARDED}
+    # A stop held since the launcher's first line (signals.hold), before it could forward one:
+    # no rank is started, the job is interrupted.
+    received += take_pending()
     try:
         for cmd in commands:
-            procs.append(subprocess.Popen(cmd, env=env, start_new_session=True))
+            if received:
+                break
+            # Each rank starts with the stop signals blocked until its own hold(): one
+            # forwarded meanwhile waits for it rather than killing it (exit -15, not 75).
+            with blocked():
+                procs.append(subprocess.Popen(cmd, env=env, start_new_session=True))
+        if not procs:
+            log.warning("stopped before any rank started (signal %s)", received[0])
+            return [EXIT_INTERRUPTED] * len(commands)
         log.info("started %d local ranks: pids %s", len(procs), [p.pid for p in procs])
         for proc in procs:
             # A signal interrupts the wait, runs ``forward`` and the wait goes on (PEP 475).
@@ -157,4 +171,5 @@ def start_ranks(
             if proc.poll() is None:  # only if we are unwinding from an error of our own
                 proc.terminate()
                 proc.wait()
-    return [p.returncode for p in procs]
+    # Ranks never started (a stop came first) are interrupted, not failed.
+    return [p.returncode for p in procs] + [EXIT_INTERRUPTED] * (len(commands) - len(procs))

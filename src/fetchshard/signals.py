@@ -8,10 +8,11 @@ line, and the rank replays what it held once its own handlers are in place.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from types import FrameType
 
 from fetchshard.environment import LAUNCHER_PID
@@ -25,9 +26,23 @@ def _remember(signum: int, _frame: FrameType | None) -> None:
 
 
 def hold() -> None:
-    """Record SIGTERM and SIGUSR1 instead of dying of them (main thread only)."""
+    """Record SIGTERM and SIGUSR1 instead of dying of them (main thread only); one that
+    arrived blocked (a ``--ranks`` launcher starts its ranks with them blocked) is recorded
+    now."""
     for sig in HELD:
         signal.signal(sig, _remember)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD)
+
+
+@contextlib.contextmanager
+def blocked() -> Iterator[None]:
+    """Block the stop signals for the block (a child started in it inherits them blocked,
+    so that one forwarded before its :func:`hold` waits for it instead of killing it)."""
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, HELD)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def take_pending() -> list[int]:

@@ -101,3 +101,26 @@ def test_ranks_die_with_a_killed_launcher_and_the_same_command_completes(
     again = run_subprocess(*args, "--set", "fetch.max_in_flight=64")
     assert again.returncode == 0, again.stderr
     assert assert_exactly_once(out, world_size=2) == 2000
+
+
+def test_a_stop_while_the_launcher_starts_its_ranks_interrupts_the_job(
+    url_file: Callable[..., Path], tmp_path: Path
+) -> None:
+    """SIGTERM at any moment of the start: before the launcher could forward it (held since
+    its first line), or while a rank has not installed its own handlers yet (it starts with
+    the stop signals blocked): exit 75, never 0 after the whole job nor 1 ("rank exited -15").
+    The URLs go to a closed port, so a job not stopped would retry for minutes."""
+    src = url_file([f"http://127.0.0.1:9/closed-{i}" for i in range(40)])
+    for delay in (0.15, 0.3, 0.45, 0.6, 0.75, 0.9, 1.2):
+        out = tmp_path / f"out-{delay}"
+        proc = subprocess.Popen(
+            fetchshard_cmd("run", str(src), "-o", str(out), "--ranks", "2"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(delay)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == EXIT_INTERRUPTED, (delay, err[-2000:])
+        assert not (out / "done").exists() or not list((out / "done").iterdir())
