@@ -1,5 +1,6 @@
 """fetchshard under a real SLURM: srun over several nodes, a time limit with SIGUSR1, scancel,
-and the guard against running in an sbatch script without srun.
+a rerun with another number of tasks (a new generation), and the guard against running in an
+sbatch script without srun.
 
 The cluster runs on this machine (`tests/slurm/cluster.sh up`: slurmctld plus four slurmd,
 each an emulated node); without it every test here is skipped. The ranks are started by
@@ -18,6 +19,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from cluster import (
@@ -39,8 +41,10 @@ from cluster import (
     wait_until,
 )
 from fetchshard.errors import EXIT_INTERRUPTED
+from fetchshard.merging.documents import MergeManifest
+from fetchshard.runfolder.view import RunFolder
 from server import ServerProcess
-from util import FAST, assert_exactly_once, ledger_items, part_files, read_rows
+from util import FAST, assert_exactly_once, ledger_items, part_files, read_current, read_rows
 
 pytestmark = requires_cluster
 
@@ -214,6 +218,138 @@ def test_scancel_mid_run_then_rerun(
         capsys,
         f"scancel {job_id} after {parts_at_cancel} parts: srun exited {rc}; "
         f"rerun completed {n_urls} URLs exactly once",
+    )
+
+
+def merged_urls(folder: Path) -> list[str]:
+    """The url of every row of a merged dataset (successes and failures)."""
+    return [
+        url
+        for sub in ("data", "errors")
+        for path in sorted((folder / sub).glob("*.parquet"))
+        for url in pq.read_table(path, columns=["url"]).column("url").to_pylist()
+    ]
+
+
+@pytest.mark.timeout(180)
+def test_scancel_four_tasks_then_two_tasks_is_a_new_generation_exactly_once(
+    tmp_path: Path, job_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 31, point 6: `srun -n 4` stopped by scancel, then `srun -n 2` on the same folder.
+
+    The second step begins generation 1: its two ranks plan what the four left and spread it
+    over two; the rows generation 0 committed stay where they are. The server is slow while the
+    first step runs (1600 URLs of 0.25 s; 8 hosts, one connection each: ~50 s of work), so
+    scancel surely comes part-way; then it answers at once and the second step takes seconds.
+    """
+    n_hosts, n_urls, first_world, second_world = 8, 1600, 4, 2
+    flags = [*FAST, "--set", "fetch.per_host_concurrency=1", "--set", "output.part_max_rows=20"]
+    with ServerProcess(hosts=n_hosts, log_path=tmp_path / "requests.jsonl") as srv:
+        paths = [f"/paced/0.25?i={i}" for i in range(n_urls)]  # what the server logs
+        urls = [srv.url(path, host=i % n_hosts) for i, path in enumerate(paths)]
+        path_of = dict(zip(urls, paths, strict=True))
+        src, out = url_lines(tmp_path / "urls.txt", urls), tmp_path / "out"
+        cmd = fetchshard_run(src, out, *flags)
+        started = time.monotonic()
+        first_geometry = ["-N", "2", "-n", str(first_world), "--overcommit"]
+        log = (tmp_path / "srun-1.log").open("w")
+        proc = subprocess.Popen(
+            bounded(["srun", "--immediate=60", *first_geometry, "--job-name", job_name, *cmd], 120),
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            wait_until(lambda: bool(jobs_named(job_name, "R")), 60, "the job to run")
+            job_id = jobs_named(job_name, "R")[0]
+            wait_until(lambda: len(part_files(out)) >= 6, 60, "6 committed parts")
+            cancelled = run_bounded(["scancel", job_id], 20)
+            assert cancelled.returncode == 0, cancelled.stderr
+            rc = proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+            log.close()
+        stopped_after = time.monotonic() - started
+        assert rc != 0, (tmp_path / "srun-1.log").read_text()[-4000:]
+        assert done_markers(out) == [], "a rank of the first step finished its slice"
+        assert_consistent_stop(out, first_world)
+        # what generation 0 asked the server for and what it committed, before the next step
+        asked_first = Counter(r["path"] for r in srv.requests())
+        first_rows = read_rows(out, ["item_id", "url"])
+        committed_first = set(first_rows.column("url").to_pylist())
+        assert 0 < len(committed_first) < n_urls
+        srv.set_pace(0)
+
+        second_geometry = ["-N", "2", "-n", str(second_world), "--overcommit"]
+        second = srun([*second_geometry, "--job-name", job_name], cmd, seconds=120, cwd=tmp_path)
+        assert second.returncode == 0, second.stderr[-4000:]
+        took_second = time.monotonic() - started - stopped_after
+        asked = Counter(r["path"] for r in srv.requests())
+
+    gen1 = out / "gen-0001"
+    assert [g.world_size for g in RunFolder(out).generations] == [first_world, second_world]
+    assert done_markers(out) == []  # generation 0 was stopped and stays so
+    assert done_markers(gen1) == rank_names(second_world)
+    for rank in range(second_world):
+        rank_log = (gen1 / "logs" / f"rank-{rank:05d}.log").read_text()
+        assert f"rank {rank} of {second_world} (from SLURM)" in rank_log, rank_log[-2000:]
+
+    # exactly once, from the ledgers and parts: generation 1 planned just what generation 0
+    # had not committed, committed all of it, and no item has a row in both generations
+    first_ids = set(first_rows.column("item_id").to_pylist())
+    assert len(first_ids) == len(first_rows)
+    planned_first: dict[int, str] = {}
+    committed_ledgers: set[int] = set()
+    for rank in range(first_world):
+        items = ledger_items(out, rank)
+        planned_first.update({i: url for i, (url, _) in items.items()})
+        committed_ledgers |= {i for i, (_, state) in items.items() if state == 1}
+    assert set(planned_first.values()) == set(urls)
+    assert committed_ledgers == first_ids
+    planned_second: set[int] = set()
+    for rank in range(second_world):
+        planned_second |= ledger_items(gen1, rank).keys()
+    assert planned_second == planned_first.keys() - first_ids
+    assert assert_exactly_once(gen1, world_size=second_world) == n_urls - len(first_ids)
+    second_ids = set(read_current(gen1, ["item_id"]).column("item_id").to_pylist())
+    assert not first_ids & second_ids
+    assert first_ids | second_ids == planned_first.keys()
+
+    # the server: every URL asked for; twice only if generation 0 asked for it and did not
+    # commit it (in flight at the stop), and never one generation 0 had committed
+    assert set(asked) == set(paths)
+    in_flight = set(asked_first) - {path_of[url] for url in committed_first}
+    assert max(asked_first.values()) == 1
+    twice = {p for p, n in asked.items() if n > 1}
+    assert all(n <= 2 for n in asked.values()), asked.most_common(3)
+    assert twice <= in_flight, sorted(twice - in_flight)[:5]
+    # at most one request in flight per host and rank (fetch.per_host_concurrency=1)
+    assert len(in_flight) <= n_hosts * first_world, sorted(in_flight)[:5]
+
+    report = run_bounded([sys.executable, "-m", "fetchshard", "report", str(out), "--json"], 60)
+    assert report.returncode == 0, report.stderr[-4000:]
+    doc = json.loads(report.stdout)
+    assert doc["state"] == "done", doc["ranks"]
+    assert doc["world_size"] == second_world
+    assert doc["ranks"]["states"]["done"] == second_world
+    assert doc["totals"]["committed"] == n_urls, doc["totals"]
+
+    merge = run_bounded([sys.executable, "-m", "fetchshard", "merge", str(out)], 120)
+    assert merge.returncode == 0, merge.stderr[-4000:]
+    merged = Counter(merged_urls(out / "merged"))
+    assert merged == Counter(urls), [u for u, n in merged.items() if n > 1][:5]
+    manifest = MergeManifest.read(out / "merged" / "manifest.json")
+    assert manifest is not None and manifest.complete, manifest
+    assert manifest.counts["ok"] == n_urls and manifest.counts["failed"] == 0, manifest.counts
+    show(
+        capsys,
+        f"srun -n {first_world} cancelled after {stopped_after:.0f}s "
+        f"({len(first_ids)}/{n_urls} committed, {len(in_flight)} URLs in flight at the stop, "
+        f"{len(twice)} asked twice); srun -n {second_world} began generation 1 and completed "
+        f"the {n_urls - len(first_ids)} left in {took_second:.0f}s; merge complete",
     )
 
 

@@ -10,6 +10,10 @@ The input is slow only while the first job runs: once its ranks have stopped, th
 server to answer at once (`/paced`), so the next job finishes well before its own signal.
 A chain whose every job is stopped by the limit would take as long as slurmctld's ~30 s
 limit timer and the scheduler make it (once more than 180 s on CI), not the work.
+
+The last step-template test resubmits with another number of tasks (a new generation); its
+first job is stopped by `scancel --signal=USR1`, what the limit's warning sends, not by a
+limit, so it does not wait on slurmctld's timer.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from cluster import (
@@ -39,8 +44,9 @@ from cluster import (
 )
 from fetchshard.errors import EXIT_INTERRUPTED
 from fetchshard.merging.documents import MergeManifest
+from fetchshard.runfolder.view import RunFolder
 from server import ServerProcess
-from util import FAST, assert_exactly_once, fetchshard_cmd
+from util import FAST, assert_exactly_once, fetchshard_cmd, part_files, read_rows
 
 pytestmark = requires_cluster
 
@@ -221,14 +227,25 @@ def test_step_template_resubmits_after_time_limit_then_merges(
             if "from the plan in" in text_of(logs / f"{job_name}-{job}-{rank}.out")
         ]
         assert len(planned) == 1, (rank, planned)
+    planned_before = False  # a job before this one completed its plan step
     for number, job in enumerate(chain, 1):
         job_log = (logs / f"{job_name}-{job}.out").read_text()
         assert f"job {job} ({number} of at most" in job_log, job_log
-        assert "plan step exited 0" in job_log, job_log
-        for rank in range(WORLD):
-            plan_log = (logs / f"{job_name}-{job}-{rank}.plan.out").read_text()
-            if number > 1:
+        plan_logs = [
+            (logs / f"{job_name}-{job}-{rank}.plan.out").read_text() for rank in range(WORLD)
+        ]
+        if planned_before:
+            for plan_log in plan_logs:
                 assert "already planned" in plan_log, plan_log[-2000:]
+        if "plan step exited 75" in job_log and job != chain[-1]:
+            # Slurm may send a --signal up to a minute early (sbatch(1)); once it came ~1 s
+            # after the start, during the plan step: the run step did not start, and the
+            # next job planned the rest.
+            assert any("received SIGUSR1" in text for text in plan_logs), job_log
+            assert not list(logs.glob(f"{job_name}-{job}-[0-9].out")), job_log
+            continue
+        assert "plan step exited 0" in job_log, job_log
+        planned_before = True
         # the step's per-rank logs: logs/%x-%j-%t.out
         rank_logs = [(logs / f"{job_name}-{job}-{r}.out").read_text() for r in range(WORLD)]
         for rank, rank_log in enumerate(rank_logs):
@@ -249,6 +266,86 @@ def test_step_template_resubmits_after_time_limit_then_merges(
         capsys,
         f"fetchshard.sbatch: job {job_id} stopped by its time limit after {first_took:.0f}s; "
         f"a chain of {len(chain)} jobs completed, then the merge; {total:.0f}s in all",
+    )
+
+
+@pytest.mark.timeout(240)
+def test_step_template_resubmitted_with_fewer_tasks_begins_a_generation(
+    tmp_path: Path, job_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """4 tasks stopped part-way (FS_MAX_JOBS=1: no resubmission of its own), then the same
+    script with 2 tasks (--dependency=afterany): its plan step begins generation 1 and writes
+    the leftover of the 4 ranks, its run step spreads it over 2, and the merge follows
+    (README: "A time-limited job, then a wider (or narrower) one")."""
+    script = template_copy(
+        "fetchshard.sbatch",
+        tmp_path,
+        {"job-name": job_name, "nodes": "2", "ntasks-per-node": "2", "time": "5"},
+    )
+    merge = merge_copy(tmp_path, job_name)
+    logs, out = tmp_path / "logs", tmp_path / "out"
+    env = {**job_env("out", merge), "FS_PLAN": "1"}
+    with ServerProcess(hosts=N_HOSTS, log_path=tmp_path / "requests.jsonl") as srv:
+        urls = serve_urls(srv, tmp_path)
+        started = time.monotonic()
+        first = run_bounded(
+            ["sbatch", "--parsable", str(script)], 30, cwd=tmp_path, env={**env, "FS_MAX_JOBS": "1"}
+        )
+        assert first.returncode == 0, first.stderr
+        first_id = first.stdout.strip().split(";")[0]
+        narrower = ["--nodes=1", "--ntasks-per-node=2", f"--dependency=afterany:{first_id}"]
+        second = run_bounded(
+            ["sbatch", "--parsable", *narrower, str(script)], 30, cwd=tmp_path, env=env
+        )
+        assert second.returncode == 0, second.stderr
+        second_id = second.stdout.strip().split(";")[0]
+        wait_until(lambda: len(part_files(out)) >= 4, 100, "4 parts committed by the 4 tasks")
+        signalled = run_bounded(["scancel", "--signal=USR1", first_id], 20)
+        assert signalled.returncode == 0, signalled.stderr
+        first_log = logs / f"{job_name}-{first_id}.out"
+        wait_until(lambda: "srun exited" in text_of(first_log), 60, "the 4 tasks to stop")
+        stopped_after = time.monotonic() - started
+        srv.set_pace(0)
+        merged = wait_for_chain(logs, job_name, timeout=150)
+        total = time.monotonic() - started
+
+    text = first_log.read_text()
+    assert "plan step exited 0" in text, text
+    assert "srun exited 75; 0 of 4 ranks done (generation 0; report: stopped)" in text, text
+    assert "not resubmitting (exit 75, job 1 of 1)" in text, text
+    text = (logs / f"{job_name}-{second_id}.out").read_text()
+    assert "2 ranks on 1 nodes" in text, text
+    assert "plan step exited 0" in text, text
+    assert "srun exited 0; 2 of 2 ranks done (generation 1; report: done)" in text, text
+    plan_logs = "".join(
+        (logs / f"{job_name}-{second_id}-{rank}.plan.out").read_text() for rank in range(2)
+    )
+    for old_rank in range(WORLD):  # each written once, by one of the two plan tasks
+        assert plan_logs.count(f"leftover of generation 0 rank {old_rank}:") == 1, plan_logs
+    for rank in range(2):
+        rank_log = (logs / f"{job_name}-{second_id}-{rank}.out").read_text()
+        assert f"rank {rank} of 2 (from SLURM)" in rank_log, rank_log[-2000:]
+        assert "generation 1" in rank_log, rank_log[-2000:]
+    assert [g.world_size for g in RunFolder(out).generations] == [WORLD, 2]
+    assert done_markers(out) == []
+    assert done_markers(out / "gen-0001") == rank_names(2)
+    first_ids = set(read_rows(out, ["item_id"]).column("item_id").to_pylist())
+    assert 0 < len(first_ids) < N_URLS
+    assert assert_exactly_once(out / "gen-0001", world_size=2) == N_URLS - len(first_ids)
+    manifest = MergeManifest.read(out / "merged" / "manifest.json")
+    assert manifest is not None and manifest.complete, merged
+    assert manifest.counts["ok"] == N_URLS and manifest.counts["failed"] == 0, manifest.counts
+    merged_urls = [
+        url
+        for path in sorted((out / "merged" / "data").glob("*.parquet"))
+        for url in pq.read_table(path, columns=["url"]).column("url").to_pylist()
+    ]
+    assert sorted(merged_urls) == sorted(urls)
+    show(
+        capsys,
+        f"fetchshard.sbatch: job {first_id} (4 tasks) stopped by SIGUSR1 after "
+        f"{stopped_after:.0f}s with {len(first_ids)}/{N_URLS} committed; job {second_id} "
+        f"(2 tasks) began generation 1 and completed, then the merge; {total:.0f}s in all",
     )
 
 
