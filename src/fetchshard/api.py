@@ -232,19 +232,14 @@ def _before_launch(config: Config, count: int) -> None:
     not this run's; another run's folder; a new generation while the current one runs (which
     the launcher otherwise begins for its ranks)."""
     from fetchshard.inputs import validate_inputs
-    from fetchshard.planning.fingerprint import fingerprint
-    from fetchshard.planning.generations import check_same_run, enter_generation, uses_input_plan
+    from fetchshard.planning.generations import join_generation, uses_input_plan
     from fetchshard.planning.planfile import plan_in_use
 
-    output = Path(config.output.dir)
     files = validate_inputs(config.input)
-    if config.run.restart or uses_input_plan(output, count):
+    if config.run.restart or uses_input_plan(Path(config.output.dir), count):
         plan_in_use(config, files, count)  # complete, its own
         return
-    check_same_run(output, fingerprint(config, files, count))
-    enter_generation(
-        output, count, config.run.retry_failed, lock_wait=config.run.lock_wait, on_wait=_warn
-    )
+    join_generation(config, files, count, _warn)
 
 
 def _warn(message: str) -> None:

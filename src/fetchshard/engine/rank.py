@@ -26,12 +26,7 @@ from fetchshard.output.files import clear_partial
 from fetchshard.output.parts import recover
 from fetchshard.planning import Interrupted
 from fetchshard.planning.fingerprint import claim_run_folder, fingerprint
-from fetchshard.planning.generations import (
-    check_fence,
-    check_same_run,
-    enter_generation,
-    generation_fingerprint,
-)
+from fetchshard.planning.generations import check_fence, generation_fingerprint, join_generation
 from fetchshard.planning.leftover import SealContext, plan_generation_rank
 from fetchshard.planning.planfile import plan_in_use
 from fetchshard.planning.rank import RankPlanResult, plan_rank, rank_shares
@@ -79,13 +74,8 @@ def run_rank(
         generation = Generation(0, info.world_size)
         generations = [generation]
     else:
-        check_same_run(root, fingerprint(config, inputs.files, info.world_size))
-        generations, generation = enter_generation(
-            root,
-            info.world_size,
-            config.run.retry_failed,
-            lock_wait=config.run.lock_wait,
-            on_wait=log.warning,
+        generations, generation = join_generation(
+            config, inputs.files, info.world_size, log.warning
         )
     paths = RunPaths(root, generation.number)
     from_plan = (

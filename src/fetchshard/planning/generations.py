@@ -32,8 +32,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from fetchshard.config import Config
 from fetchshard.errors import GenerationError, RunMismatchError
-from fetchshard.planning.fingerprint import difference
+from fetchshard.planning.fingerprint import difference, fingerprint
 from fetchshard.runfolder.documents import GenerationManifest, RunManifest
 from fetchshard.runfolder.generations import Generation, read_generations
 from fetchshard.runfolder.layout import GenerationPaths, RunPaths
@@ -126,6 +127,25 @@ def _begins_another(
     # --retry-failed on a run of several generations: failures may sit in any of them, so a
     # new generation takes them up, unless the current one began so and has work left.
     return current.retry_failed != retry or generation_complete(root, current)
+
+
+def join_generation(
+    config: Config,
+    files: list[Path],
+    world_size: int,
+    on_wait: Callable[[str], None] | None = None,
+) -> tuple[list[Generation], Generation]:
+    """A rank's (or a launcher's) way in: another run's folder refused, then
+    :func:`enter_generation` with the run's options."""
+    root = Path(config.output.dir)
+    check_same_run(root, fingerprint(config, files, world_size))
+    return enter_generation(
+        root,
+        world_size,
+        config.run.retry_failed,
+        lock_wait=config.run.lock_wait,
+        on_wait=on_wait,
+    )
 
 
 def generation_complete(root: Path, generation: Generation) -> bool:

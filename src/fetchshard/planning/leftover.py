@@ -49,13 +49,7 @@ from fetchshard.ledger import ItemFile, Ledger, read_current_rows, read_only
 from fetchshard.output.files import clear_partial
 from fetchshard.output.parts import recover
 from fetchshard.planning import Interrupted
-from fetchshard.planning.fingerprint import fingerprint
-from fetchshard.planning.generations import (
-    check_same_run,
-    enter_generation,
-    generation_fingerprint,
-    wait_stopped,
-)
+from fetchshard.planning.generations import generation_fingerprint, join_generation, wait_stopped
 from fetchshard.planning.slicefiles import (
     CARRIED,
     ITEMS,
@@ -247,24 +241,15 @@ def _plan_source(ctx: SealContext, ledger: Ledger, source: Source) -> None:
         source.rank,
         generation.number,
     )
-    if generation.number == 0:
-        fp = run.fingerprint
-        from_plan = PlanPaths(ctx.root) if fp.get("plan") else None
-        plan_rank(
-            ledger,
-            ctx.config,
-            info,
-            fp,
-            ctx.inputs,
-            should_stop=ctx.should_stop,
-            from_plan=from_plan,
-        )
-        return
-    prepare(ctx, generation.number, None)
-    fp = generation_fingerprint(
-        {**run.fingerprint, "world_size": generation.world_size}, generation.number
-    )
-    fp.pop("plan", None)
+    fp = run.fingerprint  # generation 0's; a later one's differs in the world size
+    from_plan = PlanPaths(ctx.root) if fp.get("plan") else None
+    from_slices = None
+    if generation.number:
+        prepare(ctx, generation.number, None)  # its own leftover slices first
+        shared = {k: v for k, v in fp.items() if k != "plan"}
+        shared["world_size"] = generation.world_size
+        fp = generation_fingerprint(shared, generation.number)
+        from_plan, from_slices = None, slices(ctx.root, ctx.generations, generation.number)
     plan_rank(
         ledger,
         ctx.config,
@@ -272,7 +257,8 @@ def _plan_source(ctx: SealContext, ledger: Ledger, source: Source) -> None:
         fp,
         ctx.inputs,
         should_stop=ctx.should_stop,
-        from_slices=slices(ctx.root, ctx.generations, generation.number),
+        from_plan=from_plan,
+        from_slices=from_slices,
     )
 
 
@@ -429,14 +415,7 @@ def plan_generation_step(
     Returns the generation and the leftovers written or found of that share."""
     root = Path(config.output.dir)
     inputs = open_inputs(config.input)
-    check_same_run(root, fingerprint(config, inputs.files, info.world_size))
-    generations, generation = enter_generation(
-        root,
-        info.world_size,
-        config.run.retry_failed,
-        lock_wait=config.run.lock_wait,
-        on_wait=log.warning,
-    )
+    generations, generation = join_generation(config, inputs.files, info.world_size, log.warning)
     if generation.number == 0:  # the run is still at this world size: nothing to prepare
         return 0, []
     wait_stopped(
