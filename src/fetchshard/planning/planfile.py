@@ -84,9 +84,12 @@ def plan_slices(paths: PlanPaths, world_size: int) -> list[SliceFiles]:
     return [paths.slice(rank) for rank in range(world_size)]
 
 
-# A leftover's pieces: at most 1/32 of a rank's mean each, so that LPT ends every rank within
-# about 3 % of it however few hosts the leftover has (assignment.py, granularity).
-LEFTOVER_GRANULARITY = 32
+# A leftover is often a few big hosts' tails, with too few small hosts to fill every rank up
+# to the mean: its hosts are cut finer (assignment.py, granularity), as little as it takes for
+# the planned loads to end within LEFTOVER_BALANCE of the mean (finer pieces: more runs for
+# every rank to find in every slice). At 1/32 of the mean a piece, LPT alone ends within ~3 %.
+LEFTOVER_GRANULARITIES = (1, 2, 4, 8, 16, 32)
+LEFTOVER_BALANCE = 1.02
 
 
 def plan_assignment(slices: Sequence[SliceFiles], world_size: int) -> Assignment:
@@ -96,9 +99,16 @@ def plan_assignment(slices: Sequence[SliceFiles], world_size: int) -> Assignment
     for files in slices:
         counter.add_counts(*read_hosts(files))
     hosts, counts = counter.result()
-    leftover = bool(slices) and slices[0].keys == "item"
-    granularity = LEFTOVER_GRANULARITY if leftover else 1
-    return Assignment.from_counts(hosts, counts, world_size, granularity=granularity)
+    if not slices or slices[0].keys != "item":
+        return Assignment.from_counts(hosts, counts, world_size)
+    mean = max(int(counts.sum()), 1) / world_size
+    for (
+        granularity
+    ) in LEFTOVER_GRANULARITIES:  # the coarsest that balances (the same on every rank)
+        assignment = Assignment.from_counts(hosts, counts, world_size, granularity=granularity)
+        if assignment.planned_loads(hosts, counts).max() <= LEFTOVER_BALANCE * mean:
+            break
+    return assignment
 
 
 @dataclass(frozen=True)
