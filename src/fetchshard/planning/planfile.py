@@ -143,13 +143,22 @@ class RankRuns:
                     pieces.append((host, _piece_start(i, n), hi_key))
         return cls(small, skip, tuple(pieces))
 
-    def spans(self, items: SliceItems) -> list[tuple[int, int]]:
-        """The row spans of this rank's rows in one slice, in order."""
+    def spans(self, items: SliceItems, hosts: np.ndarray | None = None) -> list[tuple[int, int]]:
+        """The row spans of this rank's rows in one slice, in order. ``hosts``: the slice's
+        host hashes (sorted; its hosts file), to search only for the heavy hosts it holds
+        (a rank of a leftover may hold dozens, a slice a few of them)."""
+
+        def held(host: int) -> bool:
+            if hosts is None:
+                return True
+            at = int(np.searchsorted(hosts, np.uint64(host)))
+            return at < len(hosts) and int(hosts[at]) == host
+
         spans: list[tuple[int, int]] = []
         if self.small is not None:
             start = items.lower_bound(self.small[0])
             stop = items.host_end(self.small[1])
-            for host in self.skip:
+            for host in filter(held, self.skip):
                 cut_from, cut_to = items.lower_bound(host), items.host_end(host)
                 if cut_from > start:
                     spans.append((start, cut_from))
@@ -157,6 +166,8 @@ class RankRuns:
             if stop > start:
                 spans.append((start, stop))
         for host, lo, hi in self.pieces:
+            if not held(host):
+                continue
             begin = items.lower_bound(host, lo)
             end = items.host_end(host) if hi is None else items.lower_bound(host, hi)
             if end > begin:
@@ -181,8 +192,9 @@ def rank_tables(
     gathered: list[pa.Table] = []
     count = 0
     for number, files in enumerate(slices):
+        hosts, _ = read_hosts(files)
         with SliceItems.open(files) as items:
-            for start, stop in runs.spans(items):
+            for start, stop in runs.spans(items, hosts):
                 gathered.append(items.read(start, stop))
                 count += stop - start
         if count >= _YIELD_ROWS or (number == len(slices) - 1 and count):

@@ -112,6 +112,9 @@ def test_each_rank_s_runs_are_exactly_its_rows(world: int, tmp_path: Path) -> No
                 want = np.flatnonzero(ranks == rank).tolist()
                 got = [i for start, stop in runs.spans(items) for i in range(start, stop)]
                 assert sorted(got) == want and len(set(got)) == len(got), (rank, s)
+                # Given the slice's hosts, the searches skip heavy hosts it does not hold.
+                present = read_hosts(paths.slice(s))[0]
+                assert runs.spans(items, present) == runs.spans(items), (rank, s)
 
 
 def test_a_slice_of_an_older_plan_does_not_complete_a_new_one(tmp_path: Path) -> None:
