@@ -148,3 +148,60 @@ def test_report_speed_shows_every_rank_as_written(tmp_path: Path) -> None:
     assert run["command"]["exit_code"] == 0 and run["command"]["wall_s"] > 0
     assert run["command"]["peak_rss_mb"] > 0 and run["in_process"]["total_s"] > 0
     assert size["target_s"] is None and size["pass"] is None and result["ok"] is True
+
+
+@pytest.mark.timeout(60)
+def test_generations_plans_every_leftover_item_once(tmp_path: Path) -> None:
+    # benchmarks/generations.py at a tiny size: 20,000 URLs, generation 0 of 8 ranks with 60 %
+    # of its items committed, generation 1 of 3 ranks, every new rank sampled (phase 1 and 2
+    # each its own process), against the same leftover planned from scratch. No timing
+    # assertion: the counts must add up, and every figure must have been measured.
+    out, md = tmp_path / "generations.json", tmp_path / "generations.md"
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "generations.py"),
+        *("--rows", "20000", "--world", "8", "--new-world", "3"),
+        *("--json", str(out), "--md", str(md), "--work", str(tmp_path / "work")),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=55, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-4000:]
+    result: dict[str, Any] = json.loads(out.read_text())
+    g0 = result["generation0"]
+    assert g0["items"] == 20000  # unique URLs: one item each
+    assert 0.55 < g0["committed"] / g0["items"] < 0.65 and 0 < g0["failed"] < g0["committed"]
+    uncommitted = g0["items"] - g0["committed"]
+    assert g0["uncommitted"] == uncommitted
+    assert result["sample"] == [0, 1, 2] and result["modes"] == ["warm"]
+
+    # Phase 1: every old rank's leftover written by new rank i % 3, all of it.
+    phase1 = result["phase1_all_ranks"]
+    assert sorted(phase1) == ["0", "1", "2"]
+    assert [phase1[r]["sources"] for r in ("0", "1", "2")] == [3, 3, 2]
+    assert sum(r["items"] for r in phase1.values()) == uncommitted
+    for rank in phase1.values():
+        assert rank["work_seconds"] > 0 and rank["cpu_seconds"] > 0 and rank["wall_seconds"] > 0
+        assert rank["bytes_of_sources"] > 0 and rank["rchar"] > 0
+    assert result["leftover_slices"]["slices"] == 8
+    assert result["leftover_slices"]["item_rows"] == uncommitted
+
+    # Phase 2: each new rank planned a share, together the whole leftover, no item twice.
+    phase2 = result["measured"]["warm"]["phase2"]
+    assert all(r["items"] > 0 for r in phase2.values()), phase2
+    assert sum(r["items"] for r in phase2.values()) == uncommitted
+    assert all(r["items"] < uncommitted for r in phase2.values())
+    checks = result["checks"]
+    assert checks["sampled_items"] == uncommitted and checks["sampled_duplicates"] == 0
+    assert checks["sampled_not_uncommitted"] == 0 and checks["uncommitted_not_planned"] == 0
+    assert checks["leftover_equals_uncommitted"] and checks["planned_equals_uncommitted"]
+
+    # The baseline plans the same leftover from its own input.
+    assert result["baseline"]["input"]["rows"] == uncommitted
+    assert result["baseline"]["input"]["bytes"] > 0 and result["input_bytes"] > 0
+    assert sum(r["items"] for r in result["measured"]["warm"]["run"].values()) == uncommitted
+    assert checks["baseline_equals_uncommitted"]
+    for part in ("phase1", "phase2", "generation", "step", "run", "baseline"):
+        summary = result["summary"]["warm"][part]
+        assert summary["work_seconds"]["median"] > 0 and summary["rchar"]["median"] > 0
+    bound = result["bound"]
+    assert bound["phase1_median"] > 0 and bound["phase2_hosts_index"] > 0
+    assert "Generations at scale" in md.read_text()
