@@ -71,13 +71,19 @@ connection), :func:`closed_port` (a loopback port with nothing listening) and
 :class:`CannedServer` (answers each request path with canned raw bytes, :class:`Canned`: a
 10 MB header, a body longer than its Content-Length).
 
+A fake Hugging Face Hub and its CDN (two origins) for the ``hf://`` input: :class:`HubRepo`
+defines a repo, :func:`running_hub` / :class:`FakeHub` run it in-process, :class:`HubProcess`
+(``python -m server --hub SPEC``) in a subprocess; see ``hub.py``.
+
 Modules: ``state`` (ServerState and its app key), ``params`` (query and path
 parameters), ``streaming`` (writes and sleeps that stop for a gone client or a
 shutdown), ``bodies`` (deterministic bodies), ``routes_content``, ``routes_faults`` and
 ``routes_control`` (the handlers), ``app`` (make_app: middleware and route table),
 ``loopback`` (address modes), ``inprocess`` (serve, running_server), ``process``
 (ServerProcess), ``raw`` (ResetServer, closed_port), ``hostile`` (CannedServer, Canned),
-``cli`` and ``__main__`` (the command line).
+``cli`` and ``__main__`` (the command line); the fake Hub: ``hub_repos`` (HubRepo, Generated),
+``hub_state`` (HubState, HubSwitches), ``hub_routes``, ``hub_cdn`` and ``hub`` (FakeHub,
+running_hub, HubProcess).
 """
 
 from __future__ import annotations
@@ -86,6 +92,9 @@ from .app import make_app
 from .bodies import gzip_zeros, jpeg_bytes
 from .cli import main
 from .hostile import Canned, CannedServer
+from .hub import FakeHub, HubControls, HubProcess, hub_spec, running_hub, serve_hub
+from .hub_repos import Generated, HubFile, HubRepo, git_blob_sha1
+from .hub_state import HubState, HubSwitches
 from .inprocess import RunningServer, running_server, serve
 from .loopback import LOOPBACK, AddressMode
 from .process import ServerProcess
@@ -99,15 +108,27 @@ __all__ = [
     "AddressMode",
     "Canned",
     "CannedServer",
+    "FakeHub",
+    "Generated",
+    "HubControls",
+    "HubFile",
+    "HubProcess",
+    "HubRepo",
+    "HubState",
+    "HubSwitches",
     "ResetServer",
     "RunningServer",
     "ServerProcess",
     "ServerState",
     "closed_port",
+    "git_blob_sha1",
     "gzip_zeros",
+    "hub_spec",
     "jpeg_bytes",
     "main",
     "make_app",
+    "running_hub",
     "running_server",
     "serve",
+    "serve_hub",
 ]

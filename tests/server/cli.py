@@ -1,6 +1,7 @@
 """The command line (``python -m server``): the first stdout line, then serve until stopped.
 
-The first stdout line is ``{"ports": [...], "base_urls": [...]}``; every request is appended
+The first stdout line is ``{"ports": [...], "base_urls": [...]}`` (with ``--hub SPEC``, the
+fake Hugging Face Hub of ``hub.py``, also ``"hub"`` and ``"cdn"`` URLs); every request is appended
 as one JSON line to the ``--log`` file (flushed per line).  SIGTERM, SIGINT and (with
 ``--exit-on-stdin-eof``) the end of stdin stop the server.
 """
@@ -15,9 +16,11 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import IO
 
-from .inprocess import serve
+from .hub import FakeHub, serve_hub_from_spec
+from .inprocess import RunningServer, serve
 from .state import DEFAULT_ROBOTS_TXT, ServerState
 
 
@@ -27,12 +30,20 @@ async def _amain(args: argparse.Namespace) -> None:
     log_file: IO[str] | None = None
     if args.log:
         log_file = open(args.log, "a", encoding="utf-8")  # noqa: SIM115 - closed below
-    state = ServerState(
-        log_file=log_file,
-        keep_log=not args.no_memory_log,
-        robots_txt=None if args.no_robots_txt else args.robots_txt,
-    )
-    srv = await serve(args.hosts, args.address_mode, state=state, port_base=args.port_base)
+    srv: RunningServer | FakeHub
+    if args.hub:
+        spec = json.loads(Path(args.hub).read_text(encoding="utf-8"))
+        srv = await serve_hub_from_spec(spec, log_file=log_file, keep_log=not args.no_memory_log)
+        info = {"ports": srv.ports, "base_urls": srv.base_urls}
+        info.update(hub=srv.hub_url, cdn=srv.cdn_url)
+    else:
+        state = ServerState(
+            log_file=log_file,
+            keep_log=not args.no_memory_log,
+            robots_txt=None if args.no_robots_txt else args.robots_txt,
+        )
+        srv = await serve(args.hosts, args.address_mode, state=state, port_base=args.port_base)
+        info = {"ports": srv.ports, "base_urls": srv.base_urls}
     try:
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
@@ -52,7 +63,7 @@ async def _amain(args: argparse.Namespace) -> None:
                     loop.call_soon_threadsafe(stop.set)
 
             threading.Thread(target=_watch_stdin, daemon=True).start()
-        sys.stdout.write(json.dumps({"ports": srv.ports, "base_urls": srv.base_urls}) + "\n")
+        sys.stdout.write(json.dumps(info) + "\n")
         sys.stdout.flush()
         await stop.wait()
     finally:
@@ -76,6 +87,12 @@ def main(argv: list[str] | None = None) -> int:
         "--robots-txt", default=DEFAULT_ROBOTS_TXT, help="body served at /robots.txt"
     )
     parser.add_argument("--no-robots-txt", action="store_true", help="/robots.txt answers 404")
+    parser.add_argument(
+        "--hub",
+        metavar="SPEC",
+        help="serve the fake Hugging Face Hub and its CDN (two ports) from this JSON spec "
+        "(server.hub.hub_spec); the startup line adds 'hub' and 'cdn' URLs",
+    )
     parser.add_argument(
         "--exit-on-stdin-eof",
         action="store_true",

@@ -77,6 +77,30 @@ class ServerProcess:
             raise RuntimeError("already started")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log_path.write_text("")
+        cmd = self._command()
+        env = {k: v for k, v in os.environ.items() if k not in _PROXY_VARS}
+        self._stderr = open(self.stderr_path, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+            env=env,
+            cwd=TESTS_DIR,
+        )
+        try:
+            info = self._read_startup_line()
+        except BaseException:
+            self.stop()
+            raise
+        self.ports = [int(p) for p in info["ports"]]
+        self.base_urls = [str(u) for u in info["base_urls"]]
+        self._started(info)
+        return self
+
+    def _command(self) -> list[str]:
+        """The subprocess's command line (HubProcess runs another mode)."""
         # -m with the tests folder as the working directory: that folder comes first on the
         # subprocess's sys.path, so ``server`` is this package; the log path goes absolute
         cmd = [
@@ -97,25 +121,10 @@ class ServerProcess:
             cmd.append("--no-robots-txt")
         elif self.robots_txt != DEFAULT_ROBOTS_TXT:
             cmd += ["--robots-txt", self.robots_txt]
-        env = {k: v for k, v in os.environ.items() if k not in _PROXY_VARS}
-        self._stderr = open(self.stderr_path, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            text=True,
-            env=env,
-            cwd=TESTS_DIR,
-        )
-        try:
-            info = self._read_startup_line()
-        except BaseException:
-            self.stop()
-            raise
-        self.ports = [int(p) for p in info["ports"]]
-        self.base_urls = [str(u) for u in info["base_urls"]]
-        return self
+        return cmd
+
+    def _started(self, info: dict[str, Any]) -> None:
+        """Read what a subclass needs from the startup line."""
 
     def _read_startup_line(self) -> dict[str, Any]:
         assert self.proc is not None and self.proc.stdout is not None
