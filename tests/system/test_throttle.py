@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from fetchshard.config import FetchConfig
 from fetchshard.engine.retry import throttled_host_bound
-from server import ServerProcess
+from server import HubProcess, HubRepo, ServerProcess
 from util import FAST, arrivals, fetchshard_cmd, max_excess, rows_by_url, run_subprocess
 
 SHORT = {  # the same code path as the defaults, with windows a test can wait for
@@ -83,3 +83,27 @@ def test_a_rank_with_nothing_in_flight_says_what_it_waits_for(
     assert f"nothing in flight, waiting: {host} parked (Retry-After)" in err, err
     assert any(w.startswith(f"{host} parked (Retry-After)") and "next try in" in w for w in seen)
     assert {r["status"] for r in rows_by_url(out).values()} == {"ok"}
+
+
+def test_a_429_with_a_ratelimit_header_is_waited_out_without_a_failed_row(
+    tmp_path: Path,
+) -> None:
+    """The fake Hugging Face Hub answers its resolves 429 with ``RateLimit: "resolvers";r=0;
+    t=2`` and no Retry-After: the rank waits the reset (and a second), then gets the file."""
+    repo = HubRepo("ns/limited", {"main": {"a.txt": b"small file", "b.bin": b"x" * 5000}})
+    with HubProcess([repo], tmp_path / "hub.jsonl") as hub:
+        urls = [hub.resolve_url("ns/limited", path) for path in ("a.txt", "b.bin")]
+        src = tmp_path / "urls.txt"
+        src.write_text("\n".join(urls) + "\n")
+        hub.rate_limit(2, reset=2)  # both first resolves: r=0, the window resets in 2 s
+        out = tmp_path / "out"
+        done = run_subprocess("run", str(src), "-o", str(out), *FAST)
+        assert done.returncode == 0, done.stderr
+        rows = rows_by_url(out)
+        assert {rows[u]["status"] for u in urls} == {"ok"}
+        resolves = [r for r in hub.requests("hub") if "/resolve/" in r["path"]]
+        for url in urls:
+            path = urlsplit(url).path
+            times = [r["t"] for r in resolves if r["path"].startswith(path)]
+            assert len(times) == 2, times  # the 429, then the answer
+            assert times[1] - times[0] >= 3.0 - 0.25  # t=2, plus one second

@@ -22,7 +22,7 @@ from fetchshard.errors import ErrorKind, StorageError
 from fetchshard.http.classify import classify, describe, malformed_response, status_kind
 from fetchshard.http.client import AddressPolicy, BlockedAddress, Client, client_timeout
 from fetchshard.http.deadlines import Guard, Tripped
-from fetchshard.http.headers import opt_out, parse_retry_after
+from fetchshard.http.headers import opt_out, wait_asked
 from fetchshard.http.sink import BodySink, MemorySink
 from fetchshard.urls import host_matches
 
@@ -212,7 +212,7 @@ async def _fetch(
                     state["final_url"],
                     content_type,
                     elapsed_ms=_ms(started),
-                    retry_after=parse_retry_after(resp.headers.get("Retry-After")),
+                    retry_after=wait_asked(resp.headers),
                 )
             directive = opt_out(resp.headers.getall("X-Robots-Tag", []), config.opt_out_directives)
             if directive is not None:

@@ -13,7 +13,7 @@ from yarl import URL
 from fetchshard.errors import ErrorKind
 from fetchshard.http.classify import classify, describe, status_kind
 from fetchshard.http.client import BlockedAddress
-from fetchshard.http.headers import opt_out, parse_retry_after
+from fetchshard.http.headers import opt_out, parse_ratelimit, parse_retry_after, wait_asked
 
 URL_ = URL("http://h.test/x")
 INFO = aiohttp.RequestInfo(URL_, "GET", CIMultiDictProxy(CIMultiDict()), URL_)
@@ -132,3 +132,16 @@ def test_opt_out_for_everyone_or_for_us_only() -> None:
     assert opt_out(["otherbot: noai"], directives) is None
     assert opt_out(["noindex, nofollow"], directives) is None
     assert opt_out(["noai"], ()) is None
+
+
+def test_a_ratelimit_header_with_nothing_remaining_asks_to_wait_for_its_reset() -> None:
+    """draft-ietf-httpapi-ratelimit-headers, as the Hugging Face Hub sends it with a 429."""
+    assert parse_ratelimit('"resolvers";r=0;t=2') == 3.0  # the reset, and a second
+    assert parse_ratelimit('"api";r=12;t=40') is None  # some left: no wait
+    assert parse_ratelimit('"api";r=3;t=40, "resolvers";r=0;t=172') == 173.0
+    assert parse_ratelimit('"a";r=0;t=5, "b";r=0;t=9') == 10.0  # the longest
+    for broken in (None, "", "garbage", '"x";r=0', '"x";t=5', '"x";r=zero;t=5', '"x";r=0;t=-1'):
+        assert parse_ratelimit(broken) is None, broken
+    assert wait_asked({"RateLimit": '"resolvers";r=0;t=2', "Retry-After": "1"}) == 3.0
+    assert wait_asked({"Retry-After": "7", "RateLimit": '"resolvers";r=0;t=2'}) == 7.0
+    assert wait_asked({}) is None
