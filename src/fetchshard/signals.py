@@ -34,6 +34,14 @@ def hold() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD)
 
 
+def ignore_on_exit() -> None:
+    """The command is over: block the stop signals for the rest of the process's life. While
+    Python shuts down it puts the default handlers back, so a stop that arrives then (the
+    ``--ranks`` launcher forwarding one to a rank that has just finished) would kill the
+    process (exit -15) instead of letting it exit with its own code."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, (signal.SIGINT, *HELD))
+
+
 @contextlib.contextmanager
 def blocked() -> Iterator[None]:
     """Block the stop signals for the block (a child started in it inherits them blocked,

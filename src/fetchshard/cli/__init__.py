@@ -17,6 +17,7 @@ import typer
 
 from fetchshard import __version__
 from fetchshard.signals import hold as hold_stop_signals
+from fetchshard.signals import ignore_on_exit
 
 app = typer.Typer(
     name="fetchshard",
@@ -81,4 +82,7 @@ def main() -> None:
     hold_stop_signals()
     if sys.argv[1:2] in (["run"], ["plan"]):
         skip_pandas()
-    app()
+    try:
+        app()
+    finally:
+        ignore_on_exit()

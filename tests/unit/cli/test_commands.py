@@ -3,6 +3,8 @@ the answer: no second code path."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -117,3 +119,25 @@ def test_report(monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.exit_code == 0
     assert result.output == '{"kind": "report"}\n'
     assert calls == [((Path("out"),), {"html": None})]
+
+
+def test_a_stop_after_the_command_ended_does_not_kill_the_process() -> None:
+    """A --ranks launcher may forward SIGTERM to a rank that has just finished: while Python
+    shuts down it puts the default handlers back (simulated here), and the process would die
+    of it (-15) instead of exiting with its own code."""
+    code = (
+        "import os, signal, sys\n"
+        "from fetchshard.cli import main\n"
+        "sys.argv = ['fetchshard', '--version']\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exc:\n"
+        "    status = exc.code\n"
+        "for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):\n"
+        "    signal.signal(sig, signal.SIG_DFL)  # as the interpreter's shutdown does\n"
+        "    os.kill(os.getpid(), sig)\n"
+        "print('exited with', status)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "exited with 0"
