@@ -132,13 +132,8 @@ def read_without_row(
     """The planned items (item_id, url, reason) with no current row: ``pending`` (never
     committed) or ``missing_part`` (their row is in one of ``lost_parts``). ``items``: the
     ledger's items file."""
-    latest: dict[int, int] = {}  # item -> part of its current row
-    with read_only(path, timeout=timeout) as db:
-        for item, part in db.execute(
-            "SELECT item_id, part FROM states WHERE part IS NOT NULL "
-            "UNION ALL SELECT item_id, part FROM done ORDER BY 2"
-        ):
-            latest[item] = part
+    current = read_current_rows(path, timeout=timeout)
+    latest = dict(zip(current.item_id.tolist(), current.part.tolist(), strict=True))
     lost = set(lost_parts)
     ids: list[int] = []
     urls: list[str] = []
