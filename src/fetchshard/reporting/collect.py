@@ -9,6 +9,7 @@ in a loop, from any host of a shared filesystem, never slows or changes a runnin
 from __future__ import annotations
 
 import gc
+import sqlite3
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -198,7 +199,13 @@ def _rank(view: RankView, now: float) -> tuple[RankRow, Stats, Counter[str]]:
     running = done is None and view.running
     summary: LedgerSummary | None = None
     if not running and (stats is None or done is None) and view.started:
-        summary = view.ledger()  # not running: its ledger is still
+        try:
+            summary = view.ledger()  # not running: its ledger is still
+        except sqlite3.Error:
+            # A rank killed mid-commit leaves a hot journal that a read-only reader cannot
+            # roll back, until the rank (or a new generation's) opens it: its documents say
+            # what it did meanwhile.
+            summary = None
     state, detail = _state(view, snap, stats, running, now)
     counted = stats.stats if stats is not None else _snapshot_stats(snap)
     if summary is not None:
