@@ -65,6 +65,7 @@ __all__ = [
 
 StrPath: TypeAlias = "str | os.PathLike[str]"
 CONFIG_SUFFIXES = (".yaml", ".yml")
+HF_SCHEME = "hf://"  # an input that is a Hugging Face repo (hub/input.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +150,8 @@ def run(
     url_column: str | None = None,
     id_column: str | None = None,
     extra_columns: Sequence[str] | None = None,
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
     input_format: str | None = None,
     contact: str | None = None,
     per_host_rate: float | None = None,
@@ -182,6 +185,8 @@ def run(
         "run.world_size": world_size,
         "run.restart": True if restart else None,
         **_input_flags(url_column, id_column, extra_columns, input_format, log_level),
+        "input.include": list(include) if include else None,
+        "input.exclude": list(exclude) if exclude else None,
         "fetch.contact": contact,
         "fetch.per_host_rate": per_host_rate,
         "fetch.max_in_flight": max_in_flight,
@@ -294,6 +299,8 @@ def plan(
     url_column: str | None = None,
     id_column: str | None = None,
     extra_columns: Sequence[str] | None = None,
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
     input_format: str | None = None,
     log_level: str | None = None,
     log_to_stderr: bool = False,
@@ -310,6 +317,8 @@ def plan(
         "run.world_size": world_size,
         "run.restart": True if restart else None,
         **_input_flags(url_column, id_column, extra_columns, input_format, log_level),
+        "input.include": list(include) if include else None,
+        "input.exclude": list(exclude) if exclude else None,
     }
     with _library_errors():
         job = _rank_job("plan", inputs, config, options, flags)
@@ -409,7 +418,9 @@ def merge(
     ``ranks=K`` merges with K local processes; ``rank``/``world_size`` (or srun) make this
     process one of several, each writing its share of the files."""
     from fetchshard.merging.job import MergeOptions
+    from fetchshard.runfolder.layout import find_run_root
 
+    run_dir = find_run_root(Path(run_dir))  # a mirror's is inside it
     with _library_errors():
         options = MergeOptions(
             output=Path(output) if output is not None else None,
@@ -613,11 +624,18 @@ def _rank_job(
     overrides = inherited_overrides(os.environ)
     overrides.update({k: _plain(v) for k, v in flags.items() if v is not None})
     if paths:
-        overrides["input.paths"] = [os.path.abspath(p) for p in paths]
+        overrides["input.paths"] = [
+            p if p.startswith(HF_SCHEME) else os.path.abspath(p) for p in paths
+        ]
     overrides.update(_option_pairs(options))
     loaded = load_config(config_file, overrides=overrides)
     if not loaded.input.paths:
         raise ConfigError("no input: give URL files on the command line or input.paths in a config")
+    inp = loaded.input
+    if inp.include or inp.exclude or any(p.startswith(HF_SCHEME) for p in inp.paths):
+        from fetchshard.hub.input import prepare  # lists the repo once for the run
+
+        loaded = prepare(loaded)
     if loaded.run.ranks > 1 and loaded.run.rank is not None:
         raise ConfigError("--ranks starts every rank itself; do not combine it with --rank")
     recorded = inherited_command(os.environ) or recorded

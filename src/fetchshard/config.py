@@ -38,6 +38,7 @@ DEFAULT_TOTAL_TIMEOUT = 120.0
 DEFAULT_MAX_BODY_BYTES = 64 * MiB
 DEFAULT_MAX_REDIRECTS = 10
 DEFAULT_MAX_ATTEMPTS = 3
+MAX_SEGMENTS = 64  # connections for one file: more only burdens its host
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,7 +59,12 @@ class InputConfig:
     # fetch.max_attempts (a transfer cut or corrupted on the way). Empty values are not checked.
     size_column: str | None = None
     checksum_column: str | None = None
-    checksum_algorithm: str = "sha256"  # or md5, sha1
+    # or md5, sha1, git-sha1 (git's blob id), auto: each value names its own ("md5:<hex>")
+    checksum_algorithm: str = "sha256"
+    # An hf:// input's files to take or leave (fnmatch on the repo path, like `hf download`;
+    # a pattern ending in "/" is a folder and everything in it). Empty include: every file.
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
     max_url_length: int = 4096
     # 16 Ki rows: planning 1 M rows peaked at 221 MB RSS (245 MB with 64 Ki) at the same speed
     # for small world sizes; at world size 400 (1/400 of the rows kept) 64 Ki is ~10 % faster.
@@ -91,6 +97,9 @@ class OutputConfig:
     # only the bodies kept in memory.
     max_file_bytes: int = 0
     fsync_files: bool = True  # each file (and its folder) fsynced before its row counts
+    # An input column holding each file's path under the files folder (checked: relative,
+    # no ".."), instead of a name made from its URL. An hf:// input sets it: its repo paths.
+    path_column: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -141,6 +150,18 @@ class FetchConfig:
     # retried like a transient failure; 0: no check.
     min_body_bytes: int = 0
     min_speed_window: float = 30.0
+    # One large file over several connections, like aria2c -x (output/segments.py): with
+    # bodies to files, a file whose size the input gives (input.size_column; an hf:// listing)
+    # and is at least segment_above bytes is fetched as byte ranges, `segments` at a time,
+    # into one .part, each range resumed on its own after a cut or a crash. A file of unknown
+    # size is fetched with one GET, as ever: no request is made to learn a size. The ranges
+    # are extra connections to the file's host beyond per_host_concurrency (the file holds
+    # one slot), which is what this setting asks for. 1: off.
+    segments: int = 1
+    segment_above: int = 256 * MiB
+    # No range is larger than this: a CDN's limit on one GET (CloudFront's 50 GB). A larger
+    # file is cut into ranges even with segments 1 (then fetched one after another).
+    segment_max_bytes: int = 50 * 1000**3
     # 429/503 halve a host's rate on this rank, down to this floor (req/s over all ranks).
     per_host_min_rate: float = 0.1
     # Host health: this many connect/DNS failures in a row park a host for host_cooldown s;
@@ -216,6 +237,19 @@ class ImagesConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class HubConfig:
+    """An hf:// input: which Hugging Face Hub, with which token, how fast."""
+
+    endpoint: str | None = None  # None: HF_ENDPOINT, else https://huggingface.co
+    # None: HF_TOKEN, HUGGING_FACE_HUB_TOKEN, then the token file (HF_TOKEN_PATH, HF_HOME).
+    # Sent only to the endpoint's origin, never written anywhere.
+    token: str | None = None
+    # Resolve requests per second over all ranks. None: the Hub's resolver quota per 5
+    # minutes with a margin: 3,000 anonymous (9/s), 5,000 for a free account (15/s).
+    rate: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     input: InputConfig = field(default_factory=InputConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
@@ -223,6 +257,7 @@ class Config:
     fetch: FetchConfig = field(default_factory=FetchConfig)
     run: RunConfig = field(default_factory=RunConfig)
     images: ImagesConfig = field(default_factory=ImagesConfig)
+    hub: HubConfig = field(default_factory=HubConfig)
 
 
 _SECTION_TYPES: dict[str, type[Any]] = {
@@ -232,6 +267,7 @@ _SECTION_TYPES: dict[str, type[Any]] = {
     "fetch": FetchConfig,
     "run": RunConfig,
     "images": ImagesConfig,
+    "hub": HubConfig,
 }
 
 # Options holding a path: in a config file, relative to the file's folder (rebase_paths);
@@ -241,7 +277,7 @@ PATH_OPTIONS = frozenset({"input.paths", "output.dir", "fetch.ca_bundle"})
 _CHOICES: dict[str, tuple[str, ...]] = {
     "input.format": ("auto", "txt", "csv", "tsv", "jsonl", "parquet"),
     "input.hash_algorithm": ("sha256", "md5"),
-    "input.checksum_algorithm": ("sha256", "md5", "sha1"),
+    "input.checksum_algorithm": ("sha256", "md5", "sha1", "git-sha1", "auto"),
     "output.mode": ("parquet", "files"),
     "output.compression": ("zstd", "snappy", "gzip", "lz4", "none"),
     "output.body_compression": ("auto", "zstd", "snappy", "gzip", "lz4", "none"),
@@ -281,6 +317,9 @@ _POSITIVE = {
     "fetch.retry_base_delay",
     "fetch.retry_after_max",
     "fetch.retry_max_delay",
+    "fetch.segments",
+    "fetch.segment_above",
+    "fetch.segment_max_bytes",
     "run.world_size",
     "run.ranks",
     "run.progress_interval",
@@ -289,6 +328,7 @@ _POSITIVE = {
     "images.max_pixels",
     "images.max_aspect_ratio",
     "images.queue_per_worker",
+    "hub.rate",
 }
 _NON_NEGATIVE = {
     "fetch.max_redirects",
@@ -475,6 +515,12 @@ def _check_fetch(fetch: FetchConfig) -> None:
                 raise ConfigError(f"{key}: {name!r} is not a header name")
             if any(c in value for c in "\r\n\0"):  # the value itself is never shown
                 raise ConfigError(f"{key}.{name}: a header value must be one line")
+    if fetch.segments > MAX_SEGMENTS:
+        raise ConfigError(f"fetch.segments: at most {MAX_SEGMENTS}, got {fetch.segments}")
+    if fetch.segment_max_bytes < MiB:  # a request per few bytes of a file: never meant
+        raise ConfigError(
+            f"fetch.segment_max_bytes: at least {MiB} (1 MiB), got {fetch.segment_max_bytes}"
+        )
     for name in fetch.secret_headers:
         if not _HEADER_NAME.fullmatch(name):
             raise ConfigError(f"fetch.secret_headers: {name!r} is not a header name")
@@ -622,7 +668,7 @@ def _hint(dotted: str) -> Any:
 
 
 def _rebased(path: str, base: Path) -> str:
-    if not path or path.startswith("~") or os.path.isabs(path):
+    if not path or path.startswith(("~", "hf://")) or os.path.isabs(path):
         return path
     return str(base / path)
 

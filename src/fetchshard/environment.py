@@ -1,8 +1,9 @@
 """Every environment variable fetchshard reads, named here and nowhere else.
 
 Options: ``FETCHSHARD_<SECTION>_<KEY>`` (config.env_layer). Launchers: the rank and world size
-(:data:`LAUNCHERS`, read by ranks.py), SLURM's CPU count and step variables. Internal: the
-``--ranks`` launcher's marks on its children and the test-only crash hook.
+(:data:`LAUNCHERS`, read by ranks.py), SLURM's CPU count and step variables. The Hugging Face
+Hub's endpoint and token (hub/auth.py). Internal: the ``--ranks`` launcher's marks on its
+children and the test-only crash hook.
 """
 
 from __future__ import annotations
@@ -41,3 +42,14 @@ CHILD_STDERR_LEVEL = "_FETCHSHARD_CHILD_STDERR_LEVEL"
 
 # Test hook: crash at a named point of the commit protocol (faults.py).
 FAULT = "_FETCHSHARD_FAULT"
+
+# The Hugging Face Hub (hub/auth.py), read as huggingface_hub reads them: the endpoint, the
+# token (HF_TOKEN, then the legacy name, then the token file under HF_HOME) and the switch
+# that keeps a token found implicitly from being sent.
+HF_ENDPOINT = "HF_ENDPOINT"
+HF_TOKEN = "HF_TOKEN"
+HF_TOKEN_LEGACY = "HUGGING_FACE_HUB_TOKEN"
+HF_TOKEN_PATH = "HF_TOKEN_PATH"
+HF_HOME = "HF_HOME"
+XDG_CACHE_HOME = "XDG_CACHE_HOME"
+HF_HUB_DISABLE_IMPLICIT_TOKEN = "HF_HUB_DISABLE_IMPLICIT_TOKEN"

@@ -11,8 +11,9 @@ Exceptions (things that stop a command) form one tree::
     │   ├── PlanError               the plan step's files are incomplete or of another run
     │   ├── RankLockedError         another process holds this rank of this output folder
     │   ├── GenerationError         a generation cannot begin yet, or the rank's has ended
-    │   └── RunFolderError          not a fetchshard output folder, or a document unreadable
-    │       └── NewerFormatError    a document written by a newer fetchshard than this one
+    │   ├── RunFolderError          not a fetchshard output folder, or a document unreadable
+    │   │   └── NewerFormatError    a document written by a newer fetchshard than this one
+    │   └── HubError                the Hugging Face Hub refused or failed an hf:// listing
     └── RunError                    exit 1: something failed while working
         ├── RankFailedError         a local rank process exited non-zero
         └── StorageError            the output folder's disk refused a write (full, read-only)
@@ -84,6 +85,14 @@ class NewerFormatError(RunFolderError):
     """A run-folder document was written by a newer fetchshard (a format this one predates)."""
 
 
+class HubError(UsageError):
+    """Listing an ``hf://`` input failed: gated, private or unknown repo, unknown revision or
+    path, a refused token, the Hub unreachable or still failing after retries.
+
+    The message is one line naming the URI and what to do; it never holds the token.
+    """
+
+
 class RunError(FetchshardError):
     """Something failed while the run was working."""
 
@@ -123,6 +132,7 @@ class ErrorKind(str, enum.Enum):
     """
 
     BAD_URL = "bad_url"  # not an http(s) URL; never sent
+    BAD_PATH = "bad_path"  # the input's file path (output.path_column) is not a safe one
     BLOCKED = "blocked"  # host on the block list, or a private address when those are blocked
     ROBOTS_TXT = "robots_txt"  # disallowed by the host's robots.txt
     DNS = "dns"  # the host name did not resolve
@@ -140,6 +150,9 @@ class ErrorKind(str, enum.Enum):
     HTTP_410 = "http_410"
     HTTP_429 = "http_429"
     HTTP_5XX = "http_5xx"
+    # 401/403 from a redirect's target on another origin: a signed link that expired (the
+    # Hub's CDN); retried from the input URL, which gives a fresh one.
+    EXPIRED_REDIRECT = "expired_redirect"
     BAD_CONTENT = "bad_content"  # broken response: wrong length, reset mid-body, bad encoding
     HASH_MISMATCH = "hash_mismatch"  # the body's hash is not the input's expected one
     CHECKSUM_MISMATCH = "checksum_mismatch"  # size or checksum not the input's (retried)
@@ -171,6 +184,7 @@ _TRANSIENT = frozenset(
         ErrorKind.TOO_SLOW,
         ErrorKind.HTTP_429,
         ErrorKind.HTTP_5XX,
+        ErrorKind.EXPIRED_REDIRECT,
         ErrorKind.BAD_CONTENT,
         ErrorKind.CHECKSUM_MISMATCH,
         ErrorKind.TOO_SMALL,

@@ -17,9 +17,9 @@ from typing import Any
 REDACTED = "***"
 
 # Keys of the settings whose values (a mapping: each value) are secrets, at any depth.
-SECRET_KEYS = frozenset({"headers"})
+SECRET_KEYS = frozenset({"headers", "token"})
 # Options that carry them, as ``--set`` writes them.
-SECRET_OPTIONS = ("fetch.headers", "fetch.hosts")
+SECRET_OPTIONS = ("fetch.headers", "fetch.hosts", "hub.token")
 _UNDER_SECRET_OPTIONS = tuple(f"{option}." for option in SECRET_OPTIONS)
 
 # scheme://userinfo@ — the userinfo ends at the last "@" before the path; no "/", "?", "#"
@@ -40,6 +40,8 @@ def redact_settings(value: Any, key: str = "") -> Any:
         if key in SECRET_KEYS:
             return {k: REDACTED for k in value}
         return {k: redact_settings(v, str(k)) for k, v in value.items()}
+    if key in SECRET_KEYS and isinstance(value, str):
+        return REDACTED
     if isinstance(value, list | tuple):
         return [redact_settings(v) for v in value]
     if isinstance(value, str):

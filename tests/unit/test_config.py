@@ -415,7 +415,7 @@ def test_to_plain_round_trips_through_json(tmp_path: Path) -> None:
     )
     config = load_config(path, environ={}, overrides={"run.rank": 0, "run.world_size": 2})
     plain = to_plain(config)
-    assert set(plain) == {"input", "output", "partition", "fetch", "run", "images"}
+    assert set(plain) == {"input", "output", "partition", "fetch", "run", "images", "hub"}
     decoded = json.loads(json.dumps(plain))
     assert decoded["fetch"]["per_host_rate"] == config.fetch.per_host_rate
     assert decoded["fetch"]["headers"] == {"X-Test": "***"}  # header values are never shown
@@ -462,7 +462,7 @@ def test_example_config_lists_every_option_with_its_default() -> None:
     data = yaml.safe_load(example.read_text())
     loaded = load_config(example, environ={})
     defaults = Config()
-    for section in ("input", "output", "partition", "fetch", "run", "images"):
+    for section in ("input", "output", "partition", "fetch", "run", "images", "hub"):
         names = {f.name for f in dataclasses.fields(getattr(defaults, section))}
         assert set(data[section]) == names, section
         for name in names:
@@ -522,7 +522,7 @@ def test_images_mode_off_may_be_written_bare_in_yaml(tmp_path: Path) -> None:
         ({"fetch.min_body_bytes": -1}, "fetch.min_body_bytes: must be 0 or more, got -1"),
         (
             {"input.checksum_algorithm": "crc32"},
-            "input.checksum_algorithm: must be one of sha256, md5, sha1, got 'crc32'",
+            "input.checksum_algorithm: must be one of sha256, md5, sha1, git-sha1, auto, got 'crc32'",
         ),
         (
             {"output.mode": "files", "output.store_body": False},

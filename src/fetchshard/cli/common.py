@@ -25,6 +25,18 @@ ExtraColumnsOption = Annotated[
     list[str] | None,
     typer.Option("--extra-column", help="Input column to carry into the output (repeatable)."),
 ]
+IncludeOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--include",
+        help="An hf:// input's files to take: a pattern of repo paths (fnmatch; 'dir/' is a "
+        "folder), repeatable (input.include).",
+    ),
+]
+ExcludeOption = Annotated[
+    list[str] | None,
+    typer.Option("--exclude", help="An hf:// input's files to leave (input.exclude)."),
+]
 FormatOption = Annotated[
     str | None, typer.Option("--format", help="Input format (default: from the file name).")
 ]

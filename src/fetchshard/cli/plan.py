@@ -10,9 +10,11 @@ from typing import Annotated
 import typer
 
 from fetchshard.cli.common import (
+    ExcludeOption,
     ExtraColumnsOption,
     FormatOption,
     IdColumnOption,
+    IncludeOption,
     LogLevelOption,
     OutputOption,
     RankOption,
@@ -45,6 +47,8 @@ def plan_command(
     url_column: UrlColumnOption = None,
     id_column: IdColumnOption = None,
     extra_columns: ExtraColumnsOption = None,
+    include: IncludeOption = None,
+    exclude: ExcludeOption = None,
     input_format: FormatOption = None,
     log_level: LogLevelOption = None,
     set_: SetOption = None,
@@ -79,6 +83,8 @@ def plan_command(
             url_column=url_column,
             id_column=id_column,
             extra_columns=extra_columns,
+            include=include,
+            exclude=exclude,
             input_format=input_format,
             log_level=log_level,
             log_to_stderr=True,

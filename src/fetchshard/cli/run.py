@@ -9,9 +9,11 @@ from typing import Annotated
 import typer
 
 from fetchshard.cli.common import (
+    ExcludeOption,
     ExtraColumnsOption,
     FormatOption,
     IdColumnOption,
+    IncludeOption,
     LogLevelOption,
     OutputOption,
     RankOption,
@@ -83,6 +85,8 @@ def run_command(
     url_column: UrlColumnOption = None,
     id_column: IdColumnOption = None,
     extra_columns: ExtraColumnsOption = None,
+    include: IncludeOption = None,
+    exclude: ExcludeOption = None,
     input_format: FormatOption = None,
     contact: Annotated[
         str | None, typer.Option(help="Contact (URL or e-mail) put in the User-Agent.")
@@ -148,6 +152,8 @@ def run_command(
             url_column=url_column,
             id_column=id_column,
             extra_columns=extra_columns,
+            include=include,
+            exclude=exclude,
             input_format=input_format,
             contact=contact,
             per_host_rate=per_host_rate,

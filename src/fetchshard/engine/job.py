@@ -14,6 +14,8 @@ import contextlib
 import logging
 import re
 import time
+from pathlib import PurePosixPath
+from typing import Any
 
 from fetchshard.clock import Clock
 from fetchshard.config import Config
@@ -30,14 +32,16 @@ from fetchshard.http.client import make_client
 from fetchshard.http.content import checked_algorithms
 from fetchshard.http.request import fetch
 from fetchshard.http.sink import BodySink, MemorySink
+from fetchshard.hub import localdir
 from fetchshard.ledger import Ledger, WorkItem
 from fetchshard.output.columns import ResultRow
 from fetchshard.output.extras import deserialize_schema
-from fetchshard.output.files import FileStore, file_columns, uses_files
+from fetchshard.output.files import FileStore, FileTarget, file_columns, uses_files
 from fetchshard.output.parts import PartWriter
+from fetchshard.output.targets import TargetRule
 from fetchshard.planning.rank import rank_shares
 from fetchshard.ranks import RankInfo
-from fetchshard.runfolder.layout import RunPaths
+from fetchshard.runfolder.layout import MIRROR_STATE, RunPaths
 from fetchshard.stats import Stats
 
 log = logging.getLogger("fetchshard")
@@ -121,6 +125,18 @@ class FetchJob:
         self.stats.seconds = self.clock.monotonic() - started
         return self.stats
 
+    def _mirror_hooks(self) -> dict[str, Any]:
+        """A mirror's files get huggingface_hub's metadata beside them (hub/localdir.py)."""
+        if not self.paths.mirror:
+            return {}
+        root, durable = self.paths.output_dir, self.config.output.fsync_files
+
+        def placed(relative: PurePosixPath, target: FileTarget) -> None:
+            if target.commit is not None and target.etag is not None:
+                localdir.write_metadata(root, relative, target.commit, target.etag, durable=durable)
+
+        return {"placed": placed, "forgotten": lambda r: localdir.remove_metadata(root, r)}
+
     async def _passes(self) -> None:
         cfg = self.config.fetch
         self._write_unfetchable()
@@ -133,8 +149,11 @@ class FetchJob:
                     self.config.output,
                     self.algorithms,
                     one_item_per_url=self.config.input.id_column is None,
+                    **self._mirror_hooks(),
                 )
                 self.files = await resources.enter_async_context(store)
+                reserved = (MIRROR_STATE, *localdir.RESERVED) if self.paths.mirror else ()
+                self.targets = TargetRule.of(self.config, self.extras, reserved)
             self.results = ResultHandler(
                 self.config, self.extras, self.stats, self.rows, self.clock, self.files
             )
@@ -319,7 +338,12 @@ class FetchJob:
         factor = cfg.final_pass_timeout_factor if self.final else 1.0
         sink: BodySink | None = None
         if self.files is not None:
-            sink = self.files.sink(item.item_id, url)
+            target = self.targets.target(item.extras)
+            if isinstance(target, str):  # the input's path for it cannot be written
+                self._write_failed(item, ErrorKind.BAD_PATH, target, host=slot.host)
+                self.scheduler.done(slot)
+                return
+            sink = self.files.sink(item.item_id, url, target)
         elif self.algorithms:
             sink = MemorySink(self.algorithms)
         result = await fetch(self.client, url, cfg, timeout_factor=factor, sink=sink)

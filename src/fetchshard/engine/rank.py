@@ -21,8 +21,9 @@ from fetchshard.engine.stop import StopFlag, stop_signals
 from fetchshard.environment import CHILD
 from fetchshard.errors import EXIT_INTERRUPTED, EXIT_OK, select_kinds
 from fetchshard.inputs import InputSet, open_inputs
+from fetchshard.inputs.specs import RESERVED_COLUMNS
 from fetchshard.ledger import Ledger
-from fetchshard.output.files import clear_partial
+from fetchshard.output.files import clear_partial, file_columns
 from fetchshard.output.parts import recover
 from fetchshard.planning import Interrupted
 from fetchshard.planning.fingerprint import claim_run_folder, fingerprint
@@ -67,7 +68,9 @@ def run_rank(
     rank's stats (secrets hidden) for the dataset card."""
     if stages is None:
         stages = configured_stages(config)
-    inputs = open_inputs(config.input, reserved=columns_with(stages).names)
+    # Extra input columns keep clear of every output column: the stages', ``path``, ``md5``...
+    reserved = columns_with(stages).extended(file_columns(config)).names | RESERVED_COLUMNS
+    inputs = open_inputs(config.input, reserved=reserved)
     root = Path(config.output.dir)
     restart = config.run.restart
     if restart:  # everything starts over as generation 0

@@ -131,7 +131,7 @@ class ResultHandler:
         """Why a body that arrived whole is not the item's, and the kind of that failure."""
         head = result.body if result.body is not None else result.head
         problem = content_problem(result.content_type, head, result.http_status, result.size)
-        if problem is not None:
+        if problem is not None and not self._empty_expected(item, result):
             return problem, BAD_CONTENT
         if self.expected is not None:
             problem = self.expected.mismatch(
@@ -149,6 +149,11 @@ class ResultHandler:
         if least and result.size is not None and result.size < least:
             return f"{result.size:,} bytes, below fetch.min_body_bytes ({least:,})", TOO_SMALL
         return None, BAD_CONTENT
+
+    def _empty_expected(self, item: WorkItem, result: FetchResult) -> bool:
+        """An empty body the input says is empty (a repo's empty file) is the right one."""
+        expected = self.expected_file
+        return result.size == 0 and expected is not None and expected.size(item.extras) == 0
 
     async def _settle_file(
         self,
@@ -169,4 +174,4 @@ class ResultHandler:
             result.path = None
             await self.files.discard(sink)
         if kind is not None and final:
-            await self.files.forget(item.item_id, url)
+            await self.files.forget(item.item_id, url, sink.target)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import Protocol
 
 import pyarrow as pa
 
@@ -124,7 +125,61 @@ def _digest(
         return sha256
     if digests and algorithm in digests:
         return digests[algorithm]
-    return hashlib.new(algorithm, body).hexdigest() if body is not None else None
+    return hexdigest(algorithm, body) if body is not None else None
+
+
+# git's id of a file's content (a Hugging Face repo lists it for every file stored in git):
+# sha1 of b"blob <size>\0" followed by the bytes.
+GIT_SHA1 = "git-sha1"
+# input.checksum_algorithm "auto": each value names its algorithm ("sha256:<hex>").
+AUTO = "auto"
+NAMED_ALGORITHMS = ("sha256", "md5", "sha1", GIT_SHA1)
+
+
+class Hasher(Protocol):
+    def update(self, data: bytes, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
+
+
+class GitBlobHash:
+    """git's blob id of bytes whose size is known before the first of them."""
+
+    __slots__ = ("_sha1",)
+
+    def __init__(self, size: int) -> None:
+        self._sha1 = hashlib.sha1(b"blob %d\0" % size)
+
+    def update(self, data: bytes, /) -> None:
+        self._sha1.update(data)
+
+    def hexdigest(self) -> str:
+        return self._sha1.hexdigest()
+
+
+def new_hasher(algorithm: str, size: int | None = None) -> Hasher | None:
+    """A running hash of ``algorithm``; None for git-sha1 when the size is not known (its
+    header comes first)."""
+    if algorithm == GIT_SHA1:
+        return GitBlobHash(size) if size is not None else None
+    return hashlib.new(algorithm)
+
+
+def hexdigest(algorithm: str, body: bytes) -> str:
+    """``algorithm``'s digest of a whole body."""
+    hasher = new_hasher(algorithm, len(body))
+    assert hasher is not None  # the size is the body's
+    hasher.update(body)
+    return hasher.hexdigest()
+
+
+def named_checksum(value: str) -> tuple[str, str] | None:
+    """``"sha256:<hex>"`` -> ("sha256", hex); None when no known algorithm is named."""
+    algorithm, sep, digest = value.partition(":")
+    algorithm = algorithm.strip().lower()
+    if not sep or algorithm not in NAMED_ALGORITHMS or not digest.strip():
+        return None
+    return algorithm, digest.strip().lower()
 
 
 @dataclass(frozen=True)
@@ -134,7 +189,30 @@ class ExpectedFile:
 
     size_index: int | None
     checksum_index: int | None
-    algorithm: str  # sha256, md5 or sha1
+    algorithm: str  # sha256, md5, sha1, git-sha1, or auto: each value names its own
+
+    def size(self, extras: str | None) -> int | None:
+        """The item's expected size in bytes, if the input gives one."""
+        if extras is None or self.size_index is None:
+            return None
+        want = _wanted(extras, self.size_index)
+        return int(want) if want is not None and want.isdigit() else None
+
+    def checksum(self, extras: str | None) -> tuple[str, str] | None:
+        """The item's expected (algorithm, hex digest), if the input gives one."""
+        if extras is None or self.checksum_index is None:
+            return None
+        want = _wanted(extras, self.checksum_index)
+        if want is None:
+            return None
+        if self.algorithm == AUTO:
+            return named_checksum(want)
+        return self.algorithm, want
+
+    def algorithms(self, extras: str | None) -> tuple[str, ...]:
+        """The hashes besides sha256 the item's check needs, which its sink takes."""
+        wanted = self.checksum(extras)
+        return () if wanted is None or wanted[0] == "sha256" else (wanted[0],)
 
     def mismatch(
         self,
@@ -146,19 +224,26 @@ class ExpectedFile:
         """Why the body is not the item's, or None (it matches, or nothing is expected)."""
         if extras is None:
             return None
-        if self.size_index is not None:
-            want = _wanted(extras, self.size_index)
-            if want is not None and want.isdigit() and size is not None and size != int(want):
-                return f"{size:,} bytes, the input expects {int(want):,}"
-        if self.checksum_index is not None:
-            want = _wanted(extras, self.checksum_index)
-            got = _digest(self.algorithm, None, sha256, digests)
-            if want is not None and got is not None and got != want:
-                return f"{self.algorithm} {got}, the input expects {want}"
+        expected = self.size(extras)
+        if expected is not None and size is not None and size != expected:
+            return f"{size:,} bytes, the input expects {expected:,}"
+        wanted = self.checksum(extras)
+        if wanted is not None:
+            algorithm, want = wanted
+            got = _digest(algorithm, None, sha256, digests)
+            if got is not None and got != want:
+                return f"{algorithm} {got}, the input expects {want}"
+        if self.checksum_index is not None and self.algorithm == AUTO and wanted is None:
+            value = _wanted(extras, self.checksum_index)
+            if value is not None:
+                known = ", ".join(NAMED_ALGORITHMS)
+                return f"checksum {value!r} names no known algorithm ({known}:<hex>)"
         return None
 
 
-def _index(names: list[str], column: str | None) -> int | None:
+def column_index(names: list[str], column: str | None) -> int | None:
+    """Where the input column ``column`` is among the extras (perhaps renamed ``input_<name>``
+    to stay clear of an output column)."""
     if column is None:
         return None
     for name in (column, f"input_{column}"):
@@ -171,8 +256,8 @@ def checked_algorithms(config: InputConfig) -> tuple[str, ...]:
     """The hashes besides sha256 the input's checks need (``md5`` or ``sha1``), which a sink
     takes as the body streams."""
     wanted = []
-    if config.checksum_column is not None:
-        wanted.append(config.checksum_algorithm)
+    if config.checksum_column is not None and config.checksum_algorithm != AUTO:
+        wanted.append(config.checksum_algorithm)  # auto: per item (ExpectedFile.algorithms)
     if config.hash_column is not None:
         wanted.append(config.hash_algorithm)
     return tuple(dict.fromkeys(a for a in wanted if a != "sha256"))
@@ -185,8 +270,8 @@ def expected_file(config: InputConfig, extras: pa.Schema | None) -> ExpectedFile
         return None
     names = list(extras.names)
     return ExpectedFile(
-        _index(names, config.size_column),
-        _index(names, config.checksum_column),
+        column_index(names, config.size_column),
+        column_index(names, config.checksum_column),
         config.checksum_algorithm,
     )
 
@@ -196,5 +281,5 @@ def expected_hash(config: InputConfig, extras: pa.Schema | None) -> ExpectedHash
     ``input_<name>`` to stay clear of an output column)."""
     if extras is None:
         return None
-    index = _index(list(extras.names), config.hash_column)
+    index = column_index(list(extras.names), config.hash_column)
     return None if index is None else ExpectedHash(index, config.hash_algorithm)

@@ -21,6 +21,7 @@ from fetchshard.config import FetchConfig
 from fetchshard.errors import ErrorKind, StorageError
 from fetchshard.http.classify import classify, describe, malformed_response, status_kind
 from fetchshard.http.client import AddressPolicy, BlockedAddress, Client, client_timeout
+from fetchshard.http.credentials import origin_of
 from fetchshard.http.deadlines import Guard, Tripped
 from fetchshard.http.headers import opt_out, wait_asked
 from fetchshard.http.sink import BodySink, MemorySink
@@ -205,9 +206,15 @@ async def _fetch(
                 )
             kind = status_kind(status)
             if kind is not None:
+                message = f"HTTP {status} {resp.reason or ''}".strip()
+                if status in (401, 403) and origin_of(target) != origin_of(chain[0]):
+                    # A redirect's signed link refused: most likely expired; the input URL
+                    # gives a fresh one (the Hub's resolve -> its CDN).
+                    kind = ErrorKind.EXPIRED_REDIRECT
+                    message += f" from {target.host} after a redirect (an expired link?)"
                 return FetchResult(
                     kind,
-                    f"HTTP {status} {resp.reason or ''}".strip(),
+                    message,
                     status,
                     state["final_url"],
                     content_type,

@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from fetchshard.http.content import hexdigest
+
 HEAD = 512  # leading bytes a file sink keeps for the content checks (http/content.py)
 
 
@@ -82,7 +84,7 @@ class MemorySink:
     async def finish(self) -> StoredBody:
         body = b"".join(self._chunks)
         self._chunks = []
-        digests = {a: hashlib.new(a, body).hexdigest() for a in self._algorithms}
+        digests = {a: hexdigest(a, body) for a in self._algorithms}
         sha = hashlib.sha256(body).hexdigest()
         return StoredBody(len(body), sha, data=body, head=body[:HEAD], digests=digests)
 

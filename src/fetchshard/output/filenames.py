@@ -94,3 +94,32 @@ def clash_path(url: str, path: PurePosixPath) -> PurePosixPath:
     """Where the body goes when ``path`` is taken by a folder (or one of its folders by a
     file): under the host's ``.clash/``, named for the URL."""
     return PurePosixPath(path.parts[0], CLASH_DIR, f"{_digest(url, 16)}~{path.name}")
+
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+MAX_SEGMENT_BYTES = 255  # a file name on Linux file systems
+
+
+def check_relative_path(path: str, reserved: tuple[str, ...] = ()) -> str | None:
+    """Why ``path`` (a file's path given by the input, ``a/b.txt``) may not be written under
+    the files folder, or None: it must be relative under POSIX and Windows rules, without
+    ``.``/``..`` or empty segments, each segment at most 255 bytes, and not under a
+    ``reserved`` folder."""
+    if not path:
+        return "an empty path"
+    if "\0" in path:
+        return "a NUL byte in the path"
+    if path.startswith(("/", "\\")) or _DRIVE.match(path):
+        return f"{path!r} is absolute"
+    if "\\" in path:
+        return f"{path!r} holds a backslash (a folder separator on Windows)"
+    segments = path.split("/")
+    for segment in segments:
+        if segment in ("", ".", ".."):
+            return f"{path!r} has a {segment or 'empty'!r} segment"
+        if len(segment.encode("utf-8", "surrogatepass")) > MAX_SEGMENT_BYTES:
+            return f"{path!r} has a name over {MAX_SEGMENT_BYTES} bytes"
+    for folder in reserved:
+        if path == folder or path.startswith(folder + "/"):
+            return f"{path!r} is under {folder}/, which is kept for bookkeeping"
+    return None

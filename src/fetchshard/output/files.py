@@ -28,6 +28,7 @@ import re
 import shutil
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import Any, TypeVar
@@ -37,6 +38,7 @@ import pyarrow as pa
 from fetchshard.config import Config, OutputConfig
 from fetchshard.errors import StorageError, storage_error
 from fetchshard.faults import fault_after
+from fetchshard.http.content import AUTO, Hasher, hexdigest, new_hasher
 from fetchshard.http.sink import HEAD, StoredBody
 from fetchshard.output.columns import PATH_COLUMN, Column
 from fetchshard.output.filenames import clash_path, file_path
@@ -72,6 +74,28 @@ def _drop_cache(fd: int, offset: int, length: int) -> None:
             os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
 
 
+@dataclass(frozen=True, slots=True)
+class FileTarget:
+    """What is known of one item's file before it is fetched."""
+
+    # Under the files folder; None: named after its URL (output/filenames.py).
+    relative: PurePosixPath | None = None
+    size: int | None = None  # the input's expected size
+    algorithms: tuple[str, ...] = ()  # hashes besides sha256 its checks need
+    # The input's expected checksum decides whether the bytes are right: a cut transfer
+    # resumes with Range even without a validator (a URL pinned to a commit, say).
+    checked: bool = False
+    etag: str | None = None  # the expected checksum, for a placed hook's metadata
+    commit: str | None = None  # a mirror's: the commit the file is from
+
+
+# Called in a store thread once a file is in place (and before its row can be committed):
+# a mirror's metadata beside it (hub/localdir.py).
+PlacedHook = Callable[[PurePosixPath, FileTarget], None]
+ForgetHook = Callable[[PurePosixPath], None]
+_NO_TARGET = FileTarget()
+
+
 def uses_files(config: Config) -> bool:
     """Whether bodies (all, or the large ones) go to files."""
     return config.output.mode == "files" or config.output.body_file_above > 0
@@ -81,7 +105,8 @@ def file_columns(config: Config) -> tuple[Column, ...]:
     """The columns of body files: ``path`` (relative to the output folder) and the checked
     hashes other than sha256."""
     columns = [Column(PATH_COLUMN, pa.string(), statistics=False)] if uses_files(config) else []
-    if config.input.checksum_column is not None and config.input.checksum_algorithm != "sha256":
+    algorithm = config.input.checksum_algorithm
+    if config.input.checksum_column is not None and algorithm not in ("sha256", AUTO):
         columns.append(Column(config.input.checksum_algorithm, pa.string(), statistics=False))
     return tuple(columns)
 
@@ -106,6 +131,8 @@ class FileStore:
         algorithms: tuple[str, ...],
         *,
         one_item_per_url: bool = True,
+        placed: PlacedHook | None = None,
+        forgotten: ForgetHook | None = None,
     ) -> None:
         self.paths = paths
         # Without an id column an item is its URL; with one, items of one URL share its file.
@@ -115,6 +142,8 @@ class FileStore:
         self.output = output
         self.algorithms = algorithms  # besides sha256
         self.all_files = output.mode == "files"
+        self.placed = placed
+        self.forgotten = forgotten
         self._executor: ThreadPoolExecutor | None = None
 
     async def __aenter__(self) -> FileStore:
@@ -148,11 +177,15 @@ class FileStore:
             return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
         return await asyncio.wrap_future(self.submit(fn, *args))
 
-    def sink(self, item_id: int, url: str) -> FileSink:
+    def sink(self, item_id: int, url: str, target: FileTarget = _NO_TARGET) -> FileSink:
         """The sink of one attempt at ``item_id``: every body to a file in files mode; in
         Parquet mode only a body above ``output.body_file_above`` bytes."""
         threshold = 0 if self.all_files else self.output.body_file_above
-        return FileSink(self, item_id, url, threshold)
+        return FileSink(self, item_id, url, threshold, target)
+
+    def relative(self, url: str, target: FileTarget) -> PurePosixPath:
+        """Where an item's file goes under the files folder."""
+        return target.relative if target.relative is not None else file_path(url)
 
     def part_of(self, item_id: int) -> tuple[Path, Path]:
         return self.partial / f"{item_id}.part", self.partial / f"{item_id}.json"
@@ -162,11 +195,11 @@ class FileStore:
         return await self.run(self._place, sink)
 
     def _place(self, sink: FileSink) -> str:
-        relative = file_path(sink.url)
+        relative = self.relative(sink.url, sink.target)
         try:
             target = self._into(relative, sink.part)
         except OSError as exc:
-            if exc.errno not in _CLASH_ERRORS:
+            if exc.errno not in _CLASH_ERRORS or sink.target.relative is not None:
                 raise _storage_error(exc, str(self.root / relative)) from exc
             clash = clash_path(sink.url, relative)
             log.info("%s: %s is taken by a folder or file, placed as %s", sink.url, relative, clash)
@@ -176,7 +209,9 @@ class FileStore:
                 raise _storage_error(exc2, str(self.root / clash)) from exc2
             relative = clash
         sink.meta.unlink(missing_ok=True)
-        return target.relative_to(self.paths.root).as_posix()
+        if self.placed is not None:
+            self.placed(relative, sink.target)
+        return target.relative_to(self.paths.output_dir).as_posix()
 
     def _into(self, relative: PurePosixPath, part: Path) -> Path:
         target = self.root.joinpath(*relative.parts)
@@ -198,29 +233,43 @@ class FileStore:
         """Drop a body that failed its checks: the next attempt starts from nothing."""
         await self.run(sink.remove_part)
 
-    async def forget(self, item_id: int, url: str) -> None:
+    async def forget(self, item_id: int, url: str, target: FileTarget = _NO_TARGET) -> None:
         """An item that ends failed: no ``.part`` and no file of it is left."""
-        await self.run(self._forget, item_id, url)
+        await self.run(self._forget, item_id, url, target)
 
-    def _forget(self, item_id: int, url: str) -> None:
+    def _forget(self, item_id: int, url: str, target: FileTarget) -> None:
         for path in self.part_of(item_id):
             path.unlink(missing_ok=True)
         if not self.one_item_per_url:  # another item (another id) may own the URL's file
             return
-        relative = file_path(url)
-        for candidate in (relative, clash_path(url, relative)):
-            target = self.root.joinpath(*candidate.parts)
-            if target.is_file() and not target.is_symlink():
-                target.unlink()
+        relative = self.relative(url, target)
+        candidates = [relative]
+        if target.relative is None:
+            candidates.append(clash_path(url, relative))
+        for candidate in candidates:
+            path = self.root.joinpath(*candidate.parts)
+            if path.is_file() and not path.is_symlink():
+                path.unlink()
+        if self.forgotten is not None:
+            self.forgotten(relative)
 
 
 class FileSink:
     """One attempt's body: in memory up to ``threshold`` bytes (0: none), then to the item's
     ``.part`` through the store's threads."""
 
-    def __init__(self, store: FileStore, item_id: int, url: str, threshold: int) -> None:
+    def __init__(
+        self,
+        store: FileStore,
+        item_id: int,
+        url: str,
+        threshold: int,
+        target: FileTarget = _NO_TARGET,
+    ) -> None:
         self.store = store
         self.url = url
+        self.target = target
+        self.algorithms = tuple(dict.fromkeys((*store.algorithms, *target.algorithms)))
         self.part, self.meta = store.part_of(item_id)
         self.threshold = threshold
         self.resume_from = 0
@@ -233,7 +282,10 @@ class FileSink:
             record = PartialTransfer.read(self.meta)
             if record is not None and record.url == mask_userinfo(url):
                 self.validator = record.validator()
-                self.resume_from = have if self.validator is not None else 0
+                # Without a validator a changed file could be spliced onto the old bytes,
+                # unless the input's checksum will catch it.
+                resumable = self.validator is not None or target.checked
+                self.resume_from = have if resumable else 0
         self.offset = 0  # where this response's bytes start in the file
         self.size = 0  # bytes of the body so far, resumed ones included
         self._memory: list[bytes] | None = None
@@ -242,15 +294,18 @@ class FileSink:
         self._head = b""
         self._pending: Future[None] | None = None
         self._fh: Any = None
-        self._hashes: dict[str, Any] = {}
+        self._hashes: dict[str, Hasher] = {}
         self._closed = False
         self._record: PartialTransfer | None = None
         self._advised = self._dropped = 0  # file offsets of the page-cache advice
 
     def request_headers(self) -> Mapping[str, str]:
-        if self.resume_from <= 0 or self.validator is None:
+        if self.resume_from <= 0:
             return _IDENTITY
-        return {**_IDENTITY, "Range": f"bytes={self.resume_from}-", "If-Range": self.validator}
+        asked = {**_IDENTITY, "Range": f"bytes={self.resume_from}-"}
+        if self.validator is None:  # target.checked: the final checksum decides
+            return asked
+        return {**asked, "If-Range": self.validator}
 
     def limit(self, default: int) -> int:
         cap = self.store.output.max_file_bytes
@@ -297,10 +352,11 @@ class FileSink:
         return None
 
     def _open(self, record: PartialTransfer) -> None:
-        self._hashes = {
-            "sha256": hashlib.sha256(),
-            **{a: hashlib.new(a) for a in self.store.algorithms},
-        }
+        self._hashes = {"sha256": hashlib.sha256()}
+        for algorithm in self.algorithms:
+            hasher = new_hasher(algorithm, self.target.size)
+            if hasher is not None:  # git-sha1 of a file of unknown size: not checked
+                self._hashes[algorithm] = hasher
         fh: Any
         try:
             self.meta.write_bytes(record.to_bytes())
@@ -381,7 +437,7 @@ class FileSink:
         if self._memory is not None:  # small enough for the row
             body = b"".join(self._memory)
             self._memory = []
-            digests = {a: hashlib.new(a, body).hexdigest() for a in self.store.algorithms}
+            digests = {a: hexdigest(a, body) for a in self.algorithms}
             return StoredBody(
                 len(body),
                 hashlib.sha256(body).hexdigest(),
@@ -392,11 +448,11 @@ class FileSink:
         await self._flush()
         await self._flush()  # the last gathered chunks, then wait for them
         await self.store.run(self._close, self.store.output.fsync_files)
-        digests = {a: self._hashes[a].hexdigest() for a in self.store.algorithms}
+        digests = {a: h.hexdigest() for a, h in self._hashes.items() if a != "sha256"}
         return StoredBody(
             self.size,
             self._hashes["sha256"].hexdigest(),
-            path=str(file_path(self.url)),
+            path=str(self.store.relative(self.url, self.target)),
             head=self._head,
             digests=digests,
         )

@@ -458,6 +458,24 @@ class GenerationManifest(Document):
 
 
 @dataclass(frozen=True, kw_only=True)
+class HubListing(Document):
+    """An hf:// input resolved and listed once for the whole run: the listing file beside it
+    is every rank's input (hub/input.py)."""
+
+    KIND: ClassVar[str] = "hub-listing"
+    VERSION: ClassVar[int] = 1
+
+    uri: str  # as asked, canonical (hf://datasets/ns/name@main/sub)
+    endpoint: str
+    commit: str  # the revision resolved, once
+    include: list[str]
+    exclude: list[str]
+    files: int
+    bytes: int
+    listed_at: float
+
+
+@dataclass(frozen=True, kw_only=True)
 class LeftoverDone(Document):
     """The leftover of one rank of an earlier generation is written (its done document)."""
 
@@ -482,21 +500,39 @@ class LeftoverDone(Document):
 @dataclass(kw_only=True)
 class PartialTransfer:
     """Beside an unfinished ``.part`` (``partial/rank-N/<item>.json``): what its bytes are of,
-    so a resume asks for the rest only of the same file (``If-Range``)."""
+    so a resume asks for the rest only of the same file (``If-Range``).
+
+    Version 1 is a ``.part`` written from its start (output/files.py ``FileSink``). A large
+    file fetched as byte ranges (output/segments.py) is version 2: the file's ``size`` and
+    each range's ``[start, end, done]`` (``end`` its last byte, as in a ``Range`` header;
+    ``done`` the bytes written from ``start``, never more than were written when the record
+    was). A version-1 reader refuses it and starts over: its bytes are not one prefix."""
 
     url: str  # the URL requested
     etag: str | None  # the response's ETag, if any (a weak one is not used to resume)
     last_modified: str | None  # its Last-Modified, if any
+    size: int | None = None  # a segmented transfer's: the whole file's
+    segments: tuple[tuple[int, int, int], ...] | None = None  # (start, end, done) per range
 
-    def validator(self) -> str | None:
-        """The If-Range value: a strong ETag, else Last-Modified, else None (no resume)."""
+    def if_range(self) -> str | None:
+        """The If-Range value of the file: a strong ETag, else Last-Modified, else None."""
         if self.etag and not self.etag.startswith("W/"):
             return self.etag
         return self.last_modified
 
+    def validator(self) -> str | None:
+        """The If-Range value to resume the ``.part`` as one prefix; None (no resume) without
+        one, or when the record is of ranges (its bytes are not a prefix)."""
+        return None if self.segments is not None else self.if_range()
+
     def to_bytes(self) -> bytes:
-        doc = {"kind": "partial", "version": 1, "url": self.url, "etag": self.etag}
+        version = 1 if self.segments is None else 2
+        doc: dict[str, Any] = {"kind": "partial", "version": version, "url": self.url}
+        doc["etag"] = self.etag
         doc["last_modified"] = self.last_modified
+        if self.segments is not None:
+            doc["size"] = self.size
+            doc["segments"] = [list(s) for s in self.segments]
         return json.dumps(doc, sort_keys=True).encode()
 
     @classmethod
@@ -505,10 +541,24 @@ class PartialTransfer:
         a resume is an optimisation, never needed for correctness)."""
         try:
             raw = json.loads(path.read_bytes())
-            if raw.get("kind") != "partial" or raw.get("version") != 1:
+            if raw.get("kind") != "partial" or raw.get("version") not in (1, 2):
                 return None
-            return cls(
+            record = cls(
                 url=str(raw["url"]), etag=raw.get("etag"), last_modified=raw.get("last_modified")
             )
+            if raw["version"] == 2:
+                record.size = _count(raw["size"])
+                record.segments = tuple(
+                    (_count(start), _count(end), _count(done))
+                    for start, end, done in raw["segments"]
+                )
+            return record
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
+
+
+def _count(value: object) -> int:
+    """A non-negative JSON integer, or ValueError."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"not a count: {value!r}")
+    return value

@@ -81,6 +81,24 @@ class SliceFiles:
         return [self.done, *data, *(tmp_of(p) for p in data)]
 
 
+# The run folder of a mirror (an hf:// input), inside it: the repo's files are the mirror's
+# top level, and `datasets` skips dot-folders when it looks for data files.
+MIRROR_STATE = ".fetchshard"
+
+
+def mirror_state(output: Path) -> Path:
+    """The run folder of a mirror written to ``output``."""
+    return output / MIRROR_STATE
+
+
+def find_run_root(folder: Path) -> Path:
+    """The run folder a user names: ``folder`` itself, or the run folder of the mirror it is."""
+    inner = mirror_state(folder)
+    if not (folder / "run.json").exists() and (inner / "run.json").exists():
+        return inner
+    return folder
+
+
 @dataclass(frozen=True)
 class RunPaths:
     """The layout of one output folder (see ARCHITECTURE.md, "The run folder"): the per-rank
@@ -132,13 +150,36 @@ class RunPaths:
         return self.base / "locks" / f"{rank_name(rank)}.lock"
 
     @property
+    def mirror(self) -> bool:
+        """A mirror's run folder (an hf:// input): the files are the folder it is in."""
+        return self.root.name == MIRROR_STATE
+
+    @property
+    def output_dir(self) -> Path:
+        """The folder the user named: the run folder, or the mirror holding it."""
+        return self.root.parent if self.mirror else self.root
+
+    @property
     def files_dir(self) -> Path:
-        """Bodies written as files (output.mode files), named by output/filenames.py."""
-        return self.root / "files"
+        """Bodies written as files (output.mode files), named by output/filenames.py, or at
+        their repo paths in a mirror."""
+        return self.output_dir if self.mirror else self.root / "files"
 
     def file(self, relative: str) -> Path:
         """A body's file from the path its row holds (relative to the output folder)."""
-        return self.root / relative
+        return self.output_dir / relative
+
+    def hub_document(self, key: str) -> Path:
+        """An hf:// input's HubListing document (``key`` names the input as asked)."""
+        return self.root / "hub" / f"{key}.json"
+
+    def hub_listing(self, key: str, commit: str) -> Path:
+        """Its listing at ``commit``: every rank's input (Parquet)."""
+        return self.root / "hub" / f"{key}-{commit}.parquet"
+
+    def hub_lock(self, key: str) -> Path:
+        """Held by the process listing it."""
+        return self.root / "hub" / f"{key}.lock"
 
     def partial_dir(self, rank: int) -> Path:
         """The rank's unfinished transfers: ``<item id>.part`` and ``<item id>.json``."""

@@ -16,7 +16,7 @@ from fetchshard.errors import RunFolderError
 from fetchshard.ledger import LedgerSummary, read_summary, read_superseded
 from fetchshard.runfolder.documents import DoneMarker, ProgressSnapshot, RankStats, RunManifest
 from fetchshard.runfolder.generations import Generation, read_generations
-from fetchshard.runfolder.layout import RunPaths
+from fetchshard.runfolder.layout import RunPaths, find_run_root
 from fetchshard.runfolder.lock import is_locked
 
 
@@ -83,6 +83,7 @@ class RunFolder:
     the current (newest) one."""
 
     def __init__(self, root: Path) -> None:
+        root = find_run_root(root)
         if not root.is_dir():
             raise RunFolderError(f"{root} is not a folder")
         manifest = RunManifest.read(RunPaths(root).run_json)

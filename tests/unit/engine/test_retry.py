@@ -20,6 +20,7 @@ RETRIED = {
     "too_slow",
     "http_429",
     "http_5xx",
+    "expired_redirect",
     "bad_content",
     "checksum_mismatch",
     "too_small",

@@ -78,6 +78,8 @@ def test_every_kind_a_request_can_end_with_is_reached() -> None:
         ErrorKind.TOO_SMALL,  # fetch.min_body_bytes, in the job
         ErrorKind.DECODE,  # the images stage (images/transform.py)
         ErrorKind.FILTERED,  # the images stage's limits
+        ErrorKind.EXPIRED_REDIRECT,  # request.py: 401/403 after a cross-origin redirect
+        ErrorKind.BAD_PATH,  # the input's file path (output/targets.py), in the job
         *(status_kind(s) for s in (301, 404, 410, 429, 418, 503)),
     }
     assert reached | elsewhere == set(ErrorKind)
