@@ -520,9 +520,17 @@ def test_images_mode_off_may_be_written_bare_in_yaml(tmp_path: Path) -> None:
         ({"output.body_file_above": -1}, "output.body_file_above: must be 0 or more, got -1"),
         ({"output.max_file_bytes": -5}, "output.max_file_bytes: must be 0 or more, got -5"),
         ({"fetch.min_body_bytes": -1}, "fetch.min_body_bytes: must be 0 or more, got -1"),
+        ({"fetch.segments": 0}, "fetch.segments: must be greater than 0, got 0"),
+        ({"fetch.segments": 65}, "fetch.segments: at most 64, got 65"),
+        ({"fetch.segment_above": 0}, "fetch.segment_above: must be greater than 0, got 0"),
+        (
+            {"fetch.segment_max_bytes": 1000},
+            "fetch.segment_max_bytes: at least 1048576 (1 MiB), got 1000",
+        ),
         (
             {"input.checksum_algorithm": "crc32"},
-            "input.checksum_algorithm: must be one of sha256, md5, sha1, git-sha1, auto, got 'crc32'",
+            "input.checksum_algorithm: must be one of sha256, md5, sha1, git-sha1, auto, "
+            "got 'crc32'",
         ),
         (
             {"output.mode": "files", "output.store_body": False},
@@ -542,3 +550,15 @@ def test_files_mode_is_off_by_default_and_set_by_one_key() -> None:
     assert load_config(None, environ={}).output.mode == "parquet"
     config = load_config(None, environ={"FETCHSHARD_OUTPUT_MODE": "files"})
     assert config.output.mode == "files" and config.output.fsync_files
+
+
+def test_segments_are_off_by_default_and_split_above_50_gb() -> None:
+    fetch = load_config(None, environ={}).fetch
+    assert (fetch.segments, fetch.segment_above, fetch.segment_max_bytes) == (
+        1,
+        256 * 1024 * 1024,
+        50 * 1000**3,
+    )
+    environ = {"FETCHSHARD_FETCH_SEGMENTS": "8", "FETCHSHARD_FETCH_SEGMENT_ABOVE": "1000000"}
+    fetch = load_config(None, environ=environ).fetch
+    assert (fetch.segments, fetch.segment_above) == (8, 1_000_000)

@@ -137,7 +137,7 @@ NAMED_ALGORITHMS = ("sha256", "md5", "sha1", GIT_SHA1)
 
 
 class Hasher(Protocol):
-    def update(self, data: bytes, /) -> None: ...
+    def update(self, data: bytes | memoryview, /) -> None: ...
 
     def hexdigest(self) -> str: ...
 
@@ -150,7 +150,7 @@ class GitBlobHash:
     def __init__(self, size: int) -> None:
         self._sha1 = hashlib.sha1(b"blob %d\0" % size)
 
-    def update(self, data: bytes, /) -> None:
+    def update(self, data: bytes | memoryview, /) -> None:
         self._sha1.update(data)
 
     def hexdigest(self) -> str:

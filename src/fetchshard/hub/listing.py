@@ -266,13 +266,14 @@ class _Session:
         said = answer.hub_message()
         hub = f" [Hub: {said}]" if said else ""
         token = self.token
+        named = f" ({token.source})" if token is not None and token.source else ""
         if code == "GatedRepo":
             if token is None:
                 return self.error(
                     f"the repo is gated: {_LOGIN}, with an account granted access{hub}"
                 )
             return self.error(
-                f"the repo is gated and the token ({token.source}) is not granted access: ask "
+                f"the repo is gated and the token{named} is not granted access: ask "
                 f"for access at {self.repo_page}{hub}"
             )
         if code == "RepoNotFound":
@@ -280,9 +281,7 @@ class _Session:
                 return self.error(
                     f"repo not found, or private (if it is yours or shared with you, {_LOGIN}){hub}"
                 )
-            return self.error(
-                f"repo not found, or private and the token ({token.source}) cannot see it{hub}"
-            )
+            return self.error(f"repo not found, or private and the token{named} cannot see it{hub}")
         if code == "RevisionNotFound":
             revision = self.uri.revision or DEFAULT_REVISION
             return self.error(f"revision {revision!r} not found in the repo{hub}")
@@ -292,7 +291,7 @@ class _Session:
         if status == 401:
             if token is not None:
                 return self.error(
-                    f"the Hub refused the token ({token.source}): invalid credentials; check "
+                    f"the Hub refused the token{named}: invalid credentials; check "
                     f"it, or log in again with `hf auth login`{hub}"
                 )
             return self.error(f"{self.endpoint} asks for a token (HTTP 401): {_LOGIN}{hub}")
@@ -523,14 +522,16 @@ def list_repo(
     """Resolve ``uri``'s revision to a commit and list its files there, filtered by the
     include/exclude patterns (on the full repo path); HubError if the Hub says no.
 
-    ``verify``: True, a CA bundle's path, or False. ``trust_env``: take proxies from the
-    environment. ``on_page(pages, entries)`` after each tree page (a big repo has hundreds).
+    ``token``: a :class:`HubToken` (messages then name where it came from) or the bare
+    token. ``verify``: True, a CA bundle's path, or False. ``trust_env``: take proxies from
+    the environment. ``on_page(pages, entries)`` after each tree page (a big repo has
+    hundreds).
     """
     endpoint = endpoint.rstrip("/")
     if isinstance(token, str):
-        token = HubToken(token, "the token given")
+        token = HubToken(token, "")
     if token is not None and not (token.value.isascii() and token.value.isprintable()):
-        raise HubError(f"{uri}: the token ({token.source}) holds characters a header cannot carry")
+        raise HubError(f"{uri}: the token holds characters an HTTP header cannot carry")
     session = _Session(
         uri,
         endpoint,

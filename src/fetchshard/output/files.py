@@ -472,18 +472,26 @@ class FileSink:
             raise _storage_error(exc, str(self.part)) from exc
 
     def abort(self) -> None:
-        """The transfer failed: close the ``.part`` (kept, to resume) once its write is done."""
+        """The transfer failed: close the ``.part`` (kept, to resume) once its writes are done,
+        the bytes gathered for the next write included (a resume asks only for the rest)."""
         self._memory = None
         pending, self._pending = self._pending, None
+        chunks, self._chunks, self._gathered = self._chunks, [], 0
         if self._fh is None:
             return
         with contextlib.suppress(RuntimeError):  # the store closing: the exit closes the file
-            self.store.submit(self._close_after, pending)
+            self.store.submit(self._close_after, pending, chunks)
 
-    def _close_after(self, pending: Future[None] | None) -> None:
+    def _close_after(self, pending: Future[None] | None, chunks: list[bytes] | None = None) -> None:
+        written = True
         if pending is not None:
-            with contextlib.suppress(Exception):
+            try:
                 pending.result()
+            except Exception:  # the write before failed: nothing after it goes in
+                written = False
+        if chunks and written:
+            with contextlib.suppress(StorageError):
+                self._write_chunks(chunks)
         with contextlib.suppress(StorageError):
             self._close(False)
 
