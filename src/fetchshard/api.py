@@ -152,6 +152,7 @@ def run(
     extra_columns: Sequence[str] | None = None,
     include: Sequence[str] | None = None,
     exclude: Sequence[str] | None = None,
+    token: str | None = None,
     input_format: str | None = None,
     contact: str | None = None,
     per_host_rate: float | None = None,
@@ -187,6 +188,7 @@ def run(
         **_input_flags(url_column, id_column, extra_columns, input_format, log_level),
         "input.include": list(include) if include else None,
         "input.exclude": list(exclude) if exclude else None,
+        "hub.token": token,
         "fetch.contact": contact,
         "fetch.per_host_rate": per_host_rate,
         "fetch.max_in_flight": max_in_flight,
@@ -301,6 +303,7 @@ def plan(
     extra_columns: Sequence[str] | None = None,
     include: Sequence[str] | None = None,
     exclude: Sequence[str] | None = None,
+    token: str | None = None,
     input_format: str | None = None,
     log_level: str | None = None,
     log_to_stderr: bool = False,
@@ -319,6 +322,7 @@ def plan(
         **_input_flags(url_column, id_column, extra_columns, input_format, log_level),
         "input.include": list(include) if include else None,
         "input.exclude": list(exclude) if exclude else None,
+        "hub.token": token,
     }
     with _library_errors():
         job = _rank_job("plan", inputs, config, options, flags)
@@ -717,7 +721,7 @@ def _call_words(function: str, inputs: Sequence[str], arguments: Mapping[str, An
             and value is not None
             and value is not False
         ):
-            words.append(f"{name}={_word(value)}")
+            words.append(f"{name}={REDACTED if name == 'token' else _word(value)}")
     for key, value in _option_pairs(arguments.get("options")).items():
         words.append(f"{key}={REDACTED if secret_option(key) else _word(value)}")
     return words

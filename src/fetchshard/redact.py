@@ -20,6 +20,7 @@ REDACTED = "***"
 SECRET_KEYS = frozenset({"headers", "token"})
 # Options that carry them, as ``--set`` writes them.
 SECRET_OPTIONS = ("fetch.headers", "fetch.hosts", "hub.token")
+TOKEN_FLAG = "--token"  # the command line's hub.token
 _UNDER_SECRET_OPTIONS = tuple(f"{option}." for option in SECRET_OPTIONS)
 
 # scheme://userinfo@ — the userinfo ends at the last "@" before the path; no "/", "?", "#"
@@ -60,14 +61,18 @@ def redact_command(argv: Sequence[str]) -> list[str]:
     """A command line fit to write: the value of ``--set fetch.headers=...`` (and the other
     :data:`SECRET_OPTIONS`) hidden, and URL userinfo anywhere."""
     out: list[str] = []
-    after_set = False
+    after_set = after_token = False
     for arg in argv:
         prefix, body = ("--set=", arg[6:]) if arg.startswith("--set=") else ("", arg)
         if after_set or prefix:
             name, eq, _ = body.partition("=")
             if eq and secret_option(name):
                 arg = f"{prefix}{name}={REDACTED}"
-        after_set = arg == "--set"
+        if after_token:
+            arg = REDACTED
+        elif arg.startswith(f"{TOKEN_FLAG}="):
+            arg = f"{TOKEN_FLAG}={REDACTED}"
+        after_set, after_token = arg == "--set", arg == TOKEN_FLAG
         out.append(mask_userinfo(arg))
     return out
 

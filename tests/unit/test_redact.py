@@ -44,3 +44,27 @@ def test_a_command_line_keeps_all_but_its_secrets() -> None:
         "fetch.per_host_rate=5",
     ]
     assert redact_command(redact_command(argv)) == redact_command(argv)
+
+
+def test_a_hub_token_never_stays_on_a_command_line() -> None:
+    argv = ["fetchshard", "run", "hf://ns/x", "--token", "hf_secret", "--token=hf_other"]
+    argv += ["--set", "hub.token=hf_third"]
+    shown = redact_command(argv)
+    assert shown == [
+        "fetchshard",
+        "run",
+        "hf://ns/x",
+        "--token",
+        REDACTED,
+        f"--token={REDACTED}",
+        "--set",
+        f"hub.token={REDACTED}",
+    ]
+    assert redact_command(shown) == shown
+
+
+def test_a_hub_token_in_the_settings_is_hidden() -> None:
+    from fetchshard.config import Config, HubConfig, to_plain
+
+    plain = to_plain(Config(hub=HubConfig(token="hf_secret", endpoint="http://h")))
+    assert plain["hub"] == {"endpoint": "http://h", "token": REDACTED, "rate": None}

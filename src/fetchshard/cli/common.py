@@ -37,6 +37,14 @@ ExcludeOption = Annotated[
     list[str] | None,
     typer.Option("--exclude", help="An hf:// input's files to leave (input.exclude)."),
 ]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        help="An hf:// input's Hugging Face token (hub.token; default HF_TOKEN, then the "
+        "token file of `hf auth login`): sent to the Hub only, never written.",
+    ),
+]
 FormatOption = Annotated[
     str | None, typer.Option("--format", help="Input format (default: from the file name).")
 ]

@@ -18,6 +18,7 @@ from fetchshard.cli.common import (
     OutputOption,
     RankOption,
     SetOption,
+    TokenOption,
     UrlColumnOption,
     WorldSizeOption,
     set_pairs,
@@ -87,6 +88,7 @@ def run_command(
     extra_columns: ExtraColumnsOption = None,
     include: IncludeOption = None,
     exclude: ExcludeOption = None,
+    token: TokenOption = None,
     input_format: FormatOption = None,
     contact: Annotated[
         str | None, typer.Option(help="Contact (URL or e-mail) put in the User-Agent.")
@@ -154,6 +156,7 @@ def run_command(
             extra_columns=extra_columns,
             include=include,
             exclude=exclude,
+            token=token,
             input_format=input_format,
             contact=contact,
             per_host_rate=per_host_rate,

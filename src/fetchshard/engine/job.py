@@ -33,6 +33,7 @@ from fetchshard.http.content import checked_algorithms
 from fetchshard.http.request import fetch
 from fetchshard.http.sink import BodySink, MemorySink
 from fetchshard.hub import localdir
+from fetchshard.hub.uri import BOOKKEEPING_FOLDERS
 from fetchshard.ledger import Ledger, WorkItem
 from fetchshard.output.columns import ResultRow
 from fetchshard.output.extras import deserialize_schema
@@ -41,7 +42,7 @@ from fetchshard.output.parts import PartWriter
 from fetchshard.output.targets import TargetRule
 from fetchshard.planning.rank import rank_shares
 from fetchshard.ranks import RankInfo
-from fetchshard.runfolder.layout import MIRROR_STATE, RunPaths
+from fetchshard.runfolder.layout import RunPaths
 from fetchshard.stats import Stats
 
 log = logging.getLogger("fetchshard")
@@ -152,7 +153,7 @@ class FetchJob:
                     **self._mirror_hooks(),
                 )
                 self.files = await resources.enter_async_context(store)
-                reserved = (MIRROR_STATE, *localdir.RESERVED) if self.paths.mirror else ()
+                reserved = BOOKKEEPING_FOLDERS if self.paths.mirror else ()
                 self.targets = TargetRule.of(self.config, self.extras, reserved)
             self.results = ResultHandler(
                 self.config, self.extras, self.stats, self.rows, self.clock, self.files

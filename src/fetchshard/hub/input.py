@@ -34,7 +34,7 @@ from yarl import URL
 
 from fetchshard.config import Config, HostOverride
 from fetchshard.errors import ConfigError
-from fetchshard.hub.auth import find_token, hub_endpoint
+from fetchshard.hub.auth import HubToken, hub_endpoint, token_source
 from fetchshard.hub.listing import RepoListing, list_repo
 from fetchshard.hub.uri import HfUri, is_hf_uri, parse_hf_uri, resolve_url
 from fetchshard.runfolder.documents import HubListing
@@ -87,13 +87,14 @@ def prepare(
         return config
     env = os.environ if environ is None else environ
     endpoint = (config.hub.endpoint or hub_endpoint(env)).rstrip("/")
-    token = find_token(env, explicit=config.hub.token)
+    found = token_source(env, explicit=config.hub.token, flag="--token (hub.token)")
+    token = found.value if found is not None else None
     paths = RunPaths(mirror_state(Path(config.output.dir)))
     key = listing_key(uri, endpoint, config.input.include, config.input.exclude)
     with _locked(paths.hub_lock(key), uri):
         listing = HubListing.read(paths.hub_document(key))
         if listing is None:
-            listing = _list(config, uri, endpoint, token, key, paths, lister)
+            listing = _list(config, uri, endpoint, found, key, paths, lister)
     listing_file = paths.hub_listing(key, listing.commit)
     return mirror_config(config, listing, listing_file, paths.root, endpoint, token)
 
@@ -131,7 +132,7 @@ def _list(
     config: Config,
     uri: HfUri,
     endpoint: str,
-    token: str | None,
+    token: HubToken | None,
     key: str,
     paths: RunPaths,
     lister: Callable[..., RepoListing],

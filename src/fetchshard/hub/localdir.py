@@ -17,8 +17,6 @@ from fetchshard.runfolder.storage import LOCAL
 
 CACHE = PurePosixPath(".cache/huggingface")
 DOWNLOAD = CACHE / "download"
-# Folders of a mirror that are not the repo's: a repo path under one is refused.
-RESERVED = (str(CACHE),)
 
 
 @dataclass(frozen=True, slots=True)

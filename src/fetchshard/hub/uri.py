@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import PurePosixPath, PureWindowsPath
 from urllib.parse import quote, unquote
 
 from fetchshard.errors import InputError
+from fetchshard.hub.localdir import CACHE
+from fetchshard.output.filenames import check_relative_path
+from fetchshard.runfolder.layout import MIRROR_STATE
 
 SCHEME = "hf://"
 REPO_TYPES = ("model", "dataset", "space", "kernel")
@@ -33,8 +35,7 @@ _NAME = re.compile(r"\w(?:[\w.-]{0,94}\w)?")
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 # Folders of the local mirror that are bookkeeping, not the repo's files: huggingface_hub's
 # metadata (.cache/huggingface/) and fetchshard's own (.fetchshard/).
-BOOKKEEPING_FOLDERS = (".cache/huggingface", ".fetchshard")
-MAX_COMPONENT_BYTES = 255
+BOOKKEEPING_FOLDERS = (str(CACHE), MIRROR_STATE)
 
 
 @dataclass(frozen=True)
@@ -202,27 +203,5 @@ def resolve_url(endpoint: str, repo_type: str, repo_id: str, commit: str, path: 
 
 
 def check_repo_path(path: str) -> str | None:
-    """Why ``path`` (a file's path in the repo) may not be written under a local folder, or
-    None if it may: huggingface_hub's checks and a few more."""
-    if not path:
-        return "empty path"
-    if "\0" in path:
-        return "NUL in the path"
-    # "\" is a separator on Windows: a "..\" there climbs out as well
-    if ".." in path.replace("\\", "/").split("/"):
-        return "a '..' segment"
-    for pure in (PurePosixPath(path), *(PureWindowsPath(part) for part in path.split("/"))):
-        if pure.drive or pure.root:
-            return "an absolute, drive or UNC path"
-    segments = path.split("/")
-    if any(s in ("", ".") for s in segments):
-        return "an empty or '.' segment"
-    for segment in segments:
-        if len(segment.encode("utf-8", "surrogatepass")) > MAX_COMPONENT_BYTES:
-            return f"a name over {MAX_COMPONENT_BYTES} bytes"
-    # casefolded: on a case-insensitive disk .Cache/HuggingFace is the same folder
-    folded = path.replace("\\", "/").casefold()
-    for folder in BOOKKEEPING_FOLDERS:
-        if folded == folder or folded.startswith(folder + "/"):
-            return f"under {folder}/, the mirror's bookkeeping"
-    return None
+    """Why ``path`` (a file's path in the repo) may not be written in a mirror, or None."""
+    return check_relative_path(path, BOOKKEEPING_FOLDERS)

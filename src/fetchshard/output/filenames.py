@@ -21,7 +21,7 @@ its row says so. Every path is relative, has no ``..`` and stays inside ``files/
 from __future__ import annotations
 
 import re
-from pathlib import PurePosixPath
+from pathlib import PurePosixPath, PureWindowsPath
 from urllib.parse import urlsplit
 
 import xxhash
@@ -96,30 +96,32 @@ def clash_path(url: str, path: PurePosixPath) -> PurePosixPath:
     return PurePosixPath(path.parts[0], CLASH_DIR, f"{_digest(url, 16)}~{path.name}")
 
 
-_DRIVE = re.compile(r"^[A-Za-z]:")
 MAX_SEGMENT_BYTES = 255  # a file name on Linux file systems
 
 
 def check_relative_path(path: str, reserved: tuple[str, ...] = ()) -> str | None:
-    """Why ``path`` (a file's path given by the input, ``a/b.txt``) may not be written under
-    the files folder, or None: it must be relative under POSIX and Windows rules, without
-    ``.``/``..`` or empty segments, each segment at most 255 bytes, and not under a
-    ``reserved`` folder."""
+    """Why ``path`` (a file's path the input gives, ``a/b.txt``) may not be written under
+    the files folder, or None: huggingface_hub's checks of a repo path, and a few more. It
+    must be relative under POSIX and Windows rules, without ``..`` (``\\`` counted as a
+    separator, as on Windows), ``.`` or empty segments, each at most 255 bytes, and not
+    under a ``reserved`` folder (compared without case: a case-insensitive disk)."""
     if not path:
-        return "an empty path"
+        return "empty path"
     if "\0" in path:
-        return "a NUL byte in the path"
-    if path.startswith(("/", "\\")) or _DRIVE.match(path):
-        return f"{path!r} is absolute"
-    if "\\" in path:
-        return f"{path!r} holds a backslash (a folder separator on Windows)"
+        return "NUL in the path"
+    if ".." in path.replace("\\", "/").split("/"):
+        return "a '..' segment"
+    for pure in (PurePosixPath(path), *(PureWindowsPath(part) for part in path.split("/"))):
+        if pure.drive or pure.root:
+            return "an absolute, drive or UNC path"
     segments = path.split("/")
+    if any(s in ("", ".") for s in segments):
+        return "an empty or '.' segment"
     for segment in segments:
-        if segment in ("", ".", ".."):
-            return f"{path!r} has a {segment or 'empty'!r} segment"
         if len(segment.encode("utf-8", "surrogatepass")) > MAX_SEGMENT_BYTES:
-            return f"{path!r} has a name over {MAX_SEGMENT_BYTES} bytes"
+            return f"a name over {MAX_SEGMENT_BYTES} bytes"
+    folded = path.replace("\\", "/").casefold()
     for folder in reserved:
-        if path == folder or path.startswith(folder + "/"):
-            return f"{path!r} is under {folder}/, which is kept for bookkeeping"
+        if folded == folder or folded.startswith(folder + "/"):
+            return f"under {folder}/, the mirror's bookkeeping"
     return None

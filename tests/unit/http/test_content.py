@@ -89,3 +89,39 @@ def test_an_expected_hash_matches_or_says_both() -> None:
     md5 = ExpectedHash(0, "md5")
     assert md5.mismatch(json.dumps([hashlib.md5(body).hexdigest()]), body, sha) is None
     assert md5.mismatch(json.dumps(["00"]), body, sha) is not None
+
+
+def test_git_sha1_is_git_s_blob_id() -> None:
+    from fetchshard.http.content import GitBlobHash, hexdigest, new_hasher
+
+    body = b"hello\n"
+    hasher = GitBlobHash(len(body))
+    hasher.update(body[:3])
+    hasher.update(memoryview(body)[3:])
+    # `git hash-object` of the same bytes; and the empty blob every git knows
+    assert hasher.hexdigest() == "ce013625030ba8dba906f756967f9e9ca394464a"
+    assert hexdigest("git-sha1", b"") == "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"
+    assert new_hasher("git-sha1", None) is None  # its header needs the size first
+
+
+def test_auto_checksums_name_their_algorithm() -> None:
+    import hashlib
+    import json
+
+    from fetchshard.http.content import ExpectedFile, named_checksum
+
+    assert named_checksum("SHA256: AB") == ("sha256", "ab")
+    assert named_checksum("crc32:00") is None and named_checksum("abc") is None
+    check = ExpectedFile(0, 1, "auto")
+    body = b"x" * 10
+    md5 = hashlib.md5(body).hexdigest()
+    sha = hashlib.sha256(body).hexdigest()
+    extras = json.dumps([10, f"md5:{md5}"])
+    assert check.algorithms(extras) == ("md5",)
+    assert check.mismatch(extras, 10, sha, {"md5": md5}) is None
+    wrong = check.mismatch(extras, 10, sha, {"md5": "0" * 32})
+    assert wrong is not None and "md5" in wrong
+    assert check.mismatch(json.dumps([10, f"sha256:{sha}"]), 10, sha, {}) is None
+    unknown = check.mismatch(json.dumps([10, "crc32:00"]), 10, sha, {})
+    assert unknown is not None and "names no known algorithm" in unknown
+    assert check.mismatch(json.dumps([9, f"sha256:{sha}"]), 10, sha, {}) is not None
