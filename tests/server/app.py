@@ -40,6 +40,7 @@ async def _log_middleware(
                 "host_index": state.host_index(addr, port),
                 "path": request.path_qs,
                 "ua": request.headers.get("User-Agent"),
+                "range": request.headers.get("Range"),  # a resume's or a segment's
                 # what a credential test asks: which of these reached this host, and what
                 "credentials": {
                     name: request.headers[name]

@@ -6,7 +6,9 @@ version (``PUT /file-version/{v}``), with ``ETag: "n-v"``. It answers ``Range: b
 416 past the end. ``?norange=1`` ignores Range like a server that cannot seek; ``?pace=S``
 takes S seconds per 64 KiB block (slept in steps of at least 5 ms). Every body byte sent is
 counted per path (``GET /file-bytes``), so a test can tell a resumed transfer from a
-restarted one.
+restarted one. Faults, counted per path since the log was last cleared: ``?cut=B`` sends only
+B bytes of the path's first response, then closes the connection; ``?corrupt=N`` flips one
+byte in the middle of each of its first N responses.
 """
 
 from __future__ import annotations
@@ -82,6 +84,10 @@ async def serve_file(request: web.Request) -> web.StreamResponse:
     pace = float_param(request, "pace", 0.0)
     ignore_range = int_param(request, "norange", 0) == 1
     tag = etag(n, version)
+    key = request.path
+    hit = state.file_gets[key] = state.file_gets.get(key, 0) + 1
+    cut = int_param(request, "cut", -1, lo=-1) if hit == 1 else -1
+    corrupt = hit <= int_param(request, "corrupt", 0)
     headers = {"ETag": tag, "Last-Modified": _LAST_MODIFIED, "Accept-Ranges": "bytes"}
     start, end = 0, n
     status = 200
@@ -102,11 +108,16 @@ async def serve_file(request: web.Request) -> web.StreamResponse:
     resp.content_length = end - start
     await resp.prepare(request)
     pos = start
-    key = request.path
     owed = 0.0
-    while pos < end:
+    flip = (start + end) // 2 if corrupt else -1
+    stop = end if cut < 0 else min(end, start + cut)
+    while pos < stop:
         index, within = divmod(pos, BLOCK)
-        piece = _block(version, index)[within : within + min(BLOCK - within, end - pos)]
+        piece = _block(version, index)[within : within + min(BLOCK - within, stop - pos)]
+        if pos <= flip < pos + len(piece):
+            changed = bytearray(piece)
+            changed[flip - pos] ^= 0xFF
+            piece = bytes(changed)
         if not await write_unless_gone(request, resp, piece):
             return resp
         state.file_bytes[key] = state.file_bytes.get(key, 0) + len(piece)
@@ -115,5 +126,10 @@ async def serve_file(request: web.Request) -> web.StreamResponse:
         if owed >= 0.005:
             await asyncio.sleep(owed)
             owed = 0.0
+    if stop < end:
+        transport = request.transport
+        if transport is not None:
+            transport.close()  # flushes what was written, then FIN: the body is incomplete
+        return resp
     await resp.write_eof()
     return resp

@@ -18,7 +18,8 @@ class ServerState:
     ``log`` holds one dict per request (except ``/requests``) with keys ``t``
     (``time.monotonic()``), ``wall`` (``time.time()``), ``method``, ``host`` (Host
     header), ``addr``/``port`` (local socket the request arrived on), ``host_index``
-    (index of that listener in ``base_urls``), ``path`` (path + query) and ``ua``.
+    (index of that listener in ``base_urls``), ``path`` (path + query), ``ua`` and
+    ``range`` (the Range header, or None).
     """
 
     log: list[dict[str, Any]] = field(default_factory=list)
@@ -47,6 +48,8 @@ class ServerState:
     file_version: int = 0
     #: body bytes /file/ sent, by path
     file_bytes: dict[str, int] = field(default_factory=dict)
+    #: responses /file/ began, by path (its cut and corrupt faults count them)
+    file_gets: dict[str, int] = field(default_factory=dict)
 
     def record(self, entry: dict[str, Any]) -> None:
         if self.keep_log:
@@ -61,6 +64,7 @@ class ServerState:
     def clear(self) -> None:
         self.log.clear()
         self.file_bytes.clear()
+        self.file_gets.clear()
         if self.log_file is not None:
             self.log_file.seek(0)
             self.log_file.truncate(0)

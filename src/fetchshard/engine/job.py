@@ -37,8 +37,9 @@ from fetchshard.hub.uri import BOOKKEEPING_FOLDERS
 from fetchshard.ledger import Ledger, WorkItem
 from fetchshard.output.columns import ResultRow
 from fetchshard.output.extras import deserialize_schema
-from fetchshard.output.files import FileStore, FileTarget, file_columns, uses_files
+from fetchshard.output.files import FileSink, FileStore, FileTarget, file_columns, uses_files
 from fetchshard.output.parts import PartWriter
+from fetchshard.output.segments import fetch_file
 from fetchshard.output.targets import TargetRule
 from fetchshard.planning.rank import rank_shares
 from fetchshard.ranks import RankInfo
@@ -347,6 +348,9 @@ class FetchJob:
             sink = self.files.sink(item.item_id, url, target)
         elif self.algorithms:
             sink = MemorySink(self.algorithms)
-        result = await fetch(self.client, url, cfg, timeout_factor=factor, sink=sink)
+        if isinstance(sink, FileSink):  # a large file of known size may come as ranges
+            result = await fetch_file(self.client, url, cfg, sink, timeout_factor=factor)
+        else:
+            result = await fetch(self.client, url, cfg, timeout_factor=factor, sink=sink)
         self.stats.requests += 1
         await self.results.handle(self.scheduler, slot, item, url, result, sink, final=self.final)

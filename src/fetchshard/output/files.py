@@ -284,7 +284,10 @@ class FileSink:
                 self.validator = record.validator()
                 # Without a validator a changed file could be spliced onto the old bytes,
                 # unless the input's checksum will catch it.
-                resumable = self.validator is not None or target.checked
+                # A segmented transfer's .part has holes: only its own ranges resume it.
+                resumable = record.segments is None and (
+                    self.validator is not None or target.checked
+                )
                 self.resume_from = have if resumable else 0
         self.offset = 0  # where this response's bytes start in the file
         self.size = 0  # bytes of the body so far, resumed ones included

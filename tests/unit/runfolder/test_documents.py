@@ -149,5 +149,11 @@ def test_each_kind_writes_the_bytes_it_always_wrote_and_reads_them_back(name: st
 
 
 def test_a_partial_transfer_record_is_none_when_it_is_not_one(tmp_path: Path) -> None:
+    (tmp_path / "x.json").write_text(json.dumps({"kind": "partial", "version": 3, "url": "u"}))
+    assert PartialTransfer.read(tmp_path / "x.json") is None
+    # Version 2 is a ranged transfer's (output/segments.py): without its ranges, nothing.
     (tmp_path / "x.json").write_text(json.dumps({"kind": "partial", "version": 2, "url": "u"}))
+    assert PartialTransfer.read(tmp_path / "x.json") is None
+    ranges = {"kind": "partial", "version": 2, "url": "u", "size": 10, "segments": [[0, 9, -1]]}
+    (tmp_path / "x.json").write_text(json.dumps(ranges))
     assert PartialTransfer.read(tmp_path / "x.json") is None
