@@ -93,7 +93,17 @@ from .bodies import gzip_zeros, jpeg_bytes
 from .cli import main
 from .hostile import Canned, CannedServer
 from .hub import FakeHub, HubControls, HubProcess, hub_spec, running_hub, serve_hub
-from .hub_repos import Generated, HubFile, HubRepo, git_blob_sha1
+from .hub_repos import (
+    PARQUET_REF,
+    SAMPLE_FILES,
+    SAMPLE_PARQUET_FILES,
+    SAMPLE_TOKEN,
+    Generated,
+    HubFile,
+    HubRepo,
+    git_blob_sha1,
+    sample_repos,
+)
 from .hub_state import HubState, HubSwitches
 from .inprocess import RunningServer, running_server, serve
 from .loopback import LOOPBACK, AddressMode
@@ -104,6 +114,10 @@ from .state import DEFAULT_ROBOTS_TXT, STATE_KEY, ServerState
 __all__ = [
     "DEFAULT_ROBOTS_TXT",
     "LOOPBACK",
+    "PARQUET_REF",
+    "SAMPLE_FILES",
+    "SAMPLE_PARQUET_FILES",
+    "SAMPLE_TOKEN",
     "STATE_KEY",
     "AddressMode",
     "Canned",
@@ -129,6 +143,7 @@ __all__ = [
     "make_app",
     "running_hub",
     "running_server",
+    "sample_repos",
     "serve",
     "serve_hub",
 ]

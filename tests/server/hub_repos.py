@@ -301,3 +301,40 @@ def _content_from_spec(spec: Mapping[str, Any]) -> Content:
     if "b64" in spec:
         return base64.b64decode(spec["b64"])
     return Generated(int(spec["size"]), int(spec.get("seed", 0)))
+
+
+# ---------------------------------------------------------------- sample repos
+
+#: the token the sample gated and private repos accept
+SAMPLE_TOKEN = "hf_right_token_0123456789abcdef"
+#: paths to round-trip: space, '#', '%', '?', non-ASCII, nested folders; LFS and git files
+SAMPLE_FILES: dict[str, Any] = {
+    "README.md": "# fake dataset\n",
+    ".gitattributes": "*.parquet filter=lfs diff=lfs merge=lfs -text\n",
+    "data/train-00000-of-00002.parquet": Generated(5000, 1),
+    "data/train-00001-of-00002.parquet": Generated(4096, 2),
+    "data/dir with space/a#b%c.txt": b"hash percent space",
+    "data/dir with space/\u00e9t\u00e9 \u65e5\u672c.bin": Generated(3000, 3),
+    "nested/x/y/z.json": b'{"a": 1}\n',
+    "q?x.txt": b"question mark",
+    "empty.txt": b"",
+}
+PARQUET_REF = "refs/convert/parquet"
+SAMPLE_PARQUET_FILES: dict[str, Any] = {
+    "default/train/0000.parquet": Generated(2048, 4),
+    "default/train/0001.parquet": b"small git file",
+}
+
+
+def sample_repos() -> list[HubRepo]:
+    """A public dataset (main and refs/convert/parquet), a gated and a private one, a model."""
+    return [
+        HubRepo("ns/public", {"main": SAMPLE_FILES, PARQUET_REF: SAMPLE_PARQUET_FILES}),
+        HubRepo("ns/gated", {"main": SAMPLE_FILES}, gated=True, tokens=[SAMPLE_TOKEN]),
+        HubRepo("ns/private", {"main": {"a.txt": b"private"}}, private=True, tokens=[SAMPLE_TOKEN]),
+        HubRepo(
+            "org/model",
+            {"main": {"config.json": b"{}", "model.safetensors": Generated(1500, 5)}},
+            repo_type="model",
+        ),
+    ]

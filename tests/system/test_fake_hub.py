@@ -24,6 +24,10 @@ import pytest
 import yarl
 
 from server import (
+    PARQUET_REF,
+    SAMPLE_FILES,
+    SAMPLE_PARQUET_FILES,
+    SAMPLE_TOKEN,
     FakeHub,
     Generated,
     HubControls,
@@ -31,43 +35,17 @@ from server import (
     HubRepo,
     git_blob_sha1,
     running_hub,
+    sample_repos,
 )
 
 pytestmark = pytest.mark.timeout(30)
 
-TOKEN = "hf_right_token_0123456789abcdef"
+TOKEN = SAMPLE_TOKEN
 WRONG = "hf_wrong_token_9876543210fedcba"
 
-#: paths to round-trip: space, '#', '%', '?', non-ASCII, nested folders; LFS and git files
-FILES: dict[str, Any] = {
-    "README.md": "# fake dataset\n",
-    ".gitattributes": "*.parquet filter=lfs diff=lfs merge=lfs -text\n",
-    "data/train-00000-of-00002.parquet": Generated(5000, 1),
-    "data/train-00001-of-00002.parquet": Generated(4096, 2),
-    "data/dir with space/a#b%c.txt": b"hash percent space",
-    "data/dir with space/\u00e9t\u00e9 \u65e5\u672c.bin": Generated(3000, 3),
-    "nested/x/y/z.json": b'{"a": 1}\n',
-    "q?x.txt": b"question mark",
-    "empty.txt": b"",
-}
-PARQUET_REF = "refs/convert/parquet"
-PARQUET_FILES: dict[str, Any] = {
-    "default/train/0000.parquet": Generated(2048, 4),
-    "default/train/0001.parquet": b"small git file",
-}
-
-
-def _repos() -> list[HubRepo]:
-    return [
-        HubRepo("ns/public", {"main": FILES, PARQUET_REF: PARQUET_FILES}),
-        HubRepo("ns/gated", {"main": FILES}, gated=True, tokens=[TOKEN]),
-        HubRepo("ns/private", {"main": {"a.txt": b"private"}}, private=True, tokens=[TOKEN]),
-        HubRepo(
-            "org/model",
-            {"main": {"config.json": b"{}", "model.safetensors": Generated(1500, 5)}},
-            repo_type="model",
-        ),
-    ]
+FILES = SAMPLE_FILES
+PARQUET_FILES = SAMPLE_PARQUET_FILES
+_repos = sample_repos
 
 
 # ---------------------------------------------------------------- the hh oracle

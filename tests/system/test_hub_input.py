@@ -345,39 +345,13 @@ def test_a_rank_killed_mid_file_resumes_with_range_without_a_validator(tmp_path:
     )
 
 
-def test_four_ranks_list_once_and_fetch_each_file_once(tmp_path: Path) -> None:
-    with HubProcess(_repos(), tmp_path / "hub.log", page_size=3) as hub:
-        files = hub.repo("ns/public").files()
-        out = tmp_path / "mirror"
-        proc = _run(hub, tmp_path / "home", "hf://datasets/ns/public", out, "--ranks", "4")
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        requests = hub.requests("hub")
-    assert len([r for r in requests if "/revision/" in r["path"]]) == 1
-    assert _tree_pages(requests) >= 3
-    gets = Counter(_file_gets(requests))
-    assert set(gets.values()) == {1} and len(gets) == len(files)
-    assert _mirror_files(out) == {p: f.data for p, f in files.items()}
-
-
-@pytest.mark.skipif(
-    not cluster_up(), reason="needs the local SLURM cluster (tests/slurm/cluster.sh up)"
-)
-@pytest.mark.timeout(200)
-def test_srun_four_tasks_list_once_and_fetch_each_file_once(tmp_path: Path) -> None:
-    with HubProcess(_repos(), tmp_path / "hub.log", page_size=3) as hub:
-        files = hub.repo("ns/public").files()
-        out = tmp_path / "mirror"
-        cmd = [
-            sys.executable,
-            "-m",
-            "fetchshard",
-            "run",
-            "hf://datasets/ns/public",
-            "-o",
-            str(out),
-            "--set",
-            "hub.rate=200",
-        ]
+def _four_ranks(hub: HubProcess, home: Path, out: Path, launcher: str) -> None:
+    """Four ranks of one run over the public repo: started by --ranks, or by srun."""
+    if launcher == "ranks":
+        proc = _run(hub, home, "hf://datasets/ns/public", out, "--ranks", "4")
+    else:
+        cmd = fetchshard_cmd("run", "hf://datasets/ns/public", "-o", str(out))
+        job = ["--job-name", f"fstest-hub-{os.getpid()}"]
         proc = run_bounded(
             [
                 "srun",
@@ -385,15 +359,36 @@ def test_srun_four_tasks_list_once_and_fetch_each_file_once(tmp_path: Path) -> N
                 "-n",
                 "4",
                 "--overcommit",
-                "--job-name",
-                f"fstest-hub-{os.getpid()}",
+                *job,
                 *cmd,
+                "--set",
+                "hub.rate=200",
             ],
             150,
-            cwd=tmp_path,
-            env=_env(hub, tmp_path / "home"),
+            cwd=out.parent,
+            env=_env(hub, home),
         )
-        assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.mark.timeout(200)
+@pytest.mark.parametrize(
+    "launcher",
+    [
+        "ranks",
+        pytest.param(
+            "srun",
+            marks=pytest.mark.skipif(
+                not cluster_up(), reason="needs the local SLURM cluster (tests/slurm/cluster.sh up)"
+            ),
+        ),
+    ],
+)
+def test_four_ranks_list_once_and_fetch_each_file_once(tmp_path: Path, launcher: str) -> None:
+    with HubProcess(_repos(), tmp_path / "hub.log", page_size=3) as hub:
+        files = hub.repo("ns/public").files()
+        out = tmp_path / "mirror"
+        _four_ranks(hub, tmp_path / "home", out, launcher)
         requests = hub.requests("hub")
     assert len([r for r in requests if "/revision/" in r["path"]]) == 1
     assert _tree_pages(requests) >= 3
