@@ -3,14 +3,16 @@
     python benchmarks/plan_step.py [--rows 100000000] [--world 400] [--format parquet|txt]
                                    [--sample 0,101,257,399] [--work /tmp/fetchshard-plan-step]
                                    [--json benchmarks/results/plan-step-latest.json]
+                                   [--plan-memory BYTES] [--reuse] [--no-balance]
 
 1. Writes a Zipf(1.3) input over 200,000 hosts (random order, no repeats), once per shape.
 2. The single-rank planning rate: ``plan_rank()`` at world size 1 over a 10^7-row file of the
    same shape, in-process (rows / wall second).
 3. The plan step of every rank (``fetchshard plan --rank r --world-size W``): the sampled
    ranks as their own processes, timed from start to exit, with the bytes they read of the
-   input (their own count, and the kernel's ``rchar`` from /proc/self/io around the work);
-   the others in this process, since a run needs every slice.
+   input (their own count, and the kernel's ``rchar`` from /proc/self/io around the work)
+   and their peak RSS; the others in this process, since a run needs every slice.
+   ``--plan-memory`` sets ``plan.memory`` (a small one makes the sampled ranks spill).
    With ``--cold`` the page cache is dropped before each sampled rank's process.
 4. The run's planning of each sampled rank from the plan (its own process: start, then
    ``plan_rank()`` into a fresh ledger), timed and with the bytes it read of the plan.
@@ -55,6 +57,15 @@ def _rchar() -> int:
     return 0
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak RSS: VmHWM, not ru_maxrss, which keeps across exec the peak of the
+    process it was forked from (this benchmark's, planning the other ranks)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
 def make_input(path: Path, rows: int, fmt: str, seed: int = 0) -> None:
     """``rows`` URLs, hosts Zipf(1.3) over HOSTS, written in chunks (bounded memory)."""
     if path.exists():
@@ -93,10 +104,16 @@ def make_input(path: Path, rows: int, fmt: str, seed: int = 0) -> None:
     tmp.rename(path)
 
 
+PLAN_MEMORY: int | None = None  # --plan-memory; None: the default (and a tree without it)
+
+
 def _config(src: Path, out: Path) -> Any:
     from fetchshard.config import load_config
 
-    return load_config(environ={}, overrides={"input.paths": [str(src)], "output.dir": str(out)})
+    overrides: dict[str, Any] = {"input.paths": [str(src)], "output.dir": str(out)}
+    if PLAN_MEMORY is not None:
+        overrides["plan.memory"] = PLAN_MEMORY
+    return load_config(environ={}, overrides=overrides)
 
 
 def child(kind: str, src: Path, out: Path, rank: int, world: int) -> None:
@@ -132,6 +149,8 @@ def child(kind: str, src: Path, out: Path, rank: int, world: int) -> None:
     result["work_seconds"] = time.perf_counter() - started
     result["rchar"] = _rchar() - before
     result["warm_up_seconds"] = warm
+    # The process's peak (the warm-up's tiny plans included: far below the rank's).
+    result["peak_rss_mb"] = _peak_rss_mb()
     print(json.dumps(result))
 
 
@@ -172,9 +191,10 @@ def _timed_child(kind: str, src: Path, out: Path, rank: int, world: int) -> dict
     if COLD:
         _drop_caches()
     started = time.perf_counter()
+    memory = [] if PLAN_MEMORY is None else ["--plan-memory", str(PLAN_MEMORY)]
     proc = subprocess.run(
         [sys.executable, __file__, "--child", kind, "--rank", str(rank), "--world", str(world),
-         "--src", str(src), "--out", str(out)],
+         "--src", str(src), "--out", str(out), *memory],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -256,11 +276,17 @@ def main() -> None:
         action="store_true",
         help="keep the slices of an earlier run but the sampled ranks' (redone and timed)",
     )
+    parser.add_argument(
+        "--plan-memory", type=int, default=None, help="plan.memory in bytes (default: its own)"
+    )
+    parser.add_argument("--no-balance", action="store_true", help="skip step 6")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--rank", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--src", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global PLAN_MEMORY
+    PLAN_MEMORY = args.plan_memory
     if args.child:
         child(args.child, args.src, args.out, args.rank, args.world)
         return
@@ -285,8 +311,8 @@ def main() -> None:
         from fetchshard.runfolder.layout import PlanPaths
 
         for rank in sample:
-            for path in PlanPaths(out).slice_files(rank):
-                path.unlink(missing_ok=True)
+            for path in PlanPaths(out).slice(rank).files():
+                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     ranks: dict[int, dict[str, Any]] = {}
     config = _config(src, out)
     t0 = time.perf_counter()
@@ -308,6 +334,7 @@ def main() -> None:
         "rows": args.rows,
         "world_size": world,
         "format": args.format,
+        "plan_memory": PLAN_MEMORY,
         "input_bytes": size,
         "share_bytes": size / world,
         "allowed_bytes": 1.1 * size / world + slack,
@@ -325,7 +352,8 @@ def main() -> None:
         entry["wall_ok"] = total_wall <= allowed_wall
         print(
             f"rank {rank}: plan {entry['plan']['wall_seconds']:.2f} s "
-            f"({entry['plan']['bytes_read']:,} B, rchar {entry['plan']['rchar']:,}), run planning "
+            f"({entry['plan']['bytes_read']:,} B, rchar {entry['plan']['rchar']:,}, peak RSS "
+            f"{entry['plan']['peak_rss_mb']} MB), run planning "
             f"{entry['run_planning']['wall_seconds']:.2f} s ({entry['run_planning']['kept']:,} "
             f"rows, rchar {entry['run_planning']['rchar']:,}); total {total_wall:.2f} s "
             f"<= {allowed_wall:.2f}: {entry['wall_ok']}; bytes <= "
@@ -348,8 +376,9 @@ def main() -> None:
         # kernel's rchar does not see it) and its own rows of the items.
         "per_run_rank": files["hosts"] + files["index"] + files["items"] / world,
     }
-    report["balance"] = balance(out, world, (16, 64))
-    print(json.dumps(report["balance"]))
+    if not args.no_balance:
+        report["balance"] = balance(out, world, (16, 64))
+        print(json.dumps(report["balance"]))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.json}")

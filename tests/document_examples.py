@@ -18,6 +18,7 @@ from fetchshard.runfolder.documents import (
     PlanManifest,
     PlanSliceDone,
     ProgressSnapshot,
+    RangeCounts,
     RankStats,
     RunManifest,
 )
@@ -110,6 +111,20 @@ def document_kinds() -> dict[str, Any]:
             bytes_read=1_048_576,
             seconds=3.25,
             completed_at=1_700_000_400.5,
+        ),
+        "range-counts.json": RangeCounts(
+            number=2,
+            world_size=4,
+            plan="0123456789abcdef",
+            total=20_000,
+            rows=5_020,
+            hosts=90,
+            heavy_hosts=[9_223_372_036_854_775_808, 13_835_058_055_282_163_711],
+            heavy_rows=[3_000, 60],
+            light_rows=1_960,
+            bytes_read=5_760,
+            seconds=0.125,
+            completed_at=1_700_000_450.25,
         ),
         "lock.json": LockHolder(rank=3, host="node-7", pid=4242, since=1_700_000_000.5),
         "partial.json": PartialTransfer(

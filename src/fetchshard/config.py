@@ -26,6 +26,7 @@ from fetchshard.errors import ConfigError, select_kinds
 from fetchshard.redact import redact_settings
 
 MiB = 1024 * 1024
+GiB = 1024 * MiB
 
 # Module-level defaults: one place to read what a run does when nothing is configured.
 DEFAULT_MAX_IN_FLIGHT = 512
@@ -39,6 +40,9 @@ DEFAULT_MAX_BODY_BYTES = 64 * MiB
 DEFAULT_MAX_REDIRECTS = 10
 DEFAULT_MAX_ATTEMPTS = 3
 MAX_SEGMENTS = 64  # connections for one file: more only burdens its host
+# A plan rank's sort: below this its merge could not read 4 runs a MiB at a time (and a
+# budget meant in MiB but written as a number of bytes is caught).
+MIN_PLAN_MEMORY = 16 * MiB
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -250,6 +254,17 @@ class HubConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PlanConfig:
+    """The plan step (``fetchshard plan``): what one plan rank may hold."""
+
+    # Bytes a plan rank's sort of its slice may take: it holds rows up to a third of it
+    # (Arrow's count; the heap they leave and their sorted copy take the rest), a larger slice
+    # is sorted in runs spilled to the plan folder and merged. The interpreter and the input
+    # being read come on top (~250 MB).
+    memory: int = GiB
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     input: InputConfig = field(default_factory=InputConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
@@ -258,6 +273,7 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
     images: ImagesConfig = field(default_factory=ImagesConfig)
     hub: HubConfig = field(default_factory=HubConfig)
+    plan: PlanConfig = field(default_factory=PlanConfig)
 
 
 _SECTION_TYPES: dict[str, type[Any]] = {
@@ -268,6 +284,7 @@ _SECTION_TYPES: dict[str, type[Any]] = {
     "run": RunConfig,
     "images": ImagesConfig,
     "hub": HubConfig,
+    "plan": PlanConfig,
 }
 
 # Options holding a path: in a config file, relative to the file's folder (rebase_paths);
@@ -329,6 +346,7 @@ _POSITIVE = {
     "images.max_aspect_ratio",
     "images.queue_per_worker",
     "hub.rate",
+    "plan.memory",
 }
 _NON_NEGATIVE = {
     "fetch.max_redirects",
@@ -492,6 +510,10 @@ def _build(merged: dict[str, dict[str, Any]]) -> Config:
     if run.rank is not None and run.world_size is not None and run.rank >= run.world_size:
         raise ConfigError(f"run.rank: {run.rank} is not below run.world_size {run.world_size}")
     _check_images(config.images)
+    if config.plan.memory < MIN_PLAN_MEMORY:
+        raise ConfigError(
+            f"plan.memory: at least {MIN_PLAN_MEMORY} (16 MiB), got {config.plan.memory}"
+        )
     if config.output.mode == "files" and not config.output.store_body:
         raise ConfigError(
             "output.store_body: must be true with output.mode files (files are bodies)"

@@ -2,8 +2,10 @@
 
 ``_FETCHSHARD_FAULT=after_rename:2`` SIGKILLs the process right after part 2 is renamed and
 before its ledger commit; ``plan_batch:3`` after the third planning batch is in the ledger;
-``plan_step_batch:3`` after a plan step rank read its third batch, ``plan_step_written:1``
-after it published its slice's files, before its done document;
+``plan_step_batch:3`` after a plan step rank read its third batch, ``plan_step_spill:2``
+after it spilled its second sorted run, ``plan_step_written:1`` after it published its
+slice's files, before its done document; ``range_counts_written:2`` after a run rank
+published the counts of the second host-hash range it sums, before their document;
 ``merge_data:2`` after the second data file's record is written, before its rename;
 ``image:2`` kills each image worker process (``images.pool: processes``) at its second image;
 ``enospc:5`` makes the fifth and every later write of a body's file fail as a full disk would

@@ -1,9 +1,13 @@
 """Issue 19: the counted assignment through real ranks (acceptance 2), and the plan step
 (acceptance 4): `fetchshard plan` then `fetchshard run`, each item once, where the assignment
-says, a killed plan rank redone alone, an incomplete plan refused."""
+says, a killed plan rank redone alone, an incomplete plan refused. Issue 33: the run's ranks
+derive it from host counts aggregated once by host-hash range, a range cut by a kill redone."""
 
 from __future__ import annotations
 
+import json
+import re
+import sqlite3
 from collections import Counter
 from pathlib import Path
 
@@ -15,11 +19,12 @@ import pytest
 from fetchshard.config import load_config
 from fetchshard.inputs import open_inputs
 from fetchshard.planning.assignment import Assignment
+from fetchshard.planning.placement import RankShares
 from fetchshard.planning.rank import count_hosts
-from fetchshard.runfolder.documents import PlanSliceDone
+from fetchshard.runfolder.documents import PlanManifest, PlanSliceDone, RangeCounts
 from fetchshard.urls import hash64, item_id, normalize_url
 from server import ServerProcess
-from util import assert_exactly_once, run_subprocess
+from util import assert_exactly_once, ledger_items, run_subprocess
 
 WORLD = 8
 HOSTS = 120
@@ -196,3 +201,85 @@ def test_a_killed_plan_rank_is_redone_alone_and_run_refuses_an_incomplete_plan(
     assert changed.returncode == 2
     lines = changed.stderr.strip().splitlines()
     assert len(lines) == 1 and "another input" in lines[0], lines
+
+
+def _check_plan_counts(out: Path, src: Path, urls: list[str], world: int) -> None:
+    """Issue 33: every rank's ledger holds exactly the items, and records the shares, that
+    the assignment from every host's count gives it (each rank derived its part from the
+    counts aggregated by host-hash range); one counts file and document per range, of this
+    plan, each summed by one process once."""
+    config = load_config(environ={}, overrides={"input.paths": [str(src)]})
+    hosts, counts = count_hosts(open_inputs(config.input), config.input.max_url_length)
+    assignment = Assignment.from_counts(hosts, counts, world)
+    parsed = [normalize_url(u) for u in sorted(set(urls))]
+    want = assignment.ranks_of(
+        np.array([hash64(p.host) for p in parsed], np.uint64),
+        np.array([hash64(p.url) for p in parsed], np.uint64),
+    )
+    ids = np.array([item_id(p.url) for p in parsed])
+    for rank in range(world):
+        assert set(ledger_items(out, rank)) == set(ids[want == rank].tolist()), rank
+        with sqlite3.connect(out / "ledger" / f"rank-{rank:05d}.sqlite") as db:
+            (shares,) = db.execute("SELECT value FROM meta WHERE key = 'host_shares'").fetchone()
+        assert json.loads(shares) == RankShares.counted(assignment, rank).to_json(), rank
+    assert any(assignment.split_shares(r) for r in range(world)), "a host split over ranks"
+    manifest = PlanManifest.read(out / "plan" / "plan.json")
+    assert manifest is not None
+    counts_dir = out / "plan" / "counts"
+    names = [f"range-{r:05d}" for r in range(world)]
+    assert sorted(p.stem for p in counts_dir.glob("*.arrow")) == names
+    assert sorted(p.stem for p in (counts_dir / "done").glob("*.json")) == names
+    docs = [RangeCounts.read(counts_dir / "done" / f"{name}.json") for name in names]
+    assert all(d is not None and d.plan == manifest.digest for d in docs)
+    assert sum(d.rows for d in docs if d) == int(counts.sum())
+    logs = "".join((out / "logs" / f"rank-{r:05d}.log").read_text() for r in range(world))
+    summed = Counter(int(n) for n in re.findall(r"host-hash range (\d+) of", logs))
+    assert summed == Counter(range(world)), summed
+    assert logs.count("assignment from the host counts aggregated in") == world
+
+
+@pytest.mark.timeout(300)
+def test_plan_then_run_each_rank_derives_its_assignment_from_counts_summed_once(
+    tmp_path: Path,
+) -> None:
+    with ServerProcess(hosts=HOSTS, address_mode="addresses") as srv:
+        urls = _zipf_urls(list(srv.base_urls), seed=33)
+        src = tmp_path / "urls.txt"
+        src.write_text("".join(f"{u}\n" for u in urls), encoding="utf-8")
+        out = tmp_path / "out"
+        planned = run_subprocess("plan", str(src), "-o", str(out), "--ranks", str(WORLD))
+        assert planned.returncode == 0, planned.stderr[-3000:]
+        assert not (out / "plan" / "counts").exists(), "summed by the run's ranks, lazily"
+        _run_and_check(srv, src, out, urls)
+    _check_plan_counts(out, src, urls, WORLD)
+
+
+@pytest.mark.timeout(300)
+def test_a_rank_killed_while_summing_a_range_leaves_it_redone_alone(tmp_path: Path) -> None:
+    with ServerProcess(hosts=HOSTS, address_mode="addresses") as srv:
+        urls = _zipf_urls(list(srv.base_urls), seed=34)
+        src = tmp_path / "urls.txt"
+        src.write_text("".join(f"{u}\n" for u in urls), encoding="utf-8")
+        out = tmp_path / "out"
+        planned = run_subprocess("plan", str(src), "-o", str(out), "--ranks", str(WORLD))
+        assert planned.returncode == 0, planned.stderr[-3000:]
+        # Rank 3 alone: its own range, then range 4 (the next without a document), killed
+        # once range 4's counts file is in place and before its document.
+        killed = run_subprocess(
+            "run", str(src), "-o", str(out), "--rank", "3", "--world-size", str(WORLD),
+            env={"_FETCHSHARD_FAULT": "range_counts_written:2"},
+        )  # fmt: skip
+        assert killed.returncode == -9, killed.stderr[-2000:]
+        counts_dir = out / "plan" / "counts"
+        assert sorted(p.name for p in (counts_dir / "done").iterdir()) == ["range-00003.json"]
+        assert sorted(p.name for p in counts_dir.glob("*.arrow")) == [
+            "range-00003.arrow",
+            "range-00004.arrow",
+        ]
+        kept = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in counts_dir.glob("*00003*")}
+        kept |= {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in counts_dir.glob("done/*00003*")}
+        crashed = (counts_dir / "range-00004.arrow").read_bytes()
+        _run_and_check(srv, src, out, urls)
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in kept} == kept, "range 3 redone"
+    assert (counts_dir / "range-00004.arrow").read_bytes() == crashed  # the same sums again
+    _check_plan_counts(out, src, urls, WORLD)

@@ -415,7 +415,7 @@ def test_to_plain_round_trips_through_json(tmp_path: Path) -> None:
     )
     config = load_config(path, environ={}, overrides={"run.rank": 0, "run.world_size": 2})
     plain = to_plain(config)
-    assert set(plain) == {"input", "output", "partition", "fetch", "run", "images", "hub"}
+    assert set(plain) == {"input", "output", "partition", "fetch", "run", "images", "hub", "plan"}
     decoded = json.loads(json.dumps(plain))
     assert decoded["fetch"]["per_host_rate"] == config.fetch.per_host_rate
     assert decoded["fetch"]["headers"] == {"X-Test": "***"}  # header values are never shown
@@ -462,7 +462,7 @@ def test_example_config_lists_every_option_with_its_default() -> None:
     data = yaml.safe_load(example.read_text())
     loaded = load_config(example, environ={})
     defaults = Config()
-    for section in ("input", "output", "partition", "fetch", "run", "images", "hub"):
+    for section in ("input", "output", "partition", "fetch", "run", "images", "hub", "plan"):
         names = {f.name for f in dataclasses.fields(getattr(defaults, section))}
         assert set(data[section]) == names, section
         for name in names:
@@ -562,3 +562,20 @@ def test_segments_are_off_by_default_and_split_above_50_gb() -> None:
     environ = {"FETCHSHARD_FETCH_SEGMENTS": "8", "FETCHSHARD_FETCH_SEGMENT_ABOVE": "1000000"}
     fetch = load_config(None, environ=environ).fetch
     assert (fetch.segments, fetch.segment_above) == (8, 1_000_000)
+
+
+# --- plan -----------------------------------------------------------------------------
+
+
+def test_plan_memory_is_a_gib_by_default_and_at_least_16_mib() -> None:
+    assert load_config(None, environ={}).plan.memory == 1 << 30
+    environ = {"FETCHSHARD_PLAN_MEMORY": str(64 << 20)}
+    assert load_config(None, environ=environ).plan.memory == 64 << 20
+    assert load_config(overrides={"plan.memory": 16 << 20}).plan.memory == 16 << 20
+    assert _error(overrides={"plan.memory": (16 << 20) - 1}) == (
+        "plan.memory: at least 16777216 (16 MiB), got 16777215"
+    )
+    assert _error(overrides={"plan.memory": 0}) == "plan.memory: must be greater than 0, got 0"
+    assert _error(overrides={"plan.memory": "1GiB"}) == (
+        "plan.memory: expected an integer, got '1GiB'"
+    )

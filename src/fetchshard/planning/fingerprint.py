@@ -169,8 +169,8 @@ def claim_plan_folder(
 ) -> PlanManifest:
     """A plan rank's claim on the plan folder: refuse a plan made for another input or world
     size, unless ``restart``: then this rank's files of it go, and rank 0's also those of
-    ranks beyond the world size (a slice of this plan already done is kept); write and
-    return the manifest."""
+    ranks beyond the world size and the host counts summed by range (a slice of this plan
+    already done is kept); write and return the manifest."""
     old = PlanManifest.read(paths.manifest)
 
     def start_over() -> None:
@@ -180,6 +180,9 @@ def claim_plan_folder(
             for other in range(rank.world_size, old.world_size):
                 for path in paths.slice(other).files():
                     storage.remove(path)
+            # The old plan's host counts by range (a run's ranks sum the new one's again:
+            # its documents name their plan, so these would only be ignored).
+            storage.remove(paths.counts_folder)
 
     manifest = PlanManifest(fingerprint=fp, fetchshard_version=__version__)
     _claim(

@@ -3,7 +3,9 @@
 and reads only its own runs of each slice.
 
 The counted assignment (assignment.py) is the same one planning without a plan step derives
-from the same counts. In a slice sorted by (host hash, key hash), a rank's rows are:
+from the same counts: a plan step's run rank derives its part of it from the counts aggregated
+by host-hash range (aggregate.py); a later generation's, from every leftover slice's
+(:func:`plan_assignment`). In a slice sorted by (host hash, key hash), a rank's rows are:
 
 - its small hosts: the assignment hands them out in host-hash order, so they are the hosts
   whose hash lies in one interval, minus the heavy hosts inside it;
@@ -27,7 +29,7 @@ import pyarrow.compute as pc
 from fetchshard.config import Config
 from fetchshard.errors import PlanError
 from fetchshard.ledger import ITEM_COLUMNS
-from fetchshard.planning.assignment import Assignment, HostCounter
+from fetchshard.planning.assignment import Assignment, HostCounter, range_start
 from fetchshard.planning.fingerprint import difference, plan_fingerprint
 from fetchshard.planning.slicefiles import SliceItems, item_ids, read_hosts
 from fetchshard.runfolder.documents import PlanManifest, PlanSliceDone
@@ -94,7 +96,9 @@ LEFTOVER_BALANCE = 1.02
 
 def plan_assignment(slices: Sequence[SliceFiles], world_size: int) -> Assignment:
     """The assignment over ``world_size`` ranks from the host counts of every slice (what
-    every run rank derives); a leftover's (``keys`` "item") cut finer."""
+    every rank of a later generation derives; a plan step's run rank derives its part from
+    the counts summed by range instead, aggregate.py); a leftover's (``keys`` "item") cut
+    finer."""
     counter = HostCounter()
     for files in slices:
         counter.add_counts(*read_hosts(files))
@@ -121,6 +125,8 @@ class RankRuns:
 
     @classmethod
     def of(cls, assignment: Assignment, rank: int) -> RankRuns:
+        if assignment.rank_only not in (None, rank):  # a partial one knows its rank's alone
+            raise ValueError(f"an assignment made for rank {assignment.rank_only}, not {rank}")
         if assignment.world_size == 1:  # every host, whole (the assignment lists none)
             return cls((0, 2**64 - 1))
         mine = np.flatnonzero(assignment.tiny_ranks == rank)
@@ -134,13 +140,16 @@ class RankRuns:
             big = assignment.big_hosts
             inside = big[(big >= np.uint64(lo)) & (big <= np.uint64(hi))]
             skip = tuple(int(h) for h in inside)
-        pieces = []
-        for host, ranks in sorted(assignment.pieces.items()):
-            n = len(ranks)
-            for i, owner in enumerate(ranks):
-                if owner == rank:
-                    hi_key = None if i + 1 == n else _piece_start(i + 1, n)
-                    pieces.append((host, _piece_start(i, n), hi_key))
+        # The heavy hosts' pieces on this rank, in host hash order: found in the flat array of
+        # every piece's rank (in big_hosts' order), not by walking every host's pieces.
+        flat = np.flatnonzero(assignment.big_ranks == rank)
+        owner = np.searchsorted(assignment.big_starts, flat, side="right") - 1
+        index = (flat - assignment.big_starts[owner]).tolist()
+        count = assignment.big_pieces[owner].tolist()
+        pieces = [
+            (host, range_start(i, n), None if i + 1 == n else range_start(i + 1, n))
+            for host, i, n in zip(assignment.big_hosts[owner].tolist(), index, count, strict=True)
+        ]
         return cls(small, skip, tuple(pieces))
 
     def spans(self, items: SliceItems, hosts: np.ndarray | None = None) -> list[tuple[int, int]]:
@@ -175,24 +184,24 @@ class RankRuns:
         return spans
 
 
-def _piece_start(i: int, n: int) -> int:
-    """The smallest key hash of piece ``i`` of ``n`` (assignment.scaled: key * n >> 64 == i)."""
-    return -((-i << 64) // n)  # ceil(i * 2**64 / n)
-
-
 _YIELD_ROWS = 1 << 16  # rows gathered from the slices' runs before they go to the ledger
 
 
 def rank_tables(
-    slices: Sequence[SliceFiles], rank: int, assignment: Assignment
+    slices: Sequence[SliceFiles], rank: int, assignment: Assignment, *, sparse: bool = True
 ) -> Iterator[pa.Table]:
     """This rank's rows of every slice, in slice order, about _YIELD_ROWS at a time (a rank
-    has a few runs in each of the slices: many small ones), checked against the assignment."""
+    has a few runs in each of the slices: many small ones), checked against the assignment.
+
+    ``sparse``: slices that lack most heavy hosts (a leftover's), whose hosts file is read to
+    search each for those it holds only. A plan step's slice holds nearly every heavy host
+    (each has over mean / TINY / W rows a slice, on average): a search for one it lacks costs
+    a stride of its items, where reading every slice's hosts file costs O(H) (issue 33)."""
     runs = RankRuns.of(assignment, rank)
     gathered: list[pa.Table] = []
     count = 0
     for number, files in enumerate(slices):
-        hosts, _ = read_hosts(files)
+        hosts = read_hosts(files)[0] if sparse else None
         with SliceItems.open(files) as items:
             for start, stop in runs.spans(items, hosts):
                 gathered.append(items.read(start, stop))

@@ -3,7 +3,8 @@ the rank's slice of the input in its ledger (DESIGN.md step 2).
 
 With ``spread: auto`` the counting pass (:func:`count_hosts`: rows per host hash) comes first
 and gives the assignment; then one pass of the row selector (select.py) over the input, or,
-after a plan step, the rank's runs of every slice (planfile.py). The rank's shares of the
+after a plan step, the rank's runs of every slice (planfile.py), its part of the assignment
+from the host counts aggregated by host-hash range (aggregate.py). The rank's shares of the
 hosts it fetches only part of are recorded with the plan (``ledger.meta.host_shares``).
 """
 
@@ -23,6 +24,7 @@ from fetchshard.inputs import InputSet, open_inputs, read_ahead
 from fetchshard.ledger import Ledger, to_batch
 from fetchshard.output.extras import serialize_schema
 from fetchshard.planning import Interrupted
+from fetchshard.planning.aggregate import rank_assignment
 from fetchshard.planning.assignment import Assignment, HostCounter
 from fetchshard.planning.fingerprint import difference
 from fetchshard.planning.placement import FixedSpread, Placement, RankShares, is_counted
@@ -90,9 +92,24 @@ def plan_rank(
     inp = config.input
     inputs = inputs or open_inputs(inp)
     if from_plan is not None:
-        from_slices = plan_slices(from_plan, rank.world_size)
+        # Its part of the assignment from the host counts aggregated by range (summed here
+        # first if no rank has yet), not from every slice's: aggregate.py.
+        assignment = rank_assignment(
+            from_plan,
+            rank.world_size,
+            rank.rank,
+            lock_wait=config.run.lock_wait,
+            should_stop=should_stop,
+        )
+        slices = plan_slices(from_plan, rank.world_size)
+        return _plan_from_slices(
+            ledger, rank, inputs, slices, assignment, should_stop, on_batch, sparse=False
+        )
     if from_slices is not None:
-        return _plan_from_slices(ledger, rank, inputs, from_slices, should_stop, on_batch)
+        assignment = plan_assignment(from_slices, rank.world_size)
+        return _plan_from_slices(
+            ledger, rank, inputs, from_slices, assignment, should_stop, on_batch, sparse=True
+        )
     spread = config.partition.spread
     placement: Placement
     shares = RankShares(rank.rank)
@@ -147,17 +164,21 @@ def _plan_from_slices(
     rank: RankInfo,
     inputs: InputSet,
     slices: Sequence[SliceFiles],
+    assignment: Assignment,
     should_stop: Callable[[], bool],
     on_batch: Callable[[int], None] | None,
+    *,
+    sparse: bool,
 ) -> RankPlanResult:
-    """Planning from slices: this rank's runs of every slice into the ledger."""
-    assignment = plan_assignment(slices, rank.world_size)
+    """Planning from slices: this rank's runs of every slice into the ledger (``assignment``:
+    the rank's, complete or its partial one: it is asked only about this rank's hosts;
+    ``sparse``: planfile.rank_tables')."""
     shares = RankShares.counted(assignment, rank.rank)
     rows = bad = 0
     ledger.begin_plan()
     try:
         schema: str | None = extras_schema_of(inputs)
-        for table in rank_tables(slices, rank.rank, assignment):
+        for table in rank_tables(slices, rank.rank, assignment, sparse=sparse):
             if should_stop():
                 raise Interrupted("planning interrupted")
             columns, positions, hosts = ledger_columns(table, slices[0].keys)

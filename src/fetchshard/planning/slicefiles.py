@@ -3,7 +3,9 @@
 - ``rank-N.items.arrow``: every row of the slice as the ledger will hold it, sorted by (host
   hash, key hash): whatever the assignment, one destination rank's rows are a few runs (its
   small hosts' hashes are one interval, a piece of a heavy host one key-hash range). Arrow IPC,
-  uncompressed, so a reader memory-maps it and touches only the pages of its runs;
+  uncompressed, so a reader memory-maps it and touches only the pages of its runs; written by
+  ``SliceWriter`` from rows in order, sorted in memory (``write_slice``) or merged from runs
+  spilled to disk (spill.py), the same bytes either way;
 - ``rank-N.hosts.arrow``: the slice's rows per host hash (the counting pass, done here once);
 - ``rank-N.index.arrow``: every INDEX_STRIDE-th (host hash, key hash) of the items: a run's
   bounds are found in the index, then in one stride of the items (a page of each column).
@@ -69,40 +71,139 @@ def item_ids(key_hashes: np.ndarray, keys: str) -> np.ndarray:
 CARRIED = pa.schema([pa.field("item_id", pa.int64()), pa.field("part", pa.int64())])
 
 
+# The slice's order: position (the row's order in the input) is unique, so the order is
+# total and any correct sort of the same rows, in memory or merged from runs, is the same.
+SORT_KEYS = ("host_hash", "key_hash", "position")
+
+
+def as_items(table: pa.Table) -> pa.Table:
+    """Rows of a slice (the selector's plan_rows, a leftover's) in :data:`ITEMS`'s shape."""
+    return table.select(ITEMS.names).cast(ITEMS)
+
+
+def sort_items(items: pa.Table) -> pa.Table:
+    """Rows of :data:`ITEMS` in the slice's order (:data:`SORT_KEYS`)."""
+    return items.sort_by([(key, "ascending") for key in SORT_KEYS])
+
+
 def write_slice(files: SliceFiles, items: pa.Table, storage: Storage = LOCAL) -> tuple[int, int]:
-    """Sort the slice's rows (:data:`ITEMS`) and publish its three files; return (rows,
-    hosts). Each is written to a tmp file, fsynced and renamed."""
-    items = items.select(ITEMS.names).cast(ITEMS)
-    items = items.sort_by([("host_hash", "ascending"), ("key_hash", "ascending"),
-                           ("position", "ascending")])  # fmt: skip
-    hosts = items.column("host_hash").to_numpy()
-    unique, counts = np.unique(hosts, return_counts=True)
-    _publish(files.items, items, ITEMS, storage, batch_rows=BATCH_ROWS)
-    every = np.arange(0, len(items), INDEX_STRIDE)
-    index = pa.table(
-        {
-            "host_hash": items.column("host_hash").take(pa.array(every)),
-            "key_hash": items.column("key_hash").take(pa.array(every)),
-        },
-        schema=INDEX,
-    )
-    _publish(files.index, index, INDEX, storage)
-    host_table = pa.table({"host_hash": unique, "rows": counts.astype(np.int64)}, schema=HOSTS)
-    _publish(files.hosts, host_table, HOSTS, storage)
-    return len(items), len(unique)
+    """Sort the slice's rows (:data:`ITEMS`) in memory and publish its three files; return
+    (rows, hosts)."""
+    with SliceWriter(files, storage) as writer:
+        writer.add(sort_items(as_items(items)))
+        return writer.publish()
 
 
-def _publish(
-    path: Path, table: pa.Table, schema: pa.Schema, storage: Storage, batch_rows: int = 0
-) -> None:
+class SliceWriter:
+    """A slice's three files from its rows in order, any number at a time: the items in
+    batches of BATCH_ROWS, the hosts' rows and the index gathered on the way (16 bytes a host
+    and a stride). Each file is written to a tmp file, fsynced and renamed by ``publish``;
+    the same rows give the same bytes however they were cut."""
+
+    def __init__(self, files: SliceFiles, storage: Storage = LOCAL) -> None:
+        self._files = files
+        self._storage = storage
+        files.items.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = ipc.new_file(str(tmp_of(files.items)), ITEMS)
+        self._open = True  # closing an Arrow file writer twice writes its footer twice
+        self._pending: pa.Table | None = None  # fewer than BATCH_ROWS rows not yet written
+        self._rows = 0
+        self._hosts: list[np.ndarray] = []  # host hashes in order, runs of one host merged
+        self._counts: list[np.ndarray] = []
+        self._index: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def __enter__(self) -> SliceWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._close()  # unpublished, the tmp file stays for the redo to remove
+
+    def _close(self) -> None:
+        if self._open:
+            self._open = False
+            self._writer.close()
+
+    def add(self, rows: pa.Table) -> None:
+        """Rows of :data:`ITEMS` that follow, in the slice's order, every row added before."""
+        if not len(rows):
+            return
+        hosts = rows.column("host_hash").to_numpy()
+        keys = rows.column("key_hash").to_numpy()
+        first = -self._rows % INDEX_STRIDE  # the next multiple of the stride, from here
+        # Copies: a strided view would keep every piece's columns alive until the end.
+        self._index.append((hosts[first::INDEX_STRIDE].copy(), keys[first::INDEX_STRIDE].copy()))
+        starts = np.flatnonzero(np.r_[True, hosts[1:] != hosts[:-1]])
+        counts = np.diff(np.r_[starts, len(hosts)]).astype(np.int64)
+        unique = hosts[starts]
+        if self._hosts and self._hosts[-1][-1] == unique[0]:  # a host across two calls
+            self._counts[-1][-1] += counts[0]
+            unique, counts = unique[1:], counts[1:]
+        if len(unique):  # the last array always holds the last host
+            self._hosts.append(unique)
+            self._counts.append(counts)
+        self._rows += len(rows)
+        table = rows if self._pending is None else pa.concat_tables([self._pending, rows])
+        whole = len(table) - len(table) % BATCH_ROWS
+        for start in range(0, whole, BATCH_ROWS):
+            self._writer.write_batch(_exact(table.slice(start, BATCH_ROWS)))
+        self._pending = table.slice(whole) if whole < len(table) else None
+
+    def publish(self) -> tuple[int, int]:
+        """Write the last batch and the other two files, publish the three; (rows, hosts)."""
+        if self._pending is not None:  # an empty slice has no batch
+            self._writer.write_batch(_exact(self._pending))
+        self._close()
+        self._storage.publish(tmp_of(self._files.items), self._files.items)
+        index_hosts = [h for h, _ in self._index]
+        index_keys = [k for _, k in self._index]
+        index = pa.table(
+            {"host_hash": _joined(index_hosts), "key_hash": _joined(index_keys)}, schema=INDEX
+        )
+        _publish(self._files.index, index, INDEX, self._storage)
+        hosts = _joined(self._hosts)
+        counts = np.concatenate(self._counts) if self._counts else np.zeros(0, np.int64)
+        host_table = pa.table({"host_hash": hosts, "rows": counts}, schema=HOSTS)
+        _publish(self._files.hosts, host_table, HOSTS, self._storage)
+        return self._rows, len(hosts)
+
+
+def _exact(rows: pa.Table) -> pa.RecordBatch:
+    """``rows`` as one batch whose buffers hold exactly its rows, so that its bytes in the file
+    are the same however the rows were cut and copied before: Arrow's writer pads a column's
+    buffer to 64 bytes with whatever follows the rows in it (a sorted table's next strings,
+    a spilled block's), and a bitmap's last byte keeps the bits past the rows."""
+    arrays = []
+    for column in rows.columns:
+        array = column.combine_chunks()
+        n, first = len(array), array.offset
+        buffers = array.buffers()
+        validity = None
+        if array.null_count:
+            valid = array.is_valid().to_numpy(zero_copy_only=False)
+            validity = pa.py_buffer(np.packbits(valid, bitorder="little"))
+        if pa.types.is_string(array.type):
+            offsets = np.frombuffer(buffers[1], np.int32, n + 1, first * 4)
+            start, size = int(offsets[0]), int(offsets[-1] - offsets[0])
+            data = pa.py_buffer(b"") if buffers[2] is None else buffers[2].slice(start, size)
+            own = [validity, pa.py_buffer(offsets - offsets[0]), data]
+        elif pa.types.is_integer(array.type):
+            width = array.type.bit_width // 8
+            own = [validity, buffers[1].slice(first * width, n * width)]
+        else:  # pragma: no cover - ITEMS holds strings and integers only
+            raise TypeError(f"no exact copy of a {array.type} column")
+        arrays.append(pa.Array.from_buffers(array.type, n, own, null_count=array.null_count))
+    return pa.RecordBatch.from_arrays(arrays, schema=ITEMS)
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(0, np.uint64)
+
+
+def _publish(path: Path, table: pa.Table, schema: pa.Schema, storage: Storage) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = tmp_of(path)
     with ipc.new_file(str(tmp), schema) as writer:
-        if batch_rows:
-            for start in range(0, max(len(table), 1), batch_rows):
-                writer.write_table(table.slice(start, batch_rows).combine_chunks())
-        else:
-            writer.write_table(table.combine_chunks())
+        writer.write_table(table.combine_chunks())
     storage.publish(tmp, path)
 
 

@@ -2,22 +2,23 @@
 
 Rank p of W reads only its slice (inputs/slices.py), normalizes and hashes every row as
 planning does (select.Selector), counts the rows of every host and writes the slice sorted by
-(host hash, key hash) (slicefiles.py), then its PlanSliceDone last. No rank waits for another:
-``fetchshard run`` then derives the assignment from every slice's host counts and reads its
-own runs of each slice (planfile.py). A slice whose done document exists is never redone;
-one interrupted is redone whole (its files are replaced, never appended to).
+(host hash, key hash) (slicefiles.py), then its PlanSliceDone last. A slice larger than
+``plan.memory`` is sorted in runs spilled to ``plan/spill/rank-p/`` and merged (spill.py),
+into the same bytes. No rank waits for another: ``fetchshard run`` then derives the
+assignment from every slice's host counts and reads its own runs of each slice (planfile.py).
+A slice whose done document exists is never redone; one interrupted is redone whole (its
+files and spilled runs are removed, never appended to).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pyarrow as pa
-
-from fetchshard.config import Config
+from fetchshard.config import Config, MiB
 from fetchshard.errors import ConfigError
 from fetchshard.faults import crash_point
 from fetchshard.inputs import InputSet, open_inputs, read_ahead
@@ -25,7 +26,8 @@ from fetchshard.planning import Interrupted
 from fetchshard.planning.fingerprint import claim_plan_folder, plan_fingerprint
 from fetchshard.planning.placement import FixedSpread, is_counted
 from fetchshard.planning.select import Selector
-from fetchshard.planning.slicefiles import ITEMS, write_slice
+from fetchshard.planning.slicefiles import SORT_KEYS, SliceWriter, as_items
+from fetchshard.planning.spill import MergeShape, OverBudget, RunSorter
 from fetchshard.ranks import RankInfo
 from fetchshard.runfolder.documents import PlanSliceDone
 from fetchshard.runfolder.layout import PlanPaths
@@ -78,19 +80,42 @@ def _plan_slice(
 ) -> PlanSliceDone:
     started = time.monotonic()
     part = inputs.slice(info.rank, info.world_size)
+    files = paths.slice(info.rank)
     selector = Selector(FixedSpread(1, 1), 0, config.input.max_url_length)  # every row kept
-    tables = []
+    budget = config.plan.memory
+    sorter = RunSorter(
+        SORT_KEYS,
+        MergeShape.of(budget),
+        files.spill_run,
+        on_spill=lambda n: crash_point("plan_step_spill", n),
+    )
     rows = 0
     for batches, batch in enumerate(read_ahead(part.batches()), 1):
         if should_stop():
             raise Interrupted("plan step interrupted")
         picked = selector.select(batch)
         if picked.kept:
-            tables.append(picked.plan_rows(batch.extras, batch.first_row))
+            table = as_items(picked.plan_rows(batch.extras, batch.first_row))
+            try:
+                sorter.add(table)
+            except OverBudget as exc:
+                raise ConfigError(
+                    f"plan.memory: {budget} bytes cannot sort plan rank {info.rank}'s slice: "
+                    f"the rows of one input batch take {exc.held} bytes, more than a run "
+                    f"(a third of it); set plan.memory to at least {exc.needed} "
+                    f"({-(-exc.needed // MiB)} MiB), or "
+                    f"input.batch_rows below {config.input.batch_rows}"
+                ) from None
         rows += len(batch.urls)
         crash_point("plan_step_batch", batches)
-    items = pa.concat_tables(tables) if tables else ITEMS.empty_table()
-    written, hosts = write_slice(paths.slice(info.rank), items, storage)
+    with SliceWriter(files, storage) as writer, contextlib.closing(sorter.sorted()) as pieces:
+        for piece in pieces:
+            if should_stop():
+                raise Interrupted("plan step interrupted")
+            writer.add(piece)
+        written, hosts = writer.publish()
+    if files.spill is not None:
+        storage.remove(files.spill)
     crash_point("plan_step_written", 1)
     done = PlanSliceDone(
         rank=info.rank,
@@ -105,12 +130,13 @@ def _plan_slice(
     )
     done.write(paths.slice(info.rank).done, durable=True, storage=storage)
     log.info(
-        "plan rank %d of %d: %d rows of %d hosts from %d bytes of the input in %.1fs",
+        "plan rank %d of %d: %d rows of %d hosts from %d bytes of the input in %.1fs%s",
         info.rank,
         info.world_size,
         rows,
         hosts,
         part.bytes_read,
         done.seconds,
+        f" (sorted in {sorter.spilled} runs spilled to disk)" if sorter.spilled else "",
     )
     return done

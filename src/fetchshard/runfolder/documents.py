@@ -9,6 +9,7 @@ RankStats          ``stats/rank-N.json``       by its rank when it stops (done o
 DoneMarker         ``done/rank-N``             by its rank last, once its whole slice is committed
 PlanManifest       ``plan/plan.json``          by every rank of the plan step (same bytes)
 PlanSliceDone      ``plan/done/rank-N.json``   by plan rank N last, once its slice's files are in
+RangeCounts        ``plan/counts/done/``       last, once a host-hash range's counts are summed
 GenerationManifest ``gen-000G/generation.json`` once, by the first rank of generation G >= 1
 LeftoverDone       ``gen-000G/leftover/done/`` last, once the leftover of an earlier rank is in
 =================  ==========================  ====================================================
@@ -437,6 +438,30 @@ class PlanSliceDone(Document):
     items: int  # rows written (every row: duplicates are dropped by the run's ledger)
     hosts: int
     bytes_read: int  # of the input
+    seconds: float
+    completed_at: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class RangeCounts(Document):
+    """Host-hash range N of a plan's W: its hosts' rows summed over every slice are in
+    ``plan/counts/range-N.arrow`` (written last). Its heavy hosts one by one and the others'
+    rows: what every run rank reads of the range (planning/aggregate.py)."""
+
+    KIND: ClassVar[str] = "range_counts"
+    VERSION: ClassVar[int] = 1
+    _COMPACT: ClassVar[bool] = True  # read by every run rank, with its heavy hosts
+
+    number: int  # the range: host hashes [ceil(N 2**64 / W), ceil((N + 1) 2**64 / W))
+    world_size: int
+    plan: str  # PlanManifest.digest of the plan it sums: one of an older plan is not
+    total: int  # rows of the whole plan: a host is heavy above total / W / TINY rows
+    rows: int  # of this range
+    hosts: int
+    heavy_hosts: list[int]  # their hashes, sorted
+    heavy_rows: list[int]
+    light_rows: int  # the rows of its other hosts
+    bytes_read: int  # of the slices' hosts files: the runs of this range
     seconds: float
     completed_at: float
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 RANK_WIDTH = 5
 PART_WIDTH = 6
+RUN_WIDTH = 5  # a plan rank's spilled runs: plan/spill/rank-NNNNN/run-NNNNN.arrow
 TMP_SUFFIX = ".tmp"
 _RANK_PREFIX = "rank-"
 # The per-rank folders: every file in them is named for its rank (rank-00017...).
@@ -74,11 +75,22 @@ class SliceFiles:
     # What a row's key hash is: "hash", the hash of its input key (the item id is its low
     # bits); "item", its item id scrambled (a leftover's: planning/slicefiles.py).
     keys: str = "hash"
+    # Where the slice's sorted runs are spilled while it is written (a plan rank's slice
+    # larger than plan.memory: planning/spill.py); None: sorted in memory.
+    spill: Path | None = None
+
+    def spill_run(self, number: int) -> Path:
+        """The spilled run ``number`` (0, 1, ...; a merge pass's output takes the next)."""
+        if self.spill is None:
+            raise ValueError(f"{self.name} has no spill folder")
+        return self.spill / f"run-{number:0{RUN_WIDTH}d}.arrow"
 
     def files(self) -> list[Path]:
-        """Every file of the slice but its lock (for --restart and a redo)."""
+        """Every file of the slice but its lock (for --restart and a redo), and the folder
+        of its spilled runs."""
         data = [self.hosts, self.items, self.index]
-        return [self.done, *data, *(tmp_of(p) for p in data)]
+        spill = [] if self.spill is None else [self.spill]
+        return [self.done, *data, *(tmp_of(p) for p in data), *spill]
 
 
 # The run folder of a mirror (an hf:// input), inside it: the repo's files are the mirror's
@@ -286,6 +298,15 @@ class GenerationPaths:
 
 
 @dataclass(frozen=True)
+class RangeFiles:
+    """One host-hash range's counts summed over every slice of a plan (planning/aggregate.py)."""
+
+    counts: Path  # host_hash, rows: the range's hosts, sorted
+    done: Path  # its RangeCounts document, written last
+    lock: Path  # held by the process summing it
+
+
+@dataclass(frozen=True)
 class PlanPaths:
     """``OUT/plan``: what ``fetchshard plan`` rank N wrote of its slice of the input (the files
     of planning/slicefiles.py), read by every rank of ``fetchshard run``."""
@@ -309,10 +330,26 @@ class PlanPaths:
             index=self.folder / f"{rank_name(rank)}.index.arrow",
             done=self.folder / "done" / f"{rank_name(rank)}.json",
             lock=self.folder / "locks" / f"{rank_name(rank)}.lock",
+            spill=self.folder / "spill" / rank_name(rank),
         )
 
     def log(self, rank: int) -> Path:
         return self.folder / "logs" / f"{rank_name(rank)}.log"
+
+    @property
+    def counts_folder(self) -> Path:
+        """The host counts aggregated by host-hash range, written by ``fetchshard run``'s
+        ranks (they derive from the slices: removed with them)."""
+        return self.folder / "counts"
+
+    def range_counts(self, number: int) -> RangeFiles:
+        """Host-hash range ``number``'s counts (``counts/range-NNNNN.arrow``)."""
+        name = f"range-{number:0{RANK_WIDTH}d}"
+        return RangeFiles(
+            counts=self.counts_folder / f"{name}.arrow",
+            done=self.counts_folder / "done" / f"{name}.json",
+            lock=self.counts_folder / "locks" / f"{name}.lock",
+        )
 
 
 # ------------------------------------------------------------------ the merged dataset

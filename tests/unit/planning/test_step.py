@@ -10,7 +10,17 @@ import pytest
 
 from fetchshard.planning.assignment import Assignment
 from fetchshard.planning.planfile import RankRuns
-from fetchshard.planning.slicefiles import INDEX_STRIDE, SliceItems, read_hosts, write_slice
+from fetchshard.planning.slicefiles import (
+    INDEX_STRIDE,
+    ITEMS,
+    SORT_KEYS,
+    SliceItems,
+    SliceWriter,
+    as_items,
+    read_hosts,
+    write_slice,
+)
+from fetchshard.planning.spill import MergeShape, RunSorter
 from fetchshard.runfolder.layout import PlanPaths
 
 
@@ -145,3 +155,35 @@ def test_a_slice_of_an_older_plan_does_not_complete_a_new_one(tmp_path: Path) ->
     kept = plan_step_rank(config(), RankInfo(1, 2, "test"))
     assert kept.rows > 0
     assert plan_in_use(config(), [src], 2) is not None
+
+
+# (rows, run size, fan-in): a single merge of ~6 runs, merge passes over ~9, two small runs,
+# and slices that fit (one row, none).
+SPILLED = [(30_000, 400_000, 64), (30_000, 250_000, 3), (1025, 40_000, 2), (1, 40_000, 2),
+           (0, 40_000, 2)]  # fmt: skip
+
+
+@pytest.mark.parametrize(("rows", "run_bytes", "fan_in"), SPILLED)
+def test_a_slice_sorted_in_spilled_runs_is_the_same_bytes_as_in_memory(
+    rows: int, run_bytes: int, fan_in: int, tmp_path: Path
+) -> None:
+    """Runs spilled and merged (in one merge or in passes) give the files write_slice gives."""
+    table = _items(rows, 300, seed=rows) if rows else ITEMS.empty_table()
+    if rows:  # bad URLs have no host name
+        hosts = [None if i % 13 == 0 else h for i, h in enumerate(table["host"].to_pylist())]
+        table = table.set_column(table.schema.get_field_index("host"), "host", pa.array(hosts))
+    want = (rows, len(set(table["host_hash"].to_pylist())))
+    memory, spilled = PlanPaths(tmp_path / "memory"), PlanPaths(tmp_path / "spilled")
+    assert write_slice(memory.slice(0), table) == want
+    files = spilled.slice(0)
+    sorter = RunSorter(SORT_KEYS, MergeShape(run_bytes, fan_in, 20_000), files.spill_run)
+    for start in range(0, rows, 300):  # as a plan rank gets them: in input order, by batch
+        sorter.add(as_items(table.slice(start, 300)))
+    with SliceWriter(files) as writer:
+        for piece in sorter.sorted():
+            writer.add(piece)
+        assert writer.publish() == want
+    assert (sorter.spilled >= 2) == (rows > 1000), sorter.spilled
+    for name in ("items", "hosts", "index"):
+        assert getattr(files, name).read_bytes() == getattr(memory.slice(0), name).read_bytes()
+    assert files.spill is not None and not list(files.spill.glob("*"))
