@@ -567,8 +567,8 @@ def test_segments_are_off_by_default_and_split_above_50_gb() -> None:
 # --- plan -----------------------------------------------------------------------------
 
 
-def test_plan_memory_is_a_gib_by_default_and_at_least_16_mib() -> None:
-    assert load_config(None, environ={}).plan.memory == 1 << 30
+def test_plan_memory_is_768_mib_by_default_and_at_least_16_mib() -> None:
+    assert load_config(None, environ={}).plan.memory == 768 << 20
     environ = {"FETCHSHARD_PLAN_MEMORY": str(64 << 20)}
     assert load_config(None, environ=environ).plan.memory == 64 << 20
     assert load_config(overrides={"plan.memory": 16 << 20}).plan.memory == 16 << 20
