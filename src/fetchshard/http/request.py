@@ -24,7 +24,7 @@ from fetchshard.http.client import AddressPolicy, BlockedAddress, Client, client
 from fetchshard.http.credentials import origin_of
 from fetchshard.http.deadlines import Guard, Tripped
 from fetchshard.http.headers import opt_out, wait_asked
-from fetchshard.http.sink import BodySink, MemorySink
+from fetchshard.http.sink import BodySink, MemorySink, StoredBody
 from fetchshard.urls import host_matches
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -49,6 +49,31 @@ class FetchResult:
     retry_after: float | None = None
     head: bytes = b""  # the body's first bytes (http/sink.py HEAD), for the content checks
     digests: dict[str, str] | None = None  # the body's md5/sha1 when the input checks them
+
+    @classmethod
+    def whole(
+        cls,
+        status: int,
+        final_url: str | None,
+        content_type: str | None,
+        stored: StoredBody,
+        started: float,
+    ) -> FetchResult:
+        """A body that arrived whole, as its sink stored it."""
+        return cls(
+            None,
+            None,
+            status,
+            final_url,
+            content_type,
+            body=stored.data,
+            path=stored.path,
+            sha256=stored.sha256,
+            size=stored.size,
+            elapsed_ms=elapsed_ms(started),
+            head=stored.head,
+            digests=stored.digests,
+        )
 
     @property
     def ok(self) -> bool:
@@ -150,7 +175,7 @@ def _failed(
         state["status"],
         state["final_url"],
         state["content_type"],
-        elapsed_ms=_ms(started),
+        elapsed_ms=elapsed_ms(started),
     )
 
 
@@ -218,7 +243,7 @@ async def _fetch(
                     status,
                     state["final_url"],
                     content_type,
-                    elapsed_ms=_ms(started),
+                    elapsed_ms=elapsed_ms(started),
                     retry_after=wait_asked(resp.headers),
                 )
             directive = opt_out(resp.headers.getall("X-Robots-Tag", []), config.opt_out_directives)
@@ -229,7 +254,7 @@ async def _fetch(
                     status,
                     state["final_url"],
                     content_type,
-                    elapsed_ms=_ms(started),
+                    elapsed_ms=elapsed_ms(started),
                 )
             return await _read_body(
                 resp, config, started, guard, state["final_url"], content_type, sink, parser
@@ -274,20 +299,7 @@ async def _read_body(
     except BaseException:
         sink.abort()
         raise
-    return FetchResult(
-        None,
-        None,
-        resp.status,
-        final_url,
-        content_type,
-        body=stored.data,
-        path=stored.path,
-        sha256=stored.sha256,
-        size=stored.size,
-        elapsed_ms=_ms(started),
-        head=stored.head,
-        digests=stored.digests,
-    )
+    return FetchResult.whole(resp.status, final_url, content_type, stored, started)
 
 
 def _parser_of(resp: aiohttp.ClientResponse) -> object:
@@ -338,7 +350,7 @@ def _overlong(
         resp.status,
         final_url,
         content_type,
-        elapsed_ms=_ms(started),
+        elapsed_ms=elapsed_ms(started),
     )
 
 
@@ -349,9 +361,10 @@ def _too_large(said: str, limit: int, resp: aiohttp.ClientResponse, started: flo
         resp.status,
         str(resp.url),
         resp.headers.get("Content-Type"),
-        elapsed_ms=_ms(started),
+        elapsed_ms=elapsed_ms(started),
     )
 
 
-def _ms(started: float) -> float:
+def elapsed_ms(started: float) -> float:
+    """Milliseconds since ``started`` (time.perf_counter)."""
     return round((time.perf_counter() - started) * 1000.0, 3)

@@ -96,7 +96,7 @@ def prepare(
         if listing is None:
             listing = _list(config, uri, endpoint, found, key, paths, lister)
     listing_file = paths.hub_listing(key, listing.commit)
-    return mirror_config(config, listing, listing_file, paths.root, endpoint, token)
+    return mirror_config(config, listing_file, paths.root, endpoint, token)
 
 
 def listing_key(
@@ -205,7 +205,6 @@ def endpoint_host(endpoint: str) -> str:
 
 def mirror_config(
     config: Config,
-    listing: HubListing,
     listing_file: Path,
     state: Path,
     endpoint: str,

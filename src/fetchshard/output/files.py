@@ -111,7 +111,8 @@ def file_columns(config: Config) -> tuple[Column, ...]:
     return tuple(columns)
 
 
-def _storage_error(exc: OSError, what: str) -> StorageError:
+def write_error(exc: OSError, what: str) -> StorageError:
+    """The StorageError of a failed write of a body's file (or its record)."""
     return storage_error(exc, what) or StorageError(f"cannot write {what}: {exc.strerror or exc}")
 
 
@@ -163,7 +164,7 @@ class FileStore:
             self.partial.mkdir(parents=True, exist_ok=True)
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise _storage_error(exc, str(self.partial)) from exc
+            raise write_error(exc, str(self.partial)) from exc
         self._root_real = os.path.realpath(self.root)
 
     def submit(self, fn: Callable[..., _T], *args: Any) -> Future[_T]:
@@ -200,13 +201,13 @@ class FileStore:
             target = self._into(relative, sink.part)
         except OSError as exc:
             if exc.errno not in _CLASH_ERRORS or sink.target.relative is not None:
-                raise _storage_error(exc, str(self.root / relative)) from exc
+                raise write_error(exc, str(self.root / relative)) from exc
             clash = clash_path(sink.url, relative)
             log.info("%s: %s is taken by a folder or file, placed as %s", sink.url, relative, clash)
             try:
                 target = self._into(clash, sink.part)
             except OSError as exc2:
-                raise _storage_error(exc2, str(self.root / clash)) from exc2
+                raise write_error(exc2, str(self.root / clash)) from exc2
             relative = clash
         sink.meta.unlink(missing_ok=True)
         if self.placed is not None:
@@ -371,7 +372,7 @@ class FileSink:
             else:
                 fh = open(self.part, "wb", buffering=0)  # noqa: SIM115 - closed by _close
         except OSError as exc:
-            raise _storage_error(exc, str(self.part)) from exc
+            raise write_error(exc, str(self.part)) from exc
         self._fh = fh
         self.size = self.offset
 
@@ -434,7 +435,7 @@ class FileSink:
                 _drop_cache(fd, self._dropped, self.size - self._dropped)
                 self._dropped, self._advised = self._advised, self.size
         except OSError as exc:
-            raise _storage_error(exc, str(self.part)) from exc
+            raise write_error(exc, str(self.part)) from exc
 
     async def finish(self) -> StoredBody:
         if self._memory is not None:  # small enough for the row
@@ -472,7 +473,7 @@ class FileSink:
             _drop_cache(fh.fileno(), 0, 0)  # nothing reads it back during the run
             fh.close()
         except OSError as exc:
-            raise _storage_error(exc, str(self.part)) from exc
+            raise write_error(exc, str(self.part)) from exc
 
     def abort(self) -> None:
         """The transfer failed: close the ``.part`` (kept, to resume) once its writes are done,

@@ -51,13 +51,13 @@ from concurrent.futures import wait as wait_futures
 from typing import Any
 
 from fetchshard.config import FetchConfig
-from fetchshard.errors import ErrorKind, StorageError, storage_error
+from fetchshard.errors import ErrorKind, StorageError
 from fetchshard.faults import fault_after
 from fetchshard.http.client import Client
 from fetchshard.http.content import Hasher, new_hasher
-from fetchshard.http.request import FetchResult, fetch
+from fetchshard.http.request import FetchResult, elapsed_ms, fetch
 from fetchshard.http.sink import HEAD, StoredBody
-from fetchshard.output.files import FLUSH_BYTES, FileSink
+from fetchshard.output.files import FLUSH_BYTES, FileSink, write_error
 from fetchshard.redact import mask_userinfo
 from fetchshard.runfolder.documents import PartialTransfer
 
@@ -296,7 +296,7 @@ class _Range:
             fault_after("file-write")  # tests: a disk that fills up at the Nth write
             _pwrite_all(self.transfer.fd, chunks, offset)
         except OSError as exc:
-            raise _storage_error(exc, str(self.transfer.sink.part)) from exc
+            raise write_error(exc, str(self.transfer.sink.part)) from exc
         self.written = offset + sum(len(c) for c in chunks)
         self.transfer.after_write()
 
@@ -354,24 +354,12 @@ class _Transfer:
             raise
         if failure is not None:
             await self._stop()
-            failure.elapsed_ms = _ms(started)
+            failure.elapsed_ms = elapsed_ms(started)
             return failure
         stored = await self.store.run(self._complete)
         assert self.first is not None  # every file asks at least one range (_open)
         answer = self.first[1]
-        return FetchResult(
-            None,
-            None,
-            200,
-            answer.final_url,
-            answer.content_type,
-            path=stored.path,
-            sha256=stored.sha256,
-            size=stored.size,
-            elapsed_ms=_ms(started),
-            head=stored.head,
-            digests=stored.digests,
-        )
+        return FetchResult.whole(200, answer.final_url, answer.content_type, stored, started)
 
     # --- the ranges ---
 
@@ -541,7 +529,7 @@ class _Transfer:
             temporary.write_bytes(record.to_bytes())
             os.replace(temporary, meta)
         except OSError as exc:
-            raise _storage_error(exc, str(meta)) from exc
+            raise write_error(exc, str(meta)) from exc
         self._recorded_at = time.monotonic()
 
     # --- the file, in the store's threads ---
@@ -560,7 +548,7 @@ class _Transfer:
         try:
             fd = os.open(part, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
         except OSError as exc:
-            raise _storage_error(exc, str(part)) from exc
+            raise write_error(exc, str(part)) from exc
         try:
             if spans is None:
                 spans = [(a, b, 0) for a, b in fresh]
@@ -578,7 +566,7 @@ class _Transfer:
             _preallocate(fd, self.size)
         except OSError as exc:
             os.close(fd)
-            raise _storage_error(exc, str(part)) from exc
+            raise write_error(exc, str(part)) from exc
         self.fd = fd
         self.ranges = [_Range(self, a, b, d) for a, b, d in spans]
         if all(r.left == 0 for r in self.ranges):
@@ -612,7 +600,7 @@ class _Transfer:
             self._save(False)  # a crash before its placing keeps it whole
             head = _hash_file(fd, size, hashes)
         except OSError as exc:
-            raise _storage_error(exc, str(part)) from exc
+            raise write_error(exc, str(part)) from exc
         finally:
             self._close()
         sha256 = hashes.pop("sha256").hexdigest()
@@ -733,11 +721,3 @@ def _hash_file(fd: int, size: int, hashes: Mapping[str, Hasher]) -> bytes:
                 os.posix_fadvise(fd, offset, len(block), os.POSIX_FADV_DONTNEED)
         offset += len(block)
     return head
-
-
-def _storage_error(exc: OSError, what: str) -> StorageError:
-    return storage_error(exc, what) or StorageError(f"cannot write {what}: {exc.strerror or exc}")
-
-
-def _ms(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000.0, 3)
