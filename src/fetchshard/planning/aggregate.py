@@ -48,7 +48,7 @@ from fetchshard.planning.assignment import (
     RangeSummary,
     range_start,
 )
-from fetchshard.planning.slicefiles import HOSTS
+from fetchshard.planning.slicefiles import HOSTS, map_random
 from fetchshard.runfolder.documents import PlanManifest, PlanSliceDone, RangeCounts
 from fetchshard.runfolder.layout import PlanPaths, RangeFiles, tmp_of
 from fetchshard.runfolder.lock import POLL, holder_of, rank_lock
@@ -269,12 +269,8 @@ def hosts_between(path: Path, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]
     where the bounds lie (host hashes are even, so they are guessed closely), and a cold
     read fetches those pages alone rather than 128 KiB around each (W ranks read each file).
     """
-    with path.open("rb") as source:
-        if os.fstat(source.fileno()).st_size == 0:
-            raise PlanError(f"{path} is empty: the plan is damaged")
-        mapped = mmap.mmap(source.fileno(), 0, prot=mmap.PROT_READ)
+    mapped = map_random(path)
     try:
-        mapped.madvise(mmap.MADV_RANDOM)
         return _between(mapped, lo, hi)
     finally:
         # The arrays above were copies: nothing points into the mapping once _between is

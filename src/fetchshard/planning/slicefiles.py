@@ -13,6 +13,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import mmap
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from fetchshard.errors import PlanError
 from fetchshard.ledger import ITEM_SCHEMA
 from fetchshard.runfolder.layout import SliceFiles, tmp_of
 from fetchshard.runfolder.storage import LOCAL, Storage
@@ -230,13 +234,29 @@ def read_hosts(files: SliceFiles) -> tuple[np.ndarray, np.ndarray]:
     )
 
 
+def map_random(path: Path) -> mmap.mmap:
+    """A plan file memory-mapped with the kernel's read-ahead off.
+
+    W ranks each read a few runs of every slice's files: with read-ahead (8 MB on some
+    disks) a cold read of one run fetches megabytes around it. Pages then come one per fault,
+    unless asked for in bulk (``madvise(MADV_WILLNEED)``).
+    """
+    with path.open("rb") as source:
+        if os.fstat(source.fileno()).st_size == 0:
+            raise PlanError(f"{path} is empty: the plan is damaged")
+        mapped = mmap.mmap(source.fileno(), 0, prot=mmap.PROT_READ)
+    mapped.madvise(mmap.MADV_RANDOM)
+    return mapped
+
+
 @dataclass
 class SliceItems:
     """One slice's items, memory-mapped: find runs by (host hash, key hash), read them."""
 
     path: Path
     rows: int
-    _source: pa.MemoryMappedFile
+    _mapped: mmap.mmap
+    _base: int  # the mapping's address: a buffer's offset in the file is its address minus it
     _reader: ipc.RecordBatchFileReader
     _index_hosts: np.ndarray
     _index_keys: np.ndarray
@@ -248,14 +268,16 @@ class SliceItems:
     def open(cls, files: SliceFiles) -> SliceItems:
         with pa.memory_map(str(files.index)) as source:
             index = ipc.open_file(source).read_all()
-        source = pa.memory_map(str(files.items))
-        reader = ipc.open_file(source)
+        mapped = map_random(files.items)
+        view = pa.py_buffer(mapped)
+        reader = ipc.open_file(view)
         last = reader.num_record_batches - 1
         rows = last * BATCH_ROWS + reader.get_batch(last).num_rows if last >= 0 else 0
         return cls(
             files.items,
             rows,
-            source,
+            mapped,
+            view.address,
             reader,
             index.column("host_hash").to_numpy().astype(np.uint64),
             index.column("key_hash").to_numpy().astype(np.uint64),
@@ -270,7 +292,19 @@ class SliceItems:
         return found
 
     def close(self) -> None:
-        self._source.close()
+        self._batches.clear()
+        # Tables read from it may outlive it (rank_tables yields them): the mapping then goes
+        # with the last of them.
+        with contextlib.suppress(BufferError):
+            self._mapped.close()
+
+    def _will_need(self, batch: pa.RecordBatch) -> None:
+        """Ask the kernel for a batch's bytes in one go: a whole batch is read, and with
+        read-ahead off it would come a page per fault."""
+        extent = batch_extent(batch, self._base, len(self._mapped))
+        if extent is not None:
+            start = extent[0] - extent[0] % mmap.PAGESIZE
+            self._mapped.madvise(mmap.MADV_WILLNEED, start, extent[1] - start)
 
     def __enter__(self) -> SliceItems:
         return self
@@ -305,9 +339,28 @@ class SliceItems:
         while start < stop:
             batch_no, offset = divmod(start, BATCH_ROWS)
             take = min(stop - start, BATCH_ROWS - offset)
-            pieces.append(self._batch(batch_no)[0].slice(offset, take))
+            batch = self._batch(batch_no)[0]
+            if take * 4 >= BATCH_ROWS:  # a few rows come a page per column, faulted
+                self._will_need(batch)
+            pieces.append(batch.slice(offset, take))
             start += take
         return pa.Table.from_batches(pieces, schema=ITEMS)
+
+
+def batch_extent(batch: pa.RecordBatch, base: int, size: int) -> tuple[int, int] | None:
+    """The bytes [start, stop) of a file mapped at ``base`` that a batch read from it spans.
+
+    An empty buffer may point anywhere (Arrow's shared zero-size buffer): only buffers with
+    bytes inside the mapping count, or the span would run to the end of the file."""
+    spans = [
+        (b.address - base, b.address - base + b.size)
+        for column in batch.columns
+        for b in column.buffers()
+        if b is not None and b.size and base <= b.address < base + size
+    ]
+    if not spans:
+        return None
+    return min(start for start, _ in spans), max(stop for _, stop in spans)
 
 
 def _count_below(hosts: np.ndarray, keys: np.ndarray, host: int, key: int) -> int:

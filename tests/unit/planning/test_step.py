@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +12,14 @@ import pytest
 from fetchshard.planning.assignment import Assignment
 from fetchshard.planning.planfile import RankRuns
 from fetchshard.planning.slicefiles import (
+    BATCH_ROWS,
     INDEX_STRIDE,
     ITEMS,
     SORT_KEYS,
     SliceItems,
     SliceWriter,
     as_items,
+    batch_extent,
     read_hosts,
     write_slice,
 )
@@ -71,6 +74,31 @@ def test_the_slice_is_sorted_and_its_host_counts_add_up(
     assert sorted(got.column("url").to_pylist()) == sorted(table.column("url").to_pylist())
     hosts, counts = read_hosts(paths.slice(0))
     assert (np.diff(hosts.astype(np.float64)) > 0).all() and int(counts.sum()) == len(table)
+
+
+def test_a_batch_s_extent_is_its_own_bytes_whatever_its_empty_buffers_point_at(
+    written: tuple[PlanPaths, pa.Table],
+) -> None:
+    """What a read asks the kernel for: the batch's bytes, not the rest of the file (the
+    all-null columns' empty data buffers point outside the mapping)."""
+    paths, _ = written
+    size = paths.slice(0).items.stat().st_size
+    with SliceItems.open(paths.slice(0)) as items:
+        extents = []
+        for number in range(-(-items.rows // BATCH_ROWS)):
+            batch = items._batch(number)[0]
+            extent = batch_extent(batch, items._base, size)
+            assert extent is not None
+            for column in batch.columns:
+                for buffer in column.buffers():
+                    if buffer is not None and buffer.size:
+                        start = buffer.address - items._base
+                        assert extent[0] <= start < start + buffer.size <= extent[1]
+            extents.append(extent)
+    # Each batch's bytes lie apart from the others', in order, inside the file.
+    for (_, stop), (start, _) in itertools.pairwise(extents):
+        assert stop <= start
+    assert extents[0][0] > 0 and extents[-1][1] < size
 
 
 def test_lower_bound_is_the_first_row_at_or_after_the_pair(
