@@ -1,4 +1,4 @@
-"""Shared pytest fixtures: loopback HTTP test servers and URL-list files."""
+"""Shared pytest fixtures: loopback HTTP test servers, an S3 server and URL-list files."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 import sys
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -14,6 +15,9 @@ if _TESTS_DIR not in sys.path:
     sys.path.insert(0, _TESTS_DIR)
 
 from server import RunningServer, ServerProcess, running_server  # noqa: E402
+
+if TYPE_CHECKING:
+    from server.s3 import MotoS3
 
 _PROXY_VARS = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "ALL_PROXY", "all_proxy")
 
@@ -38,6 +42,33 @@ def server_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerP
     log = tmp_path_factory.mktemp("server-process") / "requests.jsonl"
     with ServerProcess(hosts=4, log_path=log) as proc:
         yield proc
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[MotoS3]:
+    """moto's S3 server on 127.0.0.1, one for the session (imported only when a test asks)."""
+    from server.s3 import MotoS3
+
+    with MotoS3() as s3:
+        yield s3
+
+
+@pytest.fixture
+def s3(
+    s3_server: MotoS3, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[MotoS3]:
+    """The S3 server emptied, and this process's environment (so the commands a test starts)
+    set for it: fake keys, no profile, no metadata probe; Python sockets held to loopback."""
+    from server.s3 import loopback_only
+
+    s3_server.reset()
+    for name, value in s3_server.env(tmp_path_factory.mktemp("aws-home")).items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    with loopback_only():
+        yield s3_server
 
 
 @pytest.fixture

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from fetchshard.merging.job import MergeOptions, MergeOutcome
     from fetchshard.reporting import Report
     from fetchshard.runfolder.documents import LeftoverDone, PlanSliceDone
+    from fetchshard.runfolder.objectstore import BucketURL, S3Settings
 
 __all__ = [
     "MergeResult",
@@ -122,7 +123,7 @@ class PlanResult:
 class MergeResult:
     """What :func:`merge` made. The counts are the manifest's once it is written."""
 
-    output: Path  # the merged folder
+    output: Path | str  # the merged folder, or its s3:// URL
     finished: bool  # every file is in place and manifest.json written (false: a merge rank
     # of several whose others are not done yet)
     complete: bool  # finished with a row for every planned item (false: --allow-partial)
@@ -411,6 +412,9 @@ def merge(
     ranks: int | None = None,
     rank: int | None = None,
     world_size: int | None = None,
+    s3_endpoint: str | None = None,
+    s3_region: str | None = None,
+    staging: StrPath | None = None,
     log_level: str = "info",
     log_to_stderr: bool = False,
 ) -> MergeResult:
@@ -420,14 +424,24 @@ def merge(
     text like ``"500MB"``, ``"2GiB"``. Raises :class:`~fetchshard.errors.RunError` naming
     what is missing when a rank is unfinished (``allow_partial`` merges what is there).
     ``ranks=K`` merges with K local processes; ``rank``/``world_size`` (or srun) make this
-    process one of several, each writing its share of the files."""
+    process one of several, each writing its share of the files.
+
+    ``output="s3://bucket/prefix"``: the dataset is made in a temporary folder in ``staging``
+    (default: ``run_dir``), then uploaded, ``manifest.json`` last, and the folder removed; one
+    merge process. ``s3_endpoint``/``s3_region`` (default: ``FETCHSHARD_S3_ENDPOINT`` /
+    ``FETCHSHARD_S3_REGION``) say where the S3 API is; credentials come from the SDK's chain
+    (environment, profile, workload identity). The bucket is reached before any work."""
     from fetchshard.merging.job import MergeOptions
     from fetchshard.runfolder.layout import find_run_root
+    from fetchshard.runfolder.objectstore import S3Settings, output_location
 
     run_dir = find_run_root(Path(run_dir))  # a mirror's is inside it
     with _library_errors():
+        bucket = output_location(os.fspath(output)) if output is not None else None
+        if bucket is None and (s3_endpoint or s3_region or staging is not None):
+            raise ConfigError("--s3-endpoint, --s3-region and --staging: only with -o s3://...")
         options = MergeOptions(
-            output=Path(output) if output is not None else None,
+            output=Path(output) if output is not None and bucket is None else None,
             file_bytes=parse_bytes(file_size, "--file-size"),
             file_rows=file_rows,
             row_group_bytes=parse_bytes(row_group_size, "--row-group-size"),
@@ -439,6 +453,14 @@ def merge(
             dedup=dedup,
         )
         with _stderr_log(log_level if log_to_stderr else None):
+            if bucket is not None:
+                if (ranks or 1) > 1:
+                    raise ConfigError("-o s3://: one merge process makes the dataset (no --ranks)")
+                settings = S3Settings.resolve(os.environ, endpoint=s3_endpoint, region=s3_region)
+                where = Path(staging) if staging is not None else None
+                return _merge_to_bucket(
+                    Path(run_dir), options, bucket, settings, where, rank, world_size
+                )
             if ranks is not None and ranks > 1:
                 if rank is not None:
                     raise ConfigError("--ranks starts every merge rank itself; do not add --rank")
@@ -446,6 +468,39 @@ def merge(
                     Path(run_dir), options, ranks, file_size, row_group_size, log_level
                 )
             return _merge_here(Path(run_dir), options, rank, world_size)
+
+
+def _merge_to_bucket(
+    run_dir: Path,
+    options: MergeOptions,
+    bucket: BucketURL,
+    settings: S3Settings,
+    staging: Path | None,
+    rank: int | None,
+    world_size: int | None,
+) -> MergeResult:
+    """Check everything, reach the bucket, then merge into staging and upload."""
+    from fetchshard.engine.rank import is_interactive
+    from fetchshard.merging.bucket import merge_into_bucket
+    from fetchshard.merging.progress import MergeProgress
+    from fetchshard.ranks import detect_rank
+    from fetchshard.runfolder.objectstore import MAX_PUT_BYTES, ObjectStore
+
+    if detect_rank(os.environ, rank=rank, world_size=world_size).world_size > 1:
+        raise ConfigError(
+            "-o s3://: one merge process makes the whole dataset (no --rank/--world-size, "
+            "no srun -n N)"
+        )
+    # A file ends a little past --file-size; each goes up in one PUT of at most 5 GiB.
+    if options.file_bytes > MAX_PUT_BYTES * 4 // 5:
+        raise ConfigError("--file-size: at most 4GiB with -o s3:// (one upload per file)")
+    with ObjectStore(bucket.bucket, settings) as store:
+        store.check()
+        with MergeProgress(0, bar=is_interactive()) as watch:
+            outcome, _ = merge_into_bucket(
+                run_dir, options, bucket, store, staging=staging, watch=watch
+            )
+    return _merge_result(str(bucket), outcome.manifest, outcome)
 
 
 def _merge_here(
@@ -506,7 +561,7 @@ def _merge_launched(
 
 
 def _merge_result(
-    root: Path, manifest: MergeManifest | None, outcome: MergeOutcome | None
+    root: Path | str, manifest: MergeManifest | None, outcome: MergeOutcome | None
 ) -> MergeResult:
     if manifest is None:  # this rank's files only: the plan's counts
         ok = outcome.plan.ok if outcome else 0

@@ -1,9 +1,9 @@
 """Every environment variable fetchshard reads, named here and nowhere else.
 
-Options: ``FETCHSHARD_<SECTION>_<KEY>`` (config.env_layer). Launchers: the rank and world size
-(:data:`LAUNCHERS`, read by ranks.py), SLURM's CPU count and step variables. The Hugging Face
-Hub's endpoint and token (hub/auth.py). Internal: the ``--ranks`` launcher's marks on its
-children and the test-only crash hook.
+Options: ``FETCHSHARD_<SECTION>_<KEY>`` (config.env_layer). An s3:// output's endpoint and
+region. Launchers: the rank and world size (:data:`LAUNCHERS`, read by ranks.py), SLURM's CPU
+count and step variables. The Hugging Face Hub's endpoint and token (hub/auth.py). Internal:
+the ``--ranks`` launcher's marks on its children and the test-only crash hook.
 """
 
 from __future__ import annotations
@@ -12,7 +12,12 @@ from __future__ import annotations
 OPTION_PREFIX = "FETCHSHARD_"
 # The world size of a Kubernetes indexed job (FETCHSHARD_*, yet not an option).
 WORLD_SIZE = "FETCHSHARD_WORLD_SIZE"
-NOT_OPTIONS = frozenset({WORLD_SIZE})
+# An s3:// output's endpoint (http(s)://host:port of an S3-compatible store; unset: AWS) and
+# region, like --s3-endpoint/--s3-region: ours, because pyarrow ignores AWS_ENDPOINT_URL and
+# the two clients must agree (runfolder/objectstore.py). Not options of the run's config yet.
+S3_ENDPOINT = "FETCHSHARD_S3_ENDPOINT"
+S3_REGION = "FETCHSHARD_S3_REGION"
+NOT_OPTIONS = frozenset({WORLD_SIZE, S3_ENDPOINT, S3_REGION})
 
 # (rank variable, size variables in order of preference, launcher name)
 LAUNCHERS: tuple[tuple[str, tuple[str, ...], str], ...] = (

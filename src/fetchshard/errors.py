@@ -13,10 +13,14 @@ Exceptions (things that stop a command) form one tree::
     │   ├── GenerationError         a generation cannot begin yet, or the rank's has ended
     │   ├── RunFolderError          not a fetchshard output folder, or a document unreadable
     │   │   └── NewerFormatError    a document written by a newer fetchshard than this one
-    │   └── HubError                the Hugging Face Hub refused or failed an hf:// listing
+    │   ├── HubError                the Hugging Face Hub refused or failed an hf:// listing
+    │   ├── BucketError             an s3:// output cannot be used: no boto3, the endpoint
+    │   │                           unreachable, no such bucket, credentials missing or refused
+    │   └── WriterConflictError     a key to be created once was created by another writer
     └── RunError                    exit 1: something failed while working
         ├── RankFailedError         a local rank process exited non-zero
         └── StorageError            the output folder's disk refused a write (full, read-only)
+            └── ObjectStoreError    a bucket failed a request, after the SDK's own retries
 
 A failed URL is never an exception that escapes a rank: it becomes a row whose
 ``error_kind`` is one of :class:`ErrorKind`.
@@ -93,6 +97,19 @@ class HubError(UsageError):
     """
 
 
+class BucketError(UsageError):
+    """An ``s3://`` location cannot be used: boto3 is not installed, the endpoint does not
+    answer, the bucket does not exist, or the credentials are missing or refused.
+
+    The message names the bucket and the endpoint, never a credential.
+    """
+
+
+class WriterConflictError(UsageError):
+    """A key that one writer creates once (``If-None-Match: *``) was created by another
+    process: two writers of the same output. What it wrote was not replaced."""
+
+
 class RunError(FetchshardError):
     """Something failed while the run was working."""
 
@@ -107,6 +124,11 @@ class StorageError(RunError):
     Never a failed row: the next URL would fail the same way. What was committed stays
     committed; a rerun once the disk is fixed goes on from there.
     """
+
+
+class ObjectStoreError(StorageError):
+    """A bucket failed a request (a 5xx, a timeout) after the SDK's own retries, or refused an
+    object it cannot take (above one PUT's 5 GiB): the command stops; what was uploaded stays."""
 
 
 _FULL = (errno.ENOSPC, errno.EDQUOT)

@@ -7,6 +7,7 @@ after it spilled its second sorted run, ``plan_step_written:1`` after it publish
 slice's files, before its done document; ``range_counts_written:2`` after a run rank
 published the counts of the second host-hash range it sums, before their document;
 ``merge_data:2`` after the second data file's record is written, before its rename;
+``merge_upload:2`` after a merge into a bucket uploaded its second object;
 ``image:2`` kills each image worker process (``images.pool: processes``) at its second image;
 ``enospc:5`` makes the fifth and every later write of a body's file fail as a full disk would
 (where a test cannot mount a small filesystem). The tests use it to hit windows a timed

@@ -14,7 +14,12 @@ from fetchshard.cli.common import user_errors
 def merge_command(
     run_dir: Annotated[Path, typer.Argument(help="The output folder of `fetchshard run`.")],
     output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="Where the dataset goes (RUN/merged).")
+        str | None,
+        typer.Option(
+            "-o",
+            "--output",
+            help="Where the dataset goes: a folder (default RUN/merged) or s3://BUCKET/PREFIX.",
+        ),
     ] = None,
     file_size: Annotated[
         str, typer.Option("--file-size", help="Target size of each file (all but the last).")
@@ -62,12 +67,37 @@ def merge_command(
     ] = None,
     rank: Annotated[int | None, typer.Option(help="This process's merge rank.")] = None,
     world_size: Annotated[int | None, typer.Option(help="Number of merge processes.")] = None,
+    s3_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--s3-endpoint",
+            help="-o s3://: the S3-compatible store, http(s)://HOST:PORT (default "
+            "FETCHSHARD_S3_ENDPOINT, else AWS; AWS_ENDPOINT_URL is not read).",
+        ),
+    ] = None,
+    s3_region: Annotated[
+        str | None,
+        typer.Option(
+            "--s3-region",
+            help="-o s3://: the bucket's region (default FETCHSHARD_S3_REGION, else the SDK's).",
+        ),
+    ] = None,
+    staging: Annotated[
+        Path | None,
+        typer.Option(
+            help="-o s3://: the dataset is made in a temporary folder here (default: RUN), "
+            "uploaded, then removed.",
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Merge every rank's parts into a Hugging Face dataset: data/ (successes), errors/
     (failures), README.md (the card) and manifest.json; or webdataset shards.
 
-    Under srun, each task merges its share of the files.
+    Under srun, each task merges its share of the files. Into a bucket (-o s3://BUCKET/PREFIX,
+    pip install 'fetchshard[s3]'), one process makes the dataset in a temporary folder and
+    uploads it, manifest.json last; credentials come from the AWS SDK's chain (environment,
+    profile, workload identity).
 
     Exit codes: 0 merged, 1 something missing (named) or failed, 2 bad usage.
     """
@@ -89,6 +119,9 @@ def merge_command(
             ranks=ranks,
             rank=rank,
             world_size=world_size,
+            s3_endpoint=s3_endpoint,
+            s3_region=s3_region,
+            staging=staging,
             log_level=log_level,
             log_to_stderr=True,
         )

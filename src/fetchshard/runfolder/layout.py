@@ -356,6 +356,9 @@ class PlanPaths:
 
 DATA_SPLIT = "train"
 FILE_WIDTH = 5
+# A merge into a bucket builds the dataset first in a temporary folder of this name (in the
+# run folder, by default, where the run's parts already fit), removed when it ends.
+MERGE_STAGING_PREFIX = ".merge-staging-"
 
 
 @dataclass(frozen=True)
@@ -418,6 +421,18 @@ class MergedPaths:
         if self.root.is_dir():
             found += [e for e in self.root.iterdir() if _SHARD_NAME.fullmatch(e.name)]
         return sorted(found)
+
+    def owns(self, path: Path) -> bool:
+        """Whether ``path`` (inside the folder) is a file some merge writes, of any plan or
+        format: what a later merge to the same place replaces or removes. Anything else
+        beside them is the user's."""
+        data = self.data_file(0, 1).parent
+        errors = self.errors_file(0, 1).parent
+        if path.parent in (data, errors) or self.state in path.parents:
+            return True
+        if path in (self.card, self.manifest, self.missing, self.duplicates):
+            return True
+        return path.parent == self.root and _SHARD_NAME.fullmatch(path.name) is not None
 
 
 _SHARD_NAME = re.compile(rf"\d{{{FILE_WIDTH},}}\.(tar|parquet)({re.escape(TMP_SUFFIX)})?")
