@@ -4,8 +4,10 @@
                                    [--sample 0,101,257,399] [--work /tmp/fetchshard-plan-step]
                                    [--json benchmarks/results/plan-step-latest.json]
                                    [--plan-memory BYTES] [--reuse] [--no-balance]
+                                   [--hosts 200000] [--zipf 1.3] [--sampled-only]
+                                   [--split N] [--rate ROWS_PER_S]
 
-1. Writes a Zipf(1.3) input over 200,000 hosts (random order, no repeats), once per shape.
+1. Writes a Zipf(--zipf) input over --hosts hosts (random order, no repeats), once per shape.
 2. The single-rank planning rate: ``plan_rank()`` at world size 1 over a 10^7-row file of the
    same shape, in-process (rows / wall second).
 3. The plan step of every rank (``fetchshard plan --rank r --world-size W``): the sampled
@@ -23,6 +25,16 @@
 
 Checks, per sampled rank: input bytes read <= 1.1 x (input bytes / W) + one row group (or
 8 MB for text), and plan step + run planning wall <= 3 x (its rows / single-rank rate) + 5 s.
+
+``--sampled-only`` (10^9 rows: every plan rank would take an hour on 2 cores): step 3 for the
+sampled ranks alone, then nothing that needs every slice (4-6 are skipped). Each plan rank's
+peak RSS is checked against 1 GB and its reads other than the input's (``rchar`` less the
+input's bytes: the spilled runs read back, its share of the input again) against 2 x its
+rows' share (issue 33). A run rank's side at that size, which needs every slice's host
+counts, is benchmarks/run_planning.py's (it generates them without the plan step).
+``--split N`` makes the input N Parquet files of consecutive row groups (a folder), as large
+lists ship: every plan rank reads the footer of each file it reads from, and one file's footer
+of 10,000 row groups is 2 MB. ``--rate`` takes a single-rank rate measured before.
 """
 
 from __future__ import annotations
@@ -67,7 +79,7 @@ def _peak_rss_mb() -> float:
 
 
 def make_input(path: Path, rows: int, fmt: str, seed: int = 0) -> None:
-    """``rows`` URLs, hosts Zipf(1.3) over HOSTS, written in chunks (bounded memory)."""
+    """``rows`` URLs, hosts Zipf(ZIPF) over HOSTS, written in chunks (bounded memory)."""
     if path.exists():
         return
     weights = 1.0 / np.arange(1, HOSTS + 1) ** ZIPF
@@ -104,6 +116,37 @@ def make_input(path: Path, rows: int, fmt: str, seed: int = 0) -> None:
     tmp.rename(path)
 
 
+def split_input(src: Path, parts: int) -> Path:
+    """The same rows as ``parts`` Parquet files of consecutive row groups, in a folder (how
+    large lists ship): each file's footer holds only its own row groups' metadata."""
+    folder = src.with_name(f"{src.stem}-{parts}-files.d")
+    if folder.exists():
+        return folder
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    source = pq.ParquetFile(src)
+    groups = source.metadata.num_row_groups
+    for part in range(parts):
+        first, stop = part * groups // parts, (part + 1) * groups // parts
+        with pq.ParquetWriter(
+            str(tmp / f"part-{part:04d}.parquet"), source.schema_arrow, compression="zstd"
+        ) as writer:
+            for group in range(first, stop):
+                table = source.read_row_group(group)
+                writer.write_table(table, row_group_size=table.num_rows)
+    tmp.rename(folder)
+    return folder
+
+
+def _input_files(src: Path) -> list[Path]:
+    return sorted(src.glob("*.parquet")) if src.is_dir() else [src]
+
+
+def _input_bytes(src: Path) -> int:
+    return sum(f.stat().st_size for f in _input_files(src))
+
+
 PLAN_MEMORY: int | None = None  # --plan-memory; None: the default (and a tree without it)
 
 
@@ -127,7 +170,7 @@ def child(kind: str, src: Path, out: Path, rank: int, world: int) -> None:
 
     config = _config(src, out)
     info = RankInfo(rank, world, "benchmark")
-    warm = _warm_up(src.suffix.lstrip("."), out.parent)
+    warm = _warm_up("parquet" if src.is_dir() else src.suffix.lstrip("."), out.parent)
     before, started = _rchar(), time.perf_counter()
     result: dict[str, Any] = {}
     if kind == "plan":
@@ -209,7 +252,8 @@ def single_rank_rate(work: Path, fmt: str) -> dict[str, float]:
     from fetchshard.ranks import RankInfo
     from fetchshard.runfolder.layout import ledger_paths
 
-    src = work / f"rate-1e7.{fmt}"
+    shape = "" if (HOSTS, ZIPF) == (200_000, 1.3) else f"-h{HOSTS}-z{ZIPF}"
+    src = work / f"rate-1e7{shape}.{fmt}"
     make_input(src, 10_000_000, fmt, seed=1)
     ledger_dir = work / "rate-ledger"
     shutil.rmtree(ledger_dir, ignore_errors=True)
@@ -256,7 +300,33 @@ def balance(out: Path, world: int, spreads: tuple[int, ...]) -> dict[str, Any]:
     return out_rows
 
 
+def _check_plan_ranks(report: dict[str, Any], out: Path, rate: dict[str, float]) -> None:
+    """Issue 33's checks of each sampled plan rank: input read, other reads, peak RSS."""
+    from fetchshard.runfolder.layout import PlanPaths
+
+    for rank, entry in report["ranks"].items():
+        plan = entry["plan"]
+        share = PlanPaths(out).slice(rank).items.stat().st_size  # its rows, as it sorts them
+        plan["rows_share_bytes"] = share
+        plan["other_reads"] = plan["rchar"] - plan["bytes_read"]
+        plan["allowed_other_reads"] = 2 * share
+        plan["allowed_wall"] = round(3 * plan["rows"] / rate["rows_per_s"] + 5, 2)
+        plan["bytes_ok"] = plan["bytes_read"] <= report["allowed_bytes"]
+        plan["other_reads_ok"] = plan["other_reads"] <= plan["allowed_other_reads"]
+        plan["rss_ok"] = plan["peak_rss_mb"] <= 1000
+        plan["wall_ok"] = plan["wall_seconds"] <= plan["allowed_wall"]
+        print(
+            f"plan rank {rank}: {plan['rows']:,} rows in {plan['wall_seconds']:.1f} s "
+            f"(<= {plan['allowed_wall']}: {plan['wall_ok']}); input read "
+            f"{plan['bytes_read']:,} B (<= {report['allowed_bytes']:,.0f}: {plan['bytes_ok']}); "
+            f"other reads {plan['other_reads']:,} B (<= 2 x {share:,}: "
+            f"{plan['other_reads_ok']}); peak RSS {plan['peak_rss_mb']} MB "
+            f"(<= 1000: {plan['rss_ok']})"
+        )
+
+
 def main() -> None:
+    global PLAN_MEMORY, HOSTS, ZIPF
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=100_000_000)
     parser.add_argument("--world", type=int, default=400)
@@ -280,13 +350,25 @@ def main() -> None:
         "--plan-memory", type=int, default=None, help="plan.memory in bytes (default: its own)"
     )
     parser.add_argument("--no-balance", action="store_true", help="skip step 6")
+    parser.add_argument(
+        "--split", type=int, default=1, help="the input as this many files (a folder)"
+    )
+    parser.add_argument(
+        "--rate", type=float, default=None, help="the single-rank rate (rows/s) measured before"
+    )
+    parser.add_argument("--hosts", type=int, default=HOSTS)
+    parser.add_argument("--zipf", type=float, default=ZIPF)
+    parser.add_argument(
+        "--sampled-only",
+        action="store_true",
+        help="plan the sampled ranks alone and measure them (steps 4-6 need every slice)",
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--rank", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--src", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    global PLAN_MEMORY
-    PLAN_MEMORY = args.plan_memory
+    PLAN_MEMORY, HOSTS, ZIPF = args.plan_memory, args.hosts, args.zipf
     if args.child:
         child(args.child, args.src, args.out, args.rank, args.world)
         return
@@ -297,13 +379,20 @@ def main() -> None:
     COLD = args.cold
     world, work = args.world, args.work
     work.mkdir(parents=True, exist_ok=True)
-    src = work / f"input-{args.rows}.{args.format}"
+    shape = "" if (HOSTS, ZIPF) == (200_000, 1.3) else f"-h{HOSTS}-z{ZIPF}"
+    src = work / f"input-{args.rows}{shape}.{args.format}"
     t0 = time.perf_counter()
     make_input(src, args.rows, args.format)
-    print(f"input {src}: {src.stat().st_size:,} bytes ({time.perf_counter() - t0:.0f} s)")
-    rate = single_rank_rate(work, args.format)
+    if args.split > 1:
+        src = split_input(src, args.split)
+    print(f"input {src}: {_input_bytes(src):,} bytes ({time.perf_counter() - t0:.0f} s)")
+    if args.rate is not None:  # measured before (a 10^7-row file of 10^7 hosts takes minutes)
+        rate = {"rows": 0, "seconds": 0.0, "rows_per_s": args.rate}
+    else:
+        rate = single_rank_rate(work, args.format)
     print(f"single-rank planning rate: {rate['rows_per_s']:,.0f} rows/s")
-    out = work / f"out-{args.rows}-{world}-{args.format}"
+    files = f"-{args.split}files" if args.split > 1 else ""
+    out = work / f"out-{args.rows}{shape}{files}-{world}-{args.format}"
     sample = [int(r) for r in args.sample.split(",")]
     if not args.reuse:
         shutil.rmtree(out, ignore_errors=True)
@@ -319,15 +408,16 @@ def main() -> None:
     for rank in range(world):
         if rank in sample:
             ranks[rank] = {"plan": _timed_child("plan", src, out, rank, world)}
-        else:
+        elif not args.sampled_only:
             plan_step_rank(config, RankInfo(rank, world, "benchmark"))
     print(f"plan step of {world} ranks: {time.perf_counter() - t0:.0f} s")
-    size = src.stat().st_size
+    size = _input_bytes(src)
     slack = 8 * 2**20
     if args.format == "parquet":
-        meta = pq.ParquetFile(src).metadata
         slack = max(
-            meta.row_group(g).column(0).total_compressed_size for g in range(meta.num_row_groups)
+            meta.row_group(g).column(0).total_compressed_size
+            for meta in (pq.ParquetFile(f).metadata for f in _input_files(src))
+            for g in range(meta.num_row_groups)
         )
     report: dict[str, Any] = {
         "cold_cache": args.cold,
@@ -341,6 +431,12 @@ def main() -> None:
         "single_rank_rate": rate,
         "ranks": ranks,
     }
+    if args.sampled_only:
+        _check_plan_ranks(report, out, rate)
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json}")
+        return
     for rank in sample:
         ranks[rank]["run_planning"] = _timed_child("run", src, out, rank, world)
         entry = ranks[rank]
