@@ -4,8 +4,10 @@
 before its ledger commit; ``plan_batch:3`` after the third planning batch is in the ledger;
 ``plan_step_batch:3`` after a plan step rank read its third batch, ``plan_step_spill:2``
 after it spilled its second sorted run, ``plan_step_written:1`` after it published its
-slice's files, before its done document; ``range_counts_written:2`` after a run rank
-published the counts of the second host-hash range it sums, before their document;
+slice's files, before its done document; ``leftover_spill:2`` after a rank writing a
+later generation's leftover slice spilled its second sorted run, ``leftover_written:1``
+after it published the slice, before its done document; ``range_counts_written:2`` after a
+run rank published the counts of the second host-hash range it sums, before their document;
 ``merge_data:2`` after the second data file's record is written, before its rename;
 ``merge_upload:2`` after a merge into a bucket uploaded its second object;
 ``image:2`` kills each image worker process (``images.pool: processes``) at its second image;

@@ -7,7 +7,9 @@ Two phases through the run folder, like the plan step (no rank talks to another)
    ``gen-000g/leftover/gen-000j-rank-N.*``, the items of its ledger without a committed row
    (and the requeued ones, and with ``--retry-failed`` the chosen failures whose row is still
    current), sorted by (host hash, key hash) as the plan step's slices are (slicefiles.py),
-   then its :class:`LeftoverDone` last. Source i is written by rank ``i % W`` of the new
+   within ``plan.memory`` as a plan rank sorts its slice (runs spilled to
+   ``gen-000g/leftover/spill/gen-000j-rank-N/`` and merged, spill.py), then its
+   :class:`LeftoverDone` last. Source i is written by rank ``i % W`` of the new
    generation; one whose owner is not running is written by whichever rank needs it. A source
    rank of generation g-1 is first brought to a committed state: its crash recovery
    (output/parts.recover) runs, its unfinished transfers go, and a rank that never finished
@@ -29,11 +31,12 @@ which the scrambling spreads over a heavy host's pieces.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,10 +56,13 @@ from fetchshard.planning.generations import generation_fingerprint, join_generat
 from fetchshard.planning.slicefiles import (
     CARRIED,
     ITEMS,
+    SORT_KEYS,
+    SliceWriter,
     item_keys,
     write_carried,
-    write_slice,
 )
+from fetchshard.planning.spill import MergeShape, OverBudget, RunSorter
+from fetchshard.planning.step import over_budget
 from fetchshard.ranks import RankInfo
 from fetchshard.runfolder.documents import LeftoverDone, RunManifest
 from fetchshard.runfolder.generations import Generation, leftover_sources
@@ -188,14 +194,42 @@ def _seal(
         if ctx.generations[number].retry_failed is not None
         else frozenset()
     )
-    table, carried, kept, errors = leftover(
+    budget = ctx.config.plan.memory
+    shape = MergeShape.of(budget)
+    # As a plan rank sorts its slice: a source rank of a 10^10-row job over 400 ranks may
+    # leave 25 M rows, ~15 GB sorted in memory.
+    sorter = RunSorter(
+        SORT_KEYS,
+        shape,
+        files.spill_run,
+        on_spill=lambda n: crash_point("leftover_spill", n),
+    )
+
+    def hold(rows: pa.Table) -> None:
+        try:
+            for piece in _fitting(rows, shape.run_bytes):
+                sorter.add(piece)
+        except OverBudget as exc:
+            raise over_budget(
+                exc, budget, f"the leftover of {files.name}", "one of its rows takes"
+            ) from None
+
+    carried, kept, errors = leftover(
         ledger_files.db,
         ledger_files.items,
         chosen_kinds,
         later,
         previous=source.generation == number - 1,
+        sink=hold,
     )
-    written, hosts = write_slice(files, table, ctx.storage)
+    with SliceWriter(files, ctx.storage) as writer, contextlib.closing(sorter.sorted()) as pieces:
+        for piece in pieces:
+            if ctx.should_stop():
+                raise Interrupted("planning interrupted")
+            writer.add(piece)
+        written, hosts = writer.publish()
+    if files.spill is not None:
+        ctx.storage.remove(files.spill)
     write_carried(carried_path, carried, ctx.storage)
     crash_point("leftover_written", 1)
     bytes_read = sum(p.stat().st_size for p in (ledger_files.db, ledger_files.items) if p.exists())
@@ -215,7 +249,7 @@ def _seal(
     done.write(files.done, durable=True, storage=ctx.storage)
     log.info(
         "leftover of generation %d rank %d: %d items of %d hosts (%d with a row taken up "
-        "again), %d rows kept, %.2fs",
+        "again), %d rows kept, %.2fs%s",
         source.generation,
         source.rank,
         written,
@@ -223,8 +257,21 @@ def _seal(
         len(carried),
         kept,
         done.seconds,
+        f" (sorted in {sorter.spilled} runs spilled to disk)" if sorter.spilled else "",
     )
     return done
+
+
+def _fitting(rows: pa.Table, limit: int) -> Iterator[pa.Table]:
+    """``rows`` in pieces of at most ``limit`` bytes (halved until they fit; a row is never
+    cut). The items file's batches were cut when the source planned (2048 rows, whatever
+    plan.memory): at 16 MiB a batch of 3 KB rows exceeds a run, its halves do not."""
+    if rows.nbytes <= limit or len(rows) <= 1:
+        yield rows
+        return
+    half = len(rows) // 2
+    yield from _fitting(rows.slice(0, half), limit)
+    yield from _fitting(rows.slice(half), limit)
 
 
 def _plan_source(ctx: SealContext, ledger: Ledger, source: Source) -> None:
@@ -269,10 +316,13 @@ def leftover(
     taken_later: list[frozenset[str] | None],
     *,
     previous: bool,
-) -> tuple[pa.Table, pa.Table, int, dict[str, int]]:
-    """A source ledger's leftover as slice rows (:data:`slicefiles.ITEMS`), the (item id,
-    part) of its committed rows taken up again, how many of its rows stay current and, by
-    error kind, the failures among those taken up.
+    sink: Callable[[pa.Table], None],
+) -> tuple[pa.Table, int, dict[str, int]]:
+    """A source ledger's leftover as slice rows (:data:`slicefiles.ITEMS`), handed to
+    ``sink`` a batch of the items file at a time, in file order (never gathered here: the
+    sink sorts them within its budget); returned, the (item id, part) of its committed rows
+    taken up again, how many of its rows stay current and, by error kind, the failures
+    among those taken up.
 
     From the ``previous`` generation: its items without a current row, those requeued (their
     row stays until replaced) and its failures of the ``chosen`` kinds (None: any; empty:
@@ -293,7 +343,6 @@ def leftover(
         again = retry
     host_ids = np.array(sorted(hosts), np.int64)
     host_names = pa.array([hosts[h] for h in host_ids.tolist()], pa.string())
-    tables = []
     carried_ids, carried_parts = [], []
     position = 0
     if not items.exists():
@@ -310,7 +359,7 @@ def leftover(
                 carried_ids.append(ids[has_row_again])
                 carried_parts.append(rows.part[at[has_row_again]])
             if take.any():
-                tables.append(
+                sink(
                     _slice_rows(
                         batch.filter(pa.array(take)),
                         position + np.flatnonzero(take),
@@ -321,7 +370,6 @@ def leftover(
             position += batch.num_rows
     finally:
         reader.close()
-    table = pa.concat_tables(tables) if tables else ITEMS.empty_table()
     carried = pa.table(
         {
             "item_id": np.concatenate(carried_ids) if carried_ids else np.zeros(0, np.int64),
@@ -331,7 +379,7 @@ def leftover(
     )
     kept = int((~again & ~gone).sum())
     errors = Counter(str(kind) for kind in rows.error_kind[retry])
-    return table, carried, kept, dict(sorted(errors.items()))
+    return carried, kept, dict(sorted(errors.items()))
 
 
 def _kinds_match(kinds: np.ndarray, chosen: frozenset[str] | None) -> np.ndarray:

@@ -69,6 +69,20 @@ def check_plan_config(config: Config) -> None:
         )
 
 
+def over_budget(
+    exc: OverBudget, budget: int, what: str, rows: str, alternative: str | None = None
+) -> ConfigError:
+    """The one line a ``plan.memory`` too small to sort ``what`` (a plan rank's slice, a
+    leftover) says: the ``rows`` handed over at once exceed a run, and the budget that would
+    do (or ``alternative``)."""
+    text = (
+        f"plan.memory: {budget} bytes cannot sort {what}: {rows} {exc.held} bytes, more than "
+        f"a run (a third of it); set plan.memory to at least {exc.needed} "
+        f"({-(-exc.needed // MiB)} MiB)"
+    )
+    return ConfigError(text if alternative is None else f"{text}, or {alternative}")
+
+
 def _plan_slice(
     config: Config,
     info: RankInfo,
@@ -99,12 +113,12 @@ def _plan_slice(
             try:
                 sorter.add(table)
             except OverBudget as exc:
-                raise ConfigError(
-                    f"plan.memory: {budget} bytes cannot sort plan rank {info.rank}'s slice: "
-                    f"the rows of one input batch take {exc.held} bytes, more than a run "
-                    f"(a third of it); set plan.memory to at least {exc.needed} "
-                    f"({-(-exc.needed // MiB)} MiB), or "
-                    f"input.batch_rows below {config.input.batch_rows}"
+                raise over_budget(
+                    exc,
+                    budget,
+                    f"plan rank {info.rank}'s slice",
+                    "the rows of one input batch take",
+                    f"input.batch_rows below {config.input.batch_rows}",
                 ) from None
         rows += len(batch.urls)
         crash_point("plan_step_batch", batches)

@@ -8,7 +8,9 @@ from pathlib import Path
 
 RANK_WIDTH = 5
 PART_WIDTH = 6
-RUN_WIDTH = 5  # a plan rank's spilled runs: plan/spill/rank-NNNNN/run-NNNNN.arrow
+# Spilled runs: plan/spill/rank-NNNNN/run-NNNNN.arrow (a plan rank's), and a leftover's in
+# gen-000G/leftover/spill/gen-000J-rank-NNNNN/.
+RUN_WIDTH = 5
 TMP_SUFFIX = ".tmp"
 _RANK_PREFIX = "rank-"
 # The per-rank folders: every file in them is named for its rank (rank-00017...).
@@ -75,8 +77,8 @@ class SliceFiles:
     # What a row's key hash is: "hash", the hash of its input key (the item id is its low
     # bits); "item", its item id scrambled (a leftover's: planning/slicefiles.py).
     keys: str = "hash"
-    # Where the slice's sorted runs are spilled while it is written (a plan rank's slice
-    # larger than plan.memory: planning/spill.py); None: sorted in memory.
+    # Where the slice's sorted runs are spilled while it is written (a plan rank's slice or a
+    # leftover larger than plan.memory: planning/spill.py); None: sorted in memory.
     spill: Path | None = None
 
     def spill_run(self, number: int) -> Path:
@@ -284,6 +286,7 @@ class GenerationPaths:
             done=folder / "done" / f"{stem}.json",
             lock=folder / "locks" / f"{stem}.lock",
             keys="item",
+            spill=folder / "spill" / stem,
         )
 
     def carried(self, generation: int, rank: int) -> Path:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import itertools
+import re
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
+from fetchshard.config import MIN_PLAN_MEMORY, Config, InputConfig, OutputConfig, PlanConfig
+from fetchshard.errors import ConfigError
 from fetchshard.planning.assignment import Assignment
 from fetchshard.planning.planfile import RankRuns
 from fetchshard.planning.slicefiles import (
@@ -24,6 +28,8 @@ from fetchshard.planning.slicefiles import (
     write_slice,
 )
 from fetchshard.planning.spill import MergeShape, RunSorter
+from fetchshard.planning.step import plan_step_rank
+from fetchshard.ranks import RankInfo
 from fetchshard.runfolder.layout import PlanPaths
 
 
@@ -156,11 +162,9 @@ def test_each_rank_s_runs_are_exactly_its_rows(world: int, tmp_path: Path) -> No
 
 
 def test_a_slice_of_an_older_plan_does_not_complete_a_new_one(tmp_path: Path) -> None:
-    from fetchshard.config import Config, load_config
+    from fetchshard.config import load_config
     from fetchshard.errors import PlanError
     from fetchshard.planning.planfile import plan_in_use
-    from fetchshard.planning.step import plan_step_rank
-    from fetchshard.ranks import RankInfo
 
     src = tmp_path / "urls.txt"
     out = tmp_path / "out"
@@ -215,3 +219,29 @@ def test_a_slice_sorted_in_spilled_runs_is_the_same_bytes_as_in_memory(
     for name in ("items", "hosts", "index"):
         assert getattr(files, name).read_bytes() == getattr(memory.slice(0), name).read_bytes()
     assert files.spill is not None and not list(files.spill.glob("*"))
+
+
+def test_an_input_batch_larger_than_a_run_is_one_line_naming_the_budget(tmp_path: Path) -> None:
+    """The plan step's words for a budget too small (shared with a leftover's, step.over_budget):
+    one input batch of 4000 rows of 3 KB is 12 MB, over a 16 MiB budget's run of 5.3."""
+    src = tmp_path / "urls.parquet"
+    urls = [f"http://h{i % 7}.example/{i}" for i in range(4000)]
+    pq.write_table(pa.table({"url": urls, "note": ["n".ljust(3000, "x")] * 4000}), src)
+    config = Config(
+        input=InputConfig(paths=(str(src),), extra_columns=("note",), batch_rows=16384),
+        output=OutputConfig(dir=str(tmp_path / "out")),
+        plan=PlanConfig(memory=MIN_PLAN_MEMORY),
+    )
+    with pytest.raises(ConfigError) as caught:
+        plan_step_rank(config, RankInfo(0, 1, "test"))
+    message = str(caught.value)
+    match = re.fullmatch(
+        r"plan\.memory: 16777216 bytes cannot sort plan rank 0's slice: the rows of one input "
+        r"batch take (\d+) bytes, more than a run \(a third of it\); set plan\.memory to at "
+        r"least (\d+) \((\d+) MiB\), or input\.batch_rows below 16384",
+        message,
+    )
+    assert match is not None, message
+    held, needed, mib = (int(g) for g in match.groups())
+    assert held > 12_000_000 and needed == 3 * held and mib == -(-needed // (1 << 20))
+    assert not PlanPaths(tmp_path / "out").slice(0).done.exists()
