@@ -203,6 +203,7 @@ def _seal(
         shape,
         files.spill_run,
         on_spill=lambda n: crash_point("leftover_spill", n),
+        should_stop=ctx.should_stop,
     )
 
     def hold(rows: pa.Table) -> None:

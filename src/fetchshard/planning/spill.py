@@ -24,6 +24,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from fetchshard.planning import Interrupted
+
 # A run's rows are read in blocks of at least this (below, seeks and per-step work dominate)
 # and merged at most MAX_FAN_IN at a time (above, the blocks shrink for no gain: two passes
 # at 64 runs each already sort 4096 runs).
@@ -77,11 +79,15 @@ class RunSorter:
         run_path: Callable[[int], Path],
         *,
         on_spill: Callable[[int], None] = lambda runs: None,
+        should_stop: Callable[[], bool] = lambda: False,
     ) -> None:
         self.keys = tuple(keys)
         self.shape = shape
         self._run_path = run_path  # names run n (a merge pass's output takes the next n)
         self._on_spill = on_spill  # told the number of runs spilled so far after each
+        # Asked between the pieces of a merge pass: a pass rewrites every run, minutes of
+        # work for a slice of tens of GB, and a stopped rank should not wait for it.
+        self._should_stop = should_stop
         self._held: list[pa.Table] = []
         self._held_bytes = 0
         self._runs: list[Path] = []
@@ -143,6 +149,8 @@ class RunSorter:
         writer: _RunWriter | None = None
         try:
             for piece in merge_runs(group, self.keys, self.shape.block_bytes):
+                if self._should_stop():
+                    raise Interrupted("planning interrupted while merging spilled runs")
                 if writer is None:
                     writer = _RunWriter(path, piece.schema, self._batch_rows(piece))
                 writer.write(piece)

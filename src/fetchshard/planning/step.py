@@ -102,6 +102,7 @@ def _plan_slice(
         MergeShape.of(budget),
         files.spill_run,
         on_spill=lambda n: crash_point("plan_step_spill", n),
+        should_stop=should_stop,
     )
     rows = 0
     for batches, batch in enumerate(read_ahead(part.batches()), 1):

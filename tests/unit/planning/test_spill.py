@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pytest
 
+from fetchshard.planning import Interrupted
 from fetchshard.planning.spill import MergeShape, OverBudget, RunSorter, merge_runs
 
 KEYS = ("host_hash", "key_hash", "position")
@@ -131,6 +132,29 @@ def test_the_sorter_gives_the_plain_sort_whatever_it_spills(
     assert named == list(range(len(named)))
     assert (len(named) > sorter.spilled) == passes, (named, sorter.spilled)
     assert not list(tmp_path.glob("spill/*")), "every run removed once merged"
+
+
+def test_a_stop_ends_a_merge_pass(tmp_path: Path) -> None:
+    """A stop asked for while a pass rewrites the runs ends it (a rerun starts the slice over)."""
+    rng = np.random.default_rng(5)
+    asked: list[int] = []
+
+    def should_stop() -> bool:
+        asked.append(1)
+        return len(asked) > 2
+
+    sorter = RunSorter(
+        KEYS,
+        MergeShape(5_000, 2, block_bytes=1000),
+        lambda n: tmp_path / "spill" / f"run-{n:05d}.arrow",
+        should_stop=should_stop,
+    )
+    for i in range(20):
+        sorter.add(_rows(100, rng, first=100 * i))
+    assert sorter.spilled > 2  # more runs than the fan-in: a pass comes first
+    with pytest.raises(Interrupted):
+        next(sorter.sorted())
+    assert len(asked) == 3
 
 
 def test_runs_never_hold_more_than_their_size(tmp_path: Path) -> None:
