@@ -150,13 +150,41 @@ def show(capsys: pytest.CaptureFixture[str], line: str) -> None:
         print(f"\n[slurm] {line}", flush=True)
 
 
+# job states in which a job may still run (scontrol's names)
+ACTIVE_STATES = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED"}
+
+
+def job_ended(job_id: str) -> int | None:
+    """The job's exit code once it (every task of an array) has ended, else None; a job
+    ended by a signal (ExitCode=0:N) counts as 128 + N, as a shell says."""
+    shown = run_bounded(["scontrol", "show", "job", "-o", job_id], 10).stdout
+    states = re.findall(r"JobState=(\S+)", shown)
+    if not states or any(state in ACTIVE_STATES for state in states):
+        return None
+    codes = [
+        int(code) or (128 + int(sig) if int(sig) else 0)
+        for code, sig in re.findall(r"ExitCode=(\d+):(\d+)", shown)
+    ]
+    return max(codes)
+
+
 def sbatch_wait(
     args: Sequence[str], seconds: int, cwd: Path, env: dict[str, str] | None = None
 ) -> tuple[subprocess.CompletedProcess[str], str]:
-    """`sbatch --wait --parsable ...`: the completed process (rc = the job's) and the job id."""
-    proc = run_bounded(["sbatch", "--wait", "--parsable", *args], seconds, cwd=cwd, env=env)
-    job_id = proc.stdout.strip().split(";")[0]
-    return proc, job_id
+    """`sbatch --parsable ...`, then wait until the job has ended: the completed process with
+    the job's exit code as its rc (what `sbatch --wait` exits with), and the job id.
+
+    Not `sbatch --wait`: it polls with growing gaps and returns seconds after the job ended;
+    this polls scontrol every 0.2 s (slurmctld keeps an ended job for MinJobAge, 300 s)."""
+    submitted = run_bounded(["sbatch", "--parsable", *args], 30, cwd=cwd, env=env)
+    job_id = submitted.stdout.strip().split(";")[0]
+    if submitted.returncode != 0 or not job_id:
+        return submitted, job_id
+    wait_until(lambda: job_ended(job_id) is not None, seconds, f"job {job_id} to end")
+    code = job_ended(job_id)
+    assert code is not None
+    ended = subprocess.CompletedProcess(submitted.args, code, submitted.stdout, submitted.stderr)
+    return ended, job_id
 
 
 # --------------------------------------------------------------------------- tests

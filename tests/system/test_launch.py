@@ -71,8 +71,9 @@ def test_ranks_die_with_a_killed_launcher_and_the_same_command_completes(
 ) -> None:
     """Issue 14's scenario: `setsid fetchshard run ... --ranks 2 &`, SIGKILL to its process
     group mid-run, then the same command again: exit 0, every item exactly once."""
-    # ~25 s of work per rank (8 in flight, 0.2 s each): killed long before the end
-    urls = [server_process.url(f"/slow/0.2?t=orphan-{i}", host=i % 4) for i in range(2000)]
+    # ~25 s of work per rank while the server is slow (8 in flight, 0.2 s each): killed long
+    # before the end; then the server answers at once, so the same command ends in seconds
+    urls = [server_process.url(f"/paced/0.2?t=orphan-{i}", host=i % 4) for i in range(2000)]
     src, out = url_file(urls), tmp_path / "out"
     args = ("run", str(src), "-o", str(out), "--ranks", "2", *SLOW, "--set", "run.grace_period=2")
     launcher = subprocess.Popen(
@@ -98,7 +99,11 @@ def test_ranks_die_with_a_killed_launcher_and_the_same_command_completes(
     gone_after = time.monotonic() - killed
     assert gone_after < 5, gone_after
     assert not any(is_locked(out / "locks" / f"rank-{r:05d}.lock") for r in (0, 1))
-    again = run_subprocess(*args, "--set", "fetch.max_in_flight=64")
+    server_process.set_pace(0)
+    try:
+        again = run_subprocess(*args, "--set", "fetch.max_in_flight=64")
+    finally:
+        server_process.set_pace(1)
     assert again.returncode == 0, again.stderr
     assert assert_exactly_once(out, world_size=2) == 2000
 

@@ -15,7 +15,10 @@ from util import FAST, assert_exactly_once, fetchshard_cmd, run_subprocess
 def test_the_same_rank_twice_at_once(
     server_process: ServerProcess, url_file: Callable[..., Path], tmp_path: Path
 ) -> None:
-    urls = [server_process.url(f"/slow/0.1?t=lock-{i}", host=i % 4) for i in range(200)]
+    # The first run is held by a slow server (200 URLs of 1 s, 8 at a time: ~25 s) until the
+    # second has refused, however slow a loaded machine starts the second; then the server
+    # answers at once and the first completes in a moment.
+    urls = [server_process.url(f"/paced/1?t=lock-{i}", host=i % 4) for i in range(200)]
     src, out = url_file(urls), tmp_path / "out"
     args = ("run", str(src), "-o", str(out), *FAST, "--set", "fetch.per_host_concurrency=2")
     first = subprocess.Popen(
@@ -32,8 +35,11 @@ def test_the_same_rank_twice_at_once(
         refusal = second.stderr.strip().splitlines()[-1]
         assert refusal.startswith(f"fetchshard: error: rank 0 of {out} is held by pid {first.pid}")
         assert "since" in refusal and "run.lock_wait" in refusal
+        assert first.poll() is None, "the first run ended before the second refused"
+        server_process.set_pace(0)
         _, err = first.communicate(timeout=120)
     finally:
+        server_process.set_pace(1)
         if first.poll() is None:
             first.kill()
             first.wait()

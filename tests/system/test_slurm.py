@@ -64,7 +64,7 @@ def test_srun_four_nodes_eight_ranks_exactly_once(
     states = node_states() or []
     if len(states) < 4:
         pytest.skip(f"needs 4 nodes, the cluster has {len(states)}: tests/slurm/cluster.sh up 4")
-    n_urls, n_hosts, world = 20_000, 16, 8
+    n_urls, n_hosts, world = 6_000, 16, 8
     with ServerProcess(hosts=n_hosts, log_path=tmp_path / "requests.jsonl") as srv:
         urls = [srv.url(f"/ok/{i}", host=i % n_hosts) for i in range(n_urls)]
         src, out = url_lines(tmp_path / "urls.txt", urls), tmp_path / "out"
@@ -107,13 +107,13 @@ def test_time_limit_usr1_then_rerun(
 ) -> None:
     """`--time=1 --signal=USR1@50`: the ranks commit and exit 75 before the limit; a rerun ends.
 
-    The input takes ~125 s while the server is slow (4000 URLs of 1 s; 8 hosts x 4 ranks x 1
-    connection = 32 req/s), far beyond the 60 s limit, so the ranks are surely stopped by the
-    signal (due 10 s after the start; slurmctld checks limits on a ~30 s timer, so it came
-    5-42 s after the start in our runs). Then the server answers at once, and the rerun
-    fetches the rest in seconds.
+    The input takes ~150 s while the server is slow (1200 URLs of 1 s; each rank is given 2
+    of the 8 hosts, one connection each: 8 req/s), far beyond the 60 s limit, so the ranks are
+    surely stopped by the signal (due 10 s after the start; slurmctld checks limits on a ~30 s
+    timer, so it came 5-42 s after the start in our runs). Then the server answers at once,
+    and the rerun fetches the rest in seconds.
     """
-    n_hosts, n_urls, world = 8, 4000, 4
+    n_hosts, n_urls, world = 8, 1200, 4
     flags = [
         *FAST,
         "--set",
@@ -168,19 +168,20 @@ def test_time_limit_usr1_then_rerun(
 def test_scancel_mid_run_then_rerun(
     tmp_path: Path, job_name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """scancel part-way (the server slow: 1200 URLs of 0.1 s, one connection a host: ~15 s
+    of work), then the same command again completes, every URL exactly once. The server
+    answers at once after the cancel, so the rerun takes seconds."""
     n_hosts, n_urls, world = 8, 1200, 4
     flags = [
         *FAST,
         "--set",
-        "fetch.per_host_rate=10",
-        "--set",
-        "fetch.per_host_burst=1",
+        "fetch.per_host_concurrency=1",
         "--set",
         "output.part_max_rows=20",
     ]
     geometry = ["-N", "2", "-n", str(world), "--overcommit", "--job-name", job_name]
     with ServerProcess(hosts=n_hosts, log_path=tmp_path / "requests.jsonl") as srv:
-        urls = [srv.url(f"/slow/0.05?i={i}", host=i % n_hosts) for i in range(n_urls)]
+        urls = [srv.url(f"/paced/0.1?i={i}", host=i % n_hosts) for i in range(n_urls)]
         src, out = url_lines(tmp_path / "urls.txt", urls), tmp_path / "out"
         cmd = fetchshard_run(src, out, *flags)
         log = (tmp_path / "srun-1.log").open("w")
@@ -207,6 +208,7 @@ def test_scancel_mid_run_then_rerun(
         assert rc != 0, (tmp_path / "srun-1.log").read_text()[-4000:]
         assert len(done_markers(out)) < world, "the run ended before scancel"
         assert_consistent_stop(out, world)
+        srv.set_pace(0)
 
         second = srun(geometry, cmd, seconds=150, cwd=tmp_path)
         assert second.returncode == 0, second.stderr[-4000:]
@@ -239,13 +241,14 @@ def test_scancel_four_tasks_then_two_tasks_is_a_new_generation_exactly_once(
 
     The second step begins generation 1: its two ranks plan what the four left and spread it
     over two; the rows generation 0 committed stay where they are. The server is slow while the
-    first step runs (1600 URLs of 0.25 s; 8 hosts, one connection each: ~50 s of work), so
-    scancel surely comes part-way; then it answers at once and the second step takes seconds.
+    first step runs (1600 URLs of 0.1 s; 8 hosts, one connection each: ~20 s of work, the 6
+    parts in ~2 s), so scancel surely comes part-way; then it answers at once and the second
+    step takes seconds.
     """
     n_hosts, n_urls, first_world, second_world = 8, 1600, 4, 2
     flags = [*FAST, "--set", "fetch.per_host_concurrency=1", "--set", "output.part_max_rows=20"]
     with ServerProcess(hosts=n_hosts, log_path=tmp_path / "requests.jsonl") as srv:
-        paths = [f"/paced/0.25?i={i}" for i in range(n_urls)]  # what the server logs
+        paths = [f"/paced/0.1?i={i}" for i in range(n_urls)]  # what the server logs
         urls = [srv.url(path, host=i % n_hosts) for i, path in enumerate(paths)]
         path_of = dict(zip(urls, paths, strict=True))
         src, out = url_lines(tmp_path / "urls.txt", urls), tmp_path / "out"

@@ -32,6 +32,7 @@ import pytest
 from cluster import (
     cancel_jobs,
     done_markers,
+    job_ended,
     jobs_named,
     rank_names,
     requires_cluster,
@@ -52,12 +53,11 @@ pytestmark = requires_cluster
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "slurm"
 
-# ~70 s of work while the server is slow (2200 URLs of 1 s; 8 hosts x 4 ranks x 1 connection
-# = 32 req/s): more than the first job gets before its limit's SIGUSR1 (due 10 s after the
-# start; slurmctld checks on a ~30 s timer, so 5-42 s in our runs); a few seconds once fast.
-N_HOSTS, N_URLS, WORLD = 8, 2200, 4
-# job states in which a job may still run (scontrol's names)
-ACTIVE_STATES = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED"}
+# ~150 s of work while the server is slow (1200 URLs of 1 s; each of the 4 ranks is given 2 of
+# the 8 hosts, one connection each: 8 req/s): far more than the first job gets before its
+# limit's SIGUSR1 (due 10 s after the start; slurmctld checks on a ~30 s timer, so 5-42 s in
+# our runs); a few seconds once fast.
+N_HOSTS, N_URLS, WORLD = 8, 1200, 4
 SLOW = [
     *FAST,
     "--set",
@@ -121,8 +121,9 @@ def wait_for_chain(logs: Path, job_name: str, timeout: float) -> str:
     return log.read_text()
 
 
-def serve_urls(srv: ServerProcess, tmp_path: Path) -> list[str]:
-    urls = [srv.url(f"/paced/1?i={i}", host=i % N_HOSTS) for i in range(N_URLS)]
+def serve_urls(srv: ServerProcess, tmp_path: Path, seconds: float = 1) -> list[str]:
+    """N_URLS URLs of SECONDS each (while the server is slow) in urls.txt, and logs/."""
+    urls = [srv.url(f"/paced/{seconds}?i={i}", host=i % N_HOSTS) for i in range(N_URLS)]
     url_lines(tmp_path / "urls.txt", urls)
     (tmp_path / "logs").mkdir()
     return urls
@@ -130,15 +131,6 @@ def serve_urls(srv: ServerProcess, tmp_path: Path) -> list[str]:
 
 def text_of(path: Path) -> str:
     return path.read_text() if path.exists() else ""
-
-
-def job_ended(job_id: str) -> int | None:
-    """The job's exit code once it (every task of an array) has ended, else None."""
-    shown = run_bounded(["scontrol", "show", "job", "-o", job_id], 10).stdout
-    states = re.findall(r"JobState=(\S+)", shown)
-    if not states or any(state in ACTIVE_STATES for state in states):
-        return None
-    return max(int(code) for code in re.findall(r"ExitCode=(\d+):", shown))
 
 
 def submit_then_speed_up(
@@ -276,7 +268,11 @@ def test_step_template_resubmitted_with_fewer_tasks_begins_a_generation(
     """4 tasks stopped part-way (FS_MAX_JOBS=1: no resubmission of its own), then the same
     script with 2 tasks (--dependency=afterany): its plan step begins generation 1 and writes
     the leftover of the 4 ranks, its run step spreads it over 2, and the merge follows
-    (README: "A time-limited job, then a wider (or narrower) one")."""
+    (README: "A time-limited job, then a wider (or narrower) one").
+
+    The URLs take 0.25 s while the server is slow (32 req/s): the 4 parts come within
+    seconds, and the ~1100 URLs left (~35 s of work) make sure the signal stops the 4 tasks
+    part-way."""
     script = template_copy(
         "fetchshard.sbatch",
         tmp_path,
@@ -286,7 +282,7 @@ def test_step_template_resubmitted_with_fewer_tasks_begins_a_generation(
     logs, out = tmp_path / "logs", tmp_path / "out"
     env = {**job_env("out", merge), "FS_PLAN": "1"}
     with ServerProcess(hosts=N_HOSTS, log_path=tmp_path / "requests.jsonl") as srv:
-        urls = serve_urls(srv, tmp_path)
+        urls = serve_urls(srv, tmp_path, seconds=0.25)
         started = time.monotonic()
         first = run_bounded(
             ["sbatch", "--parsable", str(script)], 30, cwd=tmp_path, env={**env, "FS_MAX_JOBS": "1"}
