@@ -73,6 +73,40 @@ def run_subprocess(
     )
 
 
+def run_subprocesses(
+    *commands: Sequence[str],
+    envs: Sequence[dict[str, str] | None] = (),
+    timeout: float = 120,
+) -> list[subprocess.CompletedProcess[str]]:
+    """:func:`run_subprocess` of each argument list at once (independent commands: their
+    start-ups overlap on the cores), ``envs[i]`` added to command i's environment; the
+    results in the order given."""
+    procs = []
+    for i, args in enumerate(commands):
+        env = envs[i] if i < len(envs) else None
+        procs.append(
+            subprocess.Popen(
+                fetchshard_cmd(*args),
+                env={**os.environ, **(env or {})},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    deadline = time.monotonic() + timeout
+    done = []
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=max(deadline - time.monotonic(), 0.1))
+            done.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return done
+
+
 # Runs a command and writes its own children's peak RSS (KiB) to argv[1]: the command's alone,
 # whatever other tests' processes this pytest process reaped before.
 _PEAK_RSS_WRAPPER = (

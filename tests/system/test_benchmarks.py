@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-URLS = 1000
+URLS = 200  # the counts, not the speed, are checked: a few hundred URLs show them
+CORPUS = 200  # JPEGs generated once for the module (the default 2,000 takes seconds)
 PEERS = ("fetchshard", "bare", "bare-2", "fetchshard-resize")  # two processes; the images stage
 
 
@@ -43,6 +44,8 @@ def test_harness_counts_every_url(work: Path, server: str) -> None:
         str(out),
         "--work",
         str(work),
+        "--corpus-files",
+        str(CORPUS),
     ]
     if server != "auto":
         cmd += ["--server", server]
@@ -75,6 +78,7 @@ def test_baseline_runs_a_committed_fetchshard_in_the_same_rounds(work: Path) -> 
         str(ROOT / "benchmarks" / "run.py"),
         *("--urls", str(URLS), "--repeat", "1", "--peers", "fetchshard"),
         *("--baseline", "HEAD", "--server", "aiohttp", "--json", str(out), "--work", str(work)),
+        *("--corpus-files", str(CORPUS)),
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-4000:]

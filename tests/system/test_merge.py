@@ -15,7 +15,7 @@ from fetchshard.environment import FAULT
 from fetchshard.merging.documents import MergeManifest
 from server import ServerProcess
 from server.bodies import jpeg_bytes
-from util import FAST, run_subprocess
+from util import FAST, run_subprocess, run_subprocesses
 
 IMAGES = 600
 SIDE = 48
@@ -162,19 +162,23 @@ def test_a_killed_merge_reruns_to_the_same_files_and_ranks_give_the_same_bytes(
     fetched: tuple[Path, dict[str, int]], tmp_path: Path
 ) -> None:
     out, _ = fetched
-    whole = tmp_path / "whole"
-    assert _merge(out, whole).returncode == 0  # type: ignore[attr-defined]
+    whole, killed, ranked = tmp_path / "whole", tmp_path / "killed", tmp_path / "ranked"
+    # Three merges of the same folder into their own destinations, independent: at once.
+    merge = ["merge", str(out), "--file-size", str(FILE_SIZE), "-o"]
+    first, crashed, parallel = run_subprocesses(
+        [*merge, str(whole)],
+        [*merge, str(killed)],
+        [*merge, str(ranked), "--ranks", "4"],
+        envs=[{}, {FAULT: "merge_data:3"}],
+    )
+    assert first.returncode == 0, first.stderr
     reference = _manifest(whole).to_dict()
-    killed = tmp_path / "killed"
-    crashed = _merge(out, killed, env={FAULT: "merge_data:3"})
-    assert crashed.returncode != 0  # type: ignore[attr-defined]
+    assert crashed.returncode != 0
     assert not (killed / "manifest.json").exists()
     rerun = _merge(out, killed)
     assert rerun.returncode == 0, rerun.stderr  # type: ignore[attr-defined]
     assert "found finished data-00000" in rerun.stderr  # type: ignore[attr-defined]
     assert _manifest(killed).to_dict() == reference
-    ranked = tmp_path / "ranked"
-    parallel = _merge(out, ranked, "--ranks", "4")
-    assert parallel.returncode == 0, parallel.stderr  # type: ignore[attr-defined]
+    assert parallel.returncode == 0, parallel.stderr
     assert _manifest(ranked).to_dict() == reference
     assert json.loads((ranked / "manifest.json").read_text())["files"] == reference["files"]

@@ -18,7 +18,7 @@ from fetchshard.environment import FAULT
 from fetchshard.merging.documents import MergeManifest
 from server import ServerProcess
 from server.bodies import jpeg_bytes
-from util import FAST, run_subprocess
+from util import FAST, run_subprocess, run_subprocesses
 
 IMAGES = 120
 REPEATS = 15  # images 0..14 served again at a second URL: the same bytes
@@ -133,20 +133,29 @@ def test_the_webdataset_folder_loads_in_datasets(fetched: Path, tmp_path: Path) 
 def test_a_killed_webdataset_merge_reruns_and_ranks_give_the_same_bytes(
     fetched: Path, tmp_path: Path
 ) -> None:
-    whole = tmp_path / "whole"
-    assert _merge(fetched, whole, *WDS).returncode == 0
+    whole, killed, ranked = tmp_path / "whole", tmp_path / "killed", tmp_path / "ranked"
+    # Three merges of the same folder into their own destinations, independent: at once.
+    merge = ["merge", str(fetched), *WDS, "-o"]
+    first, crashed, parallel = run_subprocesses(
+        [*merge, str(whole)],
+        [*merge, str(killed)],
+        [*merge, str(ranked), "--ranks", "3"],
+        envs=[{}, {FAULT: "merge_data:2"}],
+    )
+    assert first.returncode == 0, first.stderr
     reference = _manifest(whole).to_dict()
-    killed = tmp_path / "killed"
-    crashed = _merge(fetched, killed, *WDS, env={FAULT: "merge_data:2"})
     assert crashed.returncode != 0
     assert not (killed / "manifest.json").exists()
-    assert _merge(fetched, killed, *WDS).returncode == 0
-    assert _manifest(killed).to_dict() == reference
-    ranked = tmp_path / "ranked"
-    assert _merge(fetched, ranked, *WDS, "--ranks", "3").returncode == 0
+    assert parallel.returncode == 0, parallel.stderr
     assert _manifest(ranked).to_dict() == reference
+    # The killed one rerun, and the ranked folder merged again as Parquet, at once.
+    rerun, as_parquet = run_subprocesses(
+        ["merge", str(fetched), "-o", str(killed), *WDS], ["merge", str(fetched), "-o", str(ranked)]
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    assert _manifest(killed).to_dict() == reference
     # The same folder merged again as Parquet: the shards go, the Parquet files come.
-    assert _merge(fetched, ranked).returncode == 0
+    assert as_parquet.returncode == 0, as_parquet.stderr
     assert not list(ranked.glob("*.tar")) and not list(ranked.glob("0*.parquet"))
     assert _manifest(ranked).format == "parquet"
 
@@ -184,8 +193,11 @@ def test_bad_merge_options_are_one_line_and_exit_2(fetched: Path, tmp_path: Path
         ("--format", "webdataset", "--caption", "title"): "--caption: no column 'title'",
         ("--dedup", "url"): "--dedup: must be one of content",
     }
-    for args, message in cases.items():
-        refused = _merge(fetched, tmp_path / "m", *args)
+    # Refused before anything is written: the four run at once.
+    results = run_subprocesses(
+        *(["merge", str(fetched), "-o", str(tmp_path / "m"), *args] for args in cases)
+    )
+    for (args, message), refused in zip(cases.items(), results, strict=True):
         assert refused.returncode == 2, (args, refused.stderr)
         assert message in refused.stderr, refused.stderr
         assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr

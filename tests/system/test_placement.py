@@ -24,7 +24,7 @@ from fetchshard.planning.rank import count_hosts
 from fetchshard.runfolder.documents import PlanManifest, PlanSliceDone, RangeCounts
 from fetchshard.urls import hash64, item_id, normalize_url
 from server import ServerProcess
-from util import assert_exactly_once, ledger_items, run_subprocess
+from util import assert_exactly_once, ledger_items, run_subprocess, run_subprocesses
 
 WORLD = 8
 HOSTS = 120
@@ -117,6 +117,10 @@ def test_eight_ranks_on_a_zipf_input_fetch_each_item_once_where_the_assignment_s
 def test_plan_then_run_reads_the_plan_and_places_items_as_without_it(
     fmt: str, tmp_path: Path
 ) -> None:
+    """Issue 19: each plan rank reads its 1/W of the input, and the run reads the plan and
+    places every item as without it. Issue 33 (one plan and run shared, formerly its own
+    test): each rank derives its assignment from host counts summed once per range, lazily
+    by the run's ranks (none after `plan`)."""
     with ServerProcess(hosts=HOSTS, address_mode="addresses") as srv:
         urls = _zipf_urls(list(srv.base_urls), seed=23)
         if fmt == "txt":
@@ -150,9 +154,11 @@ def test_plan_then_run_reads_the_plan_and_places_items_as_without_it(
         assert sum(d.rows for d in docs if d) == len(urls)
         for doc in docs:
             assert doc is not None and doc.bytes_read <= size / WORLD + slack, (doc, size)
+        assert not (out / "plan" / "counts").exists(), "summed by the run's ranks, lazily"
         _run_and_check(srv, src, out, urls)
     for rank in range(WORLD):
         assert "from the plan in" in (out / "logs" / f"rank-{rank:05d}.log").read_text()
+    _check_plan_counts(out, src, urls, WORLD)
 
 
 @pytest.mark.timeout(300)
@@ -170,10 +176,11 @@ def test_a_killed_plan_rank_is_redone_alone_and_run_refuses_an_incomplete_plan(
         env={"_FETCHSHARD_FAULT": "plan_step_batch:3"},
     )  # fmt: skip
     assert killed.returncode == -9
-    for rank in (0, 1, 3):
-        ok = run_subprocess(
-            "plan", str(src), "-o", str(out), "--rank", str(rank), "--world-size", str(world)
-        )
+    others = run_subprocesses(  # the other plan ranks, each on its own, at once
+        *(["plan", str(src), "-o", str(out), "--rank", str(r), "--world-size", str(world)]
+          for r in (0, 1, 3))
+    )  # fmt: skip
+    for ok in others:
         assert ok.returncode == 0, ok.stderr[-2000:]
     done = out / "plan" / "done"
     before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in done.iterdir()}
@@ -236,22 +243,6 @@ def _check_plan_counts(out: Path, src: Path, urls: list[str], world: int) -> Non
     summed = Counter(int(n) for n in re.findall(r"host-hash range (\d+) of", logs))
     assert summed == Counter(range(world)), summed
     assert logs.count("assignment from the host counts aggregated in") == world
-
-
-@pytest.mark.timeout(300)
-def test_plan_then_run_each_rank_derives_its_assignment_from_counts_summed_once(
-    tmp_path: Path,
-) -> None:
-    with ServerProcess(hosts=HOSTS, address_mode="addresses") as srv:
-        urls = _zipf_urls(list(srv.base_urls), seed=33)
-        src = tmp_path / "urls.txt"
-        src.write_text("".join(f"{u}\n" for u in urls), encoding="utf-8")
-        out = tmp_path / "out"
-        planned = run_subprocess("plan", str(src), "-o", str(out), "--ranks", str(WORLD))
-        assert planned.returncode == 0, planned.stderr[-3000:]
-        assert not (out / "plan" / "counts").exists(), "summed by the run's ranks, lazily"
-        _run_and_check(srv, src, out, urls)
-    _check_plan_counts(out, src, urls, WORLD)
 
 
 @pytest.mark.timeout(300)
