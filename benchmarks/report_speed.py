@@ -72,7 +72,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from measure import machine_busy_cpu
+from measure import evict_folder, machine_busy_cpu
 
 import fetchshard
 from fetchshard.config import load_config, to_plain
@@ -515,17 +515,6 @@ def hold_locks(run: Path, states: list[str]) -> Any:
             proc.wait()
 
 
-def drop_cache(run: Path) -> None:
-    os.sync()
-    for path in run.rglob("*"):
-        if path.is_file():
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            finally:
-                os.close(fd)
-
-
 # ------------------------------------------------------------------ the measurements
 
 
@@ -609,11 +598,11 @@ def measure_size(
         for round_no in range(1, args.repeat + 1):
             redate_live(run, states)
             if args.cache == "cold":
-                drop_cache(run)
+                evict_folder(run)
             cli = run_command(run, work, timeout=max(120.0, world_size * 0.1))
             redate_live(run, states)
             if args.cache == "cold":
-                drop_cache(run)
+                evict_folder(run)
             inproc, reported = run_in_process(run)
             ok = ok and cli["exit_code"] == 0 and reported == info["expected"]
             runs.append({"round": round_no, "command": cli, "in_process": inproc})

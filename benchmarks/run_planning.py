@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -48,6 +47,8 @@ import pyarrow.ipc as ipc
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
+
+from measure import evict_folder  # noqa: E402
 
 
 def _io() -> dict[str, int]:
@@ -245,18 +246,6 @@ def _sum_others(out: Path, world: int, rank: int) -> None:
             sum_range(paths, manifest.digest, world, number, total)
 
 
-def _evict(folder: Path) -> None:
-    """Drop the folder's files from the page cache (written back first)."""
-    os.sync()
-    for path in folder.rglob("*"):
-        if path.is_file():
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            finally:
-                os.close(fd)
-
-
 def child(kind: str, src: Path, out: Path, rank: int, world: int) -> None:
     """One sampled rank's work in its own process; prints JSON."""
     import sqlite3
@@ -306,7 +295,7 @@ def child(kind: str, src: Path, out: Path, rank: int, world: int) -> None:
 
 
 def _timed_child(kind: str, src: Path, out: Path, rank: int, world: int) -> dict[str, Any]:
-    _evict(out / "plan")
+    evict_folder(out / "plan")
     proc = subprocess.run(
         [sys.executable, __file__, "--child", kind, "--rank", str(rank), "--world", str(world),
          "--src", str(src), "--out", str(out)],
