@@ -31,7 +31,6 @@ which the scrambling spreads over a heavy host's pieces.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
@@ -57,12 +56,11 @@ from fetchshard.planning.slicefiles import (
     CARRIED,
     ITEMS,
     SORT_KEYS,
-    SliceWriter,
     item_keys,
     write_carried,
 )
 from fetchshard.planning.spill import MergeShape, OverBudget, RunSorter
-from fetchshard.planning.step import over_budget
+from fetchshard.planning.step import over_budget, write_sorted
 from fetchshard.ranks import RankInfo
 from fetchshard.runfolder.documents import LeftoverDone, RunManifest
 from fetchshard.runfolder.generations import Generation, leftover_sources
@@ -223,14 +221,7 @@ def _seal(
         previous=source.generation == number - 1,
         sink=hold,
     )
-    with SliceWriter(files, ctx.storage) as writer, contextlib.closing(sorter.sorted()) as pieces:
-        for piece in pieces:
-            if ctx.should_stop():
-                raise Interrupted("planning interrupted")
-            writer.add(piece)
-        written, hosts = writer.publish()
-    if files.spill is not None:
-        ctx.storage.remove(files.spill)
+    written, hosts = write_sorted(files, sorter, ctx.storage, ctx.should_stop)
     write_carried(carried_path, carried, ctx.storage)
     crash_point("leftover_written", 1)
     bytes_read = sum(p.stat().st_size for p in (ledger_files.db, ledger_files.items) if p.exists())

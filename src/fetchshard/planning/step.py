@@ -30,7 +30,7 @@ from fetchshard.planning.slicefiles import SORT_KEYS, SliceWriter, as_items
 from fetchshard.planning.spill import MergeShape, OverBudget, RunSorter
 from fetchshard.ranks import RankInfo
 from fetchshard.runfolder.documents import PlanSliceDone
-from fetchshard.runfolder.layout import PlanPaths
+from fetchshard.runfolder.layout import PlanPaths, SliceFiles
 from fetchshard.runfolder.lock import rank_lock
 from fetchshard.runfolder.storage import LOCAL, Storage
 
@@ -83,6 +83,22 @@ def over_budget(
     return ConfigError(text if alternative is None else f"{text}, or {alternative}")
 
 
+def write_sorted(
+    files: SliceFiles, sorter: RunSorter, storage: Storage, should_stop: Callable[[], bool]
+) -> tuple[int, int]:
+    """Publish a slice's files from its sorter's rows (a plan rank's or a leftover's), then
+    remove its spilled runs; return (rows, hosts)."""
+    with SliceWriter(files, storage) as writer, contextlib.closing(sorter.sorted()) as pieces:
+        for piece in pieces:
+            if should_stop():
+                raise Interrupted("planning interrupted")
+            writer.add(piece)
+        written, hosts = writer.publish()
+    if files.spill is not None:
+        storage.remove(files.spill)
+    return written, hosts
+
+
 def _plan_slice(
     config: Config,
     info: RankInfo,
@@ -123,14 +139,7 @@ def _plan_slice(
                 ) from None
         rows += len(batch.urls)
         crash_point("plan_step_batch", batches)
-    with SliceWriter(files, storage) as writer, contextlib.closing(sorter.sorted()) as pieces:
-        for piece in pieces:
-            if should_stop():
-                raise Interrupted("plan step interrupted")
-            writer.add(piece)
-        written, hosts = writer.publish()
-    if files.spill is not None:
-        storage.remove(files.spill)
+    written, hosts = write_sorted(files, sorter, storage, should_stop)
     crash_point("plan_step_written", 1)
     done = PlanSliceDone(
         rank=info.rank,
