@@ -27,6 +27,7 @@ rank goes to a child process, as with ``ranks=N``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import sys
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
     from fetchshard.reporting import Report
     from fetchshard.runfolder.documents import LeftoverDone, PlanSliceDone
     from fetchshard.runfolder.objectstore import BucketURL, S3Settings
+    from fetchshard.runfolder.view import RunFolder
 
 __all__ = [
     "MergeResult",
@@ -162,6 +164,9 @@ def run(
     resize: int | None = None,
     resize_mode: str | None = None,
     files: bool = False,
+    state_dir: StrPath | None = None,
+    s3_endpoint: str | None = None,
+    s3_region: str | None = None,
     log_level: str | None = None,
     log_to_stderr: bool = False,
     command: Sequence[str] | None = None,
@@ -197,6 +202,9 @@ def run(
         "images.image_size": resize,
         "images.resize_mode": resize_mode,
         "output.mode": "files" if files else None,
+        "output.state_dir": os.fspath(state_dir) if state_dir is not None else None,
+        "output.s3_endpoint": s3_endpoint,
+        "output.s3_region": s3_region,
     }
     with _library_errors():
         if resize is not None and images not in (None, "resize"):
@@ -217,7 +225,7 @@ def _run(job: _RankJob) -> RunResult:
     from fetchshard.ranks import detect_rank
 
     config = job.config
-    output = Path(config.output.dir)
+    output = config.output.root
     count = config.run.ranks
     if count > 1:
         _before_launch(config, count)
@@ -242,9 +250,15 @@ def _before_launch(config: Config, count: int) -> None:
     from fetchshard.inputs import validate_inputs
     from fetchshard.planning.generations import join_generation, uses_input_plan
     from fetchshard.planning.planfile import plan_in_use
+    from fetchshard.runfolder.layout import RunPaths
 
     files = validate_inputs(config.input)
-    if config.run.restart or uses_input_plan(Path(config.output.dir), count):
+    if config.output.bucket is not None:  # a missing bucket or key: one line, not one a rank
+        from fetchshard.runfolder.remote import run_storage
+
+        with run_storage(config.output) as storage:
+            storage.restore(RunPaths(config.output.root).run_json)  # its world size, if run
+    if config.run.restart or uses_input_plan(config.output.root, count):
         plan_in_use(config, files, count)  # complete, its own
         return
     join_generation(config, files, count, _warn)
@@ -340,7 +354,7 @@ def _plan(job: _RankJob) -> PlanResult:
     from fetchshard.ranks import detect_rank
 
     config = job.config
-    output = Path(config.output.dir)
+    output = config.output.root
     count = config.run.ranks
     world = count if count > 1 else config.run.world_size
     if world is None:
@@ -435,11 +449,15 @@ def merge(
     from fetchshard.runfolder.layout import find_run_root
     from fetchshard.runfolder.objectstore import S3Settings, output_location
 
-    run_dir = find_run_root(Path(run_dir))  # a mirror's is inside it
     with _library_errors():
+        source = output_location(os.fspath(run_dir), what="RUN")
+        if source is not None and output is None:
+            output = str(dataclasses.replace(source, prefix=source.key("merged")))
         bucket = output_location(os.fspath(output)) if output is not None else None
-        if bucket is None and (s3_endpoint or s3_region or staging is not None):
-            raise ConfigError("--s3-endpoint, --s3-region and --staging: only with -o s3://...")
+        if bucket is None and source is None and (s3_endpoint or s3_region or staging):
+            raise ConfigError(
+                "--s3-endpoint, --s3-region and --staging: only with s3://... (RUN or -o)"
+            )
         options = MergeOptions(
             output=Path(output) if output is not None and bucket is None else None,
             file_bytes=parse_bytes(file_size, "--file-size"),
@@ -453,11 +471,16 @@ def merge(
             dedup=dedup,
         )
         with _stderr_log(log_level if log_to_stderr else None):
+            settings = S3Settings.resolve(os.environ, endpoint=s3_endpoint, region=s3_region)
+            where = Path(staging) if staging is not None else None
+            if source is not None:
+                return _merge_from_bucket(
+                    source, options, bucket, settings, where, rank, world_size
+                )
+            run_dir = find_run_root(Path(run_dir))  # a mirror's is inside it
             if bucket is not None:
                 if (ranks or 1) > 1:
                     raise ConfigError("-o s3://: one merge process makes the dataset (no --ranks)")
-                settings = S3Settings.resolve(os.environ, endpoint=s3_endpoint, region=s3_region)
-                where = Path(staging) if staging is not None else None
                 return _merge_to_bucket(
                     Path(run_dir), options, bucket, settings, where, rank, world_size
                 )
@@ -470,6 +493,37 @@ def merge(
             return _merge_here(Path(run_dir), options, rank, world_size)
 
 
+def _merge_from_bucket(
+    source: BucketURL,
+    options: MergeOptions,
+    bucket: BucketURL | None,
+    settings: S3Settings,
+    staging: Path | None,
+    rank: int | None,
+    world_size: int | None,
+) -> MergeResult:
+    """Merge a run in a bucket (its documents copied to a temporary folder in ``staging``,
+    its parts read where they are) into a bucket or a local folder."""
+    from fetchshard.runfolder.remote import bucket_run
+
+    if _merge_world(rank, world_size) > 1:
+        raise ConfigError("a run in s3://: one merge process makes the dataset (no --rank, srun)")
+    with bucket_run(source, settings, parent=staging) as folder:
+        run_dir = folder.paths.root
+        if bucket is not None:
+            return _merge_to_bucket(
+                run_dir, options, bucket, settings, staging or run_dir, rank, world_size, folder
+            )
+        return _merge_here(run_dir, options, rank, world_size, folder)
+
+
+def _merge_world(rank: int | None, world_size: int | None) -> int:
+    """The world size a merge process is one of (srun's, or the flags')."""
+    from fetchshard.ranks import detect_rank
+
+    return detect_rank(os.environ, rank=rank, world_size=world_size).world_size
+
+
 def _merge_to_bucket(
     run_dir: Path,
     options: MergeOptions,
@@ -478,6 +532,7 @@ def _merge_to_bucket(
     staging: Path | None,
     rank: int | None,
     world_size: int | None,
+    folder: RunFolder | None = None,
 ) -> MergeResult:
     """Check everything, reach the bucket, then merge into staging and upload."""
     from fetchshard.engine.rank import is_interactive
@@ -498,13 +553,17 @@ def _merge_to_bucket(
         store.check()
         with MergeProgress(0, bar=is_interactive()) as watch:
             outcome, _ = merge_into_bucket(
-                run_dir, options, bucket, store, staging=staging, watch=watch
+                run_dir, options, bucket, store, staging=staging, watch=watch, folder=folder
             )
     return _merge_result(str(bucket), outcome.manifest, outcome)
 
 
 def _merge_here(
-    run_dir: Path, options: MergeOptions, rank: int | None, world_size: int | None
+    run_dir: Path,
+    options: MergeOptions,
+    rank: int | None,
+    world_size: int | None,
+    folder: RunFolder | None = None,
 ) -> MergeResult:
     from fetchshard.engine.rank import is_interactive
     from fetchshard.merging.job import merge as merge_job
@@ -514,7 +573,7 @@ def _merge_here(
     info = detect_rank(os.environ, rank=rank, world_size=world_size)
     with MergeProgress(info.rank, bar=is_interactive()) as watch:
         outcome = merge_job(
-            run_dir, options, rank=info.rank, world_size=info.world_size, watch=watch
+            run_dir, options, rank=info.rank, world_size=info.world_size, watch=watch, folder=folder
         )
     if outcome.manifest is None:
         logging.getLogger("fetchshard").info(
@@ -621,16 +680,34 @@ def parse_bytes(value: int | str, option: str) -> int:
 # -- report ---------------------------------------------------------------------------------
 
 
-def report(run_dir: StrPath, *, html: StrPath | None = None) -> Report:
+def report(
+    run_dir: StrPath,
+    *,
+    html: StrPath | None = None,
+    s3_endpoint: str | None = None,
+    s3_region: str | None = None,
+) -> Report:
     """How far the job in ``run_dir`` is, how fast, when it ends, which ranks need a look and
     what fails (``fetchshard report``; ``.to_bytes()`` is its ``--json``). Only reads the
     folder, so it is safe on a live job. ``html``: also write the report there as one
-    self-contained page."""
+    self-contained page. ``run_dir`` may be a run in a bucket (``s3://bucket/prefix``; its
+    endpoint and region as for :func:`merge`)."""
     from fetchshard.reporting import build_report
+    from fetchshard.runfolder.objectstore import S3Settings, output_location
     from fetchshard.runfolder.view import RunFolder
 
     with _library_errors():
-        result = build_report(RunFolder(Path(run_dir)))
+        location = output_location(os.fspath(run_dir), what="RUN")
+        if location is None:
+            if s3_endpoint or s3_region:
+                raise ConfigError("--s3-endpoint, --s3-region: only for a run in s3://...")
+            result = build_report(RunFolder(Path(run_dir)))
+        else:
+            from fetchshard.runfolder.remote import bucket_run
+
+            settings = S3Settings.resolve(os.environ, endpoint=s3_endpoint, region=s3_region)
+            with bucket_run(location, settings) as folder:
+                result = build_report(folder)
         if html is not None:
             _write_html(result, Path(html))
         return result

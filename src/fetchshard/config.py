@@ -24,6 +24,12 @@ import yaml
 from fetchshard.environment import NOT_OPTIONS, OPTION_PREFIX
 from fetchshard.errors import ConfigError, select_kinds
 from fetchshard.redact import redact_settings
+from fetchshard.runfolder.objectstore import (
+    MAX_PUT_BYTES,
+    BucketURL,
+    S3Settings,
+    output_location,
+)
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -104,6 +110,33 @@ class OutputConfig:
     # An input column holding each file's path under the files folder (checked: relative,
     # no ".."), instead of a name made from its URL. An hf:// input sets it: its repo paths.
     path_column: str | None = None
+    # With ``dir`` an s3:// URL: the folder of what must be a POSIX file (the live ledger,
+    # locks, logs, partial transfers, staged parts); None: .fetchshard-state/BUCKET/PREFIX
+    # in the working directory. Under SLURM, a shared filesystem.
+    state_dir: str | None = None
+    # The S3-compatible store's http(s)://HOST:PORT and the bucket's region (None:
+    # FETCHSHARD_S3_ENDPOINT / FETCHSHARD_S3_REGION, else AWS S3 and the SDK's region).
+    s3_endpoint: str | None = None
+    s3_region: str | None = None
+
+    @property
+    def bucket(self) -> BucketURL | None:
+        """Where the run's data goes when ``dir`` is an s3:// URL, else None."""
+        return output_location(self.dir, what="output.dir")
+
+    @property
+    def root(self) -> Path:
+        """The run folder on this machine: ``dir``, or the state folder of a run in a bucket."""
+        bucket = self.bucket
+        if bucket is None:
+            return Path(self.dir)
+        if self.state_dir:
+            return Path(self.state_dir)
+        return Path(DEFAULT_STATE_DIR, bucket.bucket, *bucket.prefix.split("/"))
+
+
+# The state folder of a run in a bucket when output.state_dir is not set.
+DEFAULT_STATE_DIR = ".fetchshard-state"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -290,7 +323,7 @@ _SECTION_TYPES: dict[str, type[Any]] = {
 
 # Options holding a path: in a config file, relative to the file's folder (rebase_paths);
 # from the environment or the command line, relative to the working directory.
-PATH_OPTIONS = frozenset({"input.paths", "output.dir", "fetch.ca_bundle"})
+PATH_OPTIONS = frozenset({"input.paths", "output.dir", "output.state_dir", "fetch.ca_bundle"})
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "input.format": ("auto", "txt", "csv", "tsv", "jsonl", "parquet"),
@@ -515,6 +548,7 @@ def _build(merged: dict[str, dict[str, Any]]) -> Config:
         raise ConfigError(
             f"plan.memory: at least {MIN_PLAN_MEMORY} (16 MiB), got {config.plan.memory}"
         )
+    _check_output(config.output)
     if config.output.mode == "files" and not config.output.store_body:
         raise ConfigError(
             "output.store_body: must be true with output.mode files (files are bodies)"
@@ -524,6 +558,25 @@ def _build(merged: dict[str, dict[str, Any]]) -> Config:
             "images.mode: the images stage needs bodies in memory, not with output.mode files"
         )
     return config
+
+
+def _check_output(output: OutputConfig) -> None:
+    bucket = output.bucket  # a bad s3:// URL: one line, before any work
+    if bucket is None:
+        if output.state_dir or output.s3_endpoint or output.s3_region:
+            raise ConfigError(
+                "output.state_dir, output.s3_endpoint, output.s3_region: only with an s3:// "
+                "output.dir"
+            )
+        return
+    S3Settings(endpoint=output.s3_endpoint, region=output.s3_region)  # checks both
+    if output.mode == "files" or output.body_file_above:
+        raise ConfigError(
+            "output.mode files (--files) and output.body_file_above: bodies as files into a "
+            "bucket are not built yet; write them to a folder"
+        )
+    if output.part_max_bytes > MAX_PUT_BYTES:
+        raise ConfigError("output.part_max_bytes: at most 5GiB with an s3:// output (one upload)")
 
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
@@ -690,8 +743,11 @@ def _hint(dotted: str) -> Any:
     return typing.get_type_hints(_SECTION_TYPES[section])[key]
 
 
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")  # hf://, s3://: not a path to rebase
+
+
 def _rebased(path: str, base: Path) -> str:
-    if not path or path.startswith(("~", "hf://")) or os.path.isabs(path):
+    if not path or path.startswith("~") or _URL.match(path) or os.path.isabs(path):
         return path
     return str(base / path)
 

@@ -9,6 +9,8 @@ later generation's leftover slice spilled its second sorted run, ``leftover_writ
 after it published the slice, before its done document; ``range_counts_written:2`` after a
 run rank published the counts of the second host-hash range it sums, before their document;
 ``merge_data:2`` after the second data file's record is written, before its rename;
+``before_publish:2`` before part 2 is published (renamed, or put in a bucket),
+``during_put:2`` halfway through sending the second upload of a run into a bucket;
 ``merge_upload:2`` after a merge into a bucket uploaded its second object;
 ``image:2`` kills each image worker process (``images.pool: processes``) at its second image;
 ``enospc:5`` makes the fifth and every later write of a body's file fail as a full disk would
@@ -35,6 +37,11 @@ def _parse() -> tuple[str, int] | None:
 
 
 _FAULT = _parse()
+
+
+def fault_armed(point: str, count: int) -> bool:
+    """Whether the configured fault is ``point`` at ``count`` (to prepare for it)."""
+    return _FAULT is not None and (point, count) == _FAULT
 
 
 def crash_point(point: str, count: int) -> None:

@@ -15,7 +15,24 @@ from fetchshard.redact import mask_userinfo
 
 # Options that `run` and `plan` share (the input is read the same way by both).
 OutputOption = Annotated[
-    str | None, typer.Option("-o", "--output", help="Output folder (output.dir).")
+    str | None,
+    typer.Option("-o", "--output", help="Output folder, or s3://BUCKET/PREFIX (output.dir)."),
+]
+# Where the S3 API of an s3:// location is (run, merge, report).
+S3EndpointOption = Annotated[
+    str | None,
+    typer.Option(
+        "--s3-endpoint",
+        help="s3://: the S3-compatible store, http(s)://HOST:PORT (default "
+        "FETCHSHARD_S3_ENDPOINT, else AWS; AWS_ENDPOINT_URL is not read).",
+    ),
+]
+S3RegionOption = Annotated[
+    str | None,
+    typer.Option(
+        "--s3-region",
+        help="s3://: the bucket's region (default FETCHSHARD_S3_REGION, else the SDK's).",
+    ),
 ]
 RankOption = Annotated[int | None, typer.Option(help="This process's rank (with --world-size).")]
 WorldSizeOption = Annotated[int | None, typer.Option(help="Number of ranks in the job.")]

@@ -8,11 +8,13 @@ from typing import Annotated
 
 import typer
 
-from fetchshard.cli.common import user_errors
+from fetchshard.cli.common import S3EndpointOption, S3RegionOption, user_errors
 
 
 def merge_command(
-    run_dir: Annotated[Path, typer.Argument(help="The output folder of `fetchshard run`.")],
+    run_dir: Annotated[
+        str, typer.Argument(help="The output folder of `fetchshard run`, or its s3:// URL.")
+    ],
     output: Annotated[
         str | None,
         typer.Option(
@@ -67,26 +69,13 @@ def merge_command(
     ] = None,
     rank: Annotated[int | None, typer.Option(help="This process's merge rank.")] = None,
     world_size: Annotated[int | None, typer.Option(help="Number of merge processes.")] = None,
-    s3_endpoint: Annotated[
-        str | None,
-        typer.Option(
-            "--s3-endpoint",
-            help="-o s3://: the S3-compatible store, http(s)://HOST:PORT (default "
-            "FETCHSHARD_S3_ENDPOINT, else AWS; AWS_ENDPOINT_URL is not read).",
-        ),
-    ] = None,
-    s3_region: Annotated[
-        str | None,
-        typer.Option(
-            "--s3-region",
-            help="-o s3://: the bucket's region (default FETCHSHARD_S3_REGION, else the SDK's).",
-        ),
-    ] = None,
+    s3_endpoint: S3EndpointOption = None,
+    s3_region: S3RegionOption = None,
     staging: Annotated[
         Path | None,
         typer.Option(
             help="-o s3://: the dataset is made in a temporary folder here (default: RUN), "
-            "uploaded, then removed.",
+            "uploaded, then removed; a RUN in s3:// has its documents copied here.",
         ),
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fetchshard.cli.common import user_errors
+from fetchshard.cli.common import S3EndpointOption, S3RegionOption, user_errors
 
 if TYPE_CHECKING:
     from fetchshard.reporting import Report
@@ -19,7 +20,9 @@ _UNDER_WAY = ("running", "not started")  # --watch goes on; it ends at done or s
 
 
 def report_command(
-    run_dir: Annotated[Path, typer.Argument(help="The output folder of `fetchshard run`.")],
+    run_dir: Annotated[
+        str, typer.Argument(help="The output folder of `fetchshard run`, or its s3:// URL.")
+    ],
     json_out: Annotated[
         bool, typer.Option("--json", help="Print the report as JSON (schema: README).")
     ] = False,
@@ -37,6 +40,8 @@ def report_command(
             help="Also write the report as one self-contained HTML page (charts, offline).",
         ),
     ] = None,
+    s3_endpoint: S3EndpointOption = None,
+    s3_region: S3RegionOption = None,
 ) -> None:
     """Show how far a job is, how fast, when it ends, which ranks need a look and what fails.
 
@@ -47,14 +52,17 @@ def report_command(
     """
     from fetchshard import api
 
+    def read(html: Path | None = None) -> Report:
+        return api.report(run_dir, html=html, s3_endpoint=s3_endpoint, s3_region=s3_region)
+
     with user_errors():
         if watch:
-            _watch(run_dir, interval, json_out)
+            _watch(read, interval, json_out)
             if html_out is None:
                 return
-            api.report(run_dir, html=html_out)  # the state the job ended in
+            read(html_out)  # the state the job ended in
         else:
-            report = api.report(run_dir, html=html_out)
+            report = read(html_out)
             if json_out:
                 sys.stdout.write(report.to_bytes().decode())
             else:
@@ -73,15 +81,14 @@ def _show(report: Report) -> None:
     )
 
 
-def _watch(run_dir: Path, interval: float, json_out: bool) -> None:
+def _watch(read: Callable[[], Report], interval: float, json_out: bool) -> None:
     """Redraw every ``interval`` s; return once the job no longer runs."""
     from rich.console import Console
     from rich.live import Live
 
-    from fetchshard import api
     from fetchshard.reporting.terminal import WIDTH, render
 
-    report = api.report(run_dir)
+    report = read()
     if json_out:  # one JSON document per line, each refresh
         while True:
             sys.stdout.write(report.to_bytes().decode().replace("\n", "") + "\n")
@@ -89,12 +96,12 @@ def _watch(run_dir: Path, interval: float, json_out: bool) -> None:
             if report.state not in _UNDER_WAY:
                 return
             time.sleep(interval)
-            report = api.report(run_dir)
+            report = read()
     console = Console(width=WIDTH)
     with Live(render(report), console=console, auto_refresh=False) as live:
         while report.state in _UNDER_WAY:
             time.sleep(interval)
-            report = api.report(run_dir)
+            report = read()
             live.update(render(report), refresh=True)
     if not console.is_terminal:  # Live leaves its last frame without a line end there
         console.print()

@@ -17,6 +17,8 @@ from fetchshard.cli.common import (
     LogLevelOption,
     OutputOption,
     RankOption,
+    S3EndpointOption,
+    S3RegionOption,
     SetOption,
     TokenOption,
     UrlColumnOption,
@@ -123,6 +125,15 @@ def run_command(
             "the parts hold each file's path, size, hashes and status.",
         ),
     ] = False,
+    state_dir: Annotated[
+        str | None,
+        typer.Option(
+            help="With -o s3://: the folder of the live ledger, locks, logs and staged parts "
+            "(output.state_dir; default .fetchshard-state/BUCKET/PREFIX).",
+        ),
+    ] = None,
+    s3_endpoint: S3EndpointOption = None,
+    s3_region: S3RegionOption = None,
     log_level: LogLevelOption = None,
     set_: SetOption = None,
 ) -> None:
@@ -165,6 +176,9 @@ def run_command(
             resize=resize,
             resize_mode=resize_mode,
             files=files,
+            state_dir=state_dir,
+            s3_endpoint=s3_endpoint,
+            s3_region=s3_region,
             log_level=log_level,
             log_to_stderr=True,
             command=["fetchshard", *sys.argv[1:]],

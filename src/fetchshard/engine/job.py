@@ -25,7 +25,7 @@ from fetchshard.engine.results import ResultHandler
 from fetchshard.engine.rows import interrupted_item, result_row
 from fetchshard.engine.stages import Pipeline, Stage, columns_with
 from fetchshard.engine.stop import StopFlag, loop_stop_signals
-from fetchshard.errors import ErrorKind, RunError, StorageError
+from fetchshard.errors import ErrorKind, RunError, StorageError, UsageError
 from fetchshard.hosts.scheduler import Scheduler
 from fetchshard.hosts.slot import HostSlot
 from fetchshard.http.client import make_client
@@ -44,6 +44,7 @@ from fetchshard.output.targets import TargetRule
 from fetchshard.planning.rank import rank_shares
 from fetchshard.ranks import RankInfo
 from fetchshard.runfolder.layout import RunPaths
+from fetchshard.runfolder.storage import LOCAL, Storage
 from fetchshard.stats import Stats
 
 log = logging.getLogger("fetchshard")
@@ -63,8 +64,11 @@ class FetchJob:
         progress: Progress,
         stop: StopFlag,
         stages: tuple[Stage, ...] = (),
+        *,
+        storage: Storage = LOCAL,
     ) -> None:
         self.config = config
+        self.storage = storage
         self.info = info
         self.paths = paths
         self.ledger = ledger
@@ -97,6 +101,7 @@ class FetchJob:
             self.extras,
             self.next_part,
             columns=columns_with(self.stages).extended(file_columns(cfg)),
+            storage=self.storage,
             clock=self.clock,
         )
         self.rows = Pipeline(
@@ -176,6 +181,8 @@ class FetchJob:
                     self.final = True
                     self.scheduler = self._scheduler(after=self.scheduler)
                     await self._pass()
+        if isinstance(self.fatal, UsageError):  # what the user must fix (a second writer)
+            raise self.fatal
         if self.fatal is not None:
             raise RunError(f"rank {self.info.rank} failed: {self.fatal}") from self.fatal
         await self.writer.commit_async()
@@ -242,8 +249,9 @@ class FetchJob:
         """A bug (in a fetch task or a stage): stop the rank, report it once."""
         if self.fatal is None:
             self.fatal = exc
-            # A full disk is not a bug: one line, no traceback.
-            log.error("stopping: %s", exc, exc_info=None if isinstance(exc, StorageError) else exc)
+            # A full disk or a second writer is not a bug: one line, no traceback.
+            known = isinstance(exc, StorageError | UsageError)
+            log.error("stopping: %s", exc, exc_info=None if known else exc)
             self.scheduler.stop()
 
     def _stage_failed(self, fetched: ResultRow, row: ResultRow, host: str) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 from fetchshard.clock import SYSTEM, Clock
 from fetchshard.ranks import RankInfo
 from fetchshard.runfolder.documents import ProgressSnapshot
+from fetchshard.runfolder.storage import LOCAL, Storage
 from fetchshard.stats import Stats, worst_hosts
 
 log = logging.getLogger(__name__)
@@ -75,8 +76,10 @@ class Progress:
         interactive: bool,
         interval: float = 5.0,
         clock: Clock = SYSTEM,
+        storage: Storage = LOCAL,
     ) -> None:
         self._path = path
+        self._storage = storage
         self._info = info
         self._interval = interval
         self._clock = clock
@@ -161,7 +164,7 @@ class Progress:
             self._last_write = now
             snap.updated_at = wall
             snap.sample(wall, last=last)
-            snap.write(self._path)
+            snap.write(self._path, storage=self._storage)
         if self._bar is None and state == "fetching" and now - self._last_summary >= SUMMARY_EVERY:
             self._last_summary = now
             log.info(self.summary())

@@ -37,7 +37,8 @@ from fetchshard.runfolder.documents import DoneMarker, RankStats
 from fetchshard.runfolder.generations import Generation
 from fetchshard.runfolder.layout import PlanPaths, RunPaths
 from fetchshard.runfolder.lock import rank_lock
-from fetchshard.runfolder.storage import LOCAL, fsync_path
+from fetchshard.runfolder.remote import run_storage
+from fetchshard.runfolder.storage import Storage, fsync_path
 from fetchshard.stats import Stats
 
 log = logging.getLogger("fetchshard")
@@ -71,8 +72,23 @@ def run_rank(
     # Extra input columns keep clear of every output column: the stages', ``path``, ``md5``...
     reserved = columns_with(stages).extended(file_columns(config)).names | RESERVED_COLUMNS
     inputs = open_inputs(config.input, reserved=reserved)
-    root = Path(config.output.dir)
+    with run_storage(config.output) as storage:
+        return _run_rank(config, info, inputs, storage, interactive, stages, command)
+
+
+def _run_rank(
+    config: Config,
+    info: RankInfo,
+    inputs: InputSet,
+    storage: Storage,
+    interactive: bool,
+    stages: tuple[Stage, ...],
+    command: Sequence[str],
+) -> RankOutcome:
+    root = config.output.root
     restart = config.run.restart
+    # A state folder lost with its machine starts from the run's own run.json, in the bucket.
+    storage.restore(RunPaths(root).run_json)
     if restart:  # everything starts over as generation 0
         generation = Generation(0, info.world_size)
         generations = [generation]
@@ -95,7 +111,7 @@ def run_rank(
         if not restart:
             check_fence(root, generation)  # before anything is written
         if generation.number == 0:
-            claim_run_folder(paths, fp, info, restart=restart)
+            claim_run_folder(paths, fp, info, restart=restart, storage=storage)
         handler = _log_to_file(paths.log(info.rank), config.run.log_level)
         try:
             stop = StopFlag()
@@ -103,7 +119,9 @@ def run_rank(
                 planner = _Planner(
                     config, info, fp, inputs, stop, from_plan, generations, generation
                 )
-                return _rank(config, info, paths, planner, stop, interactive, stages, command)
+                return _rank(
+                    config, info, paths, storage, planner, stop, interactive, stages, command
+                )
         finally:
             logging.getLogger("fetchshard").removeHandler(handler)
             handler.close()
@@ -141,7 +159,7 @@ class _Planner:
 
         if self.generation.number:
             ctx = SealContext(
-                Path(self.config.output.dir),
+                self.config.output.root,
                 self.config,
                 self.inputs,
                 self.generations,
@@ -167,6 +185,7 @@ def _rank(
     config: Config,
     info: RankInfo,
     paths: RunPaths,
+    storage: Storage,
     planner: _Planner,
     stop: StopFlag,
     interactive: bool,
@@ -182,7 +201,11 @@ def _rank(
     for stage in stages:
         log.info("stage %s: %s", stage.name, getattr(stage, "describe", stage.name))
     progress = Progress(
-        paths.progress(rank), info, interactive=interactive, interval=config.run.progress_interval
+        paths.progress(rank),
+        info,
+        interactive=interactive,
+        interval=config.run.progress_interval,
+        storage=storage,
     )
     with Ledger(paths.ledger_paths(rank)) as ledger:
         progress.update(state="planning")
@@ -194,9 +217,9 @@ def _rank(
             return RankOutcome(False, Stats())
         if result.skipped:
             log.info("plan found in the ledger; resuming")
-        next_part = recover(paths, rank, ledger)
+        next_part = recover(paths, rank, ledger, storage=storage)
         if config.run.retry_failed:
-            _requeue_failed(ledger, paths, rank, config.run.retry_failed)
+            _requeue_failed(ledger, paths, storage, rank, config.run.retry_failed)
         counts = ledger.counts()
         log.info(
             "slice: %d items, %d committed, %d to do",
@@ -213,11 +236,16 @@ def _rank(
         )
         session = Stats()
         if counts.pending and not stop:
-            job = FetchJob(config, info, paths, ledger, next_part, progress, stop, stages)
+            job = FetchJob(
+                config, info, paths, ledger, next_part, progress, stop, stages, storage=storage
+            )
             session = run_event_loop(job.fetch_all())
         counts = ledger.counts()
         complete = counts.pending == 0
         totals = _totals(ledger, session)
+        # Before the documents that say the rank stopped: a reader then finds the ledger
+        # that goes with them.
+        storage.snapshot_ledger(paths.ledger_paths(rank))
         now = time.time()
         RankStats(
             rank=rank,
@@ -227,13 +255,14 @@ def _rank(
             written_at=now,
             settings=to_plain(config),
             command=redact_command(command),
-        ).write(paths.stats(rank), durable=True)
+        ).write(paths.stats(rank), durable=True, storage=storage)
         progress.finish("done" if complete else "interrupted", counts.committed, totals)
+        storage.flush()  # the last progress document in place before the done marker
         if complete:
             clear_partial(paths, rank)  # every item committed: nothing of it is unfinished
             DoneMarker(
                 rank=rank, world_size=info.world_size, items=counts.total, completed_at=now
-            ).write(paths.done(rank), durable=True)
+            ).write(paths.done(rank), durable=True, storage=storage)
             log.info(
                 "rank %d done: %d items, %d ok, %d failed",
                 rank,
@@ -248,7 +277,9 @@ def _rank(
         return RankOutcome(complete, totals)
 
 
-def _requeue_failed(ledger: Ledger, paths: RunPaths, rank: int, words: tuple[str, ...]) -> int:
+def _requeue_failed(
+    ledger: Ledger, paths: RunPaths, storage: Storage, rank: int, words: tuple[str, ...]
+) -> int:
     """Put the committed failures ``words`` name back in the queue (``--retry-failed``)."""
     kinds = select_kinds(words)
     ids = ledger.failed_items(kinds)
@@ -258,8 +289,8 @@ def _requeue_failed(ledger: Ledger, paths: RunPaths, rank: int, words: tuple[str
         return 0
     # First: a done marker beside pending items would tell merge the rank is complete.
     done = paths.done(rank)
-    if done.exists():
-        LOCAL.remove(done)
+    storage.remove(done)  # here and where it is published
+    if done.parent.is_dir():
         fsync_path(done.parent)
     count = ledger.requeue(ids)
     log.info("fetching %d failed items %s again; their old rows stay until replaced", count, named)

@@ -85,11 +85,16 @@ def prepare(
     uri = hub_uri(config)
     if uri is None:
         return config
+    if config.output.bucket is not None:
+        raise ConfigError(
+            "an hf:// input is mirrored into a folder; into a bucket (-o s3://) is not built "
+            "yet: mirror to a folder, then upload it"
+        )
     env = os.environ if environ is None else environ
     endpoint = (config.hub.endpoint or hub_endpoint(env)).rstrip("/")
     found = token_source(env, explicit=config.hub.token, flag="--token (hub.token)")
     token = found.value if found is not None else None
-    paths = RunPaths(mirror_state(Path(config.output.dir)))
+    paths = RunPaths(mirror_state(config.output.root))
     key = listing_key(uri, endpoint, config.input.include, config.input.exclude)
     with _locked(paths.hub_lock(key), uri):
         listing = HubListing.read(paths.hub_document(key))

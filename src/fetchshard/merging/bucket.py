@@ -31,6 +31,7 @@ from fetchshard.faults import crash_point
 from fetchshard.merging.job import MergeOptions, MergeOutcome, MergeWatch, merge
 from fetchshard.runfolder.layout import MERGE_STAGING_PREFIX, MergedPaths
 from fetchshard.runfolder.objectstore import BucketURL, ObjectStore
+from fetchshard.runfolder.view import RunFolder
 
 log = logging.getLogger("fetchshard")
 
@@ -52,6 +53,7 @@ def merge_into_bucket(
     *,
     staging: Path | None = None,
     watch: MergeWatch | None = None,
+    folder: RunFolder | None = None,
 ) -> tuple[MergeOutcome, Published]:
     """Merge ``run_dir`` into a staging folder under ``staging`` (default: ``run_dir``), then
     publish it at ``location`` (see the module doc). One merge process: the whole plan."""
@@ -59,7 +61,9 @@ def merge_into_bucket(
     parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=MERGE_STAGING_PREFIX, dir=parent) as tmp:
         root = Path(tmp) / "merged"
-        outcome = merge(run_dir, dataclasses.replace(options, output=root), watch=watch)
+        outcome = merge(
+            run_dir, dataclasses.replace(options, output=root), watch=watch, folder=folder
+        )
         if outcome.manifest is None:  # one process writes every file, so it always finishes
             raise RunError(f"the merge in {root} did not finish: nothing was uploaded")
         published = publish(root, store, location)

@@ -134,15 +134,18 @@ def merge(
     rank: int = 0,
     world_size: int = 1,
     watch: MergeWatch | None = None,
+    folder: RunFolder | None = None,
 ) -> MergeOutcome:
-    """Merge ``run_dir`` as merge process ``rank`` of ``world_size`` (see the module doc)."""
-    folder = RunFolder(run_dir)
+    """Merge ``run_dir`` as merge process ``rank`` of ``world_size`` (see the module doc);
+    ``folder``: the run as read already (a bucket's copy in ``run_dir``)."""
+    folder = folder or RunFolder(run_dir)
     sources = collect(folder)
     if sources.gaps and not options.allow_partial:
         shown = "; ".join(g.message for g in sources.gaps[:5])
         more = f"; and {len(sources.gaps) - 5} more" if len(sources.gaps) > 5 else ""
         raise MergeIncompleteError(
-            f"{run_dir} is not complete: {shown}{more} (--allow-partial merges what is there)"
+            f"{folder.location} is not complete: {shown}{more} "
+            "(--allow-partial merges what is there)"
         )
     root = options.output or run_dir / "merged"
     paths = MergedPaths(root)
@@ -285,7 +288,7 @@ def _parts_schema(sources: Sources) -> pa.Schema:
         return BASE_COLUMNS.schema(None)
     schemas = {}
     for part in sources.parts:
-        schema = pq.read_schema(part.path).remove_metadata()
+        schema = part.parquet().schema_arrow.remove_metadata()
         schemas[schema.to_string()] = schema
     return pa.unify_schemas(list(schemas.values()), promote_options="permissive")
 

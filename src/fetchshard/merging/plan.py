@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from fetchshard.merging.sources import SourcePart, Sources
 from fetchshard.output.columns import STATUS_OK
@@ -214,7 +213,7 @@ def _decodable_image(content_type: str | None) -> bool:
 
 def _survey(part: SourcePart, dedup: bool = False) -> tuple[pa.Table, np.ndarray]:
     """A part's small columns, and each row's estimated weight in a Parquet file (bytes)."""
-    file = pq.ParquetFile(part.path)
+    file = part.parquet()
     table = file.read(columns=[*_SURVEYED, "sha256", "url"] if dedup else _SURVEYED)
     sizes = table.column("size").fill_null(0).to_numpy().astype(np.float64)
     weights = np.zeros(table.num_rows, dtype=np.float64)

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from fetchshard.ledger import read_current_rows
 from fetchshard.planning.slicefiles import read_carried
 from fetchshard.runfolder.documents import LeftoverDone, RunManifest
 from fetchshard.runfolder.layout import GenerationPaths
+from fetchshard.runfolder.storage import LOCAL, LocalStorage, Storage
 from fetchshard.runfolder.view import RankView, RunFolder
 
 
@@ -25,6 +27,13 @@ class SourcePart:
     rows: int
     superseded: np.ndarray = field(repr=False)  # sorted ids of rows no longer current
     generation: int = 0
+    storage: Storage = field(default=LOCAL, repr=False)  # where it was published
+
+    def parquet(self) -> pq.ParquetFile:
+        """The part, to read (from a bucket by ranged reads)."""
+        if isinstance(self.storage, LocalStorage):
+            return pq.ParquetFile(self.path)
+        return pq.ParquetFile(self.storage.open_published(self.path))
 
 
 @dataclass(frozen=True)
@@ -77,7 +86,7 @@ def collect(folder: RunFolder) -> Sources:
             for record in summary.parts:
                 path = view.paths.part(view.rank, record.part)
                 stale = superseded.get(record.part, np.zeros(0, dtype=np.int64))
-                if not path.exists():
+                if not folder.part_exists(path):
                     gaps.append(
                         Gap(
                             view.rank,
@@ -90,7 +99,15 @@ def collect(folder: RunFolder) -> Sources:
                     )
                     continue
                 parts.append(
-                    SourcePart(view.rank, record.part, path, record.rows, stale, generation.number)
+                    SourcePart(
+                        view.rank,
+                        record.part,
+                        path,
+                        record.rows,
+                        stale,
+                        generation.number,
+                        folder.storage,
+                    )
                 )
     return Sources(folder.manifest, parts, gaps, planned, pending)
 

@@ -182,7 +182,7 @@ def piece_rows(
     wanted = wanted | {BODY, "url", "item_id"}
     for piece in out.pieces:
         part = parts[piece.source]
-        file = pq.ParquetFile(part.path)
+        file = part.parquet()
         small = file.read(columns=["item_id", "status"])
         positions = selected(small, part, out.kind, dropped.get(piece.source))
         positions = positions[piece.start : piece.stop]

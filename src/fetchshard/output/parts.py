@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from fetchshard.clock import SYSTEM, Clock
 from fetchshard.config import OutputConfig
-from fetchshard.errors import StorageError, storage_error
+from fetchshard.errors import StorageError, UsageError, storage_error
 from fetchshard.faults import crash_point
 from fetchshard.ledger import Ledger
 from fetchshard.output.codecs import body_codec
@@ -33,24 +33,33 @@ from fetchshard.runfolder.storage import LOCAL, Storage
 log = logging.getLogger(__name__)
 
 
-def recover(paths: RunPaths, rank: int, ledger: Ledger, *, clock: Clock = SYSTEM) -> int:
-    """Delete tmp files and adopt renamed-but-unrecorded parts; return the next part number."""
+def recover(
+    paths: RunPaths, rank: int, ledger: Ledger, *, storage: Storage = LOCAL, clock: Clock = SYSTEM
+) -> int:
+    """Delete tmp files and adopt published-but-unrecorded parts; return the next part number."""
     folder = paths.shard_dir(rank)
     folder.mkdir(parents=True, exist_ok=True)
-    known = ledger.committed_parts()
-    highest = max(known, default=0)
     for entry in sorted(folder.iterdir()):
         if entry.name.endswith(TMP_SUFFIX):
             log.info("removing unfinished part %s", entry.name)
             entry.unlink()
-            continue
-        number = paths.part_number(entry)
+    aborted = storage.abort_uploads(folder)
+    if aborted:
+        log.warning("aborted %d unfinished uploads of another writer into %s", aborted, folder)
+    known = ledger.committed_parts()
+    highest = max(known, default=0)
+    published = storage.published(folder)
+    adopted = 0
+    for name in sorted(published):
+        number = paths.part_number(folder / name)
         if number is None:
+            log.warning("%s is not a part: left as it is", folder / name)
             continue
         highest = max(highest, number)
         if number in known:
             continue
-        table = pq.read_table(entry, columns=["item_id", "attempts", "error_kind"])
+        with storage.open_published(folder / name) as source:
+            table = pq.read_table(source, columns=["item_id", "attempts", "error_kind"])
         items = list(
             zip(
                 table.column("item_id").to_pylist(),
@@ -59,12 +68,13 @@ def recover(paths: RunPaths, rank: int, ledger: Ledger, *, clock: Clock = SYSTEM
                 strict=True,
             )
         )
-        ledger.commit_part(
-            number, items, rows=len(items), nbytes=entry.stat().st_size, now=clock.wall()
-        )
-        log.info(
-            "adopted part %s (%d rows) renamed before its ledger commit", entry.name, len(items)
-        )
+        ledger.commit_part(number, items, rows=len(items), nbytes=published[name], now=clock.wall())
+        log.info("adopted part %s (%d rows) published before its ledger commit", name, len(items))
+        adopted += 1
+    if adopted:
+        # An item in two adopted parts (fetched again by --retry-failed, the ledger rebuilt):
+        # the later row is current, and the counts count it once.
+        ledger.fold_commits()
     return highest + 1
 
 
@@ -248,8 +258,8 @@ class PartWriter:
     def _guarded(self, job: Callable[..., Any], *args: Any) -> Any:
         # After one failure no later job may run: renaming a part that misses a row group
         # would commit items whose rows are not in it.
-        if isinstance(self._failed, StorageError):  # the disk's error, not a bug: say it again
-            raise StorageError(str(self._failed)) from self._failed
+        if isinstance(self._failed, StorageError | UsageError):  # not a bug: say it again
+            raise type(self._failed)(str(self._failed)) from self._failed
         if self._failed is not None:
             raise RuntimeError("an earlier write failed") from self._failed
         try:
@@ -285,12 +295,16 @@ class PartWriter:
         closed.result()  # the writer has written the footer (or failed: then so does this)
         tmp = self._paths.part_tmp(self._rank, part)
         final = self._paths.part(self._rank, part)
+        size = tmp.stat().st_size
+        crash_point("before_publish", part)
         # Dropped from the page cache: nothing reads a part back during the run.
         self._storage.publish(tmp, final, drop_cache=True)
         crash_point("after_rename", part)
         if self._worker_ledger is None:
             self._worker_ledger = Ledger(self._ledger_files)
         self._worker_ledger.commit_part(
-            part, rows, rows=len(rows), nbytes=final.stat().st_size, now=self._clock.wall()
+            part, rows, rows=len(rows), nbytes=size, now=self._clock.wall()
         )
+        # A store's publish copies the file (a rename leaves no tmp): gone once recorded.
+        tmp.unlink(missing_ok=True)
         log.debug("committed part %d (%d rows)", part, len(rows))

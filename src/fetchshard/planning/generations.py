@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from fetchshard.config import Config
-from fetchshard.errors import GenerationError, RunMismatchError
+from fetchshard.errors import ConfigError, GenerationError, RunMismatchError
 from fetchshard.planning.fingerprint import difference, fingerprint
 from fetchshard.runfolder.documents import GenerationManifest, RunManifest
 from fetchshard.runfolder.generations import Generation, read_generations
@@ -137,8 +137,18 @@ def join_generation(
 ) -> tuple[list[Generation], Generation]:
     """A rank's (or a launcher's) way in: another run's folder refused, then
     :func:`enter_generation` with the run's options."""
-    root = Path(config.output.dir)
+    root = config.output.root
     check_same_run(root, fingerprint(config, files, world_size))
+    bucket = config.output.bucket
+    if bucket is not None:
+        generations = read_generations(root)
+        retry = config.run.retry_failed or None
+        if generations and _begins_another(root, generations, world_size, retry):
+            raise ConfigError(
+                f"{bucket} was run with {generations[-1].world_size} ranks: a run into a bucket "
+                f"keeps its world size (generations, another number of ranks, are not built "
+                f"for s3:// output yet); rerun with {generations[-1].world_size} ranks"
+            )
     return enter_generation(
         root,
         world_size,

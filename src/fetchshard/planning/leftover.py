@@ -453,7 +453,7 @@ def plan_generation_step(
     ranks: begin it (once the current one is stopped) and write plan rank ``info.rank``'s
     share of its leftover slices (phase 1), so that its run ranks only read their runs.
     Returns the generation and the leftovers written or found of that share."""
-    root = Path(config.output.dir)
+    root = config.output.root
     inputs = open_inputs(config.input)
     generations, generation = join_generation(config, inputs.files, info.world_size, log.warning)
     if generation.number == 0:  # the run is still at this world size: nothing to prepare

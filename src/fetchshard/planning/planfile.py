@@ -39,7 +39,7 @@ from fetchshard.runfolder.layout import PlanPaths, SliceFiles
 def plan_in_use(config: Config, files: list[Path], world_size: int) -> PlanPaths | None:
     """The output folder's plan step, checked complete and made for this run; None when the
     folder has none (planning then reads the input). Raises PlanError otherwise."""
-    paths = PlanPaths(Path(config.output.dir))
+    paths = PlanPaths(config.output.root)
     if not paths.manifest.exists():
         return None
     check_plan(paths, plan_fingerprint(config, files, world_size))

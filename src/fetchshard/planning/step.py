@@ -16,7 +16,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from fetchshard.config import Config, MiB
 from fetchshard.errors import ConfigError
@@ -47,7 +46,7 @@ def plan_step_rank(
     """Plan rank ``info.rank``'s slice of the input (idempotent: a done slice is kept)."""
     check_plan_config(config)
     inputs = open_inputs(config.input)
-    paths = PlanPaths(Path(config.output.dir))
+    paths = PlanPaths(config.output.root)
     fp = plan_fingerprint(config, inputs.files, info.world_size)
     files = paths.slice(info.rank)
     with rank_lock(files.lock, info.rank, wait=config.run.lock_wait, on_wait=log.warning):

@@ -153,7 +153,7 @@ def _collect(folder: RunFolder, now: float) -> Collected:
         failed_before = sum(g.failed for g in generations[:-1]) - sum(carried.values())
     interval = max(intervals) if intervals else 5.0
     return Collected(
-        folder=str(folder.paths.root),
+        folder=folder.location,
         world_size=folder.world_size,
         now=now,
         ranks=per_generation[-1],

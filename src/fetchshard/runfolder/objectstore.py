@@ -20,16 +20,18 @@ become fetchshard's in one place, :func:`_translated`.
 
 from __future__ import annotations
 
+import io
+import itertools
 import logging
 import os
 import re
 import secrets
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 from fetchshard.errors import (
@@ -39,6 +41,7 @@ from fetchshard.errors import (
     ObjectStoreError,
     WriterConflictError,
 )
+from fetchshard.faults import crash_point, fault_armed
 
 log = logging.getLogger("fetchshard")
 
@@ -55,6 +58,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # AWS may answer 409 to a conditional write racing another request on the same key: retry.
 _CONFLICT_ATTEMPTS = 3
 _CONFLICT_DELAY = 0.2  # seconds, doubled each time
+_READ_BUFFER = 1 << 20  # bytes a ranged GET asks for at least
 _TIMEOUTS = {"connect_timeout": 10, "read_timeout": 120}
 
 
@@ -283,9 +287,10 @@ class ObjectStore:
                 f"{path.name} is {size:,} bytes: one upload to {where} takes at most 5 GiB"
             )
         condition = {"IfNoneMatch": "*"} if create_only else {}
+        uploads = next(_uploads)
         for attempt in range(_CONFLICT_ATTEMPTS):
             try:
-                with path.open("rb") as body:
+                with _crashing_midway(path.open("rb"), size, uploads) as body:
                     self._client.put_object(
                         Bucket=self.bucket,
                         Key=key,
@@ -338,6 +343,40 @@ class ObjectStore:
                 return None
             raise self._translated(exc, "download", self._url(key)) from exc
 
+    def get_file(self, key: str, path: Path) -> bool:
+        """Download ``key`` into the file ``path`` (streamed); False when there is no object."""
+        try:
+            answer = self._client.get_object(Bucket=self.bucket, Key=key)
+            with path.open("wb") as out:
+                for chunk in answer["Body"].iter_chunks(_READ_BUFFER):
+                    out.write(chunk)
+            return True
+        except Exception as exc:
+            path.unlink(missing_ok=True)
+            if _error_code(exc) in ("NoSuchKey", "404"):
+                return False
+            raise self._translated(exc, "download", self._url(key)) from exc
+
+    def open_read(self, key: str) -> BinaryIO:
+        """The object ``key`` as a seekable file read by ranged GETs (a Parquet reader asks
+        for its footer and the columns it needs, not the whole object)."""
+        where = self._url(key)
+        try:
+            size = int(self._client.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
+        except Exception as exc:
+            raise self._translated(exc, "read", where) from exc
+
+        def read(start: int, end: int) -> bytes:
+            try:
+                answer = self._client.get_object(
+                    Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end - 1}"
+                )
+                return bytes(answer["Body"].read())
+            except Exception as exc:
+                raise self._translated(exc, "read", where) from exc
+
+        return io.BufferedReader(_RangeFile(size, read), buffer_size=_READ_BUFFER)
+
     def list(self, prefix: str) -> list[ListedObject]:
         """Every object whose key begins with ``prefix``, in key order; the empty "folder
         markers" some tools leave (keys ending in ``/``) are not objects here."""
@@ -384,6 +423,60 @@ class ObjectStore:
 
     def _translated(self, exc: BaseException, action: str, where: str) -> FetchshardError:
         return _translated(exc, action, where, self.settings.endpoint)
+
+
+_uploads = itertools.count(1)
+
+
+def _crashing_midway(body: BinaryIO, size: int, upload: int) -> BinaryIO:
+    """``body``, or under the test fault ``during_put:N`` (upload N of this process) one that
+    SIGKILLs the process once half of it has been read for sending."""
+    if not fault_armed("during_put", upload):
+        return body
+
+    half = size // 2
+
+    class Midway(io.BufferedReader):
+        def read(self, n: int | None = -1) -> bytes:
+            left = half - self.tell()
+            if left <= 0:
+                crash_point("during_put", upload)
+            return super().read(left if n is None or n < 0 else min(n, left))
+
+    body.close()
+    return Midway(io.FileIO(body.name, "rb"))
+
+
+class _RangeFile(io.RawIOBase):
+    """Bytes [0, size) of an object, each read one ranged GET (``read(start, end)``)."""
+
+    def __init__(self, size: int, read: Callable[[int, int], bytes]) -> None:
+        self._size = size
+        self._read = read
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        end = min(self._size, self._pos + len(buffer))
+        if end <= self._pos:
+            return 0
+        data = self._read(self._pos, end)
+        buffer[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
 
 
 _loader: Any = None  # botocore's data loader: the service models, parsed once a process

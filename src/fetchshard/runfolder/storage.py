@@ -11,9 +11,9 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
-from fetchshard.runfolder.layout import TMP_SUFFIX
+from fetchshard.runfolder.layout import TMP_SUFFIX, LedgerPaths
 
 
 class Storage(Protocol):
@@ -28,6 +28,25 @@ class Storage(Protocol):
 
     def create(self, path: Path, data: bytes) -> bool:
         """Write ``path`` durably unless it exists; False when another writer was first."""
+
+    def published(self, folder: Path) -> dict[str, int]:
+        """The files :meth:`publish` put in ``folder`` (tmp files aside): name -> size."""
+
+    def open_published(self, path: Path) -> BinaryIO:
+        """A published file, to read."""
+
+    def abort_uploads(self, folder: Path) -> int:
+        """Abandon unfinished uploads into ``folder``; how many there were."""
+
+    def restore(self, path: Path) -> bool:
+        """Bring back ``path`` from where it is published when it is missing here; whether
+        it was."""
+
+    def snapshot_ledger(self, ledger: LedgerPaths) -> None:
+        """Publish a consistent copy of a ledger for readers elsewhere (if they need one)."""
+
+    def flush(self) -> None:
+        """Wait for every write still in the background."""
 
 
 def fsync_path(path: Path, *, drop_cache: bool = False) -> None:
@@ -94,6 +113,30 @@ class LocalStorage:
             Path(tmp).unlink(missing_ok=True)
         fsync_path(path.parent)
         return True
+
+    def published(self, folder: Path) -> dict[str, int]:
+        if not folder.is_dir():
+            return {}
+        return {
+            entry.name: entry.stat().st_size
+            for entry in folder.iterdir()
+            if entry.is_file() and not entry.name.endswith(TMP_SUFFIX)
+        }
+
+    def open_published(self, path: Path) -> BinaryIO:
+        return path.open("rb")
+
+    def abort_uploads(self, folder: Path) -> int:
+        return 0  # a rename has no unfinished state
+
+    def restore(self, path: Path) -> bool:
+        return False  # the folder is where files are published: nothing elsewhere
+
+    def snapshot_ledger(self, ledger: LedgerPaths) -> None:
+        pass  # readers open the ledger itself (read-only)
+
+    def flush(self) -> None:
+        pass  # every write is done when it returns
 
 
 LOCAL = LocalStorage()

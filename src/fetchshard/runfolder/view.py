@@ -6,6 +6,7 @@ connections; it never writes, so it may look at a folder whose ranks are running
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -18,6 +19,7 @@ from fetchshard.runfolder.documents import DoneMarker, ProgressSnapshot, RankSta
 from fetchshard.runfolder.generations import Generation, read_generations
 from fetchshard.runfolder.layout import RunPaths, find_run_root
 from fetchshard.runfolder.lock import is_locked
+from fetchshard.runfolder.storage import LOCAL, LocalStorage, Storage
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,8 @@ class RankView:
 
     paths: RunPaths
     rank: int
+    # Read from a bucket's copy: no lock to probe, the progress document's age tells.
+    remote: bool = False
 
     @cached_property
     def done(self) -> DoneMarker | None:
@@ -42,8 +46,14 @@ class RankView:
     @property
     def running(self) -> bool:
         """Whether a process holds the rank's lock now (a rank not done and not running has
-        stopped or died)."""
-        return is_locked(self.paths.lock(self.rank))
+        stopped or died). In a copy of a bucket's run: one whose last progress document
+        says it is working and is younger than three of its intervals."""
+        if not self.remote:
+            return is_locked(self.paths.lock(self.rank))
+        progress = self.progress
+        if progress is None or progress.state not in _WORKING:
+            return False
+        return time.time() - progress.updated_at < 3 * progress.interval + _STALE_SLACK
 
     @property
     def started(self) -> bool:
@@ -78,11 +88,22 @@ class RankView:
         return [self.paths.part(self.rank, p.part) for p in summary.parts]
 
 
+_WORKING = frozenset({"starting", "planning", "fetching"})
+_STALE_SLACK = 10.0  # seconds: a progress document's put may lag its interval
+
+
 class RunFolder:
     """An output folder as written by ``fetchshard run``: its generations, and the ranks of
-    the current (newest) one."""
+    the current (newest) one. ``storage``: where the parts are published (a bucket's run:
+    ``root`` is a local copy of its documents and ledger snapshots)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self, root: Path, *, storage: Storage = LOCAL, location: str | None = None
+    ) -> None:
+        self.storage = storage
+        self.location = location or str(find_run_root(root))  # as the user names it
+        self.remote = not isinstance(storage, LocalStorage)
+        self._published: dict[Path, dict[str, int]] = {}
         root = find_run_root(root)
         if not root.is_dir():
             raise RunFolderError(f"{root} is not a folder")
@@ -100,7 +121,7 @@ class RunFolder:
         return self.current.world_size
 
     def rank(self, rank: int) -> RankView:
-        return RankView(self.paths, rank)
+        return RankView(self.paths, rank, self.remote)
 
     def ranks(self) -> list[RankView]:
         """Every rank of the current generation, in order."""
@@ -109,7 +130,16 @@ class RunFolder:
     def generation_ranks(self, generation: Generation) -> list[RankView]:
         """Every rank of ``generation``, in order."""
         paths = self.paths.of_generation(generation.number)
-        return [RankView(paths, r) for r in range(generation.world_size)]
+        return [RankView(paths, r, self.remote) for r in range(generation.world_size)]
+
+    def part_exists(self, path: Path) -> bool:
+        """Whether the committed part ``path`` is where it was published."""
+        if not self.remote:
+            return path.exists()
+        folder = path.parent
+        if folder not in self._published:
+            self._published[folder] = self.storage.published(folder)
+        return path.name in self._published[folder]
 
     def strays(self) -> list[int]:
         """Ranks with files in the folder beyond the world size (of an earlier run)."""

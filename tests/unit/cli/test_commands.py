@@ -108,7 +108,7 @@ def test_merge(monkeypatch: pytest.MonkeyPatch) -> None:
         "out/merged: complete, 5 ok and 1 failed rows in 2 files (1.5 MB); 2 duplicates left out\n"
     )
     [(args, kwargs)] = calls
-    assert args == (Path("out"),)
+    assert args == ("out",)
     assert (kwargs["file_size"], kwargs["format"], kwargs["caption"]) == ("1GB", "webdataset", "c")
 
 
@@ -118,7 +118,7 @@ def test_report(monkeypatch: pytest.MonkeyPatch) -> None:
     result = cli("report", "out", "--json")
     assert result.exit_code == 0
     assert result.output == '{"kind": "report"}\n'
-    assert calls == [((Path("out"),), {"html": None})]
+    assert calls == [(("out",), {"html": None, "s3_endpoint": None, "s3_region": None})]
 
 
 def test_a_stop_after_the_command_ended_does_not_kill_the_process() -> None:

@@ -1,0 +1,243 @@
+"""A run whose data lives in a bucket: the state folder on this machine, its data mirrored.
+
+The run folder is laid out as ever, on a POSIX filesystem (the *state folder*: the live
+ledger, locks, logs, partial transfers, plan files, parts being written). What a reader
+elsewhere needs (``run.json``, the parts, bodies as files, the progress, stats and done
+documents, a snapshot of each ledger) is put in the bucket under the same relative names, so
+``s3://bucket/prefix/shards/rank-00000/part-000001.parquet`` is the state folder's
+``shards/rank-00000/part-000001.parquet``. Each object is one PutObject of a finished file
+(runfolder/objectstore.py); a part's with ``If-None-Match: *``, so a second writer of the same
+rank is stopped, never let replace a committed part.
+
+:class:`BucketStorage` is the :class:`~fetchshard.runfolder.storage.Storage` of such a run: a
+document is written locally then put, a part is put instead of renamed (its tmp file stays
+until the ledger has it), and removing a mirrored file deletes its object too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+import tempfile
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, BinaryIO
+
+from fetchshard.errors import FetchshardError, RunFolderError
+from fetchshard.runfolder.layout import GENERATION_WIDTH, TMP_SUFFIX, LedgerPaths
+from fetchshard.runfolder.objectstore import BucketURL, ObjectStore, S3Settings
+from fetchshard.runfolder.storage import LOCAL, Storage
+from fetchshard.runfolder.view import RunFolder
+
+if TYPE_CHECKING:
+    from fetchshard.config import OutputConfig
+
+log = logging.getLogger(__name__)
+
+# The top-level names of a run folder whose files are the run's data: put in the bucket.
+# (``ledger/`` holds the live SQLite database: only its snapshot goes, by snapshot_ledger.)
+MIRRORED = frozenset({"run.json", "shards", "progress", "stats", "done", "files"})
+_SNAPSHOT_SUFFIX = ".snapshot" + TMP_SUFFIX
+
+
+def _generation_folder(name: str) -> bool:
+    digits = name[len("gen-") :]
+    return name.startswith("gen-") and len(digits) == GENERATION_WIDTH and digits.isdigit()
+
+
+class BucketStorage:
+    """The run folder ``root`` on this machine, its data mirrored to ``url`` through ``store``."""
+
+    def __init__(self, root: Path, url: BucketURL, store: ObjectStore) -> None:
+        self.root = root
+        self.url = url
+        self.store = store
+        # Documents written often (progress) are put by one background thread, the latest
+        # bytes of a key only: a slow store never holds the event loop.
+        self._lock = threading.Lock()
+        self._latest: dict[str, bytes] = {}
+        self._queued: dict[str, Future[None]] = {}
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="bucket-put")
+
+    def __repr__(self) -> str:
+        return f"BucketStorage({self.root}, {self.url})"
+
+    # ------------------------------------------------------------------ names
+
+    def relative(self, path: Path) -> PurePosixPath | None:
+        """``path``'s name in the run folder when it is mirrored to the bucket, else None."""
+        try:
+            rel = PurePosixPath(path.relative_to(self.root).as_posix())
+        except ValueError:
+            return None
+        parts = rel.parts
+        if parts and _generation_folder(parts[0]):
+            parts = parts[1:]
+        return rel if parts and parts[0] in MIRRORED else None
+
+    def key(self, path: Path) -> str:
+        """The key of ``path`` (a file of the run folder) in the bucket."""
+        rel = PurePosixPath(path.relative_to(self.root).as_posix())
+        return self.url.key(str(rel))
+
+    # ------------------------------------------------------------------ Storage
+
+    def write_atomic(self, path: Path, data: bytes, *, durable: bool = False) -> None:
+        LOCAL.write_atomic(path, data, durable=durable)
+        if self.relative(path) is None:
+            return
+        if durable:  # stats, done, run.json: in the bucket before we go on
+            self.store.put_bytes(data, self.key(path))
+        else:
+            self._put_later(self.key(path), data)
+
+    def publish(self, tmp: Path, final: Path, *, drop_cache: bool = False) -> None:
+        """Put the finished ``tmp`` as ``final``'s object, once: a part's key is never
+        replaced (:class:`~fetchshard.errors.WriterConflictError` if another writer's is
+        there). ``tmp`` stays until the caller has recorded it (then removes it)."""
+        if self.relative(final) is None:
+            LOCAL.publish(tmp, final, drop_cache=drop_cache)
+            return
+        self.store.put_file(tmp, self.key(final), create_only=True)
+
+    def remove(self, path: Path) -> None:
+        LOCAL.remove(path)
+        if self.relative(path) is None:
+            return
+        key = self.key(path)
+        for listed in self.store.list(key + "/"):  # a folder (a rank's shards): its objects
+            self.store.delete(listed.key)
+        self.store.delete(key)
+
+    def create(self, path: Path, data: bytes) -> bool:
+        return LOCAL.create(path, data)
+
+    def published(self, folder: Path) -> dict[str, int]:
+        """The files published in ``folder``: name -> size (its objects, in the bucket)."""
+        prefix = self.key(folder) + "/"
+        return {
+            listed.key[len(prefix) :]: listed.size
+            for listed in self.store.list(prefix)
+            if "/" not in listed.key[len(prefix) :]
+        }
+
+    def open_published(self, path: Path) -> BinaryIO:
+        """A published file to read (ranged GETs: a Parquet reader reads only what it needs)."""
+        return self.store.open_read(self.key(path))
+
+    def abort_uploads(self, folder: Path) -> int:
+        """Abort the unfinished multipart uploads under ``folder``'s prefix (another tool's,
+        or an older version's: ours never start one); return how many."""
+        return self.store.abort_uploads(self.key(folder) + "/")
+
+    def restore(self, path: Path) -> bool:
+        """Fetch ``path`` from the bucket when the state folder lacks it (a state folder lost
+        with its machine); whether it was."""
+        if path.exists() or self.relative(path) is None:
+            return False
+        data = self.store.get_bytes(self.key(path))
+        if data is None:
+            return False
+        LOCAL.write_atomic(path, data, durable=True)
+        return True
+
+    def snapshot_ledger(self, ledger: LedgerPaths) -> None:
+        """Put a consistent copy of the ledger and its items file in the bucket (``ledger/``),
+        for ``merge`` and ``report`` elsewhere."""
+        snapshot = ledger.db.with_name(ledger.db.name + _SNAPSHOT_SUFFIX)
+        snapshot.unlink(missing_ok=True)
+        try:
+            with (
+                contextlib.closing(sqlite3.connect(f"file:{ledger.db}?mode=ro", uri=True)) as src,
+                contextlib.closing(sqlite3.connect(snapshot)) as dst,
+            ):
+                src.backup(dst)
+            if ledger.items.exists():
+                self.store.put_file(ledger.items, self.key(ledger.items), create_only=False)
+            self.store.put_file(snapshot, self.key(ledger.db), create_only=False)
+        finally:
+            snapshot.unlink(missing_ok=True)
+
+    def flush(self) -> None:
+        """Wait until every document put in the background is in the bucket."""
+        with self._lock:
+            waiting = list(self._queued.values())
+        for future in waiting:
+            future.result()
+
+    def close(self) -> None:
+        self.flush()
+        self._pool.shutdown(wait=True)
+
+    def _put_later(self, key: str, data: bytes) -> None:
+        with self._lock:
+            self._latest[key] = data
+            if key not in self._queued:
+                self._queued[key] = self._pool.submit(self._put_latest, key)
+
+    def _put_latest(self, key: str) -> None:
+        with self._lock:
+            data = self._latest.pop(key)
+            del self._queued[key]
+        try:
+            self.store.put_bytes(data, key)
+        except FetchshardError as exc:  # a progress document: the next one may get through
+            log.warning("%s", exc)
+
+
+@contextlib.contextmanager
+def run_storage(output: OutputConfig) -> Iterator[Storage]:
+    """The storage of a run's output: the local folder, or a bucket (reached once here, so a
+    missing bucket or credential is one line before any work)."""
+    bucket = output.bucket
+    if bucket is None:
+        yield LOCAL
+        return
+    settings = S3Settings.resolve(os.environ, endpoint=output.s3_endpoint, region=output.s3_region)
+    with ObjectStore(bucket.bucket, settings) as store:
+        store.check()
+        storage = BucketStorage(output.root, bucket, store)
+        try:
+            yield storage
+        finally:
+            storage.close()
+
+
+# What a reader of a bucket's run copies to read it as a folder: the documents and ledger
+# snapshots (the parts it reads where they are).
+_COPIED = frozenset({"run.json", "progress", "stats", "done", "ledger"})
+
+
+@contextlib.contextmanager
+def bucket_run(
+    url: BucketURL, settings: S3Settings, *, parent: Path | None = None
+) -> Iterator[RunFolder]:
+    """The run in the bucket at ``url``, as a :class:`RunFolder`: its documents and ledger
+    snapshots copied into a temporary folder (in ``parent``), removed on exit."""
+    with ObjectStore(url.bucket, settings) as store:
+        store.check()
+        listed = store.list(url.folder)
+        if not any(url.relative(o.key) == "run.json" for o in listed):
+            raise RunFolderError(f"{url} is not a fetchshard run (no run.json)")
+        if parent is not None:
+            parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".fetchshard-copy-", dir=parent) as tmp:
+            copy = Path(tmp)
+            for entry in listed:
+                relative = PurePosixPath(url.relative(entry.key))
+                parts = relative.parts
+                top = parts[1] if len(parts) > 1 and _generation_folder(parts[0]) else parts[0]
+                if top not in _COPIED:
+                    continue
+                target = copy.joinpath(*parts)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                store.get_file(entry.key, target)  # gone since the listing: as if never there
+            storage = BucketStorage(copy, url, store)
+            try:
+                yield RunFolder(copy, storage=storage, location=str(url))
+            finally:
+                storage.close()
