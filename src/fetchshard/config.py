@@ -125,6 +125,14 @@ class OutputConfig:
         return output_location(self.dir, what="output.dir")
 
     @property
+    def file_limit(self) -> int:
+        """The largest body written to a file (0: no limit): ``max_file_bytes``, and into a
+        bucket at most one PUT's 5 GiB."""
+        if self.bucket is None:
+            return self.max_file_bytes
+        return min(self.max_file_bytes or MAX_PUT_BYTES, MAX_PUT_BYTES)
+
+    @property
     def root(self) -> Path:
         """The run folder on this machine: ``dir``, or the state folder of a run in a bucket."""
         bucket = self.bucket
@@ -570,11 +578,6 @@ def _check_output(output: OutputConfig) -> None:
             )
         return
     S3Settings(endpoint=output.s3_endpoint, region=output.s3_region)  # checks both
-    if output.mode == "files" or output.body_file_above:
-        raise ConfigError(
-            "output.mode files (--files) and output.body_file_above: bodies as files into a "
-            "bucket are not built yet; write them to a folder"
-        )
     if output.part_max_bytes > MAX_PUT_BYTES:
         raise ConfigError("output.part_max_bytes: at most 5GiB with an s3:// output (one upload)")
 

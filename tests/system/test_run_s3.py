@@ -5,24 +5,31 @@ exactly once; the fake secret is nowhere."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import os
 import shutil
 import signal
 import sqlite3
 import subprocess
 from collections import Counter
 from pathlib import Path
+from subprocess import DEVNULL
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from fetchshard.environment import FAULT
+from fetchshard.output.filenames import file_path
 from server import ServerProcess
+from server.routes_files import file_sha256
 from server.s3 import FAKE_SECRET, REGION, MotoS3
-from util import FAST, run_subprocess, run_subprocesses
+from util import FAST, fetchshard_cmd, run_subprocess, run_subprocesses, wait_for
 
 BUCKET = "bkt"
+MiB = 1024 * 1024
 SMALL_PARTS = [*FAST, "--set", "output.part_max_rows=20", "--set", "fetch.max_attempts=1"]
 
 
@@ -277,3 +284,54 @@ def test_what_the_user_must_fix_is_one_line_and_exit_2_before_any_work(
         assert FAKE_SECRET not in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert not state.exists()
+
+
+def test_files_into_a_bucket_go_up_whole_and_a_killed_transfer_resumes_with_range(
+    s3: MotoS3, server_process: ServerProcess, tmp_path: Path
+) -> None:
+    s3.client().create_bucket(Bucket=BUCKET)
+    big = 4 * MiB
+    sizes = {f"small-{i}.bin": 10_000 + 997 * i for i in range(12)}
+    urls = [server_process.url(f"/file/{n}/{name}", host=i % 2) for i, (name, n) in
+            enumerate(sizes.items())]  # fmt: skip
+    slow = server_process.url(f"/file/{big}/big.bin?pace=0.05")  # 64 KiB each 50 ms: 3.2 s
+    src = _write(tmp_path / "urls.txt", [*urls, slow])
+    state, url = tmp_path / "state", f"s3://{BUCKET}/run"
+    env = {**os.environ, "FETCHSHARD_S3_ENDPOINT": s3.endpoint}
+    args = ["run", str(src), "-o", url, "--state-dir", str(state), "--files", *SMALL_PARTS]
+    proc = subprocess.Popen(fetchshard_cmd(*args), env=env, stdout=DEVNULL, stderr=DEVNULL)
+    partial = state / "partial" / "rank-00000"
+
+    def kept() -> int:  # the big file's .part (a small one's may vanish while we look)
+        sizes = []
+        for part in partial.glob("*.part"):
+            with contextlib.suppress(FileNotFoundError):
+                sizes.append(part.stat().st_size)
+        return max(sizes, default=0)
+
+    wait_for(lambda: kept() >= MiB, proc, timeout=60)
+    proc.kill()
+    proc.wait(timeout=30)
+    kept_bytes = kept()
+    assert MiB <= kept_bytes < big
+    assert not [k for k in _objects(s3, "run/files/") if "big.bin" in k], "a short file went up"
+    server_process.clear_requests()
+    done = run_subprocess(*args, env={"FETCHSHARD_S3_ENDPOINT": s3.endpoint})
+    assert done.returncode == 0, done.stderr
+    # Resumed: the rerun asked for the bytes the .part lacked, and only those.
+    assert server_process.file_bytes()[f"/file/{big}/big.bin"] == big - kept_bytes
+    rows = _part_rows(s3, "run")
+    assert rows.num_rows == 13 and rows.column("body").null_count == 13
+    files = _objects(s3, "run/files/")
+    expected = {name: n for name, n in sizes.items()} | {"big.bin": big}
+    assert len(files) == 13
+    for row in rows.to_pylist():
+        assert row["status"] == "ok", row
+        name = row["url"].split("/")[-1].split("?")[0]
+        data = files[f"run/{row['path']}"]  # the row's path is the key under the run
+        assert row["path"] == f"files/{file_path(row['url'])}"
+        assert len(data) == row["size"] == expected[name]
+        assert hashlib.sha256(data).hexdigest() == row["sha256"] == file_sha256(expected[name])
+    # Nothing of them stays in the state folder: each went up from its .part, then went.
+    assert not [p for p in (state / "files").rglob("*") if p.is_file()]
+    assert not list(partial.glob("*"))

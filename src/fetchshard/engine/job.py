@@ -156,6 +156,7 @@ class FetchJob:
                     self.config.output,
                     self.algorithms,
                     one_item_per_url=self.config.input.id_column is None,
+                    storage=self.storage,
                     **self._mirror_hooks(),
                 )
                 self.files = await resources.enter_async_context(store)

@@ -45,7 +45,7 @@ from fetchshard.output.filenames import clash_path, file_path
 from fetchshard.redact import mask_userinfo
 from fetchshard.runfolder.documents import PartialTransfer
 from fetchshard.runfolder.layout import RunPaths
-from fetchshard.runfolder.storage import fsync_path
+from fetchshard.runfolder.storage import LOCAL, LocalStorage, Storage, fsync_path
 
 log = logging.getLogger("fetchshard.files")
 _T = TypeVar("_T")
@@ -134,8 +134,12 @@ class FileStore:
         one_item_per_url: bool = True,
         placed: PlacedHook | None = None,
         forgotten: ForgetHook | None = None,
+        storage: Storage = LOCAL,
     ) -> None:
         self.paths = paths
+        # A bucket's run: a checked file goes up in one PUT from its .part, never kept here.
+        self.storage = storage
+        self.local = isinstance(storage, LocalStorage)
         # Without an id column an item is its URL; with one, items of one URL share its file.
         self.one_item_per_url = one_item_per_url
         self.partial = paths.partial_dir(rank)
@@ -216,6 +220,10 @@ class FileStore:
 
     def _into(self, relative: PurePosixPath, part: Path) -> Path:
         target = self.root.joinpath(*relative.parts)
+        if not self.local:  # a key names it: no folder to make or escape, no name taken
+            self.storage.publish(part, target)
+            part.unlink()
+            return target
         target.parent.mkdir(parents=True, exist_ok=True)
         # A folder made a symlink by someone else must not lead the file out of files/.
         real = os.path.realpath(target.parent)
@@ -249,7 +257,9 @@ class FileStore:
             candidates.append(clash_path(url, relative))
         for candidate in candidates:
             path = self.root.joinpath(*candidate.parts)
-            if path.is_file() and not path.is_symlink():
+            if not self.local:
+                self.storage.remove(path)  # its object, if it went up before
+            elif path.is_file() and not path.is_symlink():
                 path.unlink()
         if self.forgotten is not None:
             self.forgotten(relative)
@@ -312,7 +322,7 @@ class FileSink:
         return {**asked, "If-Range": self.validator}
 
     def limit(self, default: int) -> int:
-        cap = self.store.output.max_file_bytes
+        cap = self.store.output.file_limit
         return cap - self.offset if cap > 0 else 1 << 62
 
     async def begin(self, status: int, headers: Mapping[str, str]) -> str | None:

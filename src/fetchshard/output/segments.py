@@ -181,7 +181,7 @@ async def fetch_file(
     is a whole body's (or the failure that ended the attempt) and ``sink`` is what the job
     places or discards."""
     size = sink.target.size
-    cap = sink.store.output.max_file_bytes
+    cap = sink.store.output.file_limit
     if size is None or not wants_segments(config, size, threshold=sink.threshold, cap=cap):
         return await fetch(client, url, config, timeout_factor=timeout_factor, sink=sink)
     return await _Transfer(client, url, config, sink, size, timeout_factor).run()
@@ -232,7 +232,7 @@ class _Range:
 
     def limit(self, default: int) -> int:
         if self.whole:
-            cap = self.transfer.store.output.max_file_bytes
+            cap = self.transfer.store.output.file_limit
             return cap if cap > 0 else 1 << 62
         return self.left
 

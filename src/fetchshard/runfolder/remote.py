@@ -42,6 +42,13 @@ log = logging.getLogger(__name__)
 # (``ledger/`` holds the live SQLite database: only its snapshot goes, by snapshot_ledger.)
 MIRRORED = frozenset({"run.json", "shards", "progress", "stats", "done", "files"})
 _SNAPSHOT_SUFFIX = ".snapshot" + TMP_SUFFIX
+_SHARDS = "shards"
+
+
+def _top(relative: PurePosixPath) -> str:
+    """The run folder's top-level name a file is under (a generation's folder skipped)."""
+    parts = relative.parts
+    return parts[1] if len(parts) > 1 and _generation_folder(parts[0]) else parts[0]
 
 
 def _generation_folder(name: str) -> bool:
@@ -74,10 +81,7 @@ class BucketStorage:
             rel = PurePosixPath(path.relative_to(self.root).as_posix())
         except ValueError:
             return None
-        parts = rel.parts
-        if parts and _generation_folder(parts[0]):
-            parts = parts[1:]
-        return rel if parts and parts[0] in MIRRORED else None
+        return rel if rel.parts and _top(rel) in MIRRORED else None
 
     def key(self, path: Path) -> str:
         """The key of ``path`` (a file of the run folder) in the bucket."""
@@ -96,21 +100,26 @@ class BucketStorage:
             self._put_later(self.key(path), data)
 
     def publish(self, tmp: Path, final: Path, *, drop_cache: bool = False) -> None:
-        """Put the finished ``tmp`` as ``final``'s object, once: a part's key is never
-        replaced (:class:`~fetchshard.errors.WriterConflictError` if another writer's is
-        there). ``tmp`` stays until the caller has recorded it (then removes it)."""
-        if self.relative(final) is None:
+        """Put the finished ``tmp`` as ``final``'s object. A part's key is created once,
+        never replaced (:class:`~fetchshard.errors.WriterConflictError` if another writer's
+        is there); a body's file is replaced whole (an item fetched again after a crash
+        writes the same name). ``tmp`` stays until the caller has recorded it."""
+        relative = self.relative(final)
+        if relative is None:
             LOCAL.publish(tmp, final, drop_cache=drop_cache)
             return
-        self.store.put_file(tmp, self.key(final), create_only=True)
+        part = _top(relative) == _SHARDS
+        self.store.put_file(tmp, self.key(final), create_only=part)
 
     def remove(self, path: Path) -> None:
         LOCAL.remove(path)
-        if self.relative(path) is None:
+        relative = self.relative(path)
+        if relative is None:
             return
         key = self.key(path)
-        for listed in self.store.list(key + "/"):  # a folder (a rank's shards): its objects
-            self.store.delete(listed.key)
+        if relative.parent.name == _SHARDS:  # a rank's shards folder (--restart): its parts
+            for listed in self.store.list(key + "/"):
+                self.store.delete(listed.key)
         self.store.delete(key)
 
     def create(self, path: Path, data: bytes) -> bool:
@@ -229,11 +238,9 @@ def bucket_run(
             copy = Path(tmp)
             for entry in listed:
                 relative = PurePosixPath(url.relative(entry.key))
-                parts = relative.parts
-                top = parts[1] if len(parts) > 1 and _generation_folder(parts[0]) else parts[0]
-                if top not in _COPIED:
+                if not relative.parts or _top(relative) not in _COPIED:
                     continue
-                target = copy.joinpath(*parts)
+                target = copy.joinpath(*relative.parts)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 store.get_file(entry.key, target)  # gone since the listing: as if never there
             storage = BucketStorage(copy, url, store)
