@@ -172,7 +172,7 @@ def test_what_stops_a_merge_into_a_bucket_is_one_line_before_any_work(
     assert "no bucket" in _one_line_exit_2(out, "-o", "s3://", *endpoint)
     refused = _one_line_exit_2(out, "-o", f"s3://AKIAX:{FAKE_SECRET}@{BUCKET}/ds", *endpoint)
     assert "credentials in it" in refused and FAKE_SECRET not in refused
-    assert "only with -o s3://" in _one_line_exit_2(out, "-o", "elsewhere", *endpoint)
+    assert "only with s3://" in _one_line_exit_2(out, "-o", "elsewhere", *endpoint)
     assert "no such bucket" in _one_line_exit_2(out, "-o", "s3://nobucket/ds", *endpoint)
     with socket.socket() as closed:  # a port nothing listens on
         closed.bind(("127.0.0.1", 0))

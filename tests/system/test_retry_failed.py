@@ -101,7 +101,7 @@ def test_a_retry_killed_between_rename_and_commit_completes_exactly_once_on_reru
     assert killed.returncode != 0
     rerun = run_subprocess("run", str(src), "-o", str(out), *ranks)
     assert rerun.returncode == 0, rerun.stderr
-    assert "renamed before its ledger commit" in rerun.stderr
+    assert "published before its ledger commit" in rerun.stderr
     assert assert_exactly_once(out, world_size=2) == N + 20 + 3
     rows = rows_by_url(out)
     assert {rows[u]["status"] for u in [*flaky, *good]} == {"ok"}

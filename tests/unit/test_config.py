@@ -579,3 +579,41 @@ def test_plan_memory_is_768_mib_by_default_and_at_least_16_mib() -> None:
     assert _error(overrides={"plan.memory": "1GiB"}) == (
         "plan.memory: expected an integer, got '1GiB'"
     )
+
+
+def test_an_s3_output_has_a_state_folder_and_its_own_checks(tmp_path: Path) -> None:
+    config = load_config(overrides={"output.dir": "s3://bkt/a/b"}, environ={})
+    assert str(config.output.bucket) == "s3://bkt/a/b"
+    assert config.output.root == Path(".fetchshard-state", "bkt", "a", "b")
+    assert config.output.file_limit == 5 * 1024**3  # one PUT
+    chosen = load_config(
+        overrides={"output.dir": "s3://bkt/x", "output.state_dir": str(tmp_path)}, environ={}
+    )
+    assert chosen.output.root == tmp_path
+    local = load_config(overrides={"output.dir": str(tmp_path)}, environ={})
+    assert local.output.bucket is None and local.output.root == tmp_path
+    assert local.output.file_limit == 0
+    # A config file's s3:// output is a URL, not a path to rebase on the file's folder.
+    file = tmp_path / "c.yaml"
+    file.write_text("output:\n  dir: s3://bkt/run\n  state_dir: state\n")
+    loaded = load_config(file, environ={})
+    assert loaded.output.dir == "s3://bkt/run"
+    assert loaded.output.root == tmp_path / "state"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "says"),
+    [
+        ({"output.state_dir": "x"}, "only with an s3:// output.dir"),
+        ({"output.s3_endpoint": "http://127.0.0.1:9"}, "only with an s3:// output.dir"),
+        ({"output.dir": "s3://bkt/r", "output.part_max_bytes": 6 * 1024**3}, "at most 5GiB"),
+        ({"output.dir": "s3://bkt/r", "output.s3_endpoint": "ftp://h"}, "not an http(s) URL"),
+        ({"output.dir": "s3://KEY:SECRET@bkt/r"}, "credentials in it"),
+        ({"output.dir": "gs://bkt/r"}, "only s3:// is supported"),
+    ],
+)
+def test_an_s3_output_is_checked_before_any_work(overrides: dict[str, object], says: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config(overrides=overrides, environ={})
+    assert says in str(raised.value)
+    assert "SECRET" not in str(raised.value)
