@@ -475,7 +475,7 @@ def merge(
             where = Path(staging) if staging is not None else None
             if source is not None:
                 return _merge_from_bucket(
-                    source, options, bucket, settings, where, rank, world_size
+                    source, options, bucket, settings, where, ranks, rank, world_size
                 )
             run_dir = find_run_root(Path(run_dir))  # a mirror's is inside it
             if bucket is not None:
@@ -499,6 +499,7 @@ def _merge_from_bucket(
     bucket: BucketURL | None,
     settings: S3Settings,
     staging: Path | None,
+    ranks: int | None,
     rank: int | None,
     world_size: int | None,
 ) -> MergeResult:
@@ -506,8 +507,10 @@ def _merge_from_bucket(
     its parts read where they are) into a bucket or a local folder."""
     from fetchshard.runfolder.remote import bucket_run
 
-    if _merge_world(rank, world_size) > 1:
-        raise ConfigError("a run in s3://: one merge process makes the dataset (no --rank, srun)")
+    if _merge_world(rank, world_size) > 1 or (ranks or 1) > 1:
+        raise ConfigError(
+            "a run in s3://: one merge process makes the dataset (no --ranks, --rank or srun)"
+        )
     with bucket_run(source, settings, parent=staging) as folder:
         run_dir = folder.paths.root
         if bucket is not None:

@@ -283,7 +283,17 @@ def test_what_the_user_must_fix_is_one_line_and_exit_2_before_any_work(
         assert words in done.stderr, (url, done.stderr)
         assert FAKE_SECRET not in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    s3.client().create_bucket(Bucket=BUCKET)
+    url = f"s3://{BUCKET}/run"
+    mirror, merged = run_subprocesses(
+        ["run", "hf://datasets/org/name", "-o", url, "--state-dir", str(state)],
+        ["merge", url, "--ranks", "2"],
+        envs=[env, env],
+    )
+    assert mirror.returncode == 2 and "hf:// input is mirrored into a folder" in mirror.stderr
+    assert merged.returncode == 2 and "one merge process" in merged.stderr
     assert not state.exists()
+    assert not s3.objects(BUCKET)
 
 
 def test_files_into_a_bucket_go_up_whole_and_a_killed_transfer_resumes_with_range(

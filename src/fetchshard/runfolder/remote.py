@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 MIRRORED = frozenset({"run.json", "shards", "progress", "stats", "done", "files"})
 _SNAPSHOT_SUFFIX = ".snapshot" + TMP_SUFFIX
 _SHARDS = "shards"
+_LEDGER = "ledger"
 
 
 def _top(relative: PurePosixPath) -> str:
@@ -115,6 +116,8 @@ class BucketStorage:
         LOCAL.remove(path)
         relative = self.relative(path)
         if relative is None:
+            if self._snapshot(path):  # a ledger (--restart): its snapshot goes with it
+                self.store.delete(self.key(path))
             return
         key = self.key(path)
         if relative.parent.name == _SHARDS:  # a rank's shards folder (--restart): its parts
@@ -124,6 +127,14 @@ class BucketStorage:
 
     def create(self, path: Path, data: bytes) -> bool:
         return LOCAL.create(path, data)
+
+    def _snapshot(self, path: Path) -> bool:
+        """Whether ``path`` is a ledger's database or items file, whose snapshot is put."""
+        try:
+            rel = PurePosixPath(path.relative_to(self.root).as_posix())
+        except ValueError:
+            return False
+        return bool(rel.parts) and _top(rel) == _LEDGER and path.suffix in (".sqlite", ".arrow")
 
     def published(self, folder: Path) -> dict[str, int]:
         """The files published in ``folder``: name -> size (its objects, in the bucket)."""

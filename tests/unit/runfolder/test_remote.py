@@ -136,6 +136,9 @@ def test_a_ledger_snapshot_is_consistent_and_goes_with_its_items(
         assert db.execute("SELECT count(*) FROM t").fetchone() == (100,)
     assert objects["runs/one/ledger/rank-00000.items.arrow"] == files.items.read_bytes()
     assert not list(files.db.parent.glob("*.tmp")), "the snapshot's local copy is left"
+    for path in (files.db, files.items):  # --restart: the rank's ledger goes, its snapshot too
+        storage.remove(path)
+    assert not bucket.objects(BUCKET)
 
 
 def test_a_bucket_without_a_run_is_refused_and_a_run_is_read(
