@@ -320,6 +320,7 @@ def plan(
     exclude: Sequence[str] | None = None,
     token: str | None = None,
     input_format: str | None = None,
+    state_dir: StrPath | None = None,
     log_level: str | None = None,
     log_to_stderr: bool = False,
 ) -> PlanResult:
@@ -338,6 +339,7 @@ def plan(
         "input.include": list(include) if include else None,
         "input.exclude": list(exclude) if exclude else None,
         "hub.token": token,
+        "output.state_dir": os.fspath(state_dir) if state_dir is not None else None,
     }
     with _library_errors():
         job = _rank_job("plan", inputs, config, options, flags)

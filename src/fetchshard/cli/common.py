@@ -18,6 +18,13 @@ OutputOption = Annotated[
     str | None,
     typer.Option("-o", "--output", help="Output folder, or s3://BUCKET/PREFIX (output.dir)."),
 ]
+StateDirOption = Annotated[
+    str | None,
+    typer.Option(
+        help="With -o s3://: the folder of the live ledger, locks, logs, plan files and staged "
+        "parts (output.state_dir; default .fetchshard-state/BUCKET/PREFIX).",
+    ),
+]
 # Where the S3 API of an s3:// location is (run, merge, report).
 S3EndpointOption = Annotated[
     str | None,

@@ -19,6 +19,7 @@ from fetchshard.cli.common import (
     OutputOption,
     RankOption,
     SetOption,
+    StateDirOption,
     TokenOption,
     UrlColumnOption,
     WorldSizeOption,
@@ -52,6 +53,7 @@ def plan_command(
     exclude: ExcludeOption = None,
     token: TokenOption = None,
     input_format: FormatOption = None,
+    state_dir: StateDirOption = None,
     log_level: LogLevelOption = None,
     set_: SetOption = None,
 ) -> None:
@@ -89,6 +91,7 @@ def plan_command(
             exclude=exclude,
             token=token,
             input_format=input_format,
+            state_dir=state_dir,
             log_level=log_level,
             log_to_stderr=True,
         )

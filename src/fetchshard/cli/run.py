@@ -20,6 +20,7 @@ from fetchshard.cli.common import (
     S3EndpointOption,
     S3RegionOption,
     SetOption,
+    StateDirOption,
     TokenOption,
     UrlColumnOption,
     WorldSizeOption,
@@ -125,13 +126,7 @@ def run_command(
             "the parts hold each file's path, size, hashes and status.",
         ),
     ] = False,
-    state_dir: Annotated[
-        str | None,
-        typer.Option(
-            help="With -o s3://: the folder of the live ledger, locks, logs and staged parts "
-            "(output.state_dir; default .fetchshard-state/BUCKET/PREFIX).",
-        ),
-    ] = None,
+    state_dir: StateDirOption = None,
     s3_endpoint: S3EndpointOption = None,
     s3_region: S3RegionOption = None,
     log_level: LogLevelOption = None,
