@@ -209,3 +209,34 @@ def test_generations_plans_every_leftover_item_once(tmp_path: Path) -> None:
     bound = result["bound"]
     assert bound["phase1_median"] > 0 and bound["phase2_hosts_index"] > 0
     assert "Generations at scale" in md.read_text()
+
+
+@pytest.mark.timeout(60)
+def test_object_store_counts_every_url_in_both_variants(tmp_path: Path) -> None:
+    # benchmarks/object_store.py at a tiny size: 200 URLs, one round, 2 MiB parts (several
+    # of them), moto as its own process. Both variants count every URL ok (the s3 one from the
+    # bucket's parts) and the staging sampler saw the parts. No timing assertion.
+    pytest.importorskip("moto")
+    pytest.importorskip("boto3")
+    out = tmp_path / "object-store.json"
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "object_store.py"),
+        *("--urls", str(URLS), "--repeat", "1", "--part-bytes", str(2 << 20)),
+        *("--corpus-files", str(CORPUS), "--json", str(out), "--work", str(tmp_path / "work")),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=55, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-4000:]
+    result: dict[str, Any] = json.loads(out.read_text())
+    runs = {r["variant"]: r for r in result["runs"]}
+    assert set(runs) == {"local", "s3"}
+    for run in runs.values():
+        assert run["exit_code"] == 0 and run["ok"] == URLS and run["errors"] == 0, run
+        assert run["detail"]["parts"] > 1 and run["detail"]["duplicate_rows"] == 0
+        assert run["cpu_ms_per_url"] > 0 and run["staging_samples"] > 0
+        assert 0 < run["staging_peak_bytes"] and run["staging_tmp_left_bytes"] == 0
+    assert runs["s3"]["output"]["objects"]["shards"]["objects"] == runs["s3"]["detail"]["parts"]
+    assert runs["s3"]["moto_cpu_s"] > 0
+    summary = result["summary"]
+    assert summary["all_ok"] and summary["cpu_per_url_s3_over_local"] > 0
+    assert set(summary["medians"]) == {"local", "s3"}

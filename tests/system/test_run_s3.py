@@ -110,12 +110,14 @@ def test_a_run_into_a_bucket_merges_as_a_local_run_and_readers_read_it(
         assert _parts(s3, "run", rank), "no part in the bucket"
         # The state folder keeps no part: each went up whole, then its tmp file went.
         assert not list((state / "shards" / f"rank-{rank:05d}").iterdir())
-    report = run_subprocess("report", f"s3://{BUCKET}/run", "--json")
+    html = tmp_path / "report.html"
+    report = run_subprocess("report", f"s3://{BUCKET}/run", "--json", "--html", str(html))
     assert report.returncode == 0, report.stderr
     document = json.loads(report.stdout)
     assert document["state"] == "done"
     assert document["folder"] == f"s3://{BUCKET}/run"
     assert document["totals"]["committed"] == 95
+    assert f"s3://{BUCKET}/run" in html.read_text()
     merged, reference = run_subprocesses(
         ["merge", f"s3://{BUCKET}/run", "-o", f"s3://{BUCKET}/ds"],
         ["merge", str(local)],
