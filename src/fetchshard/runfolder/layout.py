@@ -252,10 +252,16 @@ def generations_present(root: Path) -> list[int]:
     found = []
     if root.is_dir():
         for entry in root.iterdir():
-            digits = entry.name[len(_GENERATION_PREFIX) :]
-            if entry.name.startswith(_GENERATION_PREFIX) and digits.isdigit() and entry.is_dir():
-                found.append(int(digits))
+            number = generation_of_name(entry.name)
+            if number is not None and entry.is_dir():
+                found.append(number)
     return sorted(found)
+
+
+def generation_of_name(name: str) -> int | None:
+    """The generation a folder name is of (``gen-0002`` -> 2), else None."""
+    digits = name[len(_GENERATION_PREFIX) :]
+    return int(digits) if name.startswith(_GENERATION_PREFIX) and digits.isdigit() else None
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, BinaryIO
 
 from fetchshard.errors import FetchshardError, RunFolderError
-from fetchshard.runfolder.layout import GENERATION_WIDTH, TMP_SUFFIX, LedgerPaths
+from fetchshard.runfolder.layout import TMP_SUFFIX, LedgerPaths, generation_of_name
 from fetchshard.runfolder.objectstore import BucketURL, ObjectStore, S3Settings
 from fetchshard.runfolder.storage import LOCAL, Storage
 from fetchshard.runfolder.view import RunFolder
@@ -49,12 +49,7 @@ _LEDGER = "ledger"
 def _top(relative: PurePosixPath) -> str:
     """The run folder's top-level name a file is under (a generation's folder skipped)."""
     parts = relative.parts
-    return parts[1] if len(parts) > 1 and _generation_folder(parts[0]) else parts[0]
-
-
-def _generation_folder(name: str) -> bool:
-    digits = name[len("gen-") :]
-    return name.startswith("gen-") and len(digits) == GENERATION_WIDTH and digits.isdigit()
+    return parts[1] if len(parts) > 1 and generation_of_name(parts[0]) is not None else parts[0]
 
 
 class BucketStorage:
@@ -176,8 +171,11 @@ class BucketStorage:
                 contextlib.closing(sqlite3.connect(snapshot)) as dst,
             ):
                 src.backup(dst)
-            if ledger.items.exists():
-                self.store.put_file(ledger.items, self.key(ledger.items), create_only=False)
+            items = self.key(ledger.items)
+            if ledger.items.exists():  # written once by planning: put unless it is there
+                size = ledger.items.stat().st_size
+                if [o.size for o in self.store.list(items) if o.key == items] != [size]:
+                    self.store.put_file(ledger.items, items, create_only=False)
             self.store.put_file(snapshot, self.key(ledger.db), create_only=False)
         finally:
             snapshot.unlink(missing_ok=True)
