@@ -557,7 +557,8 @@ def markdown(result: dict[str, Any]) -> str:
             f"Python {result['machine']['python']}; server {result['server']['kind']} "
             f"({result['server']['version']}), {result['server']['hosts']} loopback hosts; "
             f"moto {result['moto']['version']} (a process of its own); fetchshard "
-            f"{result['fetchshard_src']}; {result['urls']:,} URLs, corpus "
+            f"{result['fetchshard_source'].get('commit') or result['fetchshard_src']}; "
+            f"{result['urls']:,} URLs, corpus "
             f"{result['corpus']['files']} JPEGs (mean {result['corpus']['mean_kb']} KB); "
             f"output.part_max_bytes = {_mib(result['part_bytes'])} MiB.",
             "",
