@@ -12,16 +12,19 @@ bound). wait4's ru_maxrss is recorded but not used: it carries the harness's RSS
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
+import platform
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -75,28 +78,60 @@ def _read_rss(pid: str) -> int:
         return 0
 
 
-class TreeSampler:
-    """Samples the process tree rooted at ``root`` (and its session) every ``interval``."""
+_Sampler = TypeVar("_Sampler", bound="PeriodicSampler")
 
-    def __init__(self, root: int, interval: float = 0.05) -> None:
-        self.root = root
+
+class PeriodicSampler:
+    """Calls ``sample()`` every ``interval`` s in a daemon thread, from ``start()`` until
+    ``stop()`` (or until ``limit`` s have passed, if given); also a context manager.
+    ``stop()`` waits ``join_timeout`` s at most for the thread."""
+
+    def __init__(
+        self, name: str, interval: float, limit: float | None = None, join_timeout: float = 5.0
+    ) -> None:
         self.interval = interval
-        self.peak_tree = 0
-        self.peak_largest = 0
-        self.max_processes = 0
+        self.limit = limit
         self.samples = 0
-        self.cpu_last: dict[int, float] = {}
-        self.members: set[int] = set()
-        self.full_scan_every = 10
+        self._join_timeout = join_timeout
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="tree-sampler", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+
+    def sample(self) -> None:
+        raise NotImplementedError
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=self._join_timeout)
+
+    def __enter__(self: _Sampler) -> _Sampler:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _loop(self) -> None:
+        deadline = None if self.limit is None else time.monotonic() + self.limit
+        while not self._stop.is_set() and (deadline is None or time.monotonic() < deadline):
+            self.sample()
+            self._stop.wait(self.interval)
+
+
+class TreeSampler(PeriodicSampler):
+    """Samples the process tree rooted at ``root`` (and its session) every ``interval``."""
+
+    def __init__(self, root: int, interval: float = 0.05) -> None:
+        super().__init__("tree-sampler", interval)
+        self.root = root
+        self.peak_tree = 0
+        self.peak_largest = 0
+        self.max_processes = 0
+        self.cpu_last: dict[int, float] = {}
+        self.members: set[int] = set()
+        self.full_scan_every = 10
 
     def _scan(self) -> set[int]:
         """Every process of the client's session, and descendants that left it."""
@@ -136,11 +171,6 @@ class TreeSampler:
         self.max_processes = max(self.max_processes, len(alive))
         self.samples += 1
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self.sample()
-            self._stop.wait(self.interval)
-
 
 def session_members(sid: int) -> list[int]:
     found = []
@@ -160,6 +190,21 @@ def session_cpu(sid: int) -> float:
         if st is not None:
             total += st[2]
     return total
+
+
+def result_header(started_at: datetime.datetime) -> dict[str, Any]:
+    """The first fields of a benchmark's result document: when it ran (``started_at`` to
+    now), the command line and the machine."""
+    return {
+        "started": started_at.isoformat(timespec="seconds"),
+        "finished": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "command": [sys.executable, *sys.argv],
+        "machine": {
+            "cpus": os.cpu_count(),
+            "kernel": platform.release(),
+            "python": platform.python_version(),
+        },
+    }
 
 
 def machine_busy_cpu() -> float:

@@ -27,7 +27,6 @@ import datetime
 import json
 import math
 import os
-import platform
 import shlex
 import shutil
 import signal
@@ -40,7 +39,7 @@ from typing import Any
 import duckdb
 import pyarrow
 from corpus import ensure_corpus
-from measure import Measurement, run_measured
+from measure import Measurement, result_header, run_measured
 from peers import count_fetchshard, fetchshard_peer, fetchshard_source
 from run import _interrupt, client_env, fresh_dir
 from servers import start_server
@@ -478,14 +477,7 @@ def main(argv: list[str] | None = None) -> int:
     med = {tool: medians(runs, tool) for tool in ("merge", "duckdb")}
     v = verdict(med, runs, parts)
     result: dict[str, Any] = {
-        "started": started_at.isoformat(timespec="seconds"),
-        "finished": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "command": [sys.executable, *sys.argv],
-        "machine": {
-            "cpus": os.cpu_count(),
-            "kernel": platform.release(),
-            "python": platform.python_version(),
-        },
+        **result_header(started_at),
         "versions": {
             "fetchshard": fetchshard.__version__,
             "duckdb": duckdb.__version__,

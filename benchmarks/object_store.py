@@ -26,35 +26,37 @@ import datetime
 import io
 import json
 import os
-import platform
 import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
-from collections import Counter
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 from corpus import ensure_corpus
-from measure import _read_rss, machine_busy_cpu, run_measured, session_cpu
+from measure import (
+    PeriodicSampler,
+    _read_rss,
+    machine_busy_cpu,
+    result_header,
+    run_measured,
+    session_cpu,
+)
 from peers import (
     FETCHSHARD_UNLIMITED,
     Counted,
-    count_by_index,
     count_fetchshard,
+    count_tables,
     fetchshard_source,
     snapshot_fetchshard,
-    url_index,
 )
-from servers import start_server
+from run import _interrupt
+from servers import start_server, stop_process
 from urllist import UrlList, write_url_list
 
 HERE = Path(__file__).resolve().parent
@@ -202,13 +204,7 @@ class Moto:
         return _read_rss(str(self.proc.pid))
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout)
+        stop_process(self.proc, timeout)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
@@ -240,76 +236,31 @@ def folder_bytes(folder: Path, *, tmp_only: bool = False) -> tuple[int, int]:
     return total, files
 
 
-class StagingSampler:
+class StagingSampler(PeriodicSampler):
     """Every ``interval`` s until stopped (or ``limit`` s): the bytes under ``folder`` (its
     ``*.tmp`` only if asked) and moto's RSS; the peaks are kept."""
 
     def __init__(
         self, folder: Path, tmp_only: bool, moto: Moto | None, limit: float, interval: float = 0.05
     ) -> None:
+        super().__init__("staging-sampler", interval, limit=limit, join_timeout=10)
         self.folder = folder
         self.tmp_only = tmp_only
         self.moto = moto
-        self.limit = limit
-        self.interval = interval
         self.peak_bytes = 0
         self.peak_files = 0
         self.peak_moto_rss = 0
-        self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="staging-sampler", daemon=True)
 
-    def __enter__(self) -> StagingSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _loop(self) -> None:
-        deadline = time.monotonic() + self.limit
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            size, files = folder_bytes(self.folder, tmp_only=self.tmp_only)
-            self.peak_bytes = max(self.peak_bytes, size)
-            self.peak_files = max(self.peak_files, files)
-            if self.moto is not None:
-                self.peak_moto_rss = max(self.peak_moto_rss, self.moto.rss())
-            self.samples += 1
-            self._stop.wait(self.interval)
+    def sample(self) -> None:
+        size, files = folder_bytes(self.folder, tmp_only=self.tmp_only)
+        self.peak_bytes = max(self.peak_bytes, size)
+        self.peak_files = max(self.peak_files, files)
+        if self.moto is not None:
+            self.peak_moto_rss = max(self.peak_moto_rss, self.moto.rss())
+        self.samples += 1
 
 
 # --- counting ---------------------------------------------------------------------------
-
-
-def count_tables(urls: UrlList, tables: Iterable[pa.Table], parts: int) -> Counted:
-    """As peers.count_fetchshard, on tables read from wherever the parts are."""
-    ok: set[int] = set()
-    rows = 0
-    kinds: Counter[str] = Counter()
-    seen: Counter[int] = Counter()
-    for table in tables:
-        for url, status, kind in zip(
-            table.column("url").to_pylist(),
-            table.column("status").to_pylist(),
-            table.column("error_kind").to_pylist(),
-            strict=True,
-        ):
-            rows += 1
-            k = url_index(url)
-            seen[k] += 1
-            if status == "ok":
-                ok.add(k)
-            else:
-                kinds[str(kind)] += 1
-    detail = {
-        "parts": parts,
-        "rows": rows,
-        "duplicate_rows": sum(c - 1 for c in seen.values() if c > 1),
-        "missing_rows": len(urls) - len(seen),
-        "error_kinds": dict(kinds),
-    }
-    return count_by_index(urls, ok, detail)
 
 
 def count_bucket(urls: UrlList, moto: Moto, prefix: str) -> tuple[Counted, dict[str, Any]]:
@@ -334,11 +285,6 @@ def count_bucket(urls: UrlList, moto: Moto, prefix: str) -> tuple[Counted, dict[
 
 
 # --- one run ----------------------------------------------------------------------------
-
-
-def fresh_dir(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
 
 
 def run_once(
@@ -597,10 +543,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
@@ -659,20 +601,8 @@ def main(argv: list[str] | None = None) -> int:
         log("moto and the image server stopped")
     summary = summarize(runs, bound)
     result: dict[str, Any] = {
-        "started": started_at.isoformat(timespec="seconds"),
-        "finished": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "command": [sys.executable, *sys.argv],
-        "machine": {
-            "cpus": os.cpu_count(),
-            "kernel": platform.release(),
-            "python": platform.python_version(),
-        },
-        "server": {
-            "kind": server.kind,
-            "version": server.version,
-            "hosts": len(server.addresses),
-            "notes": server.notes,
-        },
+        **result_header(started_at),
+        "server": server.describe(),
         "moto": {"version": moto_package.__version__, "how": "python -m moto.server, own process"},
         "fetchshard_src": args.fetchshard_src,
         "fetchshard_source": source,

@@ -13,13 +13,16 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from urllist import UrlList
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 HERE = Path(__file__).resolve().parent
 
@@ -102,16 +105,14 @@ def _fetchshard_build(ranks: int, images: str = "") -> Callable[[UrlList, Path, 
     return build
 
 
-def count_fetchshard(urls: UrlList, out: Path, _stdout: Path) -> Counted:
-    import pyarrow.parquet as pq
-
+def count_tables(urls: UrlList, tables: Iterable[pa.Table], parts: int) -> Counted:
+    """fetchshard's rows (``url``, ``status``, ``error_kind``) from ``tables``, the ``parts``
+    of one run wherever they are (a folder, a bucket): ok URLs, rows, duplicates, missing."""
     ok: set[int] = set()
     rows = 0
     kinds: Counter[str] = Counter()
     seen: Counter[int] = Counter()
-    parts = sorted((out / "shards").glob("**/*.parquet"))
-    for part in parts:
-        table = pq.read_table(part, columns=["url", "status", "error_kind", "size"])
+    for table in tables:
         for url, status, kind in zip(
             table.column("url").to_pylist(),
             table.column("status").to_pylist(),
@@ -126,13 +127,22 @@ def count_fetchshard(urls: UrlList, out: Path, _stdout: Path) -> Counted:
             else:
                 kinds[str(kind)] += 1
     detail = {
-        "parts": len(parts),
+        "parts": parts,
         "rows": rows,
         "duplicate_rows": sum(c - 1 for c in seen.values() if c > 1),
         "missing_rows": len(urls) - len(seen),
         "error_kinds": dict(kinds),
     }
     return count_by_index(urls, ok, detail)
+
+
+def count_fetchshard(urls: UrlList, out: Path, _stdout: Path) -> Counted:
+    import pyarrow.parquet as pq
+
+    parts = sorted((out / "shards").glob("**/*.parquet"))
+    columns = ["url", "status", "error_kind", "size"]
+    tables = (pq.read_table(part, columns=columns) for part in parts)
+    return count_tables(urls, tables, len(parts))
 
 
 def fetchshard_source() -> dict[str, Any]:

@@ -14,7 +14,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import re
 import shutil
 import signal
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from corpus import Corpus, ensure_corpus
-from measure import machine_busy_cpu, run_measured, session_cpu
+from measure import machine_busy_cpu, result_header, run_measured, session_cpu
 from peers import (
     FETCHSHARD_UNLIMITED,
     PEER_NAMES,
@@ -372,20 +371,8 @@ def main(argv: list[str] | None = None) -> int:
 
     med = medians(runs)
     result: dict[str, Any] = {
-        "started": started_at.isoformat(timespec="seconds"),
-        "finished": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "command": [sys.executable, *sys.argv],
-        "machine": {
-            "cpus": os.cpu_count(),
-            "kernel": platform.release(),
-            "python": platform.python_version(),
-        },
-        "server": {
-            "kind": server.kind,
-            "version": server.version,
-            "hosts": len(server.addresses),
-            "notes": server.notes,
-        },
+        **result_header(started_at),
+        "server": server.describe(),
         "fetchshard_src": snapshot[1] if snapshot else "live",
         "fetchshard_baseline": baseline,
         "corpus": corpus.summary(),

@@ -16,6 +16,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 
@@ -80,6 +81,20 @@ def free_port(addresses: list[str], attempts: int = 20) -> int:
     raise RuntimeError(f"no port free on all {len(addresses)} addresses")
 
 
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM a process started in a session of its own (``start_new_session=True``), then
+    SIGKILL its process group after ``timeout`` s: only this PID and the group we created
+    (nginx's workers, say). Nothing if it has already exited."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout)
+
+
 @dataclass
 class Server:
     kind: str  # "nginx" or "aiohttp"
@@ -97,17 +112,18 @@ class Server:
     def url(self, address: str, path: str) -> str:
         return f"http://{address}:{self.port}{path}"
 
+    def describe(self) -> dict[str, Any]:
+        """The server as a result document records it."""
+        return {
+            "kind": self.kind,
+            "version": self.version,
+            "hosts": len(self.addresses),
+            "notes": self.notes,
+        }
+
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after ``timeout``; only this PID (and its process group)."""
-        if self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            # nginx workers are in the server's own session: kill the group we created.
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout)
+        stop_process(self.proc, timeout)
 
     def __enter__(self) -> Server:
         return self
