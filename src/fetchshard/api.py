@@ -251,17 +251,17 @@ def _before_launch(config: Config, count: int) -> None:
     from fetchshard.planning.generations import join_generation, uses_input_plan
     from fetchshard.planning.planfile import plan_in_use
     from fetchshard.runfolder.layout import RunPaths
+    from fetchshard.runfolder.remote import run_storage
 
     files = validate_inputs(config.input)
-    if config.output.bucket is not None:  # a missing bucket or key: one line, not one a rank
-        from fetchshard.runfolder.remote import run_storage
-
-        with run_storage(config.output) as storage:
-            storage.restore(RunPaths(config.output.root).run_json)  # its world size, if run
-    if config.run.restart or uses_input_plan(config.output.root, count):
-        plan_in_use(config, files, count)  # complete, its own
-        return
-    join_generation(config, files, count, _warn)
+    # Into a bucket: reached here (a missing bucket or key is one line, not one a rank).
+    with run_storage(config.output) as storage:
+        if storage.restore(RunPaths(config.output.root).run_json) and not config.run.restart:
+            storage.check_rebuildable()  # a lost state folder: its world size from the bucket
+        if config.run.restart or uses_input_plan(config.output.root, count):
+            plan_in_use(config, files, count)  # complete, its own
+            return
+        join_generation(config, files, count, _warn, storage=storage)
 
 
 def _warn(message: str) -> None:

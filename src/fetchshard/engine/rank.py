@@ -88,13 +88,14 @@ def _run_rank(
     root = config.output.root
     restart = config.run.restart
     # A state folder lost with its machine starts from the run's own run.json, in the bucket.
-    storage.restore(RunPaths(root).run_json)
+    if storage.restore(RunPaths(root).run_json) and not restart:
+        storage.check_rebuildable()
     if restart:  # everything starts over as generation 0
         generation = Generation(0, info.world_size)
         generations = [generation]
     else:
         generations, generation = join_generation(
-            config, inputs.files, info.world_size, log.warning
+            config, inputs.files, info.world_size, log.warning, storage=storage
         )
     paths = RunPaths(root, generation.number)
     from_plan = (
@@ -117,7 +118,7 @@ def _run_rank(
             stop = StopFlag()
             with stop_signals(stop):
                 planner = _Planner(
-                    config, info, fp, inputs, stop, from_plan, generations, generation
+                    config, info, fp, inputs, stop, from_plan, generations, generation, storage
                 )
                 return _rank(
                     config, info, paths, storage, planner, stop, interactive, stages, command
@@ -152,6 +153,7 @@ class _Planner:
     from_plan: PlanPaths | None
     generations: list[Generation]
     generation: Generation
+    storage: Storage
 
     def plan(self, ledger: Ledger, progress: Progress) -> RankPlanResult:
         def read(rows: int) -> None:
@@ -164,6 +166,7 @@ class _Planner:
                 self.inputs,
                 self.generations,
                 should_stop=lambda: bool(self.stop),
+                storage=self.storage,
             )
             return plan_generation_rank(
                 ledger, ctx, self.info, self.fp, self.generation.number, on_batch=read

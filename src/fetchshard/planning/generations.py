@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from fetchshard.config import Config
-from fetchshard.errors import ConfigError, GenerationError, RunMismatchError
+from fetchshard.errors import GenerationError, RunMismatchError
 from fetchshard.planning.fingerprint import difference, fingerprint
 from fetchshard.runfolder.documents import GenerationManifest, RunManifest
 from fetchshard.runfolder.generations import Generation, read_generations
@@ -134,27 +134,21 @@ def join_generation(
     files: list[Path],
     world_size: int,
     on_wait: Callable[[str], None] | None = None,
+    *,
+    storage: Storage = LOCAL,
 ) -> tuple[list[Generation], Generation]:
     """A rank's (or a launcher's) way in: another run's folder refused, then
-    :func:`enter_generation` with the run's options."""
+    :func:`enter_generation` with the run's options (``storage``: the run's, which publishes
+    a new generation's manifest where the run's data is)."""
     root = config.output.root
     check_same_run(root, fingerprint(config, files, world_size))
-    bucket = config.output.bucket
-    if bucket is not None:
-        generations = read_generations(root)
-        retry = config.run.retry_failed or None
-        if generations and _begins_another(root, generations, world_size, retry):
-            raise ConfigError(
-                f"{bucket} was run with {generations[-1].world_size} ranks: a run into a bucket "
-                f"keeps its world size (generations, another number of ranks, are not built "
-                f"for s3:// output yet); rerun with {generations[-1].world_size} ranks"
-            )
     return enter_generation(
         root,
         world_size,
         config.run.retry_failed,
         lock_wait=config.run.lock_wait,
         on_wait=on_wait,
+        storage=storage,
     )
 
 

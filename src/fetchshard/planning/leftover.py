@@ -177,8 +177,11 @@ def _seal(
         with Ledger(ledger_files) as ledger:
             if not ledger.meta.planned:
                 _plan_source(ctx, ledger, source)
-            recover(old, source.rank, ledger)  # a part renamed before its commit is adopted
+            # A part published before its commit is adopted (from the bucket, for a run there).
+            recover(old, source.rank, ledger, storage=ctx.storage)
             ledger.fold_commits()
+        # A reader elsewhere (merge from a bucket) reads the source's ledger as it is now.
+        ctx.storage.snapshot_ledger(ledger_files)
         clear_partial(old, source.rank)
     elif not ledger_files.db.exists():
         raise RunFolderError(f"{ledger_files.db} is missing: the run folder is damaged")

@@ -264,6 +264,9 @@ def generation_of_name(name: str) -> int | None:
     return int(digits) if name.startswith(_GENERATION_PREFIX) and digits.isdigit() else None
 
 
+CARRIED_SUFFIX = ".carried.arrow"
+
+
 @dataclass(frozen=True)
 class GenerationPaths:
     """What starts generation g >= 1: its manifest, and the leftover of every rank of the
@@ -300,7 +303,7 @@ class GenerationPaths:
         (requeued or --retry-failed): they stop being current once this generation commits
         the item."""
         stem = f"{generation_name(generation)}-{rank_name(rank)}"
-        return self.folder / "leftover" / f"{stem}.carried.arrow"
+        return self.folder / "leftover" / f"{stem}{CARRIED_SUFFIX}"
 
 
 # ------------------------------------------------------------------ the plan step

@@ -390,6 +390,14 @@ class ObjectStore:
         except Exception as exc:
             raise self._translated(exc, "list", self._url(prefix)) from exc
 
+    def any(self, prefix: str) -> bool:
+        """Whether some object's key begins with ``prefix`` (one request)."""
+        try:
+            page = self._client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
+        except Exception as exc:
+            raise self._translated(exc, "list", self._url(prefix)) from exc
+        return bool(page.get("KeyCount") or page.get("Contents"))
+
     def delete(self, key: str) -> None:
         """Delete ``key``; a missing one is no error (as S3 itself has it)."""
         try:

@@ -28,7 +28,13 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, BinaryIO
 
 from fetchshard.errors import FetchshardError, RunFolderError
-from fetchshard.runfolder.layout import TMP_SUFFIX, LedgerPaths, generation_of_name
+from fetchshard.runfolder.layout import (
+    CARRIED_SUFFIX,
+    TMP_SUFFIX,
+    LedgerPaths,
+    generation_name,
+    generation_of_name,
+)
 from fetchshard.runfolder.objectstore import BucketURL, ObjectStore, S3Settings
 from fetchshard.runfolder.storage import LOCAL, Storage
 from fetchshard.runfolder.view import RunFolder
@@ -38,12 +44,24 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# The top-level names of a run folder whose files are the run's data: put in the bucket.
-# (``ledger/`` holds the live SQLite database: only its snapshot goes, by snapshot_ledger.)
-MIRRORED = frozenset({"run.json", "shards", "progress", "stats", "done", "files"})
+# The top-level names of a run folder (or of a generation's folder) whose files are the run's
+# data: put in the bucket. ``ledger/`` holds the live SQLite database: only its snapshot goes
+# (snapshot_ledger); of ``leftover/``, what a merge reads (done documents, carried rows).
+MIRRORED = frozenset(
+    {"run.json", "generation.json", "shards", "progress", "stats", "done", "files"}
+)
 _SNAPSHOT_SUFFIX = ".snapshot" + TMP_SUFFIX
 _SHARDS = "shards"
+_FILES = "files"
 _LEDGER = "ledger"
+_LEFTOVER = "leftover"
+
+
+def _mirrored(relative: PurePosixPath) -> bool:
+    top = _top(relative)
+    if top == _LEFTOVER:  # the slices are state; what says it is done and the rows carried not
+        return relative.parent.name == "done" or relative.name.endswith(CARRIED_SUFFIX)
+    return top in MIRRORED
 
 
 def _top(relative: PurePosixPath) -> str:
@@ -77,7 +95,7 @@ class BucketStorage:
             rel = PurePosixPath(path.relative_to(self.root).as_posix())
         except ValueError:
             return None
-        return rel if rel.parts and _top(rel) in MIRRORED else None
+        return rel if rel.parts and _mirrored(rel) else None
 
     def key(self, path: Path) -> str:
         """The key of ``path`` (a file of the run folder) in the bucket."""
@@ -99,13 +117,18 @@ class BucketStorage:
         """Put the finished ``tmp`` as ``final``'s object. A part's key is created once,
         never replaced (:class:`~fetchshard.errors.WriterConflictError` if another writer's
         is there); a body's file is replaced whole (an item fetched again after a crash
-        writes the same name). ``tmp`` stays until the caller has recorded it."""
+        writes the same name); of either, ``tmp`` stays until the caller has recorded it,
+        and no copy is kept here. Any other file is renamed into place, and put if mirrored."""
         relative = self.relative(final)
-        if relative is None:
+        top = None if relative is None else _top(relative)
+        if top == _SHARDS:
+            self.store.put_file(tmp, self.key(final), create_only=True)
+        elif top == _FILES:
+            self.store.put_file(tmp, self.key(final), create_only=False)
+        else:  # a file of the state folder (a carried rows file: also put)
             LOCAL.publish(tmp, final, drop_cache=drop_cache)
-            return
-        part = _top(relative) == _SHARDS
-        self.store.put_file(tmp, self.key(final), create_only=part)
+            if relative is not None:
+                self.store.put_file(final, self.key(final), create_only=False)
 
     def remove(self, path: Path) -> None:
         LOCAL.remove(path)
@@ -121,7 +144,20 @@ class BucketStorage:
         self.store.delete(key)
 
     def create(self, path: Path, data: bytes) -> bool:
-        return LOCAL.create(path, data)
+        created = LOCAL.create(path, data)  # the state folder decides who is first
+        if created and self.relative(path) is not None:
+            self.store.put_bytes(data, self.key(path))
+        return created
+
+    def check_rebuildable(self) -> None:
+        """A state folder rebuilt from the bucket: only a run of one generation can be (a
+        later one's leftover was planned from the earlier generations' ledgers)."""
+        if self.store.any(self.url.key(generation_name(1))):
+            raise RunFolderError(
+                f"{self.root} is a new state folder, but {self.url} holds later generations "
+                "(another number of ranks): a run with generations resumes only with its state "
+                "folder (--state-dir)"
+            )
 
     def _snapshot(self, path: Path) -> bool:
         """Whether ``path`` is a ledger's database or items file, whose snapshot is put."""
@@ -227,7 +263,9 @@ def run_storage(output: OutputConfig) -> Iterator[Storage]:
 
 # What a reader of a bucket's run copies to read it as a folder: the documents and ledger
 # snapshots (the parts it reads where they are).
-_COPIED = frozenset({"run.json", "progress", "stats", "done", "ledger"})
+_COPIED = frozenset(
+    {"run.json", "generation.json", "progress", "stats", "done", "ledger", _LEFTOVER}
+)
 
 
 @contextlib.contextmanager

@@ -42,6 +42,10 @@ class Storage(Protocol):
         """Bring back ``path`` from where it is published when it is missing here; whether
         it was."""
 
+    def check_rebuildable(self) -> None:
+        """After :meth:`restore` brought back ``run.json``: refuse a run this folder cannot
+        be rebuilt from."""
+
     def snapshot_ledger(self, ledger: LedgerPaths) -> None:
         """Publish a consistent copy of a ledger for readers elsewhere (if they need one)."""
 
@@ -131,6 +135,9 @@ class LocalStorage:
 
     def restore(self, path: Path) -> bool:
         return False  # the folder is where files are published: nothing elsewhere
+
+    def check_rebuildable(self) -> None:
+        pass  # restore brings back nothing here
 
     def snapshot_ledger(self, ledger: LedgerPaths) -> None:
         pass  # readers open the ledger itself (read-only)

@@ -30,6 +30,8 @@ class RankView:
     rank: int
     # Read from a bucket's copy: no lock to probe, the progress document's age tells.
     remote: bool = False
+    # Of a generation a later one took over: its ranks had stopped before it began.
+    ended: bool = False
 
     @cached_property
     def done(self) -> DoneMarker | None:
@@ -48,6 +50,8 @@ class RankView:
         """Whether a process holds the rank's lock now (a rank not done and not running has
         stopped or died). In a copy of a bucket's run: one whose last progress document
         says it is working and is younger than three of its intervals."""
+        if self.ended:
+            return False
         if not self.remote:
             return is_locked(self.paths.lock(self.rank))
         progress = self.progress
@@ -130,7 +134,8 @@ class RunFolder:
     def generation_ranks(self, generation: Generation) -> list[RankView]:
         """Every rank of ``generation``, in order."""
         paths = self.paths.of_generation(generation.number)
-        return [RankView(paths, r, self.remote) for r in range(generation.world_size)]
+        ended = generation != self.current
+        return [RankView(paths, r, self.remote, ended) for r in range(generation.world_size)]
 
     def part_exists(self, path: Path) -> bool:
         """Whether the committed part ``path`` is where it was published."""

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from fetchshard.errors import RunFolderError, WriterConflictError
-from fetchshard.runfolder.layout import RunPaths, ledger_paths
+from fetchshard.runfolder.layout import GenerationPaths, RunPaths, ledger_paths
 from fetchshard.runfolder.objectstore import BucketURL, ObjectStore, S3Settings
 from fetchshard.runfolder.remote import BucketStorage, bucket_run
 from fetchshard.runfolder.storage import LOCAL
@@ -40,6 +40,10 @@ def test_the_runs_data_is_mirrored_and_its_state_is_not(bucket: MotoS3, tmp_path
                 RunPaths(tmp_path, 2).part(1, 4)]  # fmt: skip
     local = [paths.ledger(0), paths.log(0), paths.lock(0), paths.partial_dir(0) / "1.part",
              tmp_path / "plan" / "plan.json", tmp_path.parent / "elsewhere.json"]  # fmt: skip
+    later = GenerationPaths(tmp_path, 1)
+    source = later.leftover(0, 3)
+    mirrored += [later.manifest, source.done, later.carried(0, 3)]
+    local += [source.items, source.hosts, source.index, source.spill_run(0), source.lock]
     assert all(storage.relative(p) is not None for p in mirrored)
     assert all(storage.relative(p) is None for p in local)
     assert storage.key(paths.part(0, 1)) == "runs/one/shards/rank-00000/part-000001.parquet"
