@@ -33,6 +33,13 @@ MiB = 1024 * 1024
 SMALL_PARTS = [*FAST, "--set", "output.part_max_rows=20", "--set", "fetch.max_attempts=1"]
 
 
+@pytest.fixture
+def env(s3: MotoS3) -> dict[str, str]:
+    """The bucket made, and what a command needs to reach it."""
+    s3.client().create_bucket(Bucket=BUCKET)
+    return {"FETCHSHARD_S3_ENDPOINT": s3.endpoint}
+
+
 def _urls(server: ServerProcess, tag: str, n: int, missing: int = 0) -> list[str]:
     urls = [server.url(f"/ok/{tag}-{i}?t={tag}-{i}", host=i % 3) for i in range(n)]
     return urls + [server.url(f"/status/404?t={tag}-404-{i}", host=i % 3) for i in range(missing)]
@@ -171,13 +178,11 @@ def _no_secret(s3: MotoS3, folder: Path, done: list[subprocess.CompletedProcess[
 
 @pytest.mark.parametrize("point", ["before_publish", "during_put", "after_rename"])
 def test_kill_9_at_each_step_of_a_part_ends_exactly_once(
-    point: str, s3: MotoS3, server_process: ServerProcess, tmp_path: Path
+    point: str, s3: MotoS3, env: dict[str, str], server_process: ServerProcess, tmp_path: Path
 ) -> None:
-    s3.client().create_bucket(Bucket=BUCKET)
     tag = f"kill-{point}"
     src = _write(tmp_path / "urls.txt", _urls(server_process, tag, 100))
     state, url = tmp_path / "state", f"s3://{BUCKET}/run"
-    env = {"FETCHSHARD_S3_ENDPOINT": s3.endpoint}
     crashed = _run(src, url, state, env={**env, FAULT: f"{point}:2"})
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr
     published = set(_parts(s3, "run"))
@@ -206,11 +211,10 @@ def test_kill_9_at_each_step_of_a_part_ends_exactly_once(
 
 
 def test_a_second_writer_of_the_same_rank_is_stopped_with_one_line(
-    s3: MotoS3, server_process: ServerProcess, tmp_path: Path
+    s3: MotoS3, env: dict[str, str], server_process: ServerProcess, tmp_path: Path
 ) -> None:
-    s3.client().create_bucket(Bucket=BUCKET)
     src = _write(tmp_path / "urls.txt", _urls(server_process, "two", 60))
-    url, env = f"s3://{BUCKET}/run", {"FETCHSHARD_S3_ENDPOINT": s3.endpoint}
+    url = f"s3://{BUCKET}/run"
     # Two pods on one index, each with its own state folder: both fetch, both publish part 1.
     slow = ["--set", "fetch.per_host_rate=20", "--set", "fetch.per_host_burst=1"]
     args = [*SMALL_PARTS, *slow]
@@ -232,13 +236,11 @@ def test_a_second_writer_of_the_same_rank_is_stopped_with_one_line(
 
 
 def test_a_lost_state_folder_is_rebuilt_from_the_bucket(
-    s3: MotoS3, server_process: ServerProcess, tmp_path: Path
+    s3: MotoS3, env: dict[str, str], server_process: ServerProcess, tmp_path: Path
 ) -> None:
-    s3.client().create_bucket(Bucket=BUCKET)
     tag = "lost"
     src = _write(tmp_path / "urls.txt", _urls(server_process, tag, 80, missing=10))
     state, url = tmp_path / "state", f"s3://{BUCKET}/run"
-    env = {"FETCHSHARD_S3_ENDPOINT": s3.endpoint}
     first = _run(src, url, state, env=env)
     assert first.returncode == 0, first.stderr
     # --retry-failed history: the 404s fetched again, then killed once the retry's part is
@@ -351,13 +353,11 @@ def test_files_into_a_bucket_go_up_whole_and_a_killed_transfer_resumes_with_rang
 
 
 def test_killed_ranks_taken_over_by_another_world_size_fetch_each_url_once(
-    s3: MotoS3, server_process: ServerProcess, tmp_path: Path
+    s3: MotoS3, env: dict[str, str], server_process: ServerProcess, tmp_path: Path
 ) -> None:
-    s3.client().create_bucket(Bucket=BUCKET)
     tag = "gens"
     src = _write(tmp_path / "urls.txt", _urls(server_process, tag, 150, missing=6))
     state, url = tmp_path / "state", f"s3://{BUCKET}/run"
-    env = {"FETCHSHARD_S3_ENDPOINT": s3.endpoint}
     # Each of the 2 ranks killed once its part 2 is in the bucket, before its ledger has it.
     killed = _run(src, url, state, "--ranks", "2", env={**env, FAULT: "after_rename:2"})
     assert killed.returncode != 0, killed.stderr
