@@ -79,7 +79,7 @@ class RunResult:
     items: int  # items planned for those ranks (0 for a rank stopped while planning)
     ok: int  # committed rows: successes...
     failed: int  # ...and failures (``error_kind`` says why)
-    output: Path  # the output folder
+    output: Path  # the output folder (of a run into a bucket: its state folder)
     ranks: tuple[int, ...]  # the ranks this call ran
     world_size: int
     # The generation they ran in (0 unless the run began with another world size); the counts
