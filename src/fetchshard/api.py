@@ -543,10 +543,9 @@ def _merge_to_bucket(
     from fetchshard.engine.rank import is_interactive
     from fetchshard.merging.bucket import merge_into_bucket
     from fetchshard.merging.progress import MergeProgress
-    from fetchshard.ranks import detect_rank
     from fetchshard.runfolder.objectstore import MAX_PUT_BYTES, ObjectStore
 
-    if detect_rank(os.environ, rank=rank, world_size=world_size).world_size > 1:
+    if _merge_world(rank, world_size) > 1:
         raise ConfigError(
             "-o s3://: one merge process makes the whole dataset (no --rank/--world-size, "
             "no srun -n N)"

@@ -8,6 +8,7 @@ that names the key.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import math
 import os
@@ -119,7 +120,7 @@ class OutputConfig:
     s3_endpoint: str | None = None
     s3_region: str | None = None
 
-    @property
+    @functools.cached_property
     def bucket(self) -> BucketURL | None:
         """Where the run's data goes when ``dir`` is an s3:// URL, else None."""
         return output_location(self.dir, what="output.dir")

@@ -13,7 +13,7 @@ from fetchshard.ledger import read_current_rows
 from fetchshard.planning.slicefiles import read_carried
 from fetchshard.runfolder.documents import LeftoverDone, RunManifest
 from fetchshard.runfolder.layout import GenerationPaths
-from fetchshard.runfolder.storage import LOCAL, LocalStorage, Storage
+from fetchshard.runfolder.storage import LOCAL, Storage
 from fetchshard.runfolder.view import RankView, RunFolder
 
 
@@ -31,7 +31,7 @@ class SourcePart:
 
     def parquet(self) -> pq.ParquetFile:
         """The part, to read (from a bucket by ranged reads)."""
-        if isinstance(self.storage, LocalStorage):
+        if self.storage.local:
             return pq.ParquetFile(self.path)
         return pq.ParquetFile(self.storage.open_published(self.path))
 

@@ -45,7 +45,7 @@ from fetchshard.output.filenames import clash_path, file_path
 from fetchshard.redact import mask_userinfo
 from fetchshard.runfolder.documents import PartialTransfer
 from fetchshard.runfolder.layout import RunPaths
-from fetchshard.runfolder.storage import LOCAL, LocalStorage, Storage, fsync_path
+from fetchshard.runfolder.storage import LOCAL, Storage, fsync_path
 
 log = logging.getLogger("fetchshard.files")
 _T = TypeVar("_T")
@@ -139,7 +139,7 @@ class FileStore:
         self.paths = paths
         # A bucket's run: a checked file goes up in one PUT from its .part, never kept here.
         self.storage = storage
-        self.local = isinstance(storage, LocalStorage)
+        self.local = storage.local
         # Without an id column an item is its URL; with one, items of one URL share its file.
         self.one_item_per_url = one_item_per_url
         self.partial = paths.partial_dir(rank)

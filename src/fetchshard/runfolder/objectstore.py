@@ -20,6 +20,7 @@ become fetchshard's in one place, :func:`_translated`.
 
 from __future__ import annotations
 
+import builtins
 import io
 import itertools
 import logging
@@ -386,6 +387,18 @@ class ObjectStore:
                 for page in self._pages("list_objects_v2", Prefix=prefix)
                 for entry in page.get("Contents", ())
                 if not str(entry["Key"]).endswith("/")
+            ]
+        except Exception as exc:
+            raise self._translated(exc, "list", self._url(prefix)) from exc
+
+    def folders(self, prefix: str) -> builtins.list[str]:
+        """The "folders" right under ``prefix`` (``a/`` -> ``a/b/``, ...), without listing
+        what they hold."""
+        try:
+            return [
+                str(common["Prefix"])
+                for page in self._pages("list_objects_v2", Prefix=prefix, Delimiter="/")
+                for common in page.get("CommonPrefixes", ())
             ]
         except Exception as exc:
             raise self._translated(exc, "list", self._url(prefix)) from exc

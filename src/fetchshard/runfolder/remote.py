@@ -73,6 +73,8 @@ def _top(relative: PurePosixPath) -> str:
 class BucketStorage:
     """The run folder ``root`` on this machine, its data mirrored to ``url`` through ``store``."""
 
+    local = False
+
     def __init__(self, root: Path, url: BucketURL, store: ObjectStore) -> None:
         self.root = root
         self.url = url
@@ -91,16 +93,20 @@ class BucketStorage:
 
     def relative(self, path: Path) -> PurePosixPath | None:
         """``path``'s name in the run folder when it is mirrored to the bucket, else None."""
+        rel = self._inside(path)
+        return rel if rel is not None and _mirrored(rel) else None
+
+    def key(self, path: Path) -> str:
+        """The key of ``path`` (a file of the run folder) in the bucket."""
+        return self.url.key(path.relative_to(self.root).as_posix())
+
+    def _inside(self, path: Path) -> PurePosixPath | None:
+        """``path``'s name in the run folder (None: outside it, or the folder itself)."""
         try:
             rel = PurePosixPath(path.relative_to(self.root).as_posix())
         except ValueError:
             return None
-        return rel if rel.parts and _mirrored(rel) else None
-
-    def key(self, path: Path) -> str:
-        """The key of ``path`` (a file of the run folder) in the bucket."""
-        rel = PurePosixPath(path.relative_to(self.root).as_posix())
-        return self.url.key(str(rel))
+        return rel if rel.parts else None
 
     # ------------------------------------------------------------------ Storage
 
@@ -161,11 +167,8 @@ class BucketStorage:
 
     def _snapshot(self, path: Path) -> bool:
         """Whether ``path`` is a ledger's database or items file, whose snapshot is put."""
-        try:
-            rel = PurePosixPath(path.relative_to(self.root).as_posix())
-        except ValueError:
-            return False
-        return bool(rel.parts) and _top(rel) == _LEDGER and path.suffix in (".sqlite", ".arrow")
+        rel = self._inside(path)
+        return rel is not None and _top(rel) == _LEDGER and path.suffix in (".sqlite", ".arrow")
 
     def published(self, folder: Path) -> dict[str, int]:
         """The files published in ``folder``: name -> size (its objects, in the bucket)."""
@@ -276,7 +279,18 @@ def bucket_run(
     snapshots copied into a temporary folder (in ``parent``), removed on exit."""
     with ObjectStore(url.bucket, settings) as store:
         store.check()
-        listed = store.list(url.folder)
+        # The documents' folders only, never the parts (a large run has many thousands).
+        generations = [
+            folder
+            for folder in store.folders(url.folder)
+            if generation_of_name(url.relative(folder).rstrip("/")) is not None
+        ]
+        listed = [
+            entry
+            for base in [url.folder, *generations]
+            for name in sorted(_COPIED)
+            for entry in store.list(base + name)
+        ]
         if not any(url.relative(o.key) == "run.json" for o in listed):
             raise RunFolderError(f"{url} is not a fetchshard run (no run.json)")
         if parent is not None:

@@ -17,6 +17,10 @@ from fetchshard.runfolder.layout import TMP_SUFFIX, LedgerPaths
 
 
 class Storage(Protocol):
+    # Whether a published file is the local file at its path (False: it is elsewhere, and
+    # is read through open_published).
+    local: bool
+
     def write_atomic(self, path: Path, data: bytes, *, durable: bool = False) -> None:
         """Replace ``path`` with ``data`` at once; ``durable``: on disk before returning."""
 
@@ -72,6 +76,8 @@ def fsync_path(path: Path, *, drop_cache: bool = False) -> None:
 
 class LocalStorage:
     """A POSIX filesystem, local or shared (NFS, Lustre: rename within a folder is atomic)."""
+
+    local = True
 
     def write_atomic(self, path: Path, data: bytes, *, durable: bool = False) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ from fetchshard.runfolder.documents import DoneMarker, ProgressSnapshot, RankSta
 from fetchshard.runfolder.generations import Generation, read_generations
 from fetchshard.runfolder.layout import RunPaths, find_run_root
 from fetchshard.runfolder.lock import is_locked
-from fetchshard.runfolder.storage import LOCAL, LocalStorage, Storage
+from fetchshard.runfolder.storage import LOCAL, Storage
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ class RunFolder:
     ) -> None:
         self.storage = storage
         self.location = location or str(find_run_root(root))  # as the user names it
-        self.remote = not isinstance(storage, LocalStorage)
+        self.remote = not storage.local
         self._published: dict[Path, dict[str, int]] = {}
         root = find_run_root(root)
         if not root.is_dir():
